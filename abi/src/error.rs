@@ -1,0 +1,126 @@
+//! The one error type of rsvp, shared by the library and the service.
+//!
+//! Each variant is an outcome a caller can act on. The mapping to
+//! `tonic::Status` lives in [`crate::grpc`], the only place it is made.
+
+use std::borrow::Cow;
+
+use crate::types::{Conflict, ReservationId};
+
+/// A boxed error kept as the cause of [`Error::Unavailable`],
+/// [`Error::Aborted`] and [`Error::Internal`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Every way an rsvp operation can fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A request field is malformed. `field` is the field's path in the
+    /// protobuf request (`reservation.start`, `page_token`, ...).
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// Path of the offending field.
+        field: &'static str,
+        /// What is wrong with it, in words a user can act on.
+        reason: Cow<'static, str>,
+    },
+
+    /// No reservation has this id.
+    #[error("reservation {0} not found")]
+    NotFound(ReservationId),
+
+    /// The requested interval overlaps live reservations of the resource.
+    #[error("{0}")]
+    Conflict(Box<Conflict>),
+
+    /// The reservation is in a state that does not allow the operation,
+    /// such as confirming an expired hold.
+    #[error("{0}")]
+    FailedPrecondition(Cow<'static, str>),
+
+    /// The database cannot be reached; retrying later may succeed.
+    #[error("database unavailable")]
+    Unavailable(#[source] BoxError),
+
+    /// The operation lost repeated lock or serialization races; retrying
+    /// later may succeed.
+    #[error("{reason}")]
+    Aborted {
+        /// What was given up on.
+        reason: Cow<'static, str>,
+        /// The last database error seen.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A change feed subscriber read too slowly and its buffer overflowed.
+    /// It can resume with `after_change_id = last_change_id`.
+    #[error("listener fell behind; resume with after_change_id = {last_change_id}")]
+    Lagged {
+        /// The last change the subscriber received (0 if none).
+        last_change_id: i64,
+    },
+
+    /// Anything else. The cause is logged, never shown to clients.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Error::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Internal`] wrapping `source`.
+    pub fn internal(source: impl Into<BoxError>) -> Self {
+        Error::Internal(source.into())
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable(_) | Error::Aborted { .. } | Error::Lagged { .. }
+        )
+    }
+}
+
+impl From<derive_builder::UninitializedFieldError> for Error {
+    fn from(e: derive_builder::UninitializedFieldError) -> Self {
+        Error::invalid(e.field_name(), "required")
+    }
+}
+
+/// Why a single value is invalid, before it is known which field it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub Cow<'static, str>);
+
+impl InvalidValue {
+    /// A reason in words.
+    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
+        InvalidValue(reason.into())
+    }
+}
+
+/// Attaches a field name to a value's validation failure.
+pub trait FieldContext<T> {
+    /// Turns `Err(InvalidValue)` into `Err(Error::InvalidArgument { field, .. })`.
+    ///
+    /// # Errors
+    /// Passes the error on, named after `field`.
+    fn field(self, field: &'static str) -> Result<T, Error>;
+}
+
+impl<T> FieldContext<T> for Result<T, InvalidValue> {
+    fn field(self, field: &'static str) -> Result<T, Error> {
+        self.map_err(|e| Error::InvalidArgument { field, reason: e.0 })
+    }
+}
+
+/// `Result` with rsvp's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

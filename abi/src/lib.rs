@@ -1,0 +1,43 @@
+//! # abi — rsvp's API
+//!
+//! The wire types of `reservation.proto` and the domain types the rest of
+//! rsvp works with. A wire message is turned into a domain type once, at the
+//! edge, with `TryFrom`; a domain value that exists is valid.
+//!
+//! # Layout
+//! - [`pb`]: generated protobuf types and gRPC client/server stubs.
+//! - [`types`]: ids, notes, timespans, statuses, reservations, queries, the
+//!   change feed, conflicts — each parsed with the field it came from named.
+//! - [`time`]: protobuf `Timestamp`/`Duration` ⇄ chrono, to the microsecond.
+//! - [`Error`]: the one error type; its `tonic::Status` mapping is in
+//!   `grpc.rs`, and [`conflict_from_status`] reads a conflict back out.
+//!
+//! ```
+//! use abi::{NewReservation, pb};
+//! use chrono::{TimeZone, Utc};
+//!
+//! let request = NewReservation::builder()
+//!     .user_id("alice")
+//!     .resource_id("room-42")
+//!     .start(Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap())
+//!     .end(Utc.with_ymd_and_hms(2026, 12, 1, 11, 0, 0).unwrap())
+//!     .build()?;
+//! assert_eq!(request.resource_id.as_str(), "room-42");
+//!
+//! // The same rules apply to wire requests, and name the field at fault.
+//! let err = NewReservation::try_from(pb::ReserveRequest::default()).unwrap_err();
+//! assert_eq!(err.to_string(), "reservation: required");
+//! # Ok::<(), abi::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+mod grpc;
+pub mod pb;
+pub mod time;
+pub mod types;
+
+pub use error::{BoxError, Error, FieldContext, InvalidValue, Result};
+pub use grpc::conflict_from_status;
+pub use types::*;

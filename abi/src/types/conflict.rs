@@ -1,0 +1,70 @@
+//! What a conflicting reserve or reschedule reports.
+
+use std::fmt;
+
+use super::{Note, Reservation, ReservationId, ReservationStatus, ResourceId, Timespan, UserId};
+use crate::{pb, time::to_timestamp};
+
+/// The reservation that could not be made (or the reschedule that could not
+/// be applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requested {
+    /// Set when an existing reservation was being rescheduled.
+    pub id: Option<ReservationId>,
+    /// Who asked.
+    pub user_id: UserId,
+    /// The resource asked for.
+    pub resource_id: ResourceId,
+    /// The status it would have had.
+    pub status: ReservationStatus,
+    /// The interval asked for.
+    pub timespan: Timespan,
+    /// Its note.
+    pub note: Note,
+}
+
+/// A reservation refused because live reservations overlap it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// What was asked for.
+    pub requested: Requested,
+    /// The live reservations of the resource that overlap it, by start.
+    pub existing: Vec<Reservation>,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.existing.len();
+        write!(
+            f,
+            "{} [{}, {}) conflicts with {n} live reservation{}",
+            self.requested.resource_id,
+            self.requested.timespan.start().to_rfc3339(),
+            self.requested.timespan.end().to_rfc3339(),
+            if n == 1 { "" } else { "s" },
+        )?;
+        for (i, r) in self.existing.iter().enumerate() {
+            write!(f, "{}{}", if i == 0 { ": " } else { ", " }, r.id)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<&Conflict> for pb::ReservationConflict {
+    fn from(c: &Conflict) -> Self {
+        let r = &c.requested;
+        pb::ReservationConflict {
+            requested: Some(pb::Reservation {
+                id: r.id.map(|id| id.to_string()).unwrap_or_default(),
+                user_id: r.user_id.to_string(),
+                status: pb::ReservationStatus::from(r.status).into(),
+                resource_id: r.resource_id.to_string(),
+                start: Some(to_timestamp(r.timespan.start())),
+                end: Some(to_timestamp(r.timespan.end())),
+                note: r.note.to_string(),
+                ..Default::default()
+            }),
+            existing: c.existing.iter().cloned().map(Into::into).collect(),
+        }
+    }
+}

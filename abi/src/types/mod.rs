@@ -1,0 +1,26 @@
+//! Domain types: each value that exists is valid. Wire messages become these
+//! once, at the edge, through `TryFrom`; builders check raw values the same way.
+
+mod change;
+mod conflict;
+mod ids;
+mod note;
+mod query;
+mod reservation;
+mod status;
+mod timespan;
+
+pub use change::{Change, ChangeOp, ListenFilter};
+pub use conflict::{Conflict, Requested};
+pub use ids::{MAX_ID_CHARS, RequestId, ReservationId, ResourceId, UserId};
+pub use note::{MAX_NOTE_BYTES, Note};
+pub use query::{
+    Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, ReservationFilter, ReservationQuery,
+    ReservationQueryBuilder,
+};
+pub use reservation::{
+    NewReservation, NewReservationBuilder, Reservation, ReservationUpdate,
+    ReservationUpdateBuilder, parse_id,
+};
+pub use status::{InitialStatus, ReservationStatus, StatusChange};
+pub use timespan::{Hold, Timespan, Window};

@@ -1,0 +1,406 @@
+//! A reservation as stored, and the requests that make and change one.
+
+use std::hash::Hasher;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use derive_builder::Builder;
+
+use super::{
+    Hold, InitialStatus, Note, RequestId, ReservationId, ReservationStatus, ResourceId,
+    StatusChange, Timespan, UserId,
+};
+use crate::{
+    error::{Error, FieldContext, Result},
+    pb,
+    time::{from_duration, from_timestamp, to_timestamp},
+};
+
+/// A reservation as the store reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Assigned by rsvp.
+    pub id: ReservationId,
+    /// Who holds it.
+    pub user_id: UserId,
+    /// What it holds.
+    pub resource_id: ResourceId,
+    /// Its effective status: an overdue hold reads as expired.
+    pub status: ReservationStatus,
+    /// The interval `[start, end)` it holds.
+    pub timespan: Timespan,
+    /// Free text.
+    pub note: Note,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When a pending hold expires (or expired); `None` for anything else.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<Reservation> for pb::Reservation {
+    fn from(r: Reservation) -> Self {
+        pb::Reservation {
+            id: r.id.to_string(),
+            user_id: r.user_id.into(),
+            status: pb::ReservationStatus::from(r.status).into(),
+            resource_id: r.resource_id.into(),
+            start: Some(to_timestamp(r.timespan.start())),
+            end: Some(to_timestamp(r.timespan.end())),
+            note: r.note.into(),
+            created_at: Some(to_timestamp(r.created_at)),
+            updated_at: Some(to_timestamp(r.updated_at)),
+            expires_at: r.expires_at.map(to_timestamp),
+        }
+    }
+}
+
+/// Reads a required timestamp field.
+pub(crate) fn required_time(
+    ts: Option<&prost_types::Timestamp>,
+    field: &'static str,
+) -> Result<DateTime<Utc>> {
+    let ts = ts.ok_or_else(|| Error::invalid(field, "required"))?;
+    from_timestamp(ts).field(field)
+}
+
+/// Reads an optional timestamp field.
+pub(crate) fn optional_time(
+    ts: Option<&prost_types::Timestamp>,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>> {
+    ts.map(from_timestamp).transpose().field(field)
+}
+
+/// A request for a new reservation, every field checked.
+///
+/// Build one from raw values with [`NewReservation::builder`], or from the
+/// wire with `TryFrom<pb::ReserveRequest>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReservation {
+    /// Who holds it.
+    pub user_id: UserId,
+    /// What it holds.
+    pub resource_id: ResourceId,
+    /// The interval it holds.
+    pub timespan: Timespan,
+    /// Free text.
+    pub note: Note,
+    /// PENDING (a hold), CONFIRMED or BLOCKED.
+    pub status: InitialStatus,
+    /// How long a pending hold lasts.
+    pub hold: Hold,
+    /// Idempotency key, unique per user.
+    pub request_id: Option<RequestId>,
+}
+
+/// Raw values of a new reservation, checked by [`NewReservationBuilder::build`].
+#[derive(Builder)]
+#[builder(
+    name = "NewReservationBuilder",
+    public,
+    pattern = "owned",
+    build_fn(private, name = "fields", error = "Error")
+)]
+struct NewReservationFields {
+    /// Who holds it: 1 to 64 characters, no control characters.
+    #[builder(setter(into))]
+    user_id: String,
+    /// What it holds: 1 to 64 characters, no control characters.
+    #[builder(setter(into))]
+    resource_id: String,
+    /// Start of the interval (inclusive).
+    start: DateTime<Utc>,
+    /// End of the interval (exclusive).
+    end: DateTime<Utc>,
+    /// Free text, at most 4096 bytes.
+    #[builder(default, setter(into))]
+    note: String,
+    /// Initial status; a pending hold unless set.
+    #[builder(default)]
+    status: InitialStatus,
+    /// Hold length; the store's default unless set, zero for never.
+    #[builder(default, setter(strip_option))]
+    hold: Option<TimeDelta>,
+    /// Idempotency key, at most 64 characters.
+    #[builder(default, setter(into, strip_option))]
+    request_id: Option<String>,
+}
+
+impl NewReservationBuilder {
+    /// Checks every value and makes the request.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first field that is missing or
+    /// invalid.
+    pub fn build(self) -> Result<NewReservation> {
+        NewReservation::from_fields(self.fields()?)
+    }
+}
+
+impl NewReservation {
+    /// A builder taking raw values.
+    pub fn builder() -> NewReservationBuilder {
+        NewReservationBuilder::default()
+    }
+
+    fn from_fields(f: NewReservationFields) -> Result<Self> {
+        Ok(NewReservation {
+            user_id: UserId::parse(f.user_id).field("reservation.user_id")?,
+            resource_id: ResourceId::parse(f.resource_id).field("reservation.resource_id")?,
+            timespan: Timespan::new(f.start, f.end).field("reservation.start")?,
+            note: Note::parse(f.note).field("reservation.note")?,
+            status: f.status,
+            hold: f
+                .hold
+                .map(Hold::new)
+                .transpose()
+                .field("hold")?
+                .unwrap_or_default(),
+            request_id: f
+                .request_id
+                .filter(|id| !id.is_empty())
+                .map(RequestId::parse)
+                .transpose()
+                .field("request_id")?,
+        })
+    }
+
+    /// A digest of everything the request asks for, to tell a retry (same
+    /// digest) from a different request that reuses a `request_id`.
+    pub fn fingerprint(&self) -> i64 {
+        let mut h = fnv::FnvHasher::default();
+        for part in [
+            self.user_id.as_str(),
+            self.resource_id.as_str(),
+            self.note.as_str(),
+        ] {
+            h.write(part.as_bytes());
+            h.write_u8(0xff);
+        }
+        h.write_i64(self.timespan.start().timestamp_micros());
+        h.write_i64(self.timespan.end().timestamp_micros());
+        h.write_u8(self.status as u8);
+        match self.hold {
+            Hold::Default => h.write_u8(0),
+            Hold::Never => h.write_u8(1),
+            Hold::For(d) => {
+                h.write_u8(2);
+                h.write_i64(d.num_microseconds().unwrap_or(i64::MAX));
+            }
+        }
+        h.finish() as i64
+    }
+}
+
+impl TryFrom<pb::ReserveRequest> for NewReservation {
+    type Error = Error;
+
+    fn try_from(req: pb::ReserveRequest) -> Result<Self> {
+        let r = req
+            .reservation
+            .ok_or_else(|| Error::invalid("reservation", "required"))?;
+        if !r.id.is_empty() {
+            return Err(Error::invalid(
+                "reservation.id",
+                "must be empty: rsvp assigns the id",
+            ));
+        }
+        let fields = NewReservationFields {
+            start: required_time(r.start.as_ref(), "reservation.start")?,
+            end: required_time(r.end.as_ref(), "reservation.end")?,
+            status: InitialStatus::from_wire(r.status).field("reservation.status")?,
+            hold: req.hold.as_ref().map(from_duration).transpose().field("hold")?,
+            user_id: r.user_id,
+            resource_id: r.resource_id,
+            note: r.note,
+            request_id: Some(req.request_id),
+        };
+        NewReservation::from_fields(fields)
+    }
+}
+
+/// A change to an existing reservation: its status, its note, its interval
+/// (a reschedule), or several at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservationUpdate {
+    /// Which reservation.
+    pub id: ReservationId,
+    /// Confirm or cancel; `None` leaves the status as it is.
+    pub status: Option<StatusChange>,
+    /// A new note; `None` leaves the note as it is.
+    pub note: Option<Note>,
+    /// A new interval, checked for conflicts like a new reservation.
+    pub timespan: Option<Timespan>,
+}
+
+/// Raw values of an update, checked by [`ReservationUpdateBuilder::build`].
+#[derive(Builder)]
+#[builder(
+    name = "ReservationUpdateBuilder",
+    public,
+    pattern = "owned",
+    build_fn(private, name = "fields", error = "Error")
+)]
+struct ReservationUpdateFields {
+    /// The reservation's id (a UUID).
+    #[builder(setter(into))]
+    id: String,
+    /// Confirm or cancel.
+    #[builder(default, setter(strip_option))]
+    status: Option<StatusChange>,
+    /// The new note.
+    #[builder(default, setter(into, strip_option))]
+    note: Option<String>,
+    /// The new start; needs `end` too.
+    #[builder(default, setter(strip_option))]
+    start: Option<DateTime<Utc>>,
+    /// The new end; needs `start` too.
+    #[builder(default, setter(strip_option))]
+    end: Option<DateTime<Utc>>,
+}
+
+impl ReservationUpdateBuilder {
+    /// Checks every value and makes the update.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first field that is missing or
+    /// invalid, including a reschedule with only one of `start` and `end`.
+    pub fn build(self) -> Result<ReservationUpdate> {
+        ReservationUpdate::from_fields(self.fields()?)
+    }
+}
+
+impl ReservationUpdate {
+    /// A builder taking raw values.
+    pub fn builder() -> ReservationUpdateBuilder {
+        ReservationUpdateBuilder::default()
+    }
+
+    /// An update that only changes the status.
+    pub fn status(id: ReservationId, change: StatusChange) -> Self {
+        ReservationUpdate {
+            id,
+            status: Some(change),
+            note: None,
+            timespan: None,
+        }
+    }
+
+    fn from_fields(f: ReservationUpdateFields) -> Result<Self> {
+        let id = ReservationId::parse(&f.id).field("id")?;
+        let timespan = match (f.start, f.end) {
+            (None, None) => None,
+            (Some(start), Some(end)) => Some(Timespan::new(start, end).field("start")?),
+            (Some(_), None) => {
+                return Err(Error::invalid(
+                    "end",
+                    "required when start is set: a reschedule needs both",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::invalid(
+                    "start",
+                    "required when end is set: a reschedule needs both",
+                ));
+            }
+        };
+        Ok(ReservationUpdate {
+            id,
+            status: f.status,
+            note: f.note.map(Note::parse).transpose().field("note")?,
+            timespan,
+        })
+    }
+}
+
+impl TryFrom<pb::UpdateRequest> for ReservationUpdate {
+    type Error = Error;
+
+    fn try_from(req: pb::UpdateRequest) -> Result<Self> {
+        let fields = ReservationUpdateFields {
+            id: req.id,
+            status: StatusChange::from_wire(req.status).field("status")?,
+            note: req.note,
+            start: optional_time(req.start.as_ref(), "start")?,
+            end: optional_time(req.end.as_ref(), "end")?,
+        };
+        ReservationUpdate::from_fields(fields)
+    }
+}
+
+/// Reads the `id` of a Confirm, Cancel or Get request.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `id` when it is not a UUID.
+pub fn parse_id(id: &str) -> Result<ReservationId> {
+    ReservationId::parse(id).field("id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    fn builder() -> NewReservationBuilder {
+        NewReservation::builder()
+            .user_id("alice")
+            .resource_id("room-1")
+            .start(at(0))
+            .end(at(3600))
+    }
+
+    #[test]
+    fn builder_checks_every_field() {
+        let r = builder().note("hi").build().unwrap();
+        assert_eq!(r.user_id.as_str(), "alice");
+        assert_eq!(r.hold, Hold::Default);
+        assert_eq!(r.request_id, None);
+
+        let err = builder().user_id("").build().unwrap_err();
+        assert!(err.to_string().starts_with("reservation.user_id:"), "{err}");
+        let err = NewReservation::builder().user_id("a").build().unwrap_err();
+        assert!(err.to_string().starts_with("resource_id:"), "{err}");
+        let err = builder().end(at(0)).build().unwrap_err();
+        assert!(err.to_string().starts_with("reservation.start:"), "{err}");
+        let err = builder().hold(TimeDelta::seconds(-5)).build().unwrap_err();
+        assert!(err.to_string().starts_with("hold:"), "{err}");
+        let err = builder().request_id("r".repeat(65)).build().unwrap_err();
+        assert!(err.to_string().starts_with("request_id:"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_tells_requests_apart() {
+        let a = builder().build().unwrap();
+        let b = builder().note("other").build().unwrap();
+        assert_eq!(a.fingerprint(), builder().build().unwrap().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn update_needs_both_ends_of_a_reschedule() {
+        let id = ReservationId::new().to_string();
+        let err = ReservationUpdate::builder()
+            .id(id.clone())
+            .start(at(0))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("end:"), "{err}");
+        let err = ReservationUpdate::builder()
+            .id(id.clone())
+            .end(at(0))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("start:"), "{err}");
+        let ok = ReservationUpdate::builder()
+            .id(id)
+            .start(at(0))
+            .end(at(1))
+            .build()
+            .unwrap();
+        assert!(ok.timespan.is_some());
+    }
+}

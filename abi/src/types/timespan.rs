@@ -1,0 +1,196 @@
+//! Time intervals: a reservation's timespan, a query's window, a hold's length.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::{
+    error::InvalidValue,
+    time::{MAX_DURATION_SECONDS, truncate_to_micros},
+};
+
+/// A half-open, non-empty interval `[start, end)` to the microsecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Timespan {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl Timespan {
+    /// The interval `[start, end)`, both truncated to microseconds.
+    ///
+    /// # Errors
+    /// When `start` is not before `end` (after truncation).
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self, InvalidValue> {
+        let (start, end) = (truncate_to_micros(start), truncate_to_micros(end));
+        if start >= end {
+            return Err(InvalidValue::new(format!(
+                "start ({}) must be before end ({})",
+                start.to_rfc3339(),
+                end.to_rfc3339()
+            )));
+        }
+        Ok(Timespan { start, end })
+    }
+
+    /// The first instant of the interval.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+
+    /// The first instant after the interval.
+    pub fn end(&self) -> DateTime<Utc> {
+        self.end
+    }
+
+    /// Whether the two intervals share an instant.
+    pub fn overlaps(&self, other: &Timespan) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// A query window: reservations overlapping `[start, end)`, either side open
+/// when unset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Window {
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    /// The window `[start, end)`; `None` leaves that side open.
+    ///
+    /// # Errors
+    /// When both sides are set and `start` is not before `end`.
+    pub fn new(
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<Self, InvalidValue> {
+        let (start, end) = (start.map(truncate_to_micros), end.map(truncate_to_micros));
+        if let (Some(s), Some(e)) = (start, end)
+            && s >= e
+        {
+            return Err(InvalidValue::new(format!(
+                "start ({}) must be before end ({})",
+                s.to_rfc3339(),
+                e.to_rfc3339()
+            )));
+        }
+        Ok(Window { start, end })
+    }
+
+    /// Everything.
+    pub fn all() -> Self {
+        Window::default()
+    }
+
+    /// The window's start, if bounded.
+    pub fn start(&self) -> Option<DateTime<Utc>> {
+        self.start
+    }
+
+    /// The window's end, if bounded.
+    pub fn end(&self) -> Option<DateTime<Utc>> {
+        self.end
+    }
+
+    /// Whether `span` overlaps the window.
+    pub fn overlaps(&self, span: &Timespan) -> bool {
+        self.start.is_none_or(|s| span.end() > s) && self.end.is_none_or(|e| span.start() < e)
+    }
+}
+
+/// How long a pending hold lasts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Hold {
+    /// The store's configured default (30 minutes unless changed).
+    #[default]
+    Default,
+    /// The hold never expires.
+    Never,
+    /// The hold expires this long after it is made.
+    For(TimeDelta),
+}
+
+impl Hold {
+    /// A hold of `length`; zero means [`Hold::Never`].
+    ///
+    /// # Errors
+    /// When `length` is negative or longer than 10,000 years.
+    pub fn new(length: TimeDelta) -> Result<Self, InvalidValue> {
+        if length < TimeDelta::zero() {
+            return Err(InvalidValue::new("must not be negative"));
+        }
+        if length > TimeDelta::seconds(MAX_DURATION_SECONDS) {
+            return Err(InvalidValue::new("must be at most 10,000 years"));
+        }
+        let micros = TimeDelta::microseconds(length.num_microseconds().unwrap_or(i64::MAX)); // ok: bounded above
+        Ok(if micros.is_zero() {
+            Hold::Never
+        } else {
+            Hold::For(micros)
+        })
+    }
+
+    /// When a hold made at `now` expires, with `default` standing in for
+    /// [`Hold::Default`]. `None` means never.
+    pub fn expires_at(self, now: DateTime<Utc>, default: Option<TimeDelta>) -> Option<DateTime<Utc>> {
+        let length = match self {
+            Hold::Default => default?,
+            Hold::Never => return None,
+            Hold::For(length) => length,
+        };
+        // Within 10,000 years of any valid timestamp: chrono reaches year 262143.
+        now.checked_add_signed(length)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn timespans_are_half_open_and_non_empty() {
+        assert!(Timespan::new(at(10), at(10)).is_err());
+        assert!(Timespan::new(at(11), at(10)).is_err());
+        let a = Timespan::new(at(0), at(10)).unwrap();
+        let b = Timespan::new(at(10), at(20)).unwrap();
+        assert!(!a.overlaps(&b), "back to back intervals do not overlap");
+        let c = Timespan::new(at(9), at(20)).unwrap();
+        assert!(a.overlaps(&c));
+    }
+
+    #[test]
+    fn sub_microsecond_timespans_are_empty() {
+        let start = at(0);
+        let end = start + TimeDelta::nanoseconds(500);
+        assert!(Timespan::new(start, end).is_err());
+    }
+
+    #[test]
+    fn windows_overlap_reservations_that_cross_their_edges() {
+        let w = Window::new(Some(at(10)), Some(at(20))).unwrap();
+        assert!(w.overlaps(&Timespan::new(at(0), at(11)).unwrap()));
+        assert!(w.overlaps(&Timespan::new(at(19), at(30)).unwrap()));
+        assert!(w.overlaps(&Timespan::new(at(0), at(30)).unwrap()));
+        assert!(!w.overlaps(&Timespan::new(at(0), at(10)).unwrap()));
+        assert!(!w.overlaps(&Timespan::new(at(20), at(30)).unwrap()));
+        assert!(Window::all().overlaps(&Timespan::new(at(0), at(1)).unwrap()));
+        assert!(Window::new(Some(at(5)), Some(at(5))).is_err());
+    }
+
+    #[test]
+    fn holds_default_never_or_for_a_while() {
+        let now = at(0);
+        let default = Some(TimeDelta::minutes(30));
+        assert_eq!(Hold::Default.expires_at(now, default), Some(at(1800)));
+        assert_eq!(Hold::Default.expires_at(now, None), None);
+        assert_eq!(Hold::new(TimeDelta::zero()).unwrap(), Hold::Never);
+        assert_eq!(Hold::Never.expires_at(now, default), None);
+        let ten = Hold::new(TimeDelta::minutes(10)).unwrap();
+        assert_eq!(ten.expires_at(now, default), Some(at(600)));
+        assert!(Hold::new(TimeDelta::seconds(-1)).is_err());
+    }
+}

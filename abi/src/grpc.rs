@@ -37,9 +37,7 @@ impl From<Error> for Status {
             Error::Unavailable(_) => {
                 Status::unavailable("the database is unavailable; retry later")
             }
-            Error::Aborted { reason, .. } => {
-                Status::aborted(format!("{reason}; retry the call"))
-            }
+            Error::Aborted { reason, .. } => Status::aborted(format!("{reason}; retry the call")),
             Error::Lagged { .. } => Status::resource_exhausted(e.to_string()),
             Error::Internal(_) => Status::internal("internal error"),
         }
@@ -108,7 +106,9 @@ mod tests {
         let status = Status::from(Error::internal("relation \"rsvp.x\" does not exist"));
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
-        let status = Status::from(Error::Unavailable("connection refused (os error 111)".into()));
+        let status = Status::from(Error::Unavailable(
+            "connection refused (os error 111)".into(),
+        ));
         assert_eq!(status.code(), Code::Unavailable);
         assert!(!status.message().contains("111"));
     }
@@ -118,7 +118,9 @@ mod tests {
         let status = Status::from(Error::invalid("reservation.start", "required"));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "reservation.start: required");
-        let bad = status.get_details_bad_request().expect("bad request details");
+        let bad = status
+            .get_details_bad_request()
+            .expect("bad request details");
         assert_eq!(bad.field_violations[0].field, "reservation.start");
     }
 }

@@ -11,4 +11,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// The `type_url` under which a [`ReservationConflict`] is packed into a
 /// `google.protobuf.Any` in a status' details.
-pub const RESERVATION_CONFLICT_TYPE_URL: &str = "type.googleapis.com/reservation.ReservationConflict";
+pub const RESERVATION_CONFLICT_TYPE_URL: &str =
+    "type.googleapis.com/reservation.ReservationConflict";

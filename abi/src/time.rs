@@ -64,7 +64,9 @@ pub fn from_duration(d: &Duration) -> Result<TimeDelta, InvalidValue> {
         )));
     }
     if (d.seconds > 0 && d.nanos < 0) || (d.seconds < 0 && d.nanos > 0) {
-        return Err(InvalidValue::new("seconds and nanos must have the same sign"));
+        return Err(InvalidValue::new(
+            "seconds and nanos must have the same sign",
+        ));
     }
     if d.seconds.unsigned_abs() > MAX_DURATION_SECONDS as u64 {
         return Err(InvalidValue::new(format!(

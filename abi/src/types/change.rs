@@ -83,7 +83,10 @@ impl ListenFilter {
     pub fn matches(&self, change: &Change) -> bool {
         let r = &change.reservation;
         self.user_id.as_ref().is_none_or(|u| *u == r.user_id)
-            && self.resource_id.as_ref().is_none_or(|x| *x == r.resource_id)
+            && self
+                .resource_id
+                .as_ref()
+                .is_none_or(|x| *x == r.resource_id)
     }
 }
 

@@ -123,7 +123,10 @@ impl ReservationQuery {
     /// Whether `r` is selected by this query.
     pub fn matches(&self, r: &Reservation) -> bool {
         self.user_id.as_ref().is_none_or(|u| *u == r.user_id)
-            && self.resource_id.as_ref().is_none_or(|x| *x == r.resource_id)
+            && self
+                .resource_id
+                .as_ref()
+                .is_none_or(|x| *x == r.resource_id)
             && self.status.is_none_or(|s| s == r.status)
             && self.window.overlaps(&r.timespan)
     }

@@ -210,7 +210,12 @@ impl TryFrom<pb::ReserveRequest> for NewReservation {
             start: required_time(r.start.as_ref(), "reservation.start")?,
             end: required_time(r.end.as_ref(), "reservation.end")?,
             status: InitialStatus::from_wire(r.status).field("reservation.status")?,
-            hold: req.hold.as_ref().map(from_duration).transpose().field("hold")?,
+            hold: req
+                .hold
+                .as_ref()
+                .map(from_duration)
+                .transpose()
+                .field("hold")?,
             user_id: r.user_id,
             resource_id: r.resource_id,
             note: r.note,

@@ -132,7 +132,11 @@ impl Hold {
 
     /// When a hold made at `now` expires, with `default` standing in for
     /// [`Hold::Default`]. `None` means never.
-    pub fn expires_at(self, now: DateTime<Utc>, default: Option<TimeDelta>) -> Option<DateTime<Utc>> {
+    pub fn expires_at(
+        self,
+        now: DateTime<Utc>,
+        default: Option<TimeDelta>,
+    ) -> Option<DateTime<Utc>> {
         let length = match self {
             Hold::Default => default?,
             Hold::Never => return None,

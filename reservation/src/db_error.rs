@@ -1,0 +1,83 @@
+//! Classifies database driver errors into rsvp's [`Error`] variants.
+//! Driver text is kept as the error's source (logged), never as its message.
+
+use std::{future::Future, time::Duration};
+
+use abi::Error;
+use rand::Rng;
+
+/// SQLSTATE of a deadlock.
+pub(crate) const DEADLOCK_DETECTED: &str = "40P01";
+/// SQLSTATE of a serialization failure.
+pub(crate) const SERIALIZATION_FAILURE: &str = "40001";
+/// SQLSTATE of an exclusion constraint violation.
+pub(crate) const EXCLUSION_VIOLATION: &str = "23P01";
+/// SQLSTATE of a unique constraint violation.
+pub(crate) const UNIQUE_VIOLATION: &str = "23505";
+
+/// The SQLSTATE (or SQLite result code) of a database error, if it is one.
+pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// Maps a driver error to the outcome a caller can act on.
+pub(crate) fn db_error(e: sqlx::Error) -> Error {
+    use sqlx::Error as E;
+    match &e {
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+            Error::Unavailable(Box::new(e))
+        }
+        E::Database(_) => {
+            let code = sqlstate(&e).unwrap_or_default();
+            match code.as_str() {
+                DEADLOCK_DETECTED => Error::Aborted {
+                    reason: "deadlock between concurrent writes".into(),
+                    source: Box::new(e),
+                },
+                SERIALIZATION_FAILURE | "55P03" | "57014" => Error::Aborted {
+                    reason: "lost a race with concurrent writes".into(),
+                    source: Box::new(e),
+                },
+                // connection exceptions, shutdowns, too many connections,
+                // insufficient resources, a read-only (standby) server
+                c if c.starts_with("08") || c.starts_with("53") => Error::Unavailable(Box::new(e)),
+                "57P01" | "57P02" | "57P03" | "25006" => Error::Unavailable(Box::new(e)),
+                // SQLite: busy or locked past the busy timeout
+                "5" | "6" | "261" | "262" | "517" => Error::Aborted {
+                    reason: "the database stayed locked".into(),
+                    source: Box::new(e),
+                },
+                _ => Error::Internal(Box::new(e)),
+            }
+        }
+        _ => Error::Internal(Box::new(e)),
+    }
+}
+
+/// How many times a write that lost a lock race is tried in all.
+const ATTEMPTS: u32 = 6;
+
+/// Runs `op` again (after a short random pause) while it fails with
+/// [`Error::Aborted`], up to a bound; then returns the last error.
+pub(crate) async fn retry_aborted<T, F, Fut>(mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(Error::Aborted { reason, source }) if attempt < ATTEMPTS => {
+                tracing::debug!(attempt, %reason, error = %source, "retrying write");
+                let cap = 2u64 << attempt; // 4, 8, 16, 32, 64 ms
+                let pause = rand::rng().random_range(1..=cap);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}

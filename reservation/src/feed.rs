@@ -1,0 +1,266 @@
+//! The change feed hub: one reader of the changes table per store, fanned
+//! out to every listener through a bounded broadcast buffer.
+//!
+//! Change ids come from a sequence, so with concurrent writers they can
+//! commit out of order: id 11 may be visible while id 10's transaction is
+//! still open. The hub delivers strictly in id order and never skips an id
+//! that may still commit. When it sees a gap it records the transactions
+//! that were in progress in that snapshot — only they can fill it, because
+//! a missing id was drawn before the visible one committed — and waits
+//! until all of them have ended; then an id still missing was rolled back.
+//! Where writers are serialized (SQLite) no gap can fill later.
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use abi::{Change, Error, ListenFilter, Result};
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::rsvp::ChangeStream;
+
+/// Changes read in one go.
+pub(crate) struct ChangeBatch {
+    /// Changes in id order.
+    pub changes: Vec<Change>,
+    /// Transactions in progress in the snapshot that read `changes`, or
+    /// `None` when no earlier id can commit later.
+    pub in_progress: Option<Vec<i64>>,
+}
+
+/// Where a store keeps its changes.
+#[async_trait]
+pub(crate) trait ChangeSource: Send + Sync + 'static {
+    /// Up to `limit` changes with ids above `after`, in id order.
+    async fn read_after(&self, after: i64, limit: i64) -> Result<ChangeBatch>;
+
+    /// The changes with ids in `(after, upto]` that `filter` selects, in id
+    /// order, at most `limit`.
+    async fn replay(
+        &self,
+        after: i64,
+        upto: i64,
+        filter: &ListenFilter,
+        limit: i64,
+    ) -> Result<Vec<Change>>;
+
+    /// The highest change id, and the transactions then in progress.
+    async fn head(&self) -> Result<(i64, Option<Vec<i64>>)>;
+}
+
+const READ_BATCH: i64 = 1000;
+const REPLAY_BATCH: i64 = 500;
+/// Polling interval when nothing wakes the hub (a safety net).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Polling interval while waiting for a gap to fill.
+const GAP_POLL: Duration = Duration::from_millis(10);
+/// How long a gap may hold the feed back before the hub moves on. Only a
+/// transaction held open outside rsvp can take this long.
+const GAP_PATIENCE: Duration = Duration::from_secs(10);
+
+struct State {
+    delivered: i64,
+    tx: broadcast::Sender<Arc<Change>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running hub. Dropping it stops its task and ends every listener's
+/// stream.
+pub(crate) struct Feed<S> {
+    shared: Arc<Shared>,
+    source: Arc<S>,
+    _stop: DropGuard,
+}
+
+struct Gap {
+    /// Ids below this one are missing and may still be filled...
+    below: i64,
+    /// ...but only by these transactions.
+    candidates: Vec<i64>,
+    since: Instant,
+}
+
+impl<S: ChangeSource> Feed<S> {
+    /// Starts a hub that reads `source` whenever `wake` is notified (and
+    /// every second regardless), keeping up to `capacity` changes for slow
+    /// listeners.
+    ///
+    /// # Errors
+    /// When the source cannot be read.
+    pub async fn start(source: Arc<S>, wake: Arc<Notify>, capacity: usize) -> Result<Self> {
+        let (head, in_progress) = source.head().await?;
+        // Ids up to `head` that are not visible yet belong to transactions
+        // in progress now; once those end, everything up to `head` is final.
+        if let Some(candidates) = in_progress {
+            let since = Instant::now();
+            loop {
+                let (_, now) = source.head().await?;
+                let now = now.unwrap_or_default();
+                if !candidates.iter().any(|x| now.contains(x)) {
+                    break;
+                }
+                if since.elapsed() > GAP_PATIENCE {
+                    tracing::warn!("change feed started while a transaction stayed open");
+                    break;
+                }
+                tokio::time::sleep(GAP_POLL).await;
+            }
+        }
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                delivered: head,
+                tx,
+            }),
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(run(source.clone(), shared.clone(), wake, stop.clone()));
+        Ok(Feed {
+            shared,
+            source,
+            _stop: stop.drop_guard(),
+        })
+    }
+
+    /// A stream of the changes `filter` selects.
+    pub fn listen(&self, filter: ListenFilter) -> ChangeStream {
+        let (mut rx, delivered) = {
+            let state = self.shared.lock();
+            (state.tx.subscribe(), state.delivered)
+        };
+        let source = self.source.clone();
+        async_stream::try_stream! {
+            // Everything up to `delivered` is in the table; later changes
+            // arrive through `rx`.
+            let mut last = delivered;
+            if let Some(after) = filter.after_change_id {
+                let mut from = after;
+                while from < delivered {
+                    let batch = source.replay(from, delivered, &filter, REPLAY_BATCH).await?;
+                    let Some(tail) = batch.last() else { break };
+                    from = tail.id;
+                    for change in batch {
+                        yield change;
+                    }
+                }
+                last = last.max(after);
+            }
+            let floor = last;
+            loop {
+                match rx.recv().await {
+                    Ok(change) => {
+                        if change.id <= floor {
+                            continue;
+                        }
+                        last = change.id;
+                        if filter.matches(&change) {
+                            yield Change::clone(&change);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        Err(Error::Lagged { last_change_id: last })?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+async fn run<S: ChangeSource>(
+    source: Arc<S>,
+    shared: Arc<Shared>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let mut gap: Option<Gap> = None;
+    let mut failures = 0u32;
+    loop {
+        let pause = if gap.is_some() { GAP_POLL } else { IDLE_POLL };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+        loop {
+            let delivered = shared.lock().delivered;
+            let batch = match source.read_after(delivered, READ_BATCH).await {
+                Ok(batch) => {
+                    failures = 0;
+                    batch
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 60 == 0 {
+                        tracing::warn!(error = %e, "change feed cannot read changes; retrying");
+                    }
+                    break;
+                }
+            };
+            let full = batch.changes.len() as i64 == READ_BATCH;
+            let blocked = deliver(&shared, batch, &mut gap);
+            if blocked || !full {
+                break;
+            }
+        }
+    }
+}
+
+/// Delivers what can be delivered in order. Returns true when it stopped at
+/// a gap that may still fill.
+fn deliver(shared: &Shared, batch: ChangeBatch, gap: &mut Option<Gap>) -> bool {
+    for change in batch.changes {
+        let next = shared.lock().delivered + 1;
+        if change.id > next {
+            let settled = match &batch.in_progress {
+                None => true,
+                Some(running) => match gap {
+                    Some(g) if change.id <= g.below => {
+                        let waiting = g.candidates.iter().any(|x| running.contains(x));
+                        if waiting && g.since.elapsed() > GAP_PATIENCE {
+                            tracing::warn!(
+                                from = next,
+                                to = change.id - 1,
+                                "change ids held by a transaction open for too long; skipping"
+                            );
+                        }
+                        !waiting || g.since.elapsed() > GAP_PATIENCE
+                    }
+                    _ => {
+                        *gap = Some(Gap {
+                            below: change.id,
+                            candidates: running.clone(),
+                            since: Instant::now(),
+                        });
+                        running.is_empty()
+                    }
+                },
+            };
+            if !settled {
+                return true;
+            }
+        }
+        if gap.as_ref().is_some_and(|g| change.id >= g.below) {
+            *gap = None;
+        }
+        let mut state = shared.lock();
+        state.delivered = change.id;
+        // No receivers is fine: nobody is listening right now.
+        let _ = state.tx.send(Arc::new(change));
+    }
+    false
+}

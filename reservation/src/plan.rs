@@ -1,0 +1,59 @@
+//! What an update does to a reservation, decided the same way by every store.
+
+use abi::{Error, Note, Reservation, ReservationStatus, ReservationUpdate, Result, Timespan};
+use chrono::{DateTime, Utc};
+
+/// The values to write.
+#[derive(Debug)]
+pub(crate) struct Write {
+    pub status: ReservationStatus,
+    pub note: Note,
+    pub timespan: Timespan,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The interval moves: check it for conflicts first.
+    pub reschedule: bool,
+}
+
+/// Decides an update of `current` (read with its effective status) whose
+/// stored status is `stored_status`. `None` means nothing changes.
+///
+/// # Errors
+/// [`Error::FailedPrecondition`] for a transition the contract does not
+/// allow, or a reschedule of a reservation that holds nothing.
+pub(crate) fn plan_update(
+    current: &Reservation,
+    stored_status: ReservationStatus,
+    update: &ReservationUpdate,
+) -> Result<Option<Write>> {
+    let status = match update.status {
+        Some(change) => match current.status.transition(change) {
+            Ok(true) => change.target(),
+            Ok(false) => current.status,
+            Err(why) => return Err(Error::FailedPrecondition(why.into())),
+        },
+        None => current.status,
+    };
+    let reschedule = update.timespan.filter(|t| *t != current.timespan);
+    if reschedule.is_some() && !status.is_live() {
+        return Err(Error::FailedPrecondition(
+            format!("cannot reschedule a reservation that is {status}").into(),
+        ));
+    }
+    let note = update.note.clone().unwrap_or_else(|| current.note.clone());
+    // A hold keeps its expiry (also once expired); anything else has none.
+    let expires_at = match status {
+        ReservationStatus::Pending | ReservationStatus::Expired => current.expires_at,
+        _ => None,
+    };
+    let unchanged = status == stored_status
+        && note == current.note
+        && reschedule.is_none()
+        && expires_at == current.expires_at;
+    Ok((!unchanged).then(|| Write {
+        status,
+        note,
+        timespan: reschedule.unwrap_or(current.timespan),
+        expires_at,
+        reschedule: reschedule.is_some(),
+    }))
+}

@@ -1,0 +1,105 @@
+//! The storage seam: one async trait that every store implements with the
+//! same behaviour.
+
+use abi::{
+    Change, ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
+    ReservationQuery, ReservationUpdate, Result, StatusChange,
+};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+/// Reservations as the database yields them.
+pub type ReservationStream = BoxStream<'static, Result<Reservation>>;
+/// Changes as they happen.
+pub type ChangeStream = BoxStream<'static, Result<Change>>;
+
+/// What one [`Rsvp::sweep`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Overdue holds marked expired.
+    pub expired: u64,
+    /// Changes deleted from the feed for being older than the retention.
+    pub purged_changes: u64,
+}
+
+/// Reserves resources for periods of time, never holding one resource twice
+/// for overlapping time.
+///
+/// Every method fails with [`abi::Error::Unavailable`] when the database
+/// cannot be reached and [`abi::Error::Internal`] for anything unexpected;
+/// the other errors each method can return are listed with it.
+#[async_trait]
+pub trait Rsvp: Send + Sync + 'static {
+    /// Makes a reservation: a pending hold (expiring after `request.hold`),
+    /// a confirmed booking or a block. Overdue holds in the way expire first.
+    /// A retry with the same (user, request id) returns what the first call
+    /// made.
+    ///
+    /// # Errors
+    /// [`abi::Error::Conflict`] listing the live reservations that overlap;
+    /// [`abi::Error::InvalidArgument`] on `request_id` when the key was
+    /// already used by this user for a different request;
+    /// [`abi::Error::Aborted`] when lock races persist.
+    async fn reserve(&self, request: NewReservation) -> Result<Reservation>;
+
+    /// Changes a reservation's status, note and/or interval, atomically. A
+    /// new interval is checked for conflicts like a new reservation.
+    ///
+    /// # Errors
+    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] for a
+    /// transition the contract does not allow (confirming an expired hold,
+    /// rescheduling a cancelled reservation); [`abi::Error::Conflict`].
+    async fn update(&self, update: ReservationUpdate) -> Result<Reservation>;
+
+    /// Confirms a pending hold. Confirming a confirmed reservation returns it
+    /// unchanged.
+    ///
+    /// # Errors
+    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] unless
+    /// the reservation is pending or confirmed.
+    async fn confirm(&self, id: ReservationId) -> Result<Reservation> {
+        self.update(ReservationUpdate::status(id, StatusChange::Confirm))
+            .await
+    }
+
+    /// Cancels a reservation; the row is kept, and blocks nothing. Cancelling
+    /// a cancelled reservation returns it unchanged.
+    ///
+    /// # Errors
+    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] for an
+    /// expired hold.
+    async fn cancel(&self, id: ReservationId) -> Result<Reservation> {
+        self.update(ReservationUpdate::status(id, StatusChange::Cancel))
+            .await
+    }
+
+    /// Reads one reservation.
+    ///
+    /// # Errors
+    /// [`abi::Error::NotFound`].
+    async fn get(&self, id: ReservationId) -> Result<Reservation>;
+
+    /// Streams the reservations that overlap the query's window and match its
+    /// filters, by start then id, as the database yields them. Dropping the
+    /// stream stops the work.
+    fn query(&self, query: ReservationQuery) -> ReservationStream;
+
+    /// One page of a query. Pages never skip or repeat a reservation when
+    /// others are made or cancelled between requests.
+    async fn filter(&self, filter: ReservationFilter) -> Result<Page>;
+
+    /// Streams changes in change-id order: with `after_change_id`, first
+    /// every retained change after it, then live ones, with no gap.
+    ///
+    /// # Errors
+    /// The stream ends with [`abi::Error::Lagged`] when its reader falls too
+    /// far behind; it can resume from the id the error names.
+    async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream>;
+
+    /// Marks overdue holds expired (each a change event) and deletes changes
+    /// older than the retention. Reads never depend on it having run.
+    async fn sweep(&self) -> Result<SweepReport>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+}

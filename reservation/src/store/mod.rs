@@ -1,0 +1,3 @@
+//! The stores behind [`crate::Rsvp`].
+
+pub mod postgres;

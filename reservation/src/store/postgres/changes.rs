@@ -1,0 +1,145 @@
+//! The PostgreSQL change feed: `rsvp.reservation_changes` read in id order,
+//! woken by `pg_notify` on the `rsvp_changes` channel.
+
+use std::sync::Arc;
+
+use abi::{Change, ListenFilter, Result};
+use async_trait::async_trait;
+use sqlx::{PgPool, QueryBuilder, postgres::PgListener};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::rows::{PgChangeRow, change_columns};
+use crate::{
+    db_error::db_error,
+    feed::{ChangeBatch, ChangeSource},
+};
+
+/// The channel the change trigger notifies.
+pub(crate) const CHANNEL: &str = "rsvp_changes";
+
+/// Reads changes from `rsvp.reservation_changes`.
+pub(crate) struct PgChanges {
+    pub pool: PgPool,
+}
+
+#[derive(sqlx::FromRow)]
+struct BatchRow {
+    xip: Vec<i64>,
+    #[sqlx(flatten)]
+    change: PgChangeRow,
+}
+
+#[async_trait]
+impl ChangeSource for PgChanges {
+    async fn read_after(&self, after: i64, limit: i64) -> Result<ChangeBatch> {
+        // One statement, one snapshot: the changes and the transactions in
+        // progress when they were read.
+        let rows: Vec<BatchRow> = sqlx::query_as(concat!(
+            "SELECT c.*, s.xip FROM (SELECT ",
+            change_columns!(),
+            " FROM rsvp.reservation_changes ch WHERE ch.id > $1 ORDER BY ch.id LIMIT $2) c \
+             CROSS JOIN (SELECT array(SELECT x::text::bigint \
+                 FROM pg_snapshot_xip(pg_current_snapshot()) x) AS xip) s \
+             ORDER BY c.change_id"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let in_progress = rows.first().map(|r| r.xip.clone()).unwrap_or_default();
+        let changes = rows
+            .into_iter()
+            .map(|r| r.change.into_change())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ChangeBatch {
+            changes,
+            in_progress: Some(in_progress),
+        })
+    }
+
+    async fn replay(
+        &self,
+        after: i64,
+        upto: i64,
+        filter: &ListenFilter,
+        limit: i64,
+    ) -> Result<Vec<Change>> {
+        let mut qb = QueryBuilder::new(concat!(
+            "SELECT ",
+            change_columns!(),
+            " FROM rsvp.reservation_changes ch WHERE ch.id > "
+        ));
+        qb.push_bind(after).push(" AND ch.id <= ").push_bind(upto);
+        if let Some(user) = &filter.user_id {
+            qb.push(" AND user_id = ")
+                .push_bind(user.as_str().to_owned());
+        }
+        if let Some(resource) = &filter.resource_id {
+            qb.push(" AND resource_id = ")
+                .push_bind(resource.as_str().to_owned());
+        }
+        // `ch.id`: a bare `id` would name the output column (the reservation's).
+        qb.push(" ORDER BY ch.id LIMIT ").push_bind(limit);
+        let rows: Vec<PgChangeRow> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(PgChangeRow::into_change).collect()
+    }
+
+    async fn head(&self) -> Result<(i64, Option<Vec<i64>>)> {
+        let (head, xip): (i64, Vec<i64>) = sqlx::query_as(
+            "SELECT coalesce(max(id), 0), array(SELECT x::text::bigint \
+                 FROM pg_snapshot_xip(pg_current_snapshot()) x) \
+             FROM rsvp.reservation_changes",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok((head, Some(xip)))
+    }
+}
+
+/// Listens on [`CHANNEL`] and wakes the feed for every notification, and
+/// after a lost connection (notifications sent meanwhile are lost, so the
+/// feed must read the table to catch up).
+///
+/// # Errors
+/// When the listening connection cannot be opened.
+pub(crate) async fn spawn_listener(
+    pool: &PgPool,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(db_error)?;
+    listener.listen(CHANNEL).await.map_err(db_error)?;
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            let received = tokio::select! {
+                _ = stop.cancelled() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(_)) => failures = 0,
+                Ok(None) => tracing::info!("change listener reconnecting"),
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 60 == 0 {
+                        tracing::warn!(error = %e, "change listener lost its connection; retrying");
+                    }
+                    let pause = std::time::Duration::from_millis(100 * u64::from(failures.min(10)));
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+            wake.notify_one();
+        }
+    });
+    Ok(())
+}

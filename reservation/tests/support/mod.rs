@@ -1,0 +1,126 @@
+//! The harness of the store tests: a store on a fresh database with a
+//! manual clock, and one helper per call so tests read like the story.
+
+#![allow(dead_code)]
+
+use std::{sync::Arc, time::Duration};
+
+use abi::{
+    Change, ListenFilter, NewReservation, Reservation, ReservationId, ReservationQuery,
+    ReservationStatus, Result,
+};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use futures::{Stream, StreamExt, TryStreamExt};
+use reservation::{ChangeStream, ManualClock, PgStore, Rsvp, StoreOptions, testing::TestDb};
+
+/// Minute 0 of every test's timeline.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+}
+
+/// `minutes` after [`t0`].
+pub fn at(minutes: i64) -> DateTime<Utc> {
+    t0() + TimeDelta::minutes(minutes)
+}
+
+/// A pending hold request for `[from, to)` minutes.
+pub fn hold(user: &str, resource: &str, from: i64, to: i64) -> NewReservation {
+    NewReservation::builder()
+        .user_id(user)
+        .resource_id(resource)
+        .start(at(from))
+        .end(at(to))
+        .build()
+        .unwrap()
+}
+
+/// A store under test, its clock, and what keeps its database alive.
+pub struct Env {
+    pub store: Arc<dyn Rsvp>,
+    pub clock: ManualClock,
+    pub pg: Option<PgStore>,
+    _db: Option<TestDb>,
+}
+
+impl Env {
+    pub fn options(clock: &ManualClock) -> StoreOptions {
+        StoreOptions {
+            clock: Arc::new(clock.clone()),
+            max_connections: 20,
+            ..StoreOptions::default()
+        }
+    }
+
+    /// A PostgreSQL store on a database of its own; the clock at [`t0`].
+    pub async fn postgres() -> Env {
+        let db = TestDb::new().await;
+        let clock = ManualClock::new(t0());
+        let store = db.store(Env::options(&clock)).await;
+        Env {
+            store: Arc::new(store.clone()),
+            clock,
+            pg: Some(store),
+            _db: Some(db),
+        }
+    }
+
+    pub async fn reserve(
+        &self,
+        user: &str,
+        resource: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Reservation> {
+        self.store.reserve(hold(user, resource, from, to)).await
+    }
+
+    pub async fn confirmed(&self, user: &str, resource: &str, from: i64, to: i64) -> Reservation {
+        let r = self.reserve(user, resource, from, to).await.unwrap();
+        self.store.confirm(r.id).await.unwrap()
+    }
+
+    pub async fn get(&self, id: ReservationId) -> Reservation {
+        self.store.get(id).await.unwrap()
+    }
+
+    pub async fn query(&self, query: ReservationQuery) -> Vec<Reservation> {
+        self.store.query(query).try_collect().await.unwrap()
+    }
+
+    pub async fn all(&self) -> Vec<Reservation> {
+        self.query(ReservationQuery::default()).await
+    }
+
+    pub async fn listen(&self, filter: ListenFilter) -> ChangeStream {
+        self.store.listen(filter).await.unwrap()
+    }
+
+    pub fn advance(&self, minutes: i64) {
+        self.clock.advance(TimeDelta::minutes(minutes));
+    }
+}
+
+/// The next item of a stream, failing the test after 10 seconds.
+pub async fn next<S, T>(stream: &mut S) -> T
+where
+    S: Stream<Item = Result<T>> + Unpin,
+{
+    match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+        Ok(Some(Ok(item))) => item,
+        Ok(Some(Err(e))) => panic!("stream failed: {e:?}"),
+        Ok(None) => panic!("stream ended"),
+        Err(_) => panic!("nothing arrived within 10 seconds"),
+    }
+}
+
+/// Asserts that nothing arrives on the stream for a short while.
+pub async fn nothing_more(stream: &mut ChangeStream) {
+    if let Ok(item) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await {
+        panic!("unexpected item: {item:?}");
+    }
+}
+
+/// The statuses of `changes`, for compact assertions.
+pub fn statuses(changes: &[Change]) -> Vec<ReservationStatus> {
+    changes.iter().map(|c| c.reservation.status).collect()
+}

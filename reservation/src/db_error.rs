@@ -81,3 +81,65 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn aborted() -> Error {
+        Error::Aborted {
+            reason: "deadlock".into(),
+            source: "40P01".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn lock_races_are_retried_a_bounded_number_of_times() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), Error> = retry_aborted(|| async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(aborted())
+        })
+        .await;
+        assert!(matches!(result, Err(Error::Aborted { .. })));
+        assert_eq!(calls.load(Ordering::Relaxed), ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn a_won_retry_returns_its_result_and_other_errors_are_not_retried() {
+        let calls = AtomicU32::new(0);
+        let result = retry_aborted(|| async {
+            match calls.fetch_add(1, Ordering::Relaxed) {
+                0 | 1 => Err(aborted()),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 2);
+
+        let calls = AtomicU32::new(0);
+        let result: Result<(), Error> = retry_aborted(|| async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(Error::FailedPrecondition("no".into()))
+        })
+        .await;
+        assert!(matches!(result, Err(Error::FailedPrecondition(_))));
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn driver_errors_map_to_actionable_outcomes() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(db_error(io), Error::Unavailable(_)));
+        assert!(matches!(
+            db_error(sqlx::Error::PoolTimedOut),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            db_error(sqlx::Error::RowNotFound),
+            Error::Internal(_)
+        ));
+    }
+}

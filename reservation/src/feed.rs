@@ -205,7 +205,7 @@ async fn run<S: ChangeSource>(
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 60 == 0 {
+                    if failures == 1 || failures.is_multiple_of(60) {
                         tracing::warn!(error = %e, "change feed cannot read changes; retrying");
                     }
                     break;

@@ -35,3 +35,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use options::StoreOptions;
 pub use rsvp::{ChangeStream, ReservationStream, Rsvp, SweepReport};
 pub use store::postgres::{self, PgStore};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -407,6 +407,18 @@ impl TestDb {
     /// When no server can be started or the database cannot be made.
     pub async fn new() -> TestDb {
         let server = TestServer::get();
+        TestDb::create(server, &server.template).await
+    }
+
+    /// A new database with no schema at all, for testing migrations.
+    ///
+    /// # Panics
+    /// When no server can be started or the database cannot be made.
+    pub async fn empty() -> TestDb {
+        TestDb::create(TestServer::get(), "template0").await
+    }
+
+    async fn create(server: &'static TestServer, template: &str) -> TestDb {
         let name = format!(
             "rsvp_test_{}_{}",
             std::process::id(),
@@ -415,10 +427,7 @@ impl TestDb {
         let mut admin = PgConnection::connect(&server.admin_url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"));
-        let sql = format!(
-            "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
-            server.template
-        );
+        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
         admin
             .execute(AssertSqlSafe(sql))
             .await

@@ -128,7 +128,7 @@ pub(crate) async fn spawn_listener(
                 Ok(None) => tracing::info!("change listener reconnecting"),
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 60 == 0 {
+                    if failures == 1 || failures.is_multiple_of(60) {
                         tracing::warn!(error = %e, "change listener lost its connection; retrying");
                     }
                     let pause = std::time::Duration::from_millis(100 * u64::from(failures.min(10)));

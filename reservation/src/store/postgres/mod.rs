@@ -88,6 +88,12 @@ impl PgStore {
     /// [`Error::InvalidArgument`] on `database_url` for a malformed URL;
     /// [`Error::Unavailable`] when the server cannot be reached.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::invalid(
+                "database_url",
+                "must start with postgres:// or postgresql://",
+            ));
+        }
         let connect = PgConnectOptions::from_str(url)
             .map_err(|_| Error::invalid("database_url", "not a valid PostgreSQL URL"))?
             .application_name("rsvp");
@@ -359,7 +365,7 @@ async fn live_overlapping(
          AND status = 'pending' AND expires_at <= $4",
     )
     .bind(current.resource_id.as_str())
-    .bind(span.clone())
+    .bind(span)
     .bind(current.id.uuid())
     .bind(now)
     .execute(&mut **tx)

@@ -1,0 +1,24 @@
+# rsvp — common tasks. `make test` is what CI runs (.ci/run).
+
+CARGO ?= cargo
+
+.PHONY: help test lint fmt build clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+test: lint ## Formatting, clippy, and every test (starts its own PostgreSQL)
+	$(CARGO) test --workspace --all-features
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+build: ## Build everything in release mode
+	$(CARGO) build --workspace --release
+
+clean: ## Remove build output
+	$(CARGO) clean

@@ -1,0 +1,251 @@
+//! Behaviour only the PostgreSQL store has: the exclusion constraint as the
+//! last line of defence, writers that bypass the resource lock, change ids
+//! that commit out of order, several stores on one database, migrations.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use abi::{Error, ListenFilter, ReservationStatus};
+use chrono::{DateTime, Utc};
+use reservation::{PgStore, Rsvp, StoreOptions, testing::TestDb};
+use sqlx::{PgPool, postgres::types::PgRange};
+use support::{Env, at, hold, next, nothing_more};
+use uuid::Uuid;
+
+fn span(from: i64, to: i64) -> PgRange<DateTime<Utc>> {
+    PgRange::from(at(from)..at(to))
+}
+
+/// Inserts a row directly, as a careless script would: no resource lock.
+const RAW_INSERT: &str = "INSERT INTO rsvp.reservations \
+    (id, user_id, resource_id, status, timespan, created_at, updated_at) \
+    VALUES ($1, 'script', $2, $3::rsvp.reservation_status, $4, $5, $5)";
+
+fn pool(env: &Env) -> &PgPool {
+    env.pg.as_ref().expect("a PostgreSQL env").pool()
+}
+
+#[tokio::test]
+async fn exclusion_constraint_refuses_overlapping_live_rows_from_any_writer() {
+    let env = Env::postgres().await;
+    env.reserve("alice", "room-1", 60, 120).await.unwrap();
+    let err = sqlx::query(RAW_INSERT)
+        .bind(Uuid::now_v7())
+        .bind("room-1")
+        .bind("confirmed")
+        .bind(span(119, 180))
+        .bind(at(0))
+        .execute(pool(&env))
+        .await
+        .unwrap_err();
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("23P01"), "{err}");
+    // History does not block: a cancelled row may overlap.
+    sqlx::query(RAW_INSERT)
+        .bind(Uuid::now_v7())
+        .bind("room-1")
+        .bind("cancelled")
+        .bind(span(60, 120))
+        .bind(at(0))
+        .execute(pool(&env))
+        .await
+        .unwrap();
+    // Empty, unbounded and closed intervals are refused by the schema.
+    for bad in [
+        "[2026-01-01,2026-01-01)",
+        "[2026-01-01,)",
+        "[2026-01-01,2026-01-02]",
+        "(2026-01-01,2026-01-02)",
+    ] {
+        let err = sqlx::query(
+            "INSERT INTO rsvp.reservations (id, user_id, resource_id, status, timespan, created_at, updated_at) \
+             VALUES ($1, 'u', 'r9', 'cancelled', $2::tstzrange, now(), now())",
+        )
+        .bind(Uuid::now_v7())
+        .bind(bad)
+        .execute(pool(&env))
+        .await
+        .unwrap_err();
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("23514"), "{bad}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserve_racing_a_writer_that_bypassed_the_lock_reports_the_conflict() {
+    let env = Env::postgres().await;
+    let mut script = pool(&env).begin().await.unwrap();
+    let raw_id = Uuid::now_v7();
+    sqlx::query(RAW_INSERT)
+        .bind(raw_id)
+        .bind("room-1")
+        .bind("confirmed")
+        .bind(span(0, 60))
+        .bind(at(0))
+        .execute(&mut *script)
+        .await
+        .unwrap();
+    // The reserve cannot see the uncommitted row, inserts, and waits on it
+    // inside the exclusion check.
+    let store = env.store.clone();
+    let racing = tokio::spawn(async move { store.reserve(hold("alice", "room-1", 30, 90)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !racing.is_finished(),
+        "the reserve waits for the other writer"
+    );
+    script.commit().await.unwrap();
+    let err = racing.await.unwrap().unwrap_err();
+    let Error::Conflict(c) = err else {
+        panic!("expected a conflict, got {err:?}");
+    };
+    assert_eq!(c.existing.len(), 1);
+    assert_eq!(c.existing[0].id.uuid(), raw_id);
+    assert_eq!(c.existing[0].status, ReservationStatus::Confirmed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_committed_out_of_order_are_delivered_in_order() {
+    let env = Env::postgres().await;
+    let mut feed = env.listen(ListenFilter::default()).await;
+
+    // A transaction draws change id 1 and stays open...
+    let mut slow = pool(&env).begin().await.unwrap();
+    let slow_id = Uuid::now_v7();
+    sqlx::query(RAW_INSERT)
+        .bind(slow_id)
+        .bind("room-1")
+        .bind("confirmed")
+        .bind(span(0, 60))
+        .bind(at(0))
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    // ...while change id 2 commits.
+    let quick = env.reserve("alice", "room-2", 0, 60).await.unwrap();
+    nothing_more(&mut feed).await; // 2 waits for 1
+    slow.commit().await.unwrap();
+    let first = next(&mut feed).await;
+    let second = next(&mut feed).await;
+    assert_eq!((first.id, first.reservation.id.uuid()), (1, slow_id));
+    assert_eq!((second.id, second.reservation.id), (2, quick.id));
+
+    // A change id whose transaction rolls back never arrives; the feed
+    // moves past it once that transaction has ended.
+    let mut doomed = pool(&env).begin().await.unwrap();
+    sqlx::query(RAW_INSERT)
+        .bind(Uuid::now_v7())
+        .bind("room-3")
+        .bind("confirmed")
+        .bind(span(0, 60))
+        .bind(at(0))
+        .execute(&mut *doomed)
+        .await
+        .unwrap(); // change id 3
+    let after = env.reserve("alice", "room-4", 0, 60).await.unwrap(); // change id 4
+    nothing_more(&mut feed).await;
+    doomed.rollback().await.unwrap();
+    let c = next(&mut feed).await;
+    assert_eq!((c.id, c.reservation.id), (4, after.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_store_reaches_listeners_of_another() {
+    let db = TestDb::new().await;
+    let one = db.store(StoreOptions::default()).await;
+    let two = db.store(StoreOptions::default()).await;
+    let mut feed = two.listen(ListenFilter::default()).await.unwrap();
+    let r = one
+        .reserve(
+            abi::NewReservation::builder()
+                .user_id("alice")
+                .resource_id("room-1")
+                .start(Utc::now())
+                .end(Utc::now() + chrono::TimeDelta::hours(1))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let c = next(&mut feed).await;
+    assert_eq!(c.reservation.id, r.id);
+    one.cancel(r.id).await.unwrap();
+    assert_eq!(
+        next(&mut feed).await.reservation.status,
+        ReservationStatus::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn opening_a_store_applies_migrations_to_an_empty_database() {
+    let db = TestDb::empty().await;
+    let unmigrated = PgStore::connect(
+        db.url(),
+        StoreOptions {
+            migrate: false,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err = unmigrated.get(abi::ReservationId::new()).await.unwrap_err();
+    assert!(matches!(err, Error::Internal(_)), "{err:?}");
+    assert_eq!(err.to_string(), "internal error", "no SQL leaks out");
+
+    let store = PgStore::connect(db.url(), StoreOptions::default())
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    let again = PgStore::connect(db.url(), StoreOptions::default())
+        .await
+        .unwrap();
+    again.ping().await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        applied,
+        reservation::postgres::MIGRATOR.iter().count() as i64
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = StoreOptions {
+        acquire_timeout: Duration::from_secs(2),
+        ..StoreOptions::default()
+    };
+    let err = PgStore::connect(&format!("postgres://nobody@127.0.0.1:{port}/none"), options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(err.is_retryable());
+
+    let err = PgStore::connect("mysql://what", StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                field: "database_url",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,149 @@
+//! The command line of `rsvp-server`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::LogFormat;
+
+/// rsvp-server: reserves resources for periods of time, over gRPC.
+///
+/// With no database configured it keeps its state in an embedded database
+/// file under --data-dir. Give --database-url postgres://... for PostgreSQL.
+///
+/// Settings come from built-in defaults, then the --config file (TOML, keys
+/// as the flags with underscores: pool_size = 20), then RSVP_* environment
+/// variables (RSVP_POOL_SIZE=20), then flags.
+///
+/// Example:
+///   rsvp-server --database-url postgres://rsvp@localhost/rsvp --listen 0.0.0.0:50051
+#[derive(Debug, Parser)]
+#[command(name = "rsvp-server", version, verbatim_doc_comment)]
+pub struct Cli {
+    /// A TOML file of settings.
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Settings given as flags.
+    #[command(flatten)]
+    pub overrides: Overrides,
+
+    /// Serve (no command), or one of the commands.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the effective configuration (passwords hidden) and exit.
+    Config,
+}
+
+/// Settings given as flags; each overrides the file and the environment.
+#[derive(Debug, Default, Args, Serialize)]
+pub struct Overrides {
+    /// Database URL: postgres://user:password@host/db or sqlite:path [env: RSVP_DATABASE_URL]
+    #[arg(long, value_name = "URL", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+
+    /// Directory of the embedded database [env: RSVP_DATA_DIR] [default: ~/.local/share/rsvp]
+    #[arg(long, value_name = "DIR", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to serve on [env: RSVP_LISTEN] [default: 127.0.0.1:50051]
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+
+    /// How long a pending hold lasts when the request does not say; 0s: forever [env: RSVP_DEFAULT_HOLD] [default: 30m]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_hold: Option<String>,
+
+    /// Most database connections [env: RSVP_POOL_SIZE] [default: 10]
+    #[arg(long, value_name = "N", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<u32>,
+
+    /// How long a call waits for a free database connection [env: RSVP_ACQUIRE_TIMEOUT] [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquire_timeout: Option<String>,
+
+    /// How often overdue holds are marked expired [env: RSVP_SWEEP_INTERVAL] [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep_interval: Option<String>,
+
+    /// How long changes stay available to resuming listeners [env: RSVP_CHANGE_RETENTION] [default: 7d]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_retention: Option<String>,
+
+    /// How many changes a listener may fall behind before its stream ends [env: RSVP_LISTEN_BUFFER] [default: 4096]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_buffer: Option<usize>,
+
+    /// Log filter, e.g. info or rsvp=debug; RUST_LOG overrides it [env: RSVP_LOG_LEVEL] [default: info]
+    #[arg(long, value_name = "FILTER", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+
+    /// Log format [env: RSVP_LOG_FORMAT] [default: text]
+    #[arg(long, value_name = "FORMAT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+
+    /// Do not apply migrations at start [env: RSVP_MIGRATE=false]
+    #[arg(long)]
+    #[serde(
+        rename = "migrate",
+        skip_serializing_if = "std::ops::Not::not",
+        serialize_with = "negate"
+    )]
+    pub no_migrate: bool,
+
+    /// How long shutdown waits for in-flight calls [env: RSVP_SHUTDOWN_GRACE] [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<String>,
+}
+
+fn negate<S: serde::Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(!v)
+}
+
+/// Checks a duration flag (`90s`, `30m`, `1d`) and keeps its text.
+fn duration(value: &str) -> Result<String, String> {
+    humantime::parse_duration(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("{e} (examples: 90s, 30m, 2h, 1d)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_migrate_overrides_migrate() {
+        let cli = Cli::parse_from(["rsvp-server", "--no-migrate", "--pool-size", "3"]);
+        let json = serde_json::to_value(&cli.overrides).unwrap();
+        assert_eq!(json["migrate"], false);
+        assert_eq!(json["pool_size"], 3);
+        assert!(json.get("listen").is_none());
+    }
+}

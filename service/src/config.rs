@@ -1,0 +1,323 @@
+//! The server's settings, loaded once and layered: built-in defaults, then a
+//! TOML file (`--config`), then `RSVP_*` environment variables, then flags.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Every setting's name: the key in the config file, and (upper-cased,
+/// prefixed with `RSVP_`) the environment variable.
+pub const KEYS: [&str; 13] = [
+    "database_url",
+    "data_dir",
+    "listen",
+    "default_hold",
+    "pool_size",
+    "acquire_timeout",
+    "sweep_interval",
+    "change_retention",
+    "listen_buffer",
+    "log_level",
+    "log_format",
+    "migrate",
+    "shutdown_grace",
+];
+
+/// The server's settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `postgres://...` for PostgreSQL. Unset: the embedded store in `data_dir`.
+    pub database_url: Option<DatabaseUrl>,
+    /// Where the embedded store keeps its file.
+    pub data_dir: PathBuf,
+    /// The address to serve gRPC on.
+    pub listen: SocketAddr,
+    /// How long a pending hold lasts unless the request says; `0s`: forever.
+    #[serde(with = "humantime_serde")]
+    pub default_hold: Duration,
+    /// Most database connections.
+    pub pool_size: u32,
+    /// How long a call waits for a free database connection.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// How often overdue holds are marked expired.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How long changes stay available for listeners to resume from.
+    #[serde(with = "humantime_serde")]
+    pub change_retention: Duration,
+    /// How many changes a listener may fall behind before its stream ends.
+    pub listen_buffer: usize,
+    /// Log filter (`info`, `debug`, `rsvp=debug,sqlx=warn`...); `RUST_LOG`
+    /// overrides it.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Apply migrations at start.
+    pub migrate: bool,
+    /// How long shutdown waits for in-flight calls.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            data_dir: default_data_dir(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            default_hold: Duration::from_secs(30 * 60),
+            pool_size: 10,
+            acquire_timeout: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(30),
+            change_retention: Duration::from_secs(7 * 24 * 3600),
+            listen_buffer: 4096,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            migrate: true,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/rsvp`, else `$HOME/.local/share/rsvp`, else `./rsvp-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("rsvp");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/rsvp");
+    }
+    PathBuf::from("rsvp-data")
+}
+
+impl Config {
+    /// Loads the layers: defaults < `file` < `RSVP_*` environment <
+    /// `overrides` (flags), then checks the result.
+    ///
+    /// # Errors
+    /// When the file is missing or malformed, or a setting is invalid; the
+    /// message names the setting and where it came from.
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("RSVP_").only(&KEYS))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe(e)))
+            .context("invalid configuration")?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("pool_size", self.pool_size == 0),
+            ("acquire_timeout", self.acquire_timeout.is_zero()),
+            ("sweep_interval", self.sweep_interval.is_zero()),
+            ("change_retention", self.change_retention.is_zero()),
+            ("listen_buffer", self.listen_buffer == 0),
+        ];
+        for (key, zero) in positive {
+            if zero {
+                bail!("invalid configuration: {key} must be greater than zero");
+            }
+        }
+        if let Some(url) = &self.database_url {
+            url.check()?;
+        }
+        Ok(())
+    }
+
+    /// The default hold for the store: `None` when holds should not expire.
+    pub fn default_hold(&self) -> Option<chrono::TimeDelta> {
+        (!self.default_hold.is_zero())
+            .then(|| chrono::TimeDelta::from_std(self.default_hold).ok())
+            .flatten()
+    }
+}
+
+/// One line per problem, each naming the setting and where it came from.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = match &e.metadata {
+                Some(m) if m.name.contains("environment") && !key.is_empty() => {
+                    format!(" (from environment variable RSVP_{})", key.to_uppercase())
+                }
+                Some(m) => match &m.source {
+                    Some(source) => format!(" (from {source})"),
+                    None => format!(" (from {})", m.name),
+                },
+                None => String::new(),
+            };
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{key}: {}{source}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A database URL. Its password never appears in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL itself, password included: for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let scheme = self.0.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "postgres" | "postgresql" | "sqlite" => Ok(()),
+            _ => bail!(
+                "invalid configuration: database_url must start with postgres://, postgresql:// \
+                 or sqlite:, not {:?}",
+                self.redacted()
+            ),
+        }
+    }
+
+    /// The URL with any password replaced by `****`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("****"));
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) => "<unparseable URL>".to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(DatabaseUrl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[derive(Serialize, Default)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pool_size: Option<u32>,
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let url = DatabaseUrl::new("postgres://rsvp:s3cret@db:5432/rsvp");
+        assert_eq!(format!("{url:?}"), "postgres://rsvp:****@db:5432/rsvp");
+        assert!(!format!("{url}").contains("s3cret"));
+        assert_eq!(url.expose(), "postgres://rsvp:s3cret@db:5432/rsvp");
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_flags() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "pool_size = 3\nsweep_interval = \"5s\"\nlisten = \"0.0.0.0:7000\""
+        )
+        .unwrap();
+        let config = Config::load(Some(file.path()), Flags { pool_size: Some(7) }).unwrap();
+        assert_eq!(config.pool_size, 7, "a flag beats the file");
+        assert_eq!(
+            config.sweep_interval,
+            Duration::from_secs(5),
+            "the file beats defaults"
+        );
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(
+            config.default_hold,
+            Duration::from_secs(1800),
+            "defaults fill the rest"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "listen = \"nowhere\"").unwrap();
+        let err = Config::load(Some(file.path()), Flags::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("listen"), "{err:#}");
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "pool_sise = 3").unwrap();
+        let err = Config::load(Some(file.path()), Flags::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("pool_sise"), "{err:#}");
+
+        let err = Config::load(None, Flags { pool_size: Some(0) }).unwrap_err();
+        assert!(format!("{err:#}").contains("pool_size"), "{err:#}");
+
+        let err =
+            Config::load(Some(Path::new("/nonexistent/rsvp.toml")), Flags::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent/rsvp.toml"),
+            "{err:#}"
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! `grpc.health.v1` status that follows the database: SERVING while it
+//! answers, NOT_SERVING while it does not.
+
+use std::{sync::Arc, time::Duration};
+
+use abi::pb::reservation_service_server::ReservationServiceServer;
+use reservation::Rsvp;
+use tokio_util::sync::CancellationToken;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::rpc::RsvpService;
+
+/// Pings the store every `every` and reports the result, for the whole
+/// server (service name "") and for `reservation.ReservationService`.
+pub(crate) async fn watch(
+    store: Arc<dyn Rsvp>,
+    reporter: HealthReporter,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        let up = matches!(
+            tokio::time::timeout(every.max(Duration::from_secs(1)), store.ping()).await,
+            Ok(Ok(()))
+        );
+        if last != Some(up) {
+            let status = if up {
+                tracing::info!("database reachable: serving");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!("database unreachable: not serving");
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            if up {
+                reporter
+                    .set_serving::<ReservationServiceServer<RsvpService>>()
+                    .await;
+            } else {
+                reporter
+                    .set_not_serving::<ReservationServiceServer<RsvpService>>()
+                    .await;
+            }
+            last = Some(up);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

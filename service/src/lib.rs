@@ -1,0 +1,99 @@
+//! # rsvp-server
+//!
+//! The gRPC service over the `reservation` library. It is thin: wire
+//! messages become domain types at the edge (`abi`), the store does the
+//! work, and errors become statuses in the one place `abi` maps them.
+//!
+//! # Layout
+//! - [`cli`]: the command line; [`config`]: layered settings.
+//! - [`server::run`]: serves a store on a bound listener until a shutdown
+//!   future completes — health, reflection, per-call logs, the sweeper.
+//! - `rpc.rs`: the `ReservationService` RPCs; `streams.rs`: Query and Listen
+//!   streams that end cleanly on shutdown.
+//! - `health.rs`: health that follows the database; `sweeper.rs`.
+//! - [`store`]: opens the configured store; [`telemetry`]: logs.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+mod health;
+mod rpc;
+pub mod server;
+pub mod store;
+mod streams;
+mod sweeper;
+pub mod telemetry;
+
+use anyhow::Context;
+
+pub use rpc::RsvpService;
+
+use crate::{
+    cli::{Cli, Command},
+    config::Config,
+    server::ServerSettings,
+};
+
+/// Runs the command line: serve, migrate, or print the configuration.
+///
+/// # Errors
+/// Any failure, with context for the user.
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref(), &cli.overrides)?;
+    if let Some(Command::Config) = cli.command {
+        let mut shown = config.clone();
+        shown.database_url = shown
+            .database_url
+            .map(|url| config::DatabaseUrl::new(url.redacted()));
+        print!(
+            "{}",
+            toml::to_string(&shown).context("rendering the configuration")?
+        );
+        return Ok(());
+    }
+    telemetry::init(&config.log_level, config.log_format)?;
+
+    if let Some(Command::Migrate) = cli.command {
+        store::open(&config, true).await?;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+
+    let store = store::open(&config, config.migrate).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, database = ?config.database_url, "serving rsvp");
+    let settings = ServerSettings {
+        sweep_interval: config.sweep_interval,
+        shutdown_grace: config.shutdown_grace,
+        ..ServerSettings::default()
+    };
+    server::run(listener, store, settings, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+        }
+    }
+    // A second signal stops at once.
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+}

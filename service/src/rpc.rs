@@ -1,0 +1,153 @@
+//! The `reservation.ReservationService` RPCs: each turns the wire request
+//! into a domain value (abi), asks the store, and turns the answer back.
+//! No business rules live here.
+
+use std::sync::Arc;
+
+use abi::{
+    ListenFilter, NewReservation, ReservationFilter, ReservationQuery, ReservationUpdate, parse_id,
+    pb::{self, reservation_service_server::ReservationService},
+};
+use futures::stream::BoxStream;
+use reservation::Rsvp;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::streams;
+
+/// The service over a store.
+#[derive(Clone)]
+pub struct RsvpService {
+    store: Arc<dyn Rsvp>,
+    shutdown: CancellationToken,
+}
+
+impl RsvpService {
+    /// Serves `store`; open streams end when `shutdown` is cancelled.
+    pub fn new(store: Arc<dyn Rsvp>, shutdown: CancellationToken) -> Self {
+        RsvpService { store, shutdown }
+    }
+}
+
+/// The status a client sees for `e`. Causes of internal and unavailable
+/// errors are logged here, whole, and never sent.
+pub(crate) fn status(e: abi::Error) -> Status {
+    match &e {
+        abi::Error::Internal(_) => tracing::error!(error = ?anyhow_chain(&e), "internal error"),
+        abi::Error::Unavailable(_) | abi::Error::Aborted { .. } => {
+            tracing::warn!(error = ?anyhow_chain(&e), "call failed, retryable")
+        }
+        _ => {}
+    }
+    Status::from(e)
+}
+
+/// The error and its causes, one after the other.
+fn anyhow_chain(e: &abi::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+fn reservation(r: abi::Reservation) -> Option<pb::Reservation> {
+    Some(r.into())
+}
+
+#[tonic::async_trait]
+impl ReservationService for RsvpService {
+    async fn reserve(
+        &self,
+        request: Request<pb::ReserveRequest>,
+    ) -> Result<Response<pb::ReserveResponse>, Status> {
+        let request = NewReservation::try_from(request.into_inner()).map_err(status)?;
+        let made = self.store.reserve(request).await.map_err(status)?;
+        Ok(Response::new(pb::ReserveResponse {
+            reservation: reservation(made),
+        }))
+    }
+
+    async fn confirm(
+        &self,
+        request: Request<pb::ConfirmRequest>,
+    ) -> Result<Response<pb::ConfirmResponse>, Status> {
+        let id = parse_id(&request.into_inner().id).map_err(status)?;
+        let confirmed = self.store.confirm(id).await.map_err(status)?;
+        Ok(Response::new(pb::ConfirmResponse {
+            reservation: reservation(confirmed),
+        }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        let update = ReservationUpdate::try_from(request.into_inner()).map_err(status)?;
+        let updated = self.store.update(update).await.map_err(status)?;
+        Ok(Response::new(pb::UpdateResponse {
+            reservation: reservation(updated),
+        }))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
+        let id = parse_id(&request.into_inner().id).map_err(status)?;
+        let cancelled = self.store.cancel(id).await.map_err(status)?;
+        Ok(Response::new(pb::CancelResponse {
+            reservation: reservation(cancelled),
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let id = parse_id(&request.into_inner().id).map_err(status)?;
+        let found = self.store.get(id).await.map_err(status)?;
+        Ok(Response::new(pb::GetResponse {
+            reservation: reservation(found),
+        }))
+    }
+
+    type QueryStream = BoxStream<'static, Result<pb::Reservation, Status>>;
+
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<Self::QueryStream>, Status> {
+        let query = ReservationQuery::try_from(request.into_inner()).map_err(status)?;
+        let rows = self.store.query(query);
+        Ok(Response::new(streams::query(rows, self.shutdown.clone())))
+    }
+
+    async fn filter(
+        &self,
+        request: Request<pb::FilterRequest>,
+    ) -> Result<Response<pb::FilterResponse>, Status> {
+        let filter = ReservationFilter::try_from(request.into_inner()).map_err(status)?;
+        let page = self.store.filter(filter).await.map_err(status)?;
+        Ok(Response::new(page.into()))
+    }
+
+    type ListenStream = BoxStream<'static, Result<pb::ReservationChange, Status>>;
+
+    async fn listen(
+        &self,
+        request: Request<pb::ListenRequest>,
+    ) -> Result<Response<Self::ListenStream>, Status> {
+        let filter = ListenFilter::try_from(request.into_inner()).map_err(status)?;
+        let after = filter.after_change_id;
+        let changes = self.store.listen(filter).await.map_err(status)?;
+        Ok(Response::new(streams::listen(
+            changes,
+            after,
+            self.shutdown.clone(),
+        )))
+    }
+}

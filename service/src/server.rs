@@ -1,0 +1,123 @@
+//! The gRPC server: the reservation service, health, reflection, per-call
+//! logs, the sweeper, and graceful shutdown.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use abi::pb::{self, reservation_service_server::ReservationServiceServer};
+use anyhow::Context;
+use reservation::Rsvp;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Server, server::TcpIncoming};
+
+use crate::{health, rpc::RsvpService, sweeper, telemetry};
+
+/// How the server runs, beyond what the store decides.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// How often overdue holds are marked expired.
+    pub sweep_interval: Duration,
+    /// How often the database is pinged for the health status.
+    pub health_interval: Duration,
+    /// How long shutdown waits for in-flight calls before giving up.
+    pub shutdown_grace: Duration,
+    /// The largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            sweep_interval: Duration::from_secs(30),
+            health_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+            max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Serves `store` on `listener` until `shutdown` completes. Then it stops
+/// accepting connections, ends open streams with UNAVAILABLE, lets in-flight
+/// unary calls finish, and returns.
+///
+/// # Errors
+/// When the server fails, or in-flight calls outlast
+/// `settings.shutdown_grace`.
+pub async fn run(
+    listener: TcpListener,
+    store: Arc<dyn Rsvp>,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let background = [
+        tokio::spawn(health::watch(
+            store.clone(),
+            reporter.clone(),
+            settings.health_interval,
+            stop.clone(),
+        )),
+        tokio::spawn(sweeper::run(
+            store.clone(),
+            settings.sweep_interval,
+            stop.clone(),
+        )),
+    ];
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the reflection service")?;
+    let service = ReservationServiceServer::new(RsvpService::new(store, stop.clone()))
+        .max_decoding_message_size(settings.max_message_bytes);
+
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, ending open streams");
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            stop.cancel();
+        }
+    };
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    let serve = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(telemetry::rpc_trace_layer())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, signal);
+    let overdue = {
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(settings.shutdown_grace).await;
+        }
+    };
+    let result = tokio::select! {
+        served = serve => served.context("serving gRPC"),
+        _ = overdue => Err(anyhow::anyhow!(
+            "in-flight calls did not finish within shutdown_grace ({:?})",
+            settings.shutdown_grace
+        )),
+    };
+    stop.cancel();
+    for task in background {
+        let _ = task.await;
+    }
+    result
+}

@@ -52,6 +52,7 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
     async fn head(&self) -> Result<(i64, Option<Vec<i64>>)>;
 }
 
+/// Most changes read per query.
 const READ_BATCH: i64 = 1000;
 const REPLAY_BATCH: i64 = 500;
 /// Polling interval when nothing wakes the hub (a safety net).
@@ -69,6 +70,9 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Changes read per query: at most half the buffer, so that one read's
+    /// burst never cuts off a listener that keeps up.
+    read_batch: i64,
 }
 
 impl Shared {
@@ -119,12 +123,14 @@ impl<S: ChangeSource> Feed<S> {
                 tokio::time::sleep(GAP_POLL).await;
             }
         }
-        let (tx, _) = broadcast::channel(capacity.max(1));
+        let capacity = capacity.max(2);
+        let (tx, _) = broadcast::channel(capacity);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 delivered: head,
                 tx,
             }),
+            read_batch: READ_BATCH.min(capacity as i64 / 2),
         });
         let stop = CancellationToken::new();
         tokio::spawn(run(source.clone(), shared.clone(), wake, stop.clone()));
@@ -198,7 +204,7 @@ async fn run<S: ChangeSource>(
         }
         loop {
             let delivered = shared.lock().delivered;
-            let batch = match source.read_after(delivered, READ_BATCH).await {
+            let batch = match source.read_after(delivered, shared.read_batch).await {
                 Ok(batch) => {
                     failures = 0;
                     batch
@@ -211,7 +217,7 @@ async fn run<S: ChangeSource>(
                     break;
                 }
             };
-            let full = batch.changes.len() as i64 == READ_BATCH;
+            let full = batch.changes.len() as i64 == shared.read_batch;
             let blocked = deliver(&shared, batch, &mut gap);
             if blocked || !full {
                 break;

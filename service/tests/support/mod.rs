@@ -3,7 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{SocketAddr, TcpListener as StdTcpListener},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use abi::pb::{self, reservation_service_client::ReservationServiceClient as Client};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
@@ -178,4 +183,177 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
         Err(status) if status.code() == code => status,
         other => panic!("expected {code:?}, got {other:?}"),
     }
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rsvp-server");
+
+pub fn free_addr() -> SocketAddr {
+    StdTcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// An `rsvp-server` process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    pub async fn start(database_url: &str, extra: &[&str]) -> Server {
+        let addr = free_addr();
+        let child = Command::new(BIN)
+            .args([
+                "--database-url",
+                database_url,
+                "--listen",
+                &addr.to_string(),
+            ])
+            .args(["--log-level", "warn"])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rsvp-server starts");
+        let server = Server { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rsvp-server did not listen on {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub async fn client(&self) -> RsvpClient {
+        connect(self.addr).await
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    pub async fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rsvp-server did not exit within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+}
+
+/// Writes `n` confirmed reservations on `n` new resources in one statement
+/// (so `n` changes at once), straight into the table.
+pub async fn seed(pool: &sqlx::PgPool, n: i64) {
+    sqlx::query(
+        "INSERT INTO rsvp.reservations \
+             (id, user_id, resource_id, status, timespan, created_at, updated_at) \
+         SELECT gen_random_uuid(), 'bulk', 'bulk-' || gen_random_uuid(), 'confirmed', \
+                tstzrange(now(), now() + interval '1 hour'), now(), now() \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// A TCP proxy in front of the database that can cut every connection and
+/// refuse new ones, to simulate an outage.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    down: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Forwards a loopback port to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (down, _) = tokio::sync::watch::channel(false);
+        let watch = down.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if *watch.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let mut cut = watch.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|down| *down) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, down, task }
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let (scheme_user, rest) = url.split_once('@').unwrap();
+        let (_, path) = rest.split_once('/').unwrap();
+        format!("{scheme_user}@{}/{path}", self.addr)
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.down.send_replace(true);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.down.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The host:port of a `postgres://user@host:port/db` URL.
+pub fn url_addr(url: &str) -> SocketAddr {
+    let rest = url.split_once('@').unwrap().1;
+    rest.split_once('/').unwrap().0.parse().unwrap()
 }

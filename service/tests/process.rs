@@ -1,0 +1,326 @@
+//! The real `rsvp-server` binary: several processes on one database,
+//! graceful shutdown on SIGTERM, `migrate`, and configuration errors.
+
+mod support;
+
+use std::{
+    process::{Command, Output},
+    time::Duration,
+};
+
+use abi::pb;
+use futures::StreamExt;
+use reservation::testing::TestDb;
+use support::{BIN, Server, next, reserve_request};
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_through_one_server_reaches_a_listener_on_another() {
+    let db = TestDb::new().await;
+    let one = Server::start(db.url(), &[]).await;
+    let two = Server::start(db.url(), &[]).await;
+    let mut feed = two
+        .client()
+        .await
+        .listen(pb::ListenRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut writer = one.client().await;
+    let made = writer
+        .reserve(reserve_request("alice", "room-1", 0, 60))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    let change = next(&mut feed).await;
+    assert_eq!(change.reservation.unwrap().id, made.id);
+    writer
+        .cancel(pb::CancelRequest {
+            id: made.id.clone(),
+        })
+        .await
+        .unwrap();
+    let change = next(&mut feed).await;
+    assert_eq!(
+        change.reservation.unwrap().status(),
+        pb::ReservationStatus::Cancelled
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_streams_cleanly_finishes_calls_and_exits_zero() {
+    let db = TestDb::new().await;
+    let pool = db.pool(2).await;
+    let mut server = Server::start(db.url(), &["--shutdown-grace", "20s"]).await;
+    let mut client = server.client().await;
+    // More rows than fit in flow-control windows and buffers.
+    const ROWS: usize = 60_000;
+    support::seed(&pool, ROWS as i64).await;
+
+    // An open Query stream that has only been read a little...
+    let mut query = client
+        .query(pb::QueryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut rows = 0;
+    for _ in 0..10 {
+        next(&mut query).await;
+        rows += 1;
+    }
+    // ...an open Listen stream...
+    let mut feed = server
+        .client()
+        .await
+        .listen(pb::ListenRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // ...and a Reserve in flight, held up on the resource's lock.
+    let mut blocker = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended('busy-room', 0))")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut slow_client = server.client().await;
+    let in_flight = tokio::spawn(async move {
+        slow_client
+            .reserve(reserve_request("bob", "busy-room", 0, 60))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!in_flight.is_finished());
+
+    server.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("SELECT pg_advisory_unlock(hashtextextended('busy-room', 0))")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let finished = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .unwrap()
+        .unwrap();
+    let made = finished
+        .expect("the in-flight reserve completes")
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(made.resource_id, "busy-room");
+
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), query.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(_)) => rows += 1, // rows already on their way
+            other => break other,
+        }
+    };
+    assert!(rows < ROWS, "the query was cut short ({rows} rows)");
+    match end {
+        Some(Err(status)) => {
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            assert!(
+                status.message().contains("shutting down"),
+                "{}",
+                status.message()
+            );
+        }
+        other => panic!("the query should end with UNAVAILABLE, got {other:?}"),
+    }
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match feed.next().await {
+                Some(Ok(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(end, Some(Err(ref s)) if s.code() == Code::Unavailable),
+        "{end:?}"
+    );
+
+    let status = server.wait(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(server.addr).is_err(),
+        "nothing listens any more"
+    );
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG");
+    for key in reservation_service::config::KEYS {
+        cmd.env_remove(format!("RSVP_{}", key.to_uppercase()));
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("rsvp-server runs")
+}
+
+#[tokio::test]
+async fn migrate_applies_migrations_and_exits() {
+    let db = TestDb::empty().await;
+    let out = run(&["migrate", "--database-url", db.url()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool = db.pool(1).await;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'rsvp'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 2, "reservations and reservation_changes");
+}
+
+#[test]
+fn settings_layer_defaults_file_environment_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rsvp.toml");
+    std::fs::write(
+        &file,
+        "pool_size = 3\nlisten_buffer = 100\nsweep_interval = \"10s\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let out = run(
+        &["--config", file, "--listen-buffer", "200", "config"],
+        &[("RSVP_POOL_SIZE", "5"), ("RSVP_LISTEN_BUFFER", "150")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("pool_size = 5\n"),
+        "environment beats file:\n{text}"
+    );
+    assert!(
+        text.contains("listen_buffer = 200\n"),
+        "flag beats environment:\n{text}"
+    );
+    assert!(
+        text.contains("sweep_interval = \"10s\"\n"),
+        "file beats defaults:\n{text}"
+    );
+    assert!(
+        text.contains("listen = \"127.0.0.1:50051\"\n"),
+        "defaults fill the rest:\n{text}"
+    );
+}
+
+#[test]
+fn invalid_settings_fail_at_start_naming_the_setting() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
+        (&[], &[("RSVP_LISTEN", "nowhere")], "RSVP_LISTEN"),
+        (&[], &[("RSVP_POOL_SIZE", "0")], "pool_size"),
+        (&[], &[("RSVP_DEFAULT_HOLD", "soon")], "default_hold"),
+        (&["--database-url", "mysql://x/y"], &[], "database_url"),
+        (&["--sweep-interval", "often"], &[], "--sweep-interval"),
+    ];
+    for (args, env, named) in cases {
+        let mut all = args.to_vec();
+        all.push("config");
+        let out = run(&all, env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} {env:?} was accepted");
+        assert!(stderr.contains(named), "{args:?} {env:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_password_never_reaches_the_logs_or_the_printed_configuration() {
+    let out = run(
+        &[
+            "--database-url",
+            "postgres://rsvp:hunter2@127.0.0.1:1/rsvp",
+            "config",
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("postgres://rsvp:****@127.0.0.1:1/rsvp"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"));
+    let out = run(
+        &[
+            "--database-url",
+            "postgres://rsvp:hunter2@127.0.0.1:1/rsvp",
+            "--acquire-timeout",
+            "1s",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot open the database"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_is_logged_with_method_code_and_latency() {
+    let db = TestDb::new().await;
+    let addr = support::free_addr();
+    let child = Command::new(BIN)
+        .args(["--database-url", db.url(), "--listen", &addr.to_string()])
+        .args(["--log-format", "json", "--log-level", "info"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = support::connect(addr).await;
+    client
+        .reserve(reserve_request("alice", "room-1", 0, 60))
+        .await
+        .unwrap();
+    let _ = client.get(pb::GetRequest { id: "nope".into() }).await;
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let calls: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "call finished")
+        .collect();
+    let find = |method: &str| {
+        calls
+            .iter()
+            .find(|v| v["span"]["method"] == method)
+            .unwrap_or_else(|| panic!("no log of {method} in {calls:#?}"))
+    };
+    let reserve = find("/reservation.ReservationService/Reserve");
+    assert_eq!(reserve["span"]["code"], "Ok");
+    assert!(
+        reserve["span"]["latency_ms"].as_f64().is_some(),
+        "{reserve}"
+    );
+    let get = find("/reservation.ReservationService/Get");
+    assert_eq!(get["span"]["code"], "InvalidArgument");
+}

@@ -2,10 +2,13 @@
 
 CARGO ?= cargo
 
-.PHONY: help test lint fmt build clean
+.PHONY: help run test lint fmt build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+run: ## Run rsvp-server on 127.0.0.1:50051 with the embedded store (nothing to install)
+	$(CARGO) run --release --bin rsvp-server
 
 test: lint ## Formatting, clippy, and every test (starts its own PostgreSQL)
 	$(CARGO) test --workspace --all-features

@@ -8,6 +8,8 @@
 //! - [`Rsvp`] (`rsvp.rs`): the trait every store implements.
 //! - [`PgStore`] (`store/postgres`): PostgreSQL, with an exclusion constraint
 //!   as the last line of defence and a trigger-fed change feed.
+//! - [`SqliteStore`] (`store/sqlite`): the embedded default, one file, the
+//!   same behaviour; [`connect`] opens either by URL.
 //! - `plan.rs`: how an update changes a reservation, for every store.
 //! - `feed.rs`: the change feed hub, in-order delivery to many listeners.
 //! - `stream.rs`: query streams read in keyset batches.
@@ -34,7 +36,11 @@ pub use abi;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use options::StoreOptions;
 pub use rsvp::{ChangeStream, ReservationStream, Rsvp, SweepReport};
-pub use store::postgres::{self, PgStore};
+pub use store::{
+    connect,
+    postgres::{self, PgStore},
+    sqlite::{self, SqliteStore},
+};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -57,3 +57,58 @@ pub(crate) fn plan_update(
         reschedule: reschedule.is_some(),
     }))
 }
+
+/// The conflict of a new reservation with the live ones in its way.
+pub(crate) fn new_conflict(request: &abi::NewReservation, existing: Vec<Reservation>) -> Error {
+    Error::Conflict(Box::new(abi::Conflict {
+        requested: abi::Requested {
+            id: None,
+            user_id: request.user_id.clone(),
+            resource_id: request.resource_id.clone(),
+            status: request.status.into(),
+            timespan: request.timespan,
+            note: request.note.clone(),
+        },
+        existing,
+    }))
+}
+
+/// The conflict of a reschedule of `current` (as `write` would leave it)
+/// with the live reservations in its way.
+pub(crate) fn reschedule_conflict(
+    current: &Reservation,
+    write: &Write,
+    existing: Vec<Reservation>,
+) -> Error {
+    Error::Conflict(Box::new(abi::Conflict {
+        requested: abi::Requested {
+            id: Some(current.id),
+            user_id: current.user_id.clone(),
+            resource_id: current.resource_id.clone(),
+            status: write.status,
+            timespan: write.timespan,
+            note: write.note.clone(),
+        },
+        existing,
+    }))
+}
+
+/// Checks that a reservation found under the request's `(user, request_id)`
+/// was made by the same request (a retry), not a different one reusing the
+/// key.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] on `request_id` when the requests differ.
+pub(crate) fn check_retry(
+    request: &abi::NewReservation,
+    stored_fingerprint: Option<i64>,
+) -> Result<()> {
+    if stored_fingerprint == Some(request.fingerprint()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "request_id",
+            "already used by this user for a different request",
+        ))
+    }
+}

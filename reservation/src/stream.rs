@@ -35,3 +35,18 @@ where
     }
     .boxed()
 }
+
+/// A page from up to `page_size + 1` rows of a filter: the extra row only
+/// tells that another page follows.
+pub(crate) fn into_page(filter: &abi::ReservationFilter, mut rows: Vec<Reservation>) -> abi::Page {
+    let more = rows.len() > filter.page_size as usize;
+    rows.truncate(filter.page_size as usize);
+    let next_page_token = match rows.last() {
+        Some(last) if more => Some(filter.next_page_token(last)),
+        _ => None,
+    };
+    abi::Page {
+        reservations: rows,
+        next_page_token,
+    }
+}

@@ -9,8 +9,9 @@ use crate::config::LogFormat;
 
 /// rsvp-server: reserves resources for periods of time, over gRPC.
 ///
-/// With no database configured it keeps its state in an embedded database
-/// file under --data-dir. Give --database-url postgres://... for PostgreSQL.
+/// With no database configured it keeps its state in an embedded database,
+/// the file rsvp.db under --data-dir: nothing to install. Give
+/// --database-url postgres://... for PostgreSQL.
 ///
 /// Settings come from built-in defaults, then the --config file (TOML, keys
 /// as the flags with underscores: pool_size = 20), then RSVP_* environment
@@ -46,12 +47,12 @@ pub enum Command {
 /// Settings given as flags; each overrides the file and the environment.
 #[derive(Debug, Default, Args, Serialize)]
 pub struct Overrides {
-    /// Database URL: postgres://user:password@host/db or sqlite:path [env: RSVP_DATABASE_URL]
+    /// Database URL: postgres://user:password@host/db or sqlite:path; unset: the embedded store in --data-dir [env: RSVP_DATABASE_URL]
     #[arg(long, value_name = "URL", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
 
-    /// Directory of the embedded database [env: RSVP_DATA_DIR] [default: ~/.local/share/rsvp]
+    /// Directory of the embedded database (rsvp.db) [env: RSVP_DATA_DIR] [default: ~/.local/share/rsvp]
     #[arg(long, value_name = "DIR", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,

@@ -65,7 +65,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, database = ?config.database_url, "serving rsvp");
+    tracing::info!(%addr, database = %store::describe(&config), "serving rsvp");
     let settings = ServerSettings {
         sweep_interval: config.sweep_interval,
         shutdown_grace: config.shutdown_grace,

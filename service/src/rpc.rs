@@ -33,9 +33,9 @@ impl RsvpService {
 /// errors are logged here, whole, and never sent.
 pub(crate) fn status(e: abi::Error) -> Status {
     match &e {
-        abi::Error::Internal(_) => tracing::error!(error = ?anyhow_chain(&e), "internal error"),
+        abi::Error::Internal(_) => tracing::error!(error = %chain(&e), "internal error"),
         abi::Error::Unavailable(_) | abi::Error::Aborted { .. } => {
-            tracing::warn!(error = ?anyhow_chain(&e), "call failed, retryable")
+            tracing::warn!(error = %chain(&e), "call failed, retryable")
         }
         _ => {}
     }
@@ -43,7 +43,7 @@ pub(crate) fn status(e: abi::Error) -> Status {
 }
 
 /// The error and its causes, one after the other.
-fn anyhow_chain(e: &abi::Error) -> String {
+pub(crate) fn chain(e: &abi::Error) -> String {
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {

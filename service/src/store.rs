@@ -1,11 +1,16 @@
-//! Opens the store the configuration names.
+//! Opens the store the configuration names: the `database_url`'s scheme
+//! picks it (`postgres://`, `sqlite:`); with none, the embedded store keeps
+//! its file in `data_dir`.
 
 use std::sync::Arc;
 
-use anyhow::bail;
-use reservation::{PgStore, Rsvp, StoreOptions};
+use anyhow::Context;
+use reservation::{Rsvp, SqliteStore, StoreOptions};
 
 use crate::config::Config;
+
+/// The embedded store's file name inside `data_dir`.
+pub const EMBEDDED_FILE: &str = "rsvp.db";
 
 /// The store's options, from the configuration.
 pub fn options(config: &Config, migrate: bool) -> StoreOptions {
@@ -21,32 +26,27 @@ pub fn options(config: &Config, migrate: bool) -> StoreOptions {
     }
 }
 
-/// Opens the store named by `database_url`, applying migrations when
-/// `migrate` is set.
-///
-/// # Errors
-/// When no database is configured, or it cannot be opened.
-pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Rsvp>> {
-    let Some(url) = &config.database_url else {
-        bail!(
-            "no database configured: pass --database-url postgres://user@host/db, \
-             set RSVP_DATABASE_URL, or set database_url in the --config file"
-        );
-    };
-    let options = options(config, migrate);
-    match PgStore::connect(url.expose(), options).await {
-        Ok(store) => Ok(Arc::new(store)),
-        Err(e) => bail!("cannot open the database at {url}: {}", chain(&e)),
+/// Where the store lives, for logs: the URL (password hidden) or the file.
+pub fn describe(config: &Config) -> String {
+    match &config.database_url {
+        Some(url) => url.redacted(),
+        None => format!("sqlite:{}", config.data_dir.join(EMBEDDED_FILE).display()),
     }
 }
 
-fn chain(e: &abi::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
+/// Opens the configured store, applying migrations when `migrate` is set.
+///
+/// # Errors
+/// When the store cannot be opened; the message says which and why.
+pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Rsvp>> {
+    let options = options(config, migrate);
+    let opened = match &config.database_url {
+        Some(url) => reservation::connect(url.expose(), options).await,
+        None => SqliteStore::open(config.data_dir.join(EMBEDDED_FILE), options)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Rsvp>),
+    };
+    opened
+        .map_err(|e| anyhow::anyhow!(crate::rpc::chain(&e)))
+        .with_context(|| format!("cannot open the database at {}", describe(config)))
 }

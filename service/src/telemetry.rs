@@ -75,7 +75,7 @@ fn code_name(value: Option<&http::HeaderValue>) -> String {
 }
 
 fn on_response<B>(response: &http::Response<B>, latency: Duration, span: &Span) {
-    span.record("latency_ms", latency.as_secs_f64() * 1e3);
+    span.record("latency_ms", millis(latency));
     // A trailers-only response (every error) carries its status here.
     if let Some(status) = response.headers().get("grpc-status") {
         span.record("code", code_name(Some(status)));
@@ -88,5 +88,10 @@ fn on_eos(trailers: Option<&http::HeaderMap>, stream: Duration, span: &Span) {
         "code",
         code_name(trailers.and_then(|t| t.get("grpc-status"))),
     );
-    tracing::info!(parent: span, stream_ms = stream.as_secs_f64() * 1e3, "call finished");
+    tracing::info!(parent: span, stream_ms = millis(stream), "call finished");
+}
+
+/// Milliseconds, to the microsecond.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
 }

@@ -324,3 +324,115 @@ async fn each_call_is_logged_with_method_code_and_latency() {
     let get = find("/reservation.ReservationService/Get");
     assert_eq!(get["span"]["code"], "InvalidArgument");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_database_configured_the_embedded_store_serves_every_rpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("fresh/data");
+    let addr = support::free_addr();
+    let mut child = Command::new(BIN)
+        .args([
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+        ])
+        .args(["--log-level", "warn"])
+        .env_remove("RUST_LOG")
+        .env_remove("RSVP_DATABASE_URL")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        data_dir.join("rsvp.db").is_file(),
+        "the data directory was created"
+    );
+
+    let mut client = support::connect(addr).await;
+    let mut feed = client
+        .listen(pb::ListenRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let r = client
+        .reserve(reserve_request("alice", "room-1", 0, 60))
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    let status = client
+        .reserve(reserve_request("bob", "room-1", 30, 90))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(
+        abi::conflict_from_status(&status).unwrap().existing[0].id,
+        r.id
+    );
+    client
+        .confirm(pb::ConfirmRequest { id: r.id.clone() })
+        .await
+        .unwrap();
+    let noted = pb::UpdateRequest {
+        id: r.id.clone(),
+        note: Some("hi".into()),
+        ..Default::default()
+    };
+    client.update(noted).await.unwrap();
+    let got = client
+        .get(pb::GetRequest { id: r.id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(
+        (got.status(), got.note.as_str()),
+        (pb::ReservationStatus::Confirmed, "hi")
+    );
+    let rows: Vec<pb::Reservation> = futures::TryStreamExt::try_collect(
+        client
+            .query(pb::QueryRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    let page = client
+        .filter(pb::FilterRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.reservations.len(), 1);
+    client
+        .cancel(pb::CancelRequest { id: r.id.clone() })
+        .await
+        .unwrap();
+    let statuses: Vec<_> = [
+        next(&mut feed).await,
+        next(&mut feed).await,
+        next(&mut feed).await,
+        next(&mut feed).await,
+    ]
+    .iter()
+    .map(|c| c.reservation.as_ref().unwrap().status())
+    .collect();
+    use pb::ReservationStatus::*;
+    assert_eq!(statuses, [Pending, Confirmed, Confirmed, Cancelled]);
+
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+}

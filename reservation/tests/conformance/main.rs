@@ -1,5 +1,5 @@
 //! The behaviour every store must have, written once and run against each
-//! store.
+//! store: PostgreSQL and the embedded SQLite store.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -12,6 +12,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(crate::support::Env::postgres().await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::support::Env::sqlite().await).await;
                 }
             )*
         }

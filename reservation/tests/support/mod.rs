@@ -11,7 +11,9 @@ use abi::{
 };
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
-use reservation::{ChangeStream, ManualClock, PgStore, Rsvp, StoreOptions, testing::TestDb};
+use reservation::{
+    ChangeStream, ManualClock, PgStore, Rsvp, SqliteStore, StoreOptions, testing::TestDb,
+};
 
 /// Minute 0 of every test's timeline.
 pub fn t0() -> DateTime<Utc> {
@@ -40,6 +42,7 @@ pub struct Env {
     pub clock: ManualClock,
     pub pg: Option<PgStore>,
     _db: Option<TestDb>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Env {
@@ -61,6 +64,23 @@ impl Env {
             clock,
             pg: Some(store),
             _db: Some(db),
+            _dir: None,
+        }
+    }
+
+    /// An embedded store in a file of its own; the clock at [`t0`].
+    pub async fn sqlite() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(t0());
+        let store = SqliteStore::open(dir.path().join("rsvp.db"), Env::options(&clock))
+            .await
+            .unwrap();
+        Env {
+            store: Arc::new(store),
+            clock,
+            pg: None,
+            _db: None,
+            _dir: Some(dir),
         }
     }
 

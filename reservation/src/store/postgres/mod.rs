@@ -18,8 +18,8 @@ mod select;
 use std::{str::FromStr, sync::Arc};
 
 use abi::{
-    Conflict, Error, ListenFilter, NewReservation, Page, Requested, Reservation, ReservationFilter,
-    ReservationId, ReservationQuery, ReservationStatus, ReservationUpdate, Result, StatusChange,
+    Error, ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
+    ReservationQuery, ReservationStatus, ReservationUpdate, Result, StatusChange,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -43,7 +43,7 @@ use crate::{
         DEADLOCK_DETECTED, EXCLUSION_VIOLATION, UNIQUE_VIOLATION, db_error, retry_aborted, sqlstate,
     },
     feed::Feed,
-    plan::plan_update,
+    plan::{check_retry, new_conflict, plan_update, reschedule_conflict},
     rsvp::{ChangeStream, ReservationStream, Rsvp, SweepReport},
     stream,
 };
@@ -201,35 +201,20 @@ impl PgStore {
         };
         match first.outcome.as_str() {
             "created" | "existing" => {
-                let existing = first.outcome == "existing";
-                let same_request = first.request_fingerprint == Some(fingerprint);
-                let Some(row) = rows.into_iter().next() else {
-                    return Err(Error::internal("rsvp.reserve returned no row"));
-                };
-                if existing && !same_request {
-                    return Err(Error::invalid(
-                        "request_id",
-                        "already used by this user for a different request",
-                    ));
+                if first.outcome == "existing" {
+                    check_retry(request, first.request_fingerprint)?;
                 }
-                row.reservation.read_at(now)
+                match rows.into_iter().next() {
+                    Some(row) => row.reservation.read_at(now),
+                    None => Err(Error::internal("rsvp.reserve returned no row")),
+                }
             }
             "conflict" => {
                 let existing = rows
                     .into_iter()
                     .map(|r| r.reservation.read_at(now))
                     .collect::<Result<Vec<_>>>()?;
-                Err(Error::Conflict(Box::new(Conflict {
-                    requested: Requested {
-                        id: None,
-                        user_id: request.user_id.clone(),
-                        resource_id: request.resource_id.clone(),
-                        status,
-                        timespan: request.timespan,
-                        note: request.note.clone(),
-                    },
-                    existing,
-                })))
+                Err(new_conflict(request, existing))
             }
             other => Err(Error::internal(format!(
                 "rsvp.reserve returned outcome {other:?}"
@@ -309,17 +294,7 @@ impl PgStore {
         if write.reschedule {
             let existing = live_overlapping(&mut tx, &current, &write.timespan, now).await?;
             if !existing.is_empty() {
-                return Err(Error::Conflict(Box::new(Conflict {
-                    requested: Requested {
-                        id: Some(id),
-                        user_id: current.user_id.clone(),
-                        resource_id: current.resource_id.clone(),
-                        status: write.status,
-                        timespan: write.timespan,
-                        note: write.note.clone(),
-                    },
-                    existing,
-                })));
+                return Err(reschedule_conflict(&current, &write, existing));
             }
         }
         let row: PgReservationRow = sqlx::query_as(concat!(
@@ -466,20 +441,11 @@ impl Rsvp for PgStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db_error)?;
-        let mut reservations = rows
+        let rows = rows
             .into_iter()
             .map(|r| r.read_at(now))
             .collect::<Result<Vec<_>>>()?;
-        let more = reservations.len() as i64 > limit;
-        reservations.truncate(filter.page_size as usize);
-        let next_page_token = match reservations.last() {
-            Some(last) if more => Some(filter.next_page_token(last)),
-            _ => None,
-        };
-        Ok(Page {
-            reservations,
-            next_page_token,
-        })
+        Ok(stream::into_page(&filter, rows))
     }
 
     async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream> {

@@ -1,0 +1,174 @@
+//! Behaviour only the embedded store has: its triggers as the last line of
+//! defence, an index-backed conflict check, durable settings, and several
+//! stores on one file.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use abi::{Error, ListenFilter, ReservationStatus};
+use reservation::{Rsvp, SqliteStore, StoreOptions};
+use support::{at, hold, next};
+
+async fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path().join("rsvp.db"), StoreOptions::default())
+        .await
+        .unwrap()
+}
+
+const RAW_INSERT: &str = "INSERT INTO reservations \
+    (id, user_id, resource_id, status, start_us, end_us, created_us, updated_us) \
+    VALUES (?, 'script', ?, ?, ?, ?, 0, 0)";
+
+#[tokio::test]
+async fn triggers_refuse_overlapping_live_rows_from_any_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let r = store
+        .reserve(hold("alice", "room-1", 60, 120))
+        .await
+        .unwrap();
+    let raw = |status: &'static str, from: i64, to: i64| {
+        sqlx::query(RAW_INSERT)
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind("room-1")
+            .bind(status)
+            .bind(at(from).timestamp_micros())
+            .bind(at(to).timestamp_micros())
+            .execute(store.pool())
+    };
+    let err = raw("confirmed", 119, 180).await.unwrap_err();
+    assert!(err.to_string().contains("reservations_no_overlap"), "{err}");
+    raw("cancelled", 60, 120).await.unwrap(); // history may overlap
+    raw("confirmed", 120, 180).await.unwrap(); // back to back is fine
+
+    // Turning a cancelled row live again is refused too.
+    store.cancel(r.id).await.unwrap();
+    raw("confirmed", 60, 120).await.unwrap();
+    let err = sqlx::query("UPDATE reservations SET status = 'pending' WHERE id = ?")
+        .bind(r.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reservations_no_overlap"), "{err}");
+    // And empty intervals are refused by the schema.
+    let err = raw("cancelled", 10, 10).await.unwrap_err();
+    assert!(err.to_string().contains("CHECK"), "{err}");
+}
+
+#[tokio::test]
+async fn the_conflict_check_searches_the_live_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT id FROM reservations WHERE resource_id = ? \
+         AND status IN ('pending', 'confirmed', 'blocked') AND start_us < ? ORDER BY start_us DESC",
+    )
+    .bind("room-1")
+    .bind(0i64)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let detail: Vec<_> = plan.iter().map(|p| p.3.as_str()).collect();
+    assert!(
+        detail
+            .iter()
+            .any(|d| d.contains("USING INDEX reservations_live (resource_id=? AND start_us<?)")),
+        "{detail:?}"
+    );
+    assert!(
+        !detail.iter().any(|d| d.contains("TEMP B-TREE")),
+        "no sort: {detail:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_file_is_in_wal_mode_with_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(sync, 2, "FULL");
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = open(&dir).await;
+        store
+            .reserve(hold("alice", "room-1", 0, 60))
+            .await
+            .unwrap()
+            .id
+    };
+    let store = open(&dir).await;
+    assert_eq!(store.get(id).await.unwrap().user_id.as_str(), "alice");
+    assert!(matches!(
+        store.reserve(hold("bob", "room-1", 30, 90)).await,
+        Err(Error::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn open_creates_missing_directories_and_urls_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b/rsvp.db");
+    let store = SqliteStore::open(&nested, StoreOptions::default())
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert!(nested.is_file());
+
+    let url = format!("sqlite:{}", dir.path().join("c/d/other.db").display());
+    let store = reservation::connect(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    store.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
+
+    let err = reservation::connect("ftp://x", StoreOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                field: "database_url",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_store_on_a_file_reaches_listeners_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = open(&dir).await;
+    let two = open(&dir).await;
+    let mut feed = two.listen(ListenFilter::default()).await.unwrap();
+    let r = one.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(5), next(&mut feed))
+        .await
+        .unwrap();
+    assert_eq!(c.reservation.id, r.id);
+    // And the two serialize their writes through the file's lock.
+    assert!(matches!(
+        two.reserve(hold("bob", "room-1", 30, 90)).await,
+        Err(Error::Conflict(_))
+    ));
+    one.cancel(r.id).await.unwrap();
+    assert_eq!(
+        next(&mut feed).await.reservation.status,
+        ReservationStatus::Cancelled
+    );
+}

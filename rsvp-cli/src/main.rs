@@ -1,4 +1,83 @@
-fn main() {
-    eprintln!("rsvp: not built yet");
-    std::process::exit(1);
+//! `rsvp`: the command-line client of rsvp-server. See `rsvp --help`.
+//!
+//! # Layout
+//! - `cli.rs`: the arguments (clap); `time.rs`: times and durations.
+//! - `commands/`: one module per command.
+//! - `client.rs`: the connection and calls with deadlines.
+//! - `output.rs`: tables and JSON lines; `error.rs` and `exit.rs`: what went
+//!   wrong, and the exit code for it.
+
+mod cli;
+mod client;
+mod commands;
+mod error;
+mod exit;
+mod output;
+mod time;
+
+use std::{io::Write, process::ExitCode};
+
+use clap::Parser;
+
+use crate::{
+    cli::Cli,
+    commands::Context,
+    exit::Exit,
+    output::{Rows, View},
+    time::Zone,
+};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            }
+            .into();
+        }
+    };
+    let zone = match (cli.global.utc, cli.global.tz) {
+        (true, _) => Zone::Utc,
+        (false, Some(tz)) => Zone::Named(tz),
+        (false, None) => Zone::Local,
+    };
+    let cx = Context {
+        view: View {
+            format: cli.global.output,
+            zone,
+            width: output::terminal_width(),
+            now: chrono::Utc::now(),
+        },
+        server: cli.global.server.clone(),
+        timeout: cli.global.timeout.0,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("rsvp: cannot start: {e}");
+            return Exit::Other.into();
+        }
+    };
+    match runtime.block_on(commands::run(cli, &cx)) {
+        Ok(()) => Exit::Ok.into(),
+        Err(e) if e.exit == Exit::Ok => Exit::Ok.into(),
+        Err(e) => {
+            let mut stderr = std::io::stderr();
+            let _ = writeln!(stderr, "rsvp: {}", e.message);
+            if let Some(conflict) = &e.conflict {
+                let mut rows = Rows::new(cx.view, &mut stderr, false);
+                for r in &conflict.existing {
+                    let _ = rows.reservation(r);
+                }
+            }
+            e.exit.into()
+        }
+    }
 }

@@ -1,0 +1,350 @@
+//! The command line: what the user can type.
+
+use std::path::PathBuf;
+
+use chrono_tz::Tz;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::time::{Duration, TimeArg};
+
+/// rsvp: reserve resources for periods of time, from the terminal.
+///
+/// Talks to rsvp-server over gRPC. Times are RFC 3339 (2026-12-01T10:00:00Z)
+/// or local (2026-12-01 10:00, read in --tz or the local zone); durations
+/// look like 90m, 2h, 1d.
+///
+/// Examples:
+///   rsvp reserve --resource room-42 --user alice --start '2026-12-01 10:00' --duration 1h
+///   rsvp confirm 01a1fee2-20e9-74d9-9d8f-644a0eb6e704
+///   rsvp query --resource room-42 --from '2026-12-01' --to '2026-12-02'
+///   rsvp listen --resource room-42
+///
+/// Exit codes: 0 ok, 1 other error, 2 usage error, 3 conflict, 4 not found,
+/// 5 invalid argument, 6 server unreachable, 7 not allowed in the
+/// reservation's state.
+#[derive(Debug, Parser)]
+#[command(name = "rsvp", version, verbatim_doc_comment, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The server's address.
+    #[arg(
+        long,
+        global = true,
+        env = "RSVP_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        value_name = "URL"
+    )]
+    pub server: String,
+
+    /// How long to wait for the server to answer a call.
+    #[arg(long, global = true, default_value = "10s", value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// How to print results.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// Show times in UTC rather than the local zone.
+    #[arg(long, global = true, conflicts_with = "tz")]
+    pub utc: bool,
+
+    /// The zone local times are read and shown in (e.g. Europe/Paris).
+    #[arg(long, global = true, env = "RSVP_TZ", value_name = "ZONE")]
+    pub tz: Option<Tz>,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Tables for people.
+    Table,
+    /// One JSON object per line, full values, for programs.
+    Json,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Reserve a resource for a period of time.
+    ///
+    /// Makes a pending hold (which expires unless confirmed) by default.
+    ///
+    /// Example:
+    ///   rsvp reserve --resource room-42 --user alice --start '2026-12-01 10:00' --duration 90m --note 'design review'
+    #[command(verbatim_doc_comment)]
+    Reserve(ReserveArgs),
+
+    /// Confirm a pending hold.
+    ///
+    /// Example: rsvp confirm 01a1fee2-20e9-74d9-9d8f-644a0eb6e704
+    Confirm(IdArg),
+
+    /// Cancel a reservation (it is kept, and holds nothing).
+    ///
+    /// Example: rsvp cancel 01a1fee2-20e9-74d9-9d8f-644a0eb6e704
+    Cancel(IdArg),
+
+    /// Show one reservation.
+    ///
+    /// Example: rsvp get 01a1fee2-20e9-74d9-9d8f-644a0eb6e704
+    Get(IdArg),
+
+    /// Change a reservation's note, time or status.
+    ///
+    /// Example:
+    ///   rsvp update 01a1fee2-20e9-74d9-9d8f-644a0eb6e704 --start '2026-12-01 11:00' --end '2026-12-01 12:00'
+    #[command(verbatim_doc_comment)]
+    Update(UpdateArgs),
+
+    /// Show the reservations that overlap a window, as they stream in.
+    ///
+    /// Example: rsvp query --resource room-42 --from '2026-12-01' --to '2026-12-02'
+    Query(QueryArgs),
+
+    /// Show reservations a page at a time (--all follows every page).
+    ///
+    /// Example: rsvp list --user alice --page-size 20 --all
+    List(ListArgs),
+
+    /// Print changes as they happen, until interrupted.
+    ///
+    /// Example: rsvp listen --resource room-42 --after 120
+    Listen(ListenArgs),
+
+    /// Print a shell completion script.
+    ///
+    /// Example: rsvp completions bash > /etc/bash_completion.d/rsvp
+    Completions(CompletionsArgs),
+}
+
+/// A reservation's id.
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// The reservation's id (a UUID).
+    pub id: String,
+}
+
+/// `rsvp reserve`.
+#[derive(Debug, Args)]
+pub struct ReserveArgs {
+    /// What to reserve.
+    #[arg(long, short = 'r', value_name = "RESOURCE")]
+    pub resource: String,
+
+    /// Who reserves it.
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: String,
+
+    /// When it starts.
+    #[arg(long, short = 's', value_name = "TIME")]
+    pub start: TimeArg,
+
+    /// When it ends.
+    #[arg(
+        long,
+        short = 'e',
+        value_name = "TIME",
+        required_unless_present = "duration",
+        conflicts_with = "duration"
+    )]
+    pub end: Option<TimeArg>,
+
+    /// How long it lasts, instead of --end.
+    #[arg(long, short = 'd', value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// A note, at most 4096 bytes.
+    #[arg(long, short = 'n', value_name = "TEXT", default_value = "")]
+    pub note: String,
+
+    /// How long the hold lasts before it expires (0s: never); default: the server's.
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["confirm", "block"])]
+    pub hold: Option<Duration>,
+
+    /// Book at once instead of making a hold.
+    #[arg(long, conflicts_with = "block")]
+    pub confirm: bool,
+
+    /// Take the resource out of service for the period.
+    #[arg(long)]
+    pub block: bool,
+
+    /// An idempotency key: retrying with the same key returns the first result.
+    #[arg(long, value_name = "KEY", default_value = "")]
+    pub request_id: String,
+}
+
+/// `rsvp update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The reservation's id.
+    pub id: String,
+
+    /// A new note.
+    #[arg(long, short = 'n', value_name = "TEXT")]
+    pub note: Option<String>,
+
+    /// A new start (with --end).
+    #[arg(long, short = 's', value_name = "TIME", requires = "end")]
+    pub start: Option<TimeArg>,
+
+    /// A new end (with --start).
+    #[arg(long, short = 'e', value_name = "TIME", requires = "start")]
+    pub end: Option<TimeArg>,
+
+    /// A new status.
+    #[arg(long, value_enum, value_name = "STATUS")]
+    pub status: Option<NewStatus>,
+}
+
+/// A status an update may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NewStatus {
+    /// Confirm a pending hold.
+    Confirmed,
+    /// Cancel.
+    Cancelled,
+}
+
+/// Any status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Status {
+    /// Holds that have not expired.
+    Pending,
+    /// Bookings.
+    Confirmed,
+    /// Out of service.
+    Blocked,
+    /// Cancelled.
+    Cancelled,
+    /// Holds that expired.
+    Expired,
+}
+
+/// The selection of `query` and `list`.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Only this user's reservations.
+    #[arg(long, short = 'u', value_name = "USER", default_value = "")]
+    pub user: String,
+
+    /// Only this resource's reservations.
+    #[arg(long, short = 'r', value_name = "RESOURCE", default_value = "")]
+    pub resource: String,
+
+    /// Only reservations in this status.
+    #[arg(long, value_enum, value_name = "STATUS")]
+    pub status: Option<Status>,
+
+    /// Only reservations that end after this time.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<TimeArg>,
+
+    /// Only reservations that start before this time.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<TimeArg>,
+
+    /// Newest start first.
+    #[arg(long)]
+    pub desc: bool,
+}
+
+/// `rsvp query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `rsvp list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Reservations per page (1 to 1000); default: the server's.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub page_size: i32,
+
+    /// Continue from this token (printed after a page).
+    #[arg(long, value_name = "TOKEN", default_value = "", conflicts_with = "all")]
+    pub page_token: String,
+
+    /// Follow every page to the end.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `rsvp listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Only changes to this user's reservations.
+    #[arg(long, short = 'u', value_name = "USER", default_value = "")]
+    pub user: String,
+
+    /// Only changes to this resource's reservations.
+    #[arg(long, short = 'r', value_name = "RESOURCE", default_value = "")]
+    pub resource: String,
+
+    /// First replay every retained change after this id.
+    #[arg(long, value_name = "CHANGE_ID")]
+    pub after: Option<i64>,
+}
+
+/// `rsvp completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn reserve_needs_an_end_or_a_duration_but_not_both() {
+        let base = [
+            "rsvp",
+            "reserve",
+            "-r",
+            "r",
+            "-u",
+            "u",
+            "-s",
+            "2026-12-01 10:00",
+        ];
+        assert!(Cli::try_parse_from(base).is_err());
+        assert!(Cli::try_parse_from([&base[..], &["-d", "1h"]].concat()).is_ok());
+        assert!(Cli::try_parse_from([&base[..], &["-e", "2026-12-01 11:00"]].concat()).is_ok());
+        assert!(
+            Cli::try_parse_from([&base[..], &["-e", "2026-12-01 11:00", "-d", "1h"]].concat())
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([&base[..], &["-d", "1h", "--hold", "5m", "--confirm"]].concat())
+                .is_err()
+        );
+    }
+}

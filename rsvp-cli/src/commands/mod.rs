@@ -1,0 +1,52 @@
+//! One module per command; each turns its arguments into a request, makes
+//! the call, and prints the answer.
+
+mod completions;
+mod listen;
+mod query;
+mod reserve;
+mod single;
+
+use std::time::Duration;
+
+use crate::{
+    cli::{Cli, Command},
+    client::{self, Client},
+    error::CliError,
+    output::View,
+};
+
+/// What every command needs.
+pub struct Context {
+    /// How results look.
+    pub view: View,
+    /// The server's address, for messages.
+    pub server: String,
+    /// The deadline of each call.
+    pub timeout: Duration,
+}
+
+impl Context {
+    async fn client(&self) -> Result<Client, CliError> {
+        client::connect(&self.server, self.timeout).await
+    }
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// Whatever failed, with its exit code.
+pub async fn run(cli: Cli, cx: &Context) -> Result<(), CliError> {
+    let mut out = std::io::stdout();
+    match cli.command {
+        Command::Completions(args) => completions::run(args),
+        Command::Reserve(args) => reserve::run(args, cx, &mut out).await,
+        Command::Confirm(args) => single::confirm(args, cx, &mut out).await,
+        Command::Cancel(args) => single::cancel(args, cx, &mut out).await,
+        Command::Get(args) => single::get(args, cx, &mut out).await,
+        Command::Update(args) => single::update(args, cx, &mut out).await,
+        Command::Query(args) => query::query(args, cx, &mut out).await,
+        Command::List(args) => query::list(args, cx, &mut out).await,
+        Command::Listen(args) => listen::run(args, cx, &mut out).await,
+    }
+}

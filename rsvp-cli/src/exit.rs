@@ -1,0 +1,32 @@
+//! The exit codes of `rsvp`, one per outcome a script can act on.
+
+use std::process::ExitCode;
+
+/// Why `rsvp` exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Done.
+    Ok = 0,
+    /// Anything not listed below.
+    Other = 1,
+    /// The command line is wrong (unknown flag, unreadable time...).
+    Usage = 2,
+    /// The resource is taken for (part of) that time.
+    Conflict = 3,
+    /// No reservation has that id.
+    NotFound = 4,
+    /// The server refused a value (the message names the field).
+    InvalidArgument = 5,
+    /// The server cannot be reached, or cannot reach its database.
+    Unreachable = 6,
+    /// The reservation's state does not allow it (e.g. confirming an
+    /// expired hold).
+    NotAllowed = 7,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}

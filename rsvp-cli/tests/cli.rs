@@ -1,0 +1,673 @@
+//! The real `rsvp` binary against a real server over TCP (the service's own
+//! `run`, on the embedded store), in a pinned environment: each command's
+//! table and JSON output, exit codes, and the messages a user sees.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Command as StdCommand, Stdio},
+    sync::{Arc, mpsc},
+    time::Duration,
+};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use reservation::{Rsvp, SqliteStore, StoreOptions};
+use reservation_service::server::{self, ServerSettings};
+
+/// A server on a loopback port over a store in a temporary file, run on its
+/// own thread; stopped when dropped.
+struct Server {
+    addr: SocketAddr,
+    db: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("rsvp.db");
+        let (ready, addr) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let path = db.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let store = SqliteStore::open(&path, StoreOptions::default())
+                    .await
+                    .unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready.send(listener.local_addr().unwrap()).unwrap();
+                let _ = server::run(
+                    listener,
+                    Arc::new(store),
+                    ServerSettings::default(),
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+                .await;
+            });
+        });
+        Server {
+            addr: addr.recv().unwrap(),
+            db,
+            _dir: dir,
+            stop: Some(stop),
+        }
+    }
+
+    /// `rsvp` pointed at this server, in a pinned environment: UTC, 80
+    /// columns.
+    fn rsvp(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsvp"));
+        cmd.env_clear()
+            .env("RSVP_SERVER", format!("http://{}", self.addr))
+            .env("COLUMNS", "80")
+            .env("TZ", "UTC")
+            .arg("--utc");
+        cmd
+    }
+
+    /// Makes reservations straight through the store, for bulk.
+    fn seed(&self, n: i64) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let store = SqliteStore::open(&self.db, StoreOptions::default())
+                .await
+                .unwrap();
+            for i in 0..n {
+                let r = abi::NewReservation::builder()
+                    .user_id("bulk")
+                    .resource_id(format!("bulk-{}", i % 10))
+                    .start(
+                        at(&format!("2026-12-01T{:02}:00:00Z", i % 24))
+                            + chrono::TimeDelta::days(i / 10),
+                    )
+                    .end(
+                        at(&format!("2026-12-01T{:02}:30:00Z", i % 24))
+                            + chrono::TimeDelta::days(i / 10),
+                    )
+                    .build()
+                    .unwrap();
+                store.reserve(r).await.unwrap();
+            }
+        });
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Reserves and returns the new reservation's id.
+fn reserve(server: &Server, args: &[&str]) -> String {
+    let mut cmd = server.rsvp();
+    cmd.args(["-o", "json", "reserve"]).args(args);
+    let line = stdout(&mut cmd);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn alice(server: &Server) -> String {
+    reserve(
+        server,
+        &[
+            "-r",
+            "room-42",
+            "-u",
+            "alice",
+            "-s",
+            "2026-12-01 10:00",
+            "-d",
+            "1h",
+            "-n",
+            "design review",
+        ],
+    )
+}
+
+#[test]
+fn reserve_prints_the_reservation_as_a_record_or_json() {
+    let server = Server::start();
+    let out = stdout(server.rsvp().args([
+        "reserve",
+        "--resource",
+        "room-42",
+        "--user",
+        "alice",
+        "--start",
+        "2026-12-01 10:00",
+        "--duration",
+        "90m",
+        "--note",
+        "design review",
+    ]));
+    let lines: Vec<_> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("id        ") && lines[0].len() == 46,
+        "{out}"
+    );
+    assert_eq!(lines[1], "user      alice");
+    assert_eq!(lines[2], "resource  room-42");
+    assert_eq!(lines[3], "status    pending");
+    assert_eq!(lines[4], "start     2026-12-01 10:00 UTC");
+    assert_eq!(lines[5], "end       2026-12-01 11:30 UTC");
+    assert!(
+        lines[6].starts_with("expires   ") && lines[6].ends_with("UTC (in 30m)"),
+        "{out}"
+    );
+    assert_eq!(lines[7], "note      design review");
+
+    let json = stdout(server.rsvp().args([
+        "-o",
+        "json",
+        "reserve",
+        "-r",
+        "room-7",
+        "-u",
+        "bob",
+        "-s",
+        "2026-12-01T09:00:00+01:00",
+        "-e",
+        "2026-12-01T12:00:00+01:00",
+        "--confirm",
+    ]));
+    assert_eq!(json.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["status"], "confirmed");
+    assert_eq!(v["start"], "2026-12-01T08:00:00Z");
+    assert_eq!(v["end"], "2026-12-01T11:00:00Z");
+    assert_eq!(v["expires_at"], serde_json::Value::Null);
+    assert_eq!(v["id"].as_str().unwrap().len(), 36);
+}
+
+#[test]
+fn a_conflict_exits_3_and_shows_what_is_in_the_way() {
+    let server = Server::start();
+    let id = alice(&server);
+    let tail = &id[id.len() - 8..];
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "room-42",
+            "-u",
+            "bob",
+            "-s",
+            "2026-12-01 10:30",
+            "-d",
+            "1h",
+        ])
+        .assert()
+        .code(3)
+        .stdout("")
+        .stderr(predicate::str::starts_with(
+            "rsvp: room-42 is taken: 1 live reservation in the way\n\
+             ID        USER   RESOURCE STATUS    START (UTC)      END         EXPIRES  NOTE\n",
+        ))
+        .stderr(predicate::str::contains(format!(
+            "…{tail} alice  room-42  pending   2026-12-01 10:00 11:00       in 30m   desig…"
+        )));
+}
+
+#[test]
+fn confirm_get_update_and_cancel_print_the_result() {
+    let server = Server::start();
+    let id = alice(&server);
+    let out = stdout(server.rsvp().args(["confirm", &id]));
+    assert!(
+        out.contains("status    confirmed\n") && out.contains("expires   -\n"),
+        "{out}"
+    );
+    let out = stdout(server.rsvp().args(["get", &id]));
+    assert!(out.contains(&format!("id        {id}\n")), "{out}");
+    let out = stdout(server.rsvp().args([
+        "update",
+        &id,
+        "--note",
+        "moved",
+        "-s",
+        "2026-12-01 14:00",
+        "-e",
+        "2026-12-01 15:00",
+    ]));
+    assert!(
+        out.contains("start     2026-12-01 14:00 UTC\n") && out.contains("note      moved\n"),
+        "{out}"
+    );
+    let json = stdout(server.rsvp().args(["-o", "json", "cancel", &id]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["note"].as_str()),
+        (Some("cancelled"), Some("moved"))
+    );
+    // Confirming what is cancelled is not allowed in that state.
+    server
+        .rsvp()
+        .args(["confirm", &id])
+        .assert()
+        .code(7)
+        .stderr("rsvp: not allowed: cannot confirm a reservation that is cancelled\n");
+    server
+        .rsvp()
+        .args(["update", &id])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing to change"));
+}
+
+#[test]
+fn query_prints_a_table_that_fits_80_columns_and_json_lines() {
+    let server = Server::start();
+    let a = alice(&server);
+    let b = reserve(
+        &server,
+        &[
+            "-r",
+            "room-7",
+            "-u",
+            "carol",
+            "-s",
+            "2026-12-02T09:00:00Z",
+            "-e",
+            "2026-12-03T17:30:00Z",
+            "--confirm",
+            "-n",
+            "offsite: bring the long cables and the spare projector",
+        ],
+    );
+    reserve(
+        &server,
+        &[
+            "-r",
+            "room-42",
+            "-u",
+            "dave",
+            "-s",
+            "2026-12-05 10:00",
+            "-d",
+            "1h",
+        ],
+    );
+    let out = stdout(server.rsvp().args(["query", "--to", "2026-12-04"]));
+    let tail = |id: &str| id[id.len() - 8..].to_string();
+    assert_eq!(
+        out,
+        format!(
+            "ID        USER   RESOURCE STATUS    START (UTC)      END         EXPIRES  NOTE\n\
+             …{} alice  room-42  pending   2026-12-01 10:00 11:00       in 30m   desig…\n\
+             …{} carol  room-7   confirmed 2026-12-02 09:00 12-03 17:30 -        offsi…\n",
+            tail(&a),
+            tail(&b)
+        )
+    );
+    assert!(out.lines().all(|l| l.chars().count() <= 80));
+
+    let json = stdout(server.rsvp().args(["-o", "json", "query", "-r", "room-7"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["id"], b.as_str(), "whole ids in JSON");
+    assert_eq!(
+        v["note"],
+        "offsite: bring the long cables and the spare projector"
+    );
+
+    let desc = stdout(
+        server
+            .rsvp()
+            .args(["-o", "json", "query", "--desc", "-r", "room-42"]),
+    );
+    let users: Vec<String> = desc
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["user_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(users, ["dave", "alice"]);
+    let none = stdout(server.rsvp().args(["query", "--user", "nobody"]));
+    assert_eq!(none, "no reservations\n");
+}
+
+#[test]
+fn list_all_follows_every_page() {
+    let server = Server::start();
+    server.seed(7);
+    let first = server
+        .rsvp()
+        .args(["-o", "json", "list", "--page-size", "3"])
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    assert_eq!(String::from_utf8_lossy(&first.stdout).lines().count(), 3);
+    let hint = String::from_utf8_lossy(&first.stderr);
+    let token = hint
+        .trim()
+        .strip_prefix("more: add --page-token ")
+        .unwrap_or_else(|| panic!("{hint}"));
+    let second = stdout(server.rsvp().args([
+        "-o",
+        "json",
+        "list",
+        "--page-size",
+        "3",
+        "--page-token",
+        token,
+    ]));
+    assert_eq!(second.lines().count(), 3);
+
+    let all = stdout(
+        server
+            .rsvp()
+            .args(["-o", "json", "list", "--page-size", "3", "--all"]),
+    );
+    let ids: Vec<String> = all
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 7);
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        7
+    );
+    let table = stdout(server.rsvp().args(["list", "--page-size", "2", "--all"]));
+    assert_eq!(
+        table.lines().count(),
+        8,
+        "a heading and seven rows:\n{table}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_is_sent() {
+    let server = Server::start();
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "room-42",
+            "-u",
+            "alice",
+            "-s",
+            "tomorrow at ten",
+            "-d",
+            "1h",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value 'tomorrow at ten' for '--start <TIME>'",
+        ));
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "room-42",
+            "-u",
+            "alice",
+            "-s",
+            "2026-12-01 10:00",
+            "-d",
+            "soon",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--duration"));
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "room-42",
+            "-u",
+            "",
+            "-s",
+            "2026-12-01 10:00",
+            "-d",
+            "1h",
+        ])
+        .assert()
+        .code(5)
+        .stderr("rsvp: invalid argument: reservation.user_id: must not be empty\n");
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "room-42",
+            "-u",
+            "a",
+            "-s",
+            "2026-12-01 10:00",
+            "-e",
+            "2026-12-01 09:00",
+        ])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(
+            "reservation.start: start (2026-12-01T10:00:00+00:00) must be before end",
+        ));
+    server
+        .rsvp()
+        .args([
+            "--tz",
+            "Europe/Paris",
+            "reserve",
+            "-r",
+            "r",
+            "-u",
+            "a",
+            "-s",
+            "2026-03-29 02:30",
+            "-d",
+            "1h",
+        ])
+        .env_remove("RSVP_UTC")
+        .assert()
+        .code(2);
+    server
+        .rsvp()
+        .args(["get", "not-an-id"])
+        .assert()
+        .code(5)
+        .stderr("rsvp: invalid argument: id: must be a UUID\n");
+    server
+        .rsvp()
+        .args(["get", "01a1fee2-20e9-74d9-9d8f-644a0eb6e704"])
+        .assert()
+        .code(4)
+        .stderr("rsvp: reservation 01a1fee2-20e9-74d9-9d8f-644a0eb6e704 not found\n");
+}
+
+#[test]
+fn an_unreachable_server_exits_6_and_says_how_to_point_elsewhere() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("http://127.0.0.1:{port}");
+    Command::new(env!("CARGO_BIN_EXE_rsvp"))
+        .env_clear()
+        .args([
+            "--server",
+            &server,
+            "get",
+            "01a1fee2-20e9-74d9-9d8f-644a0eb6e704",
+        ])
+        .assert()
+        .code(6)
+        .stderr(format!(
+            "rsvp: cannot reach rsvp-server at {server}: connection refused (os error 111); \
+             is it running? (--server or RSVP_SERVER sets the address)\n"
+        ));
+}
+
+#[test]
+fn listen_prints_changes_made_by_another_client() {
+    let server = Server::start();
+    let mut listen = StdCommand::new(env!("CARGO_BIN_EXE_rsvp"))
+        .env_clear()
+        .env("RSVP_SERVER", format!("http://{}", server.addr))
+        .args(["--utc", "-o", "json", "listen", "--resource", "room-42"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, got) = mpsc::channel();
+    let stdout = listen.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // The listener is subscribed once it is connected; keep making changes
+    // until the first one shows.
+    let mut id = String::new();
+    let first = loop {
+        if let Ok(line) = got.recv_timeout(Duration::from_millis(300)) {
+            break line;
+        }
+        if id.is_empty() {
+            id = alice(&server);
+        } else {
+            stdout_ok(server.rsvp().args(["update", &id, "--note", "ping"]));
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["reservation"]["user_id"], "alice");
+    assert_eq!(v["reservation"]["resource_id"], "room-42");
+    let next_id = v["change_id"].as_i64().unwrap() + 1;
+    stdout_ok(server.rsvp().args(["cancel", &id]));
+    reserve(
+        &server,
+        &[
+            "-r",
+            "elsewhere",
+            "-u",
+            "bob",
+            "-s",
+            "2026-12-01 10:00",
+            "-d",
+            "1h",
+        ],
+    );
+    let mut last = serde_json::Value::Null;
+    while let Ok(line) = got.recv_timeout(Duration::from_secs(10)) {
+        last = serde_json::from_str(&line).unwrap();
+        if last["reservation"]["status"] == "cancelled" {
+            break;
+        }
+    }
+    assert_eq!(last["op"], "update");
+    assert_eq!(last["reservation"]["status"], "cancelled");
+    assert!(last["change_id"].as_i64().unwrap() >= next_id);
+
+    // Interrupting it is the normal way to stop: exit 0.
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(listen.id() as i32, libc::SIGINT);
+    }
+    assert!(listen.wait().unwrap().success());
+}
+
+fn stdout_ok(cmd: &mut Command) {
+    stdout(cmd);
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let server = Server::start();
+    server.seed(3000);
+    let script = format!(
+        "RSVP_SERVER=http://{} {} --utc query | head -n 2",
+        server.addr,
+        env!("CARGO_BIN_EXE_rsvp")
+    );
+    let out = StdCommand::new("bash")
+        .args(["-o", "pipefail", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "no complaint about the pipe"
+    );
+    assert!(
+        out.status.success(),
+        "rsvp exits 0 when its reader goes away"
+    );
+}
+
+#[test]
+fn help_explains_with_examples_and_completions_are_generated() {
+    Command::new(env!("CARGO_BIN_EXE_rsvp"))
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:"))
+        .stdout(predicate::str::contains("Exit codes: 0 ok"));
+    for command in [
+        "reserve",
+        "confirm",
+        "cancel",
+        "get",
+        "update",
+        "query",
+        "list",
+        "listen",
+        "completions",
+    ] {
+        Command::new(env!("CARGO_BIN_EXE_rsvp"))
+            .args([command, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Example"));
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        Command::new(env!("CARGO_BIN_EXE_rsvp"))
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("reserve"));
+    }
+    Command::new(env!("CARGO_BIN_EXE_rsvp"))
+        .args(["reserve", "--frobnicate"])
+        .assert()
+        .code(2);
+}

@@ -42,6 +42,11 @@ pub enum Error {
     #[error("database unavailable")]
     Unavailable(#[source] BoxError),
 
+    /// Every database connection stayed busy for longer than the store
+    /// waits for one; retrying later may succeed.
+    #[error("no database connection became free in time")]
+    Busy(#[source] BoxError),
+
     /// The operation lost repeated lock or serialization races; retrying
     /// later may succeed.
     #[error("{reason}")]
@@ -84,7 +89,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Unavailable(_) | Error::Aborted { .. } | Error::Lagged { .. }
+            Error::Unavailable(_) | Error::Busy(_) | Error::Aborted { .. } | Error::Lagged { .. }
         )
     }
 }

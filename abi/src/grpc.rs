@@ -37,6 +37,9 @@ impl From<Error> for Status {
             Error::Unavailable(_) => {
                 Status::unavailable("the database is unavailable; retry later")
             }
+            Error::Busy(_) => Status::unavailable(
+                "the server is busy: every database connection is in use; retry later",
+            ),
             Error::Aborted { reason, .. } => Status::aborted(format!("{reason}; retry the call")),
             Error::Lagged { .. } => Status::resource_exhausted(e.to_string()),
             Error::Internal(_) => Status::internal("internal error"),

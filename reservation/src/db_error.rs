@@ -27,9 +27,8 @@ pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
 pub(crate) fn db_error(e: sqlx::Error) -> Error {
     use sqlx::Error as E;
     match &e {
-        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
-            Error::Unavailable(Box::new(e))
-        }
+        E::PoolTimedOut => Error::Busy(Box::new(e)),
+        E::Io(_) | E::Tls(_) | E::PoolClosed | E::WorkerCrashed => Error::Unavailable(Box::new(e)),
         E::Database(_) => {
             let code = sqlstate(&e).unwrap_or_default();
             match code.as_str() {
@@ -37,14 +36,15 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
                     reason: "deadlock between concurrent writes".into(),
                     source: Box::new(e),
                 },
-                SERIALIZATION_FAILURE | "55P03" | "57014" => Error::Aborted {
+                SERIALIZATION_FAILURE | "55P03" => Error::Aborted {
                     reason: "lost a race with concurrent writes".into(),
                     source: Box::new(e),
                 },
                 // connection exceptions, shutdowns, too many connections,
                 // insufficient resources, a read-only (standby) server
                 c if c.starts_with("08") || c.starts_with("53") => Error::Unavailable(Box::new(e)),
-                "57P01" | "57P02" | "57P03" | "25006" => Error::Unavailable(Box::new(e)),
+                // shutdowns, a standby, and a statement past statement_timeout
+                "57P01" | "57P02" | "57P03" | "25006" | "57014" => Error::Unavailable(Box::new(e)),
                 // SQLite: busy or locked past the busy timeout
                 "5" | "6" | "261" | "262" | "517" => Error::Aborted {
                     reason: "the database stayed locked".into(),
@@ -55,6 +55,17 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
         }
         _ => Error::Internal(Box::new(e)),
     }
+}
+
+/// Like [`db_error`] for an operation that took a connection from `pool`.
+/// The pool reports both "every connection busy" and "cannot connect" as a
+/// timeout; with room left for another connection, it was the second.
+pub(crate) fn pool_error<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, e: sqlx::Error) -> Error {
+    if matches!(e, sqlx::Error::PoolTimedOut) && pool.size() < pool.options().get_max_connections()
+    {
+        return Error::Unavailable(Box::new(e));
+    }
+    db_error(e)
 }
 
 /// How many times a write that lost a lock race is tried in all.
@@ -135,7 +146,7 @@ mod tests {
         assert!(matches!(db_error(io), Error::Unavailable(_)));
         assert!(matches!(
             db_error(sqlx::Error::PoolTimedOut),
-            Error::Unavailable(_)
+            Error::Busy(_)
         ));
         assert!(matches!(
             db_error(sqlx::Error::RowNotFound),

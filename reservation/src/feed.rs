@@ -4,11 +4,19 @@
 //! Change ids come from a sequence, so with concurrent writers they can
 //! commit out of order: id 11 may be visible while id 10's transaction is
 //! still open. The hub delivers strictly in id order and never skips an id
-//! that may still commit. When it sees a gap it records the transactions
-//! that were in progress in that snapshot — only they can fill it, because
-//! a missing id was drawn before the visible one committed — and waits
-//! until all of them have ended; then an id still missing was rolled back.
-//! Where writers are serialized (SQLite) no gap can fill later.
+//! that may still commit.
+//!
+//! A missing id below a visible one was drawn by a transaction that had its
+//! transaction id before the visible one committed, so before the snapshot
+//! that shows the gap. That transaction is listed in the snapshot's
+//! in-progress ids, or (PostgreSQL lists only ids below the snapshot's
+//! `xmax`, which trails the ids already handed out) at or above `xmax`. So
+//! on seeing a gap the hub takes a fence — a transaction id assigned now,
+//! above every possible holder — and waits until a later snapshot has
+//! passed the fence and none of the holders (listed, or between the old
+//! `xmax` and the fence) still runs, or the server restarted. An id still
+//! missing then was rolled back. Where writers are serialized (SQLite) no
+//! gap can fill later.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -27,9 +35,59 @@ use crate::rsvp::ChangeStream;
 pub(crate) struct ChangeBatch {
     /// Changes in id order.
     pub changes: Vec<Change>,
-    /// Transactions in progress in the snapshot that read `changes`, or
+    /// The transactions in progress in the snapshot that read `changes`, or
     /// `None` when no earlier id can commit later.
-    pub in_progress: Option<Vec<i64>>,
+    pub in_progress: Option<InProgress>,
+}
+
+/// Transactions in progress at a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InProgress {
+    /// The ids listed as in progress (all below `xmax`).
+    pub xids: Vec<i64>,
+    /// Ids from here up were unfinished or not yet assigned, unlisted.
+    pub xmax: i64,
+    /// Which run of the database server they belong to (its start time). No
+    /// transaction outlives a restart, and after a crash the server may hand
+    /// the ids of lost transactions to new ones.
+    pub epoch: i64,
+}
+
+/// The transactions that may still fill a gap: those listed in progress
+/// when it was seen, and every id from that snapshot's `xmax` up to a fence
+/// taken after it.
+#[derive(Clone, Debug)]
+struct Holders {
+    listed: Vec<i64>,
+    from: i64,
+    /// Not known until the fence is taken.
+    to: Option<i64>,
+    epoch: i64,
+}
+
+impl Holders {
+    fn seen_at(snapshot: &InProgress) -> Self {
+        Holders {
+            listed: snapshot.xids.clone(),
+            from: snapshot.xmax,
+            to: None,
+            epoch: snapshot.epoch,
+        }
+    }
+
+    /// Whether every possible holder has finished by the snapshot `now`.
+    fn all_done(&self, now: &InProgress) -> bool {
+        if now.epoch != self.epoch {
+            return true; // the server restarted: nothing from before runs
+        }
+        let Some(to) = self.to else { return false };
+        if now.xmax < to {
+            return false; // holders may run unlisted
+        }
+        !now.xids
+            .iter()
+            .any(|x| self.listed.contains(x) || (self.from..to).contains(x))
+    }
 }
 
 /// Where a store keeps its changes.
@@ -49,7 +107,10 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
     ) -> Result<Vec<Change>>;
 
     /// The highest change id, and the transactions then in progress.
-    async fn head(&self) -> Result<(i64, Option<Vec<i64>>)>;
+    async fn head(&self) -> Result<(i64, Option<InProgress>)>;
+
+    /// A transaction id assigned now, above every id assigned before.
+    async fn fence(&self) -> Result<i64>;
 }
 
 /// Most changes read per query.
@@ -93,7 +154,7 @@ struct Gap {
     /// Ids below this one are missing and may still be filled...
     below: i64,
     /// ...but only by these transactions.
-    candidates: Vec<i64>,
+    holders: Holders,
     since: Instant,
 }
 
@@ -107,13 +168,14 @@ impl<S: ChangeSource> Feed<S> {
     pub async fn start(source: Arc<S>, wake: Arc<Notify>, capacity: usize) -> Result<Self> {
         let (head, in_progress) = source.head().await?;
         // Ids up to `head` that are not visible yet belong to transactions
-        // in progress now; once those end, everything up to `head` is final.
-        if let Some(candidates) = in_progress {
+        // running now; once those end, everything up to `head` is final.
+        if let Some(snapshot) = in_progress {
+            let mut holders = Holders::seen_at(&snapshot);
+            holders.to = Some(source.fence().await?);
             let since = Instant::now();
             loop {
                 let (_, now) = source.head().await?;
-                let now = now.unwrap_or_default();
-                if !candidates.iter().any(|x| now.contains(x)) {
+                if now.is_none_or(|now| holders.all_done(&now)) {
                     break;
                 }
                 if since.elapsed() > GAP_PATIENCE {
@@ -219,6 +281,16 @@ async fn run<S: ChangeSource>(
             };
             let full = batch.changes.len() as i64 == shared.read_batch;
             let blocked = deliver(&shared, batch, &mut gap);
+            if let Some(g) = gap.as_mut()
+                && g.holders.to.is_none()
+            {
+                match source.fence().await {
+                    Ok(fence) => g.holders.to = Some(fence),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change feed cannot take a fence; retrying")
+                    }
+                }
+            }
             if blocked || !full {
                 break;
             }
@@ -236,23 +308,24 @@ fn deliver(shared: &Shared, batch: ChangeBatch, gap: &mut Option<Gap>) -> bool {
                 None => true,
                 Some(running) => match gap {
                     Some(g) if change.id <= g.below => {
-                        let waiting = g.candidates.iter().any(|x| running.contains(x));
-                        if waiting && g.since.elapsed() > GAP_PATIENCE {
+                        let done = g.holders.all_done(running);
+                        let overdue = g.since.elapsed() > GAP_PATIENCE;
+                        if !done && overdue {
                             tracing::warn!(
                                 from = next,
                                 to = change.id - 1,
                                 "change ids held by a transaction open for too long; skipping"
                             );
                         }
-                        !waiting || g.since.elapsed() > GAP_PATIENCE
+                        done || overdue
                     }
                     _ => {
                         *gap = Some(Gap {
                             below: change.id,
-                            candidates: running.clone(),
+                            holders: Holders::seen_at(running),
                             since: Instant::now(),
                         });
-                        running.is_empty()
+                        false
                     }
                 },
             };

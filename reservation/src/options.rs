@@ -15,8 +15,11 @@ pub struct StoreOptions {
     /// Most database connections the store opens. Default: 10.
     pub max_connections: u32,
     /// How long a call waits for a free connection before failing as
-    /// unavailable. Default: 5 seconds.
+    /// busy (retryable). Default: 5 seconds.
     pub acquire_timeout: Duration,
+    /// The longest any one SQL statement may run (PostgreSQL), waiting for
+    /// locks included, before it fails as unavailable. Default: 30 seconds.
+    pub statement_timeout: Option<Duration>,
     /// How long changes stay in the change feed for listeners to resume
     /// from. Default: 7 days.
     pub change_retention: TimeDelta,
@@ -35,6 +38,7 @@ impl Default for StoreOptions {
             default_hold: Some(TimeDelta::minutes(30)),
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Some(Duration::from_secs(30)),
             change_retention: TimeDelta::days(7),
             listen_buffer: 4096,
             migrate: true,

@@ -249,3 +249,50 @@ async fn an_unreachable_database_is_unavailable() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_delivers_every_change_made_by_concurrent_writers() {
+    let env = Env::postgres().await;
+    let mut feed = env.listen(ListenFilter::default()).await;
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let store = env.store.clone();
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    let r = hold(
+                        &format!("u{w}"),
+                        &format!("r{w}-{}", i % 5),
+                        i * 10,
+                        i * 10 + 5,
+                    );
+                    store.reserve(r).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let all: Vec<i64> = sqlx::query_scalar("SELECT id FROM rsvp.reservation_changes ORDER BY id")
+        .fetch_all(pool(&env))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < all.len() {
+        match tokio::time::timeout(Duration::from_secs(15), futures::StreamExt::next(&mut feed))
+            .await
+        {
+            Ok(Some(Ok(c))) => got.push(c.id),
+            other => {
+                let missing: Vec<_> = all.iter().filter(|id| !got.contains(id)).collect();
+                panic!(
+                    "after {} of {} changes: {other:?}; missing {missing:?}; last received {:?}",
+                    got.len(),
+                    all.len(),
+                    got.last()
+                )
+            }
+        }
+    }
+    assert_eq!(got, all);
+}

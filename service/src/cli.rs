@@ -77,6 +77,11 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acquire_timeout: Option<String>,
 
+    /// The longest one SQL statement may run on PostgreSQL, lock waits included [env: RSVP_STATEMENT_TIMEOUT] [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_timeout: Option<String>,
+
     /// How often overdue holds are marked expired [env: RSVP_SWEEP_INTERVAL] [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     #[serde(skip_serializing_if = "Option::is_none")]

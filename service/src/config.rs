@@ -17,13 +17,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Every setting's name: the key in the config file, and (upper-cased,
 /// prefixed with `RSVP_`) the environment variable.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 14] = [
     "database_url",
     "data_dir",
     "listen",
     "default_hold",
     "pool_size",
     "acquire_timeout",
+    "statement_timeout",
     "sweep_interval",
     "change_retention",
     "listen_buffer",
@@ -51,6 +52,10 @@ pub struct Config {
     /// How long a call waits for a free database connection.
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
+    /// The longest one SQL statement may run (PostgreSQL), lock waits
+    /// included.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
     /// How often overdue holds are marked expired.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
@@ -91,6 +96,7 @@ impl Default for Config {
             default_hold: Duration::from_secs(30 * 60),
             pool_size: 10,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(30),
             change_retention: Duration::from_secs(7 * 24 * 3600),
             listen_buffer: 4096,
@@ -142,6 +148,7 @@ impl Config {
         let positive = [
             ("pool_size", self.pool_size == 0),
             ("acquire_timeout", self.acquire_timeout.is_zero()),
+            ("statement_timeout", self.statement_timeout.is_zero()),
             ("sweep_interval", self.sweep_interval.is_zero()),
             ("change_retention", self.change_retention.is_zero()),
             ("listen_buffer", self.listen_buffer == 0),

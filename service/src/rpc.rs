@@ -34,7 +34,7 @@ impl RsvpService {
 pub(crate) fn status(e: abi::Error) -> Status {
     match &e {
         abi::Error::Internal(_) => tracing::error!(error = %chain(&e), "internal error"),
-        abi::Error::Unavailable(_) | abi::Error::Aborted { .. } => {
+        abi::Error::Unavailable(_) | abi::Error::Busy(_) | abi::Error::Aborted { .. } => {
             tracing::warn!(error = %chain(&e), "call failed, retryable")
         }
         _ => {}

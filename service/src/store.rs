@@ -18,6 +18,7 @@ pub fn options(config: &Config, migrate: bool) -> StoreOptions {
         default_hold: config.default_hold(),
         max_connections: config.pool_size,
         acquire_timeout: config.acquire_timeout,
+        statement_timeout: Some(config.statement_timeout),
         change_retention: chrono::TimeDelta::from_std(config.change_retention)
             .unwrap_or(chrono::TimeDelta::MAX),
         listen_buffer: config.listen_buffer,

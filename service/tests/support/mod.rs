@@ -357,3 +357,128 @@ pub fn url_addr(url: &str) -> SocketAddr {
     let rest = url.split_once('@').unwrap().1;
     rest.split_once('/').unwrap().0.parse().unwrap()
 }
+
+/// What a load run saw.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    /// Calls made.
+    pub calls: u64,
+    /// Reservations the server acknowledged, by id.
+    pub acked: Vec<String>,
+    /// Refused as conflicts.
+    pub conflicts: u64,
+    /// Failed with UNAVAILABLE (server or database away).
+    pub unavailable: u64,
+    /// Failed in transit while the server process was being killed.
+    pub cut_off: u64,
+    /// Anything else: the tests require none.
+    pub others: Vec<String>,
+}
+
+/// Clients reserving confirmed, random, mostly non-overlapping intervals on
+/// a few resources, as fast as they can, until stopped.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<JoinHandle<LoadStats>>,
+}
+
+impl Load {
+    /// Starts `clients` clients against `addr`. `server_may_die` counts
+    /// failures of a connection cut mid-call apart instead of as errors.
+    pub fn start(addr: SocketAddr, clients: u64, server_may_die: bool) -> Load {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|task| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let channel = Channel::from_shared(format!("http://{addr}"))
+                        .unwrap()
+                        .connect_timeout(Duration::from_secs(1))
+                        .connect_lazy();
+                    let mut client = Client::new(channel);
+                    let mut stats = LoadStats::default();
+                    let mut n: i64 = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        // A pseudo-random spread over 20 resources and a year.
+                        let mix = (task as i64 * 7919 + n * 104_729) % 1_000_003;
+                        let resource = format!("room-{}", mix % 20);
+                        let start = (mix * 37) % 525_600;
+                        let mut request =
+                            reserve_request("load", &resource, start, start + 30 + mix % 90);
+                        request.reservation.as_mut().unwrap().status =
+                            pb::ReservationStatus::Confirmed.into();
+                        let mut call = tonic::Request::new(request);
+                        call.set_timeout(Duration::from_secs(5));
+                        stats.calls += 1;
+                        match client.reserve(call).await {
+                            Ok(r) => stats.acked.push(r.into_inner().reservation.unwrap().id),
+                            Err(s) if s.code() == Code::FailedPrecondition => stats.conflicts += 1,
+                            Err(s) if s.code() == Code::Unavailable => {
+                                stats.unavailable += 1;
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            Err(s)
+                                if server_may_die
+                                    && matches!(s.code(), Code::Unknown | Code::Cancelled) =>
+                            {
+                                stats.cut_off += 1;
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            Err(s) => {
+                                stats
+                                    .others
+                                    .push(format!("{:?}: {}", s.code(), s.message()));
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                    stats
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stops every client and adds up what they saw.
+    pub async fn stop(self) -> LoadStats {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = LoadStats::default();
+        for task in self.tasks {
+            let s = task.await.unwrap();
+            total.calls += s.calls;
+            total.acked.extend(s.acked);
+            total.conflicts += s.conflicts;
+            total.unavailable += s.unavailable;
+            total.cut_off += s.cut_off;
+            total.others.extend(s.others);
+        }
+        total
+    }
+}
+
+/// Every reservation id the server at `addr` knows.
+pub async fn all_ids(addr: SocketAddr) -> std::collections::HashSet<String> {
+    let mut client = connect(addr).await;
+    let mut rows = client
+        .query(pb::QueryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = std::collections::HashSet::new();
+    while let Some(row) = rows.next().await {
+        ids.insert(row.expect("every stored reservation reads back").id);
+    }
+    ids
+}
+
+/// Asserts every acknowledged reservation is among `stored`.
+pub fn assert_all_acked_stored(acked: &[String], stored: &std::collections::HashSet<String>) {
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged reservations lost: {lost:?}",
+        lost.len()
+    );
+}

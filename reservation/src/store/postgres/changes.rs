@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::rows::{PgChangeRow, change_columns};
 use crate::{
     db_error::db_error,
-    feed::{ChangeBatch, ChangeSource},
+    feed::{ChangeBatch, ChangeSource, InProgress},
 };
 
 /// The channel the change trigger notifies.
@@ -26,8 +26,20 @@ pub(crate) struct PgChanges {
 #[derive(sqlx::FromRow)]
 struct BatchRow {
     xip: Vec<i64>,
+    xmax: i64,
+    epoch: i64,
     #[sqlx(flatten)]
     change: PgChangeRow,
+}
+
+/// The transactions in progress, and the server's start time, of the
+/// statement's snapshot.
+macro_rules! snapshot_columns {
+    () => {
+        "array(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) x) AS xip, \
+         pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, \
+         (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint AS epoch"
+    };
 }
 
 #[async_trait]
@@ -36,19 +48,26 @@ impl ChangeSource for PgChanges {
         // One statement, one snapshot: the changes and the transactions in
         // progress when they were read.
         let rows: Vec<BatchRow> = sqlx::query_as(concat!(
-            "SELECT c.*, s.xip FROM (SELECT ",
+            "SELECT c.*, s.* FROM (SELECT ",
             change_columns!(),
             " FROM rsvp.reservation_changes ch WHERE ch.id > $1 ORDER BY ch.id LIMIT $2) c \
-             CROSS JOIN (SELECT array(SELECT x::text::bigint \
-                 FROM pg_snapshot_xip(pg_current_snapshot()) x) AS xip) s \
-             ORDER BY c.change_id"
+             CROSS JOIN (SELECT ",
+            snapshot_columns!(),
+            ") s ORDER BY c.change_id"
         ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let in_progress = rows.first().map(|r| r.xip.clone()).unwrap_or_default();
+        let in_progress = rows
+            .first()
+            .map(|r| InProgress {
+                xids: r.xip.clone(),
+                xmax: r.xmax,
+                epoch: r.epoch,
+            })
+            .unwrap_or_default();
         let changes = rows
             .into_iter()
             .map(|r| r.change.into_change())
@@ -90,16 +109,23 @@ impl ChangeSource for PgChanges {
         rows.into_iter().map(PgChangeRow::into_change).collect()
     }
 
-    async fn head(&self) -> Result<(i64, Option<Vec<i64>>)> {
-        let (head, xip): (i64, Vec<i64>) = sqlx::query_as(
-            "SELECT coalesce(max(id), 0), array(SELECT x::text::bigint \
-                 FROM pg_snapshot_xip(pg_current_snapshot()) x) \
-             FROM rsvp.reservation_changes",
-        )
+    async fn head(&self) -> Result<(i64, Option<InProgress>)> {
+        let (head, xids, xmax, epoch): (i64, Vec<i64>, i64, i64) = sqlx::query_as(concat!(
+            "SELECT coalesce(max(id), 0), ",
+            snapshot_columns!(),
+            " FROM rsvp.reservation_changes"
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok((head, Some(xip)))
+        Ok((head, Some(InProgress { xids, xmax, epoch })))
+    }
+
+    async fn fence(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
     }
 }
 

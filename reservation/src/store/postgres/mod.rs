@@ -10,6 +10,8 @@
 //! - Confirm and cancel are one `UPDATE` when the transition is allowed; any
 //!   other update runs in a transaction that locks the row (and, for a
 //!   reschedule, the resource).
+//! - Sessions never run with `synchronous_commit = off`: a commit is only
+//!   acknowledged once its WAL is written.
 
 mod changes;
 mod rows;
@@ -40,7 +42,8 @@ use self::{
 use crate::{
     StoreOptions,
     db_error::{
-        DEADLOCK_DETECTED, EXCLUSION_VIOLATION, UNIQUE_VIOLATION, db_error, retry_aborted, sqlstate,
+        DEADLOCK_DETECTED, EXCLUSION_VIOLATION, UNIQUE_VIOLATION, db_error, pool_error,
+        retry_aborted, sqlstate,
     },
     feed::Feed,
     plan::{check_retry, new_conflict, plan_update, reschedule_conflict},
@@ -94,15 +97,37 @@ impl PgStore {
                 "must start with postgres:// or postgresql://",
             ));
         }
-        let connect = PgConnectOptions::from_str(url)
+        let mut connect = PgConnectOptions::from_str(url)
             .map_err(|_| Error::invalid("database_url", "not a valid PostgreSQL URL"))?
             .application_name("rsvp");
+        if let Some(limit) = options.statement_timeout {
+            let ms = limit.as_millis().max(1).to_string();
+            connect = connect.options([("statement_timeout", ms.as_str())]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // An acknowledged reservation must survive a crash: never
+                    // acknowledge a commit before its WAL is written, even
+                    // where the server's default says otherwise.
+                    sqlx::query(
+                        "SELECT set_config('synchronous_commit', 'on', false) \
+                         WHERE current_setting('synchronous_commit') = 'off'",
+                    )
+                    .execute(conn)
+                    .await
+                    .map(drop)
+                })
+            })
             .connect_with(connect)
             .await
-            .map_err(db_error)?;
+            .map_err(|e| match e {
+                // Nothing accepted a connection before the deadline.
+                sqlx::Error::PoolTimedOut => Error::Unavailable(Box::new(e)),
+                e => db_error(e),
+            })?;
         Self::with_pool(pool, options).await
     }
 
@@ -250,7 +275,7 @@ impl PgStore {
             .bind(now)
             .fetch_optional(&self.inner.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(|e| pool_error(&self.inner.pool, e))?;
         row.map(|r| r.read_at(now)).transpose()
     }
 
@@ -259,7 +284,12 @@ impl PgStore {
         update: &ReservationUpdate,
         now: DateTime<Utc>,
     ) -> Result<Reservation> {
-        let mut tx = self.inner.pool.begin().await.map_err(db_error)?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin()
+            .await
+            .map_err(|e| pool_error(&self.inner.pool, e))?;
         let id = update.id;
         if update.timespan.is_some() {
             // Writers of one resource queue on its lock, reserves included.
@@ -410,7 +440,7 @@ impl Rsvp for PgStore {
         .bind(id.uuid())
         .fetch_optional(&self.inner.pool)
         .await
-        .map_err(db_error)?;
+        .map_err(|e| pool_error(&self.inner.pool, e))?;
         row.ok_or(Error::NotFound(id))?.read_at(now)
     }
 
@@ -423,7 +453,7 @@ impl Rsvp for PgStore {
             async_stream::try_stream! {
                 let mut qb = select::page(&query, cursor.as_ref(), limit, now);
                 let mut rows = qb.build_query_as::<PgReservationRow>().fetch(&pool);
-                while let Some(row) = rows.try_next().await.map_err(db_error)? {
+                while let Some(row) = rows.try_next().await.map_err(|e| pool_error(&pool, e))? {
                     yield row.read_at(now)?;
                 }
             }
@@ -440,7 +470,7 @@ impl Rsvp for PgStore {
             .build_query_as()
             .fetch_all(&self.inner.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(|e| pool_error(&self.inner.pool, e))?;
         let rows = rows
             .into_iter()
             .map(|r| r.read_at(now))
@@ -469,7 +499,7 @@ impl Rsvp for PgStore {
             .bind(SWEEP_BATCH)
             .execute(&self.inner.pool)
             .await
-            .map_err(db_error)?
+            .map_err(|e| pool_error(&self.inner.pool, e))?
             .rows_affected();
             report.expired += done;
             if done < SWEEP_BATCH as u64 {
@@ -487,7 +517,7 @@ impl Rsvp for PgStore {
             .bind(SWEEP_BATCH * 10)
             .execute(&self.inner.pool)
             .await
-            .map_err(db_error)?
+            .map_err(|e| pool_error(&self.inner.pool, e))?
             .rows_affected();
             report.purged_changes += done;
             if done < SWEEP_BATCH as u64 * 10 {
@@ -501,7 +531,7 @@ impl Rsvp for PgStore {
         sqlx::query("SELECT 1")
             .execute(&self.inner.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(|e| pool_error(&self.inner.pool, e))?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, SqlitePool};
 use super::rows::{SqliteChangeRow, change_columns};
 use crate::{
     db_error::db_error,
-    feed::{ChangeBatch, ChangeSource},
+    feed::{ChangeBatch, ChangeSource, InProgress},
 };
 
 /// Reads changes from `reservation_changes`.
@@ -70,11 +70,16 @@ impl ChangeSource for SqliteChanges {
         rows.into_iter().map(SqliteChangeRow::into_change).collect()
     }
 
-    async fn head(&self) -> Result<(i64, Option<Vec<i64>>)> {
+    async fn head(&self) -> Result<(i64, Option<InProgress>)> {
         let head: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM reservation_changes")
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)?;
         Ok((head, None))
+    }
+
+    async fn fence(&self) -> Result<i64> {
+        // Writers are serialized: there is never a gap to fence.
+        Ok(0)
     }
 }

@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt build clean
+.PHONY: help run test lint fmt build fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,6 +19,14 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+FUZZ_SECONDS ?= 300
+
+fuzz: ## Fuzz request decoding and validation for FUZZ_SECONDS (not part of CI)
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	# cargo-fuzz needs unstable compiler flags (sanitizers); RUSTC_BOOTSTRAP
+	# allows them on a stable toolchain.
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run requests -- -max_total_time=$(FUZZ_SECONDS)
 
 build: ## Build everything in release mode
 	$(CARGO) build --workspace --release

@@ -436,3 +436,55 @@ async fn with_no_database_configured_the_embedded_store_serves_every_rpc() {
     }
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused_without_exhausting_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &format!("sqlite:{}", dir.path().join("rsvp.db").display()),
+        &[],
+    )
+    .await;
+    let mut client = server.client().await;
+    client
+        .reserve(reserve_request("alice", "room-1", 0, 60))
+        .await
+        .unwrap();
+    let baseline = server.rss_kib();
+
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let mut request = reserve_request("mallory", "room-2", i * 100, i * 100 + 10);
+                request.reservation.as_mut().unwrap().note = "x".repeat(10 * 1024 * 1024);
+                client.reserve(request).await
+            })
+        })
+        .collect();
+    for call in calls {
+        let status = call.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+        assert!(
+            status.message().contains("too large"),
+            "{}",
+            status.message()
+        );
+    }
+    let growth_mib = server.rss_kib().saturating_sub(baseline) / 1024;
+    assert!(
+        growth_mib < 32,
+        "80 MiB of requests grew the server by {growth_mib} MiB"
+    );
+    // Nothing was stored, and the server still answers.
+    let rows: Vec<pb::Reservation> = futures::TryStreamExt::try_collect(
+        client
+            .query(pb::QueryRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+}

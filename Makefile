@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt build fuzz clean
+.PHONY: help run test lint fmt build bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,6 +19,11 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+bench: ## The performance baseline (docs/performance.md): throwaway PostgreSQL, pgbench, rsvp bench
+	$(CARGO) build --release --bins
+	$(CARGO) run --release --example bench -p reservation-service
+	$(CARGO) bench -p abi --bench edge
 
 FUZZ_SECONDS ?= 300
 

@@ -120,6 +120,16 @@ pub enum Command {
     /// Example: rsvp listen --resource room-42 --after 120
     Listen(ListenArgs),
 
+    /// Load a server with many clients and report throughput and latency.
+    ///
+    /// Closed loop: each client sends its next call when the last one
+    /// answers. Prints a progress line while it runs.
+    ///
+    /// Example:
+    ///   rsvp bench --workload reserve-spread --clients 16 --duration 30s
+    #[command(verbatim_doc_comment)]
+    Bench(BenchArgs),
+
     /// Print a shell completion script.
     ///
     /// Example: rsvp completions bash > /etc/bash_completion.d/rsvp
@@ -298,6 +308,46 @@ pub struct ListenArgs {
     /// First replay every retained change after this id.
     #[arg(long, value_name = "CHANGE_ID")]
     pub after: Option<i64>,
+}
+
+/// `rsvp bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What the clients do.
+    #[arg(long, short = 'w', value_enum)]
+    pub workload: Workload,
+
+    /// How many clients run at once.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    pub clients: usize,
+
+    /// How long to measure.
+    #[arg(long, short = 'd', default_value = "30s", value_name = "DURATION")]
+    pub duration: Duration,
+
+    /// How many HTTP/2 connections the clients share; default: one each.
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
+
+    /// How many resources the spread, query and mixed workloads pick from
+    /// (`bench-0` to `bench-<M-1>`).
+    #[arg(long, value_name = "M", default_value_t = 100_000)]
+    pub resources: u64,
+}
+
+/// A benchmark workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Reserve a random hour of 2027 on a random resource: conflicts rare.
+    ReserveSpread,
+    /// Every client reserves overlapping hours of one resource: nearly all conflict.
+    ReserveHot,
+    /// Query a one-week window of a random resource.
+    Query,
+    /// Get a random existing reservation.
+    Get,
+    /// Reserve, confirm, cancel, query and get, as an application would.
+    Mixed,
 }
 
 /// `rsvp completions`.

@@ -18,6 +18,16 @@ pub type Client = ReservationServiceClient<Channel>;
 /// # Errors
 /// A usage error for a malformed address; unreachable when nothing answers.
 pub async fn connect(server: &str, timeout: Duration) -> Result<Client, CliError> {
+    Ok(ReservationServiceClient::new(
+        channel(server, timeout).await?,
+    ))
+}
+
+/// A connection (an HTTP/2 channel) to `server`.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn channel(server: &str, timeout: Duration) -> Result<Channel, CliError> {
     let url = if server.contains("://") {
         server.to_string()
     } else {
@@ -26,11 +36,10 @@ pub async fn connect(server: &str, timeout: Duration) -> Result<Client, CliError
     let endpoint = Endpoint::from_shared(url)
         .map_err(|_| CliError::new(Exit::Usage, format!("--server: {server:?} is not a URL")))?
         .connect_timeout(timeout);
-    let channel = endpoint
+    endpoint
         .connect()
         .await
-        .map_err(|e| CliError::unreachable(server, root_cause(&e)))?;
-    Ok(ReservationServiceClient::new(channel))
+        .map_err(|e| CliError::unreachable(server, root_cause(&e)))
 }
 
 /// The innermost cause, which is what says what happened.

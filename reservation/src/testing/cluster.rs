@@ -34,8 +34,18 @@ pub struct TestCluster {
     user: Option<(u32, u32)>,
     dir: PathBuf,
     port: u16,
+    settings: Vec<(String, String)>,
     pid: Mutex<Option<i32>>,
 }
+
+/// Settings for tests: durability against power loss is not what they test.
+const TEST_SETTINGS: [(&str, &str); 5] = [
+    ("fsync", "off"),
+    ("synchronous_commit", "off"),
+    ("full_page_writes", "off"),
+    ("max_connections", "300"),
+    ("shared_buffers", "64MB"),
+];
 
 impl TestCluster {
     /// Initializes and starts a cluster.
@@ -44,6 +54,23 @@ impl TestCluster {
     /// When PostgreSQL's binaries cannot be found (saying what to install),
     /// or the cluster does not start.
     pub fn start() -> Result<TestCluster, String> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`TestCluster::start`], with `settings` (`name`, `value`)
+    /// replacing or adding to the test defaults (`fsync=off`,
+    /// `synchronous_commit=off`, `full_page_writes=off`,
+    /// `max_connections=300`, `shared_buffers=64MB`).
+    ///
+    /// # Errors
+    /// As [`TestCluster::start`].
+    pub fn start_with(settings: &[(&str, &str)]) -> Result<TestCluster, String> {
+        let mut all: Vec<(String, String)> = TEST_SETTINGS
+            .iter()
+            .filter(|(k, _)| !settings.iter().any(|(o, _)| o == k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let bin = find_bin_dir()?;
         let user = cluster_user()?;
         let dir = tempfile::Builder::new()
@@ -56,6 +83,7 @@ impl TestCluster {
             user,
             port: free_port()?,
             dir,
+            settings: all,
             pid: Mutex::new(None),
         };
         cluster.init()?;
@@ -71,6 +99,23 @@ impl TestCluster {
     /// The URL of `database`.
     pub fn url(&self, database: &str) -> String {
         format!("{}/{database}", self.base_url())
+    }
+
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of PostgreSQL's binaries (`pgbench` is there too).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Runs `program` from PostgreSQL's binaries as the cluster's user.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        as_user(&mut cmd, self.user);
+        cmd
     }
 
     /// Stops the server at once, as a crash would: no checkpoint, open
@@ -142,10 +187,11 @@ impl TestCluster {
             .arg("-k")
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1"])
-            // Durability against power loss is not what these tests test.
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
-            .args(["-c", "shared_buffers=64MB"])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|(k, v)| ["-c".to_string(), format!("{k}={v}")]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);

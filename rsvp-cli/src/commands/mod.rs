@@ -1,6 +1,7 @@
 //! One module per command; each turns its arguments into a request, makes
 //! the call, and prints the answer.
 
+mod bench;
 mod completions;
 mod listen;
 mod query;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<(), CliError> {
     let mut out = std::io::stdout();
     match cli.command {
         Command::Completions(args) => completions::run(args),
+        Command::Bench(args) => bench::run(args, cx, &mut out).await,
         Command::Reserve(args) => reserve::run(args, cx, &mut out).await,
         Command::Confirm(args) => single::confirm(args, cx, &mut out).await,
         Command::Cancel(args) => single::cancel(args, cx, &mut out).await,

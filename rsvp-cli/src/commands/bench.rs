@@ -1,0 +1,377 @@
+//! `rsvp bench`: a closed-loop load generator, as pgbench is to PostgreSQL.
+//!
+//! Each client sends its next call when the last one answers and records its
+//! latency in an HDR histogram; outcomes are counted by status code.
+
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use abi::{
+    pb::{self, ReservationStatus},
+    time::to_timestamp,
+};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use tonic::{Code, transport::Channel};
+
+use super::Context;
+use crate::{
+    cli::{BenchArgs, Format, Workload},
+    client::{self, Client},
+    error::CliError,
+    exit::Exit,
+};
+
+/// The year reservations are spread over.
+fn year_start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap() // ok: a valid constant date
+}
+
+/// One client's results.
+struct Tally {
+    latency: Histogram<u64>,
+    outcomes: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            // 1 µs to 100 s, 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 100_000_000, 3).unwrap_or_else(|_| {
+                Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
+            }),
+            outcomes: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, took: Duration, outcome: String) {
+        let _ = self.latency.record(took.as_micros().max(1) as u64);
+        *self.outcomes.entry(outcome).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: Tally) {
+        let _ = self.latency.add(&other.latency);
+        for (k, v) in other.outcomes {
+            *self.outcomes.entry(k).or_default() += v;
+        }
+    }
+}
+
+fn outcome(result: Result<(), tonic::Status>) -> String {
+    match result {
+        Ok(()) => "ok".into(),
+        Err(s)
+            if s.code() == Code::FailedPrecondition && abi::conflict_from_status(&s).is_some() =>
+        {
+            "conflict".into()
+        }
+        Err(s) => format!("{:?}", s.code()),
+    }
+}
+
+/// What one client does, call after call.
+struct Worker {
+    client: Client,
+    rng: StdRng,
+    workload: Workload,
+    resources: u64,
+    user: String,
+    /// Ids of reservations to get (sampled before the run).
+    sample: Arc<Vec<String>>,
+    /// The mixed workload's own pending holds, to confirm or cancel.
+    holds: Vec<String>,
+}
+
+impl Worker {
+    fn resource(&mut self) -> String {
+        format!("bench-{}", self.rng.random_range(0..self.resources.max(1)))
+    }
+
+    async fn reserve(
+        &mut self,
+        resource: String,
+        start: DateTime<Utc>,
+        status: ReservationStatus,
+    ) -> Result<(), tonic::Status> {
+        let request = pb::ReserveRequest {
+            reservation: Some(pb::Reservation {
+                user_id: self.user.clone(),
+                resource_id: resource,
+                status: status.into(),
+                start: Some(to_timestamp(start)),
+                end: Some(to_timestamp(start + TimeDelta::hours(1))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let made = self.client.reserve(request).await?.into_inner();
+        if status == ReservationStatus::Pending
+            && let Some(r) = made.reservation
+        {
+            self.holds.push(r.id);
+        }
+        Ok(())
+    }
+
+    async fn query_week(&mut self) -> Result<(), tonic::Status> {
+        let week = self.rng.random_range(0..52);
+        let start = year_start() + TimeDelta::weeks(week);
+        let request = pb::QueryRequest {
+            resource_id: self.resource(),
+            start: Some(to_timestamp(start)),
+            end: Some(to_timestamp(start + TimeDelta::weeks(1))),
+            ..Default::default()
+        };
+        let mut rows = self.client.query(request).await?.into_inner();
+        while let Some(row) = rows.next().await {
+            row?;
+        }
+        Ok(())
+    }
+
+    async fn get(&mut self) -> Result<(), tonic::Status> {
+        let id = match self.holds.last() {
+            Some(id) if self.rng.random_bool(0.5) => id.clone(),
+            _ if !self.sample.is_empty() => {
+                self.sample[self.rng.random_range(0..self.sample.len())].clone()
+            }
+            _ => return Err(tonic::Status::failed_precondition("nothing to get")),
+        };
+        self.client.get(pb::GetRequest { id }).await.map(drop)
+    }
+
+    async fn call(&mut self) -> Result<(), tonic::Status> {
+        match self.workload {
+            Workload::ReserveSpread => {
+                let resource = self.resource();
+                let start = year_start() + TimeDelta::hours(self.rng.random_range(0..8760));
+                self.reserve(resource, start, ReservationStatus::Confirmed)
+                    .await
+            }
+            Workload::ReserveHot => {
+                let start = year_start() + TimeDelta::minutes(self.rng.random_range(0..60));
+                self.reserve("bench-hot".into(), start, ReservationStatus::Confirmed)
+                    .await
+            }
+            Workload::Query => self.query_week().await,
+            Workload::Get => self.get().await,
+            Workload::Mixed => match self.rng.random_range(0..100) {
+                0..35 => {
+                    let resource = self.resource();
+                    let start = year_start() + TimeDelta::hours(self.rng.random_range(0..8760));
+                    self.reserve(resource, start, ReservationStatus::Pending)
+                        .await
+                }
+                35..50 if !self.holds.is_empty() => {
+                    let id = self
+                        .holds
+                        .swap_remove(self.rng.random_range(0..self.holds.len()));
+                    self.client
+                        .confirm(pb::ConfirmRequest { id })
+                        .await
+                        .map(drop)
+                }
+                50..60 if !self.holds.is_empty() => {
+                    let id = self
+                        .holds
+                        .swap_remove(self.rng.random_range(0..self.holds.len()));
+                    self.client.cancel(pb::CancelRequest { id }).await.map(drop)
+                }
+                60..90 => self.query_week().await,
+                _ => self.get().await,
+            },
+        }
+    }
+}
+
+/// What `rsvp bench` reports.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    workload: String,
+    clients: usize,
+    connections: usize,
+    duration_s: f64,
+    calls: u64,
+    calls_per_s: f64,
+    outcomes: BTreeMap<String, u64>,
+    latency_ms: Latency,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Serialize)]
+struct Latency {
+    mean: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+async fn sample_ids(client: &mut Client) -> Result<Vec<String>, tonic::Status> {
+    let page = client
+        .filter(pb::FilterRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(page.reservations.into_iter().map(|r| r.id).collect())
+}
+
+/// Runs the benchmark and prints its report.
+///
+/// # Errors
+/// When the server cannot be reached, or the `get` workload finds nothing
+/// to get.
+pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
+    if args.clients == 0 {
+        return Err(CliError::new(Exit::Usage, "--clients must be at least 1"));
+    }
+    let connections = args
+        .connections
+        .unwrap_or(args.clients)
+        .clamp(1, args.clients);
+    let mut channels: Vec<Channel> = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(client::channel(&cx.server, cx.timeout).await?);
+    }
+    let mut probe = Client::new(channels[0].clone());
+    let sample = Arc::new(
+        sample_ids(&mut probe)
+            .await
+            .map_err(|s| CliError::from_status(s, &cx.server))?,
+    );
+    if args.workload == Workload::Get && sample.is_empty() {
+        return Err(CliError::new(
+            Exit::Other,
+            "the get workload needs reservations to get; the server has none",
+        ));
+    }
+
+    let duration = args.duration.0;
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = (0..args.clients)
+        .map(|i| {
+            let mut worker = Worker {
+                client: Client::new(channels[i % connections].clone()),
+                rng: StdRng::seed_from_u64(rand::rng().random()),
+                workload: args.workload,
+                resources: args.resources,
+                user: format!("bench-{i}"),
+                sample: sample.clone(),
+                holds: Vec::new(),
+            };
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut tally = Tally::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let result = worker.call().await;
+                    tally.record(t.elapsed(), outcome(result));
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                tally
+            })
+        })
+        .collect();
+
+    // A progress line while it runs.
+    let terminal = std::io::stderr().is_terminal();
+    let mut last = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(
+            Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+        let now = done.load(Ordering::Relaxed);
+        let elapsed = started.elapsed().as_secs_f64();
+        let line = format!(
+            "{:>5.1}s  {:>9} calls  {:>8.0} calls/s now",
+            elapsed,
+            now,
+            (now - last) as f64
+        );
+        last = now;
+        if terminal {
+            eprint!("\r{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+
+    let mut total = Tally::new();
+    for worker in workers {
+        let tally = worker
+            .await
+            .map_err(|e| CliError::new(Exit::Other, format!("a client failed: {e}")))?;
+        total.merge(tally);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let calls = total.latency.len();
+    let ms = |us: u64| us as f64 / 1000.0;
+    let report = Report {
+        workload: format!("{:?}", args.workload),
+        clients: args.clients,
+        connections,
+        duration_s: elapsed,
+        calls,
+        calls_per_s: calls as f64 / elapsed,
+        outcomes: total.outcomes,
+        latency_ms: Latency {
+            mean: total.latency.mean() / 1000.0,
+            p50: ms(total.latency.value_at_quantile(0.50)),
+            p90: ms(total.latency.value_at_quantile(0.90)),
+            p99: ms(total.latency.value_at_quantile(0.99)),
+            max: ms(total.latency.max()),
+        },
+    };
+    print(&report, cx.view.format, out)?;
+    Ok(())
+}
+
+fn print(report: &Report, format: Format, out: &mut impl Write) -> std::io::Result<()> {
+    if format == Format::Json {
+        serde_json::to_writer(&mut *out, report).map_err(std::io::Error::other)?;
+        return writeln!(out);
+    }
+    let l = &report.latency_ms;
+    writeln!(out, "workload   {}", report.workload)?;
+    writeln!(
+        out,
+        "clients    {} over {} connections",
+        report.clients, report.connections
+    )?;
+    writeln!(out, "duration   {:.1}s", report.duration_s)?;
+    writeln!(
+        out,
+        "calls      {} ({:.0}/s)",
+        report.calls, report.calls_per_s
+    )?;
+    let outcomes: Vec<String> = report
+        .outcomes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    writeln!(out, "outcomes   {}", outcomes.join(", "))?;
+    writeln!(
+        out,
+        "latency    mean {:.2} ms, p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}",
+        l.mean, l.p50, l.p90, l.p99, l.max
+    )?;
+    out.flush()
+}

@@ -1,0 +1,548 @@
+//! The performance baseline behind `make bench`: rsvp measured against the
+//! database's own ceiling in the same run.
+//!
+//! 1. A throwaway PostgreSQL with production durability (`fsync`,
+//!    `synchronous_commit` and `full_page_writes` on), seeded in bulk with
+//!    `BENCH_ROWS` reservations (1M) over `BENCH_RESOURCES` resources (100k).
+//! 2. A release `rsvp-server` on it, loaded by `rsvp bench` with
+//!    `BENCH_CLIENTS` clients (16) for `BENCH_DURATION` (30s) per workload.
+//! 3. `pgbench` inserting single rows into the same table (same constraint,
+//!    same trigger) with the same clients and duration: the ceiling for a
+//!    reserve.
+//! 4. A Query streaming every row while the server's memory is sampled.
+//! 5. The same for the embedded store (reserve-spread, query).
+//!
+//! Results go to `target/bench/summary.{json,md}`. Build the binaries first
+//! (`cargo build --release --bins`); `make bench` does.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use reservation::{PgStore, SqliteStore, StoreOptions, testing::TestCluster};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+struct Settings {
+    duration: String,
+    clients: usize,
+    rows: i64,
+    resources: i64,
+    out: PathBuf,
+    bin: PathBuf,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn settings() -> anyhow::Result<Settings> {
+    let exe = std::env::current_exe()?;
+    // target/release/examples/bench -> target/release
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("locating the release binaries")?
+        .to_path_buf();
+    for name in ["rsvp-server", "rsvp"] {
+        if !bin.join(name).is_file() {
+            bail!(
+                "{} is missing: run `cargo build --release --bins` first (make bench does)",
+                bin.join(name).display()
+            );
+        }
+    }
+    let out = bin.parent().context("locating target/")?.join("bench");
+    std::fs::create_dir_all(&out)?;
+    Ok(Settings {
+        duration: std::env::var("BENCH_DURATION").unwrap_or_else(|_| "30s".into()),
+        clients: env_or("BENCH_CLIENTS", 16),
+        rows: env_or("BENCH_ROWS", 1_000_000),
+        resources: env_or("BENCH_RESOURCES", 100_000),
+        out,
+        bin,
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(50151)
+}
+
+/// A release `rsvp-server`, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(s: &Settings, store: &[&str]) -> anyhow::Result<Server> {
+        let port = free_port();
+        let child = Command::new(s.bin.join("rsvp-server"))
+            .args(store)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-level",
+                "warn",
+            ])
+            .args(["--pool-size", &s.clients.to_string()])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting rsvp-server")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("rsvp-server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rsvp bench` for one workload; its JSON report.
+fn bench(s: &Settings, server: &Server, workload: &str) -> anyhow::Result<Value> {
+    eprintln!("== {workload}: {} clients for {}", s.clients, s.duration);
+    let out = Command::new(s.bin.join("rsvp"))
+        .args([
+            "--server",
+            &server.url,
+            "-o",
+            "json",
+            "bench",
+            "--workload",
+            workload,
+        ])
+        .args([
+            "--clients",
+            &s.clients.to_string(),
+            "--duration",
+            &s.duration,
+        ])
+        .args(["--resources", &s.resources.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running rsvp bench")?;
+    if !out.status.success() {
+        bail!("rsvp bench --workload {workload} failed");
+    }
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    eprintln!("   {}", report);
+    Ok(report)
+}
+
+/// `pgbench` inserting one reservation per transaction, as reserve-spread
+/// does; its transactions per second.
+fn pgbench(s: &Settings, cluster: &TestCluster) -> anyhow::Result<f64> {
+    let script = s.out.join("insert.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "\\set r random(0, {})\n\\set h random(0, 8759)\n\
+             INSERT INTO rsvp.reservations (id, user_id, resource_id, status, timespan, created_at, updated_at) \
+             VALUES (gen_random_uuid(), 'pgbench', 'bench-' || :r, 'confirmed', \
+             tstzrange('2027-01-01'::timestamptz + :h * interval '1 hour', \
+                       '2027-01-01'::timestamptz + (:h + 1) * interval '1 hour', '[)'), now(), now()) \
+             ON CONFLICT DO NOTHING;\n",
+            s.resources - 1
+        ),
+    )?;
+    let seconds = humantime::parse_duration(&s.duration)?.as_secs().max(1);
+    eprintln!("== pgbench insert: {} clients for {seconds}s", s.clients);
+    let out = Command::new(cluster.bin_dir().join("pgbench"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args([
+            "-n",
+            "-c",
+            &s.clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+        ])
+        .arg("-f")
+        .arg(&script)
+        .arg("rsvp")
+        .output()
+        .context("running pgbench")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| {
+            format!(
+                "no tps in pgbench's output: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    eprintln!("   {tps:.0} tps");
+    Ok(tps)
+}
+
+/// Streams every reservation through the server, sampling its memory.
+fn stream_everything(s: &Settings, server: &Server) -> anyhow::Result<Value> {
+    eprintln!("== query streaming every row");
+    let baseline = server.rss_kib();
+    let started = Instant::now();
+    let mut child = Command::new(s.bin.join("rsvp"))
+        .args(["--server", &server.url, "-o", "json", "query"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().context("rsvp's output")?;
+    let counter = std::thread::spawn(move || {
+        let mut buf = [0u8; 64 * 1024];
+        let mut lines = 0u64;
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+        lines
+    });
+    let mut peak = baseline;
+    while child.try_wait()?.is_none() {
+        peak = peak.max(server.rss_kib());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rows = counter
+        .join()
+        .map_err(|_| anyhow::anyhow!("counting rows"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let report = json!({
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows as f64 / seconds,
+        "server_rss_baseline_mib": baseline as f64 / 1024.0,
+        "server_rss_peak_mib": peak as f64 / 1024.0,
+    });
+    eprintln!("   {report}");
+    Ok(report)
+}
+
+async fn seed_postgres(url: &str, s: &Settings) -> anyhow::Result<()> {
+    let store = PgStore::connect(url, StoreOptions::default()).await?;
+    let pool = store.pool();
+    eprintln!(
+        "== seeding {} reservations over {} resources (PostgreSQL)",
+        s.rows, s.resources
+    );
+    let started = Instant::now();
+    // Bulk, not through the API; the change feed is not part of a seed.
+    pool.execute("ALTER TABLE rsvp.reservations DISABLE TRIGGER reservations_record_insert_delete")
+        .await?;
+    let chunk = 100_000;
+    let mut from = 0;
+    while from < s.rows {
+        let to = (from + chunk).min(s.rows);
+        // The k-th reservation of a resource lies in the k-th tenth of 2027.
+        sqlx::query(
+            "INSERT INTO rsvp.reservations (id, user_id, resource_id, status, timespan, created_at, updated_at) \
+             SELECT gen_random_uuid(), 'seed-' || (g % 1000), 'bench-' || (g % $3), 'confirmed', \
+                    tstzrange(t, t + interval '1 hour', '[)'), now(), now() \
+             FROM generate_series($1::bigint, $2::bigint - 1) g, \
+                  LATERAL (SELECT '2027-01-01'::timestamptz \
+                           + (((g / $3) % 10) * 876 + (g * 7919) % 800) * interval '1 hour' AS t) x",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(s.resources)
+        .execute(pool)
+        .await?;
+        from = to;
+    }
+    pool.execute("ALTER TABLE rsvp.reservations ENABLE TRIGGER reservations_record_insert_delete")
+        .await?;
+    pool.execute("VACUUM ANALYZE rsvp.reservations").await?;
+    pool.execute("CHECKPOINT").await?;
+    eprintln!("   seeded in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn seed_sqlite(path: &Path, s: &Settings) -> anyhow::Result<()> {
+    let store = SqliteStore::open(path, StoreOptions::default()).await?;
+    eprintln!(
+        "== seeding {} reservations over {} resources (embedded)",
+        s.rows, s.resources
+    );
+    let started = Instant::now();
+    let chunk = 100_000;
+    let mut from = 0;
+    let year = 1_798_761_600_000_000i64; // 2027-01-01T00:00:00Z in microseconds
+    let hour = 3_600_000_000i64;
+    while from < s.rows {
+        let to = (from + chunk).min(s.rows);
+        sqlx::query(
+            "WITH RECURSIVE g(n) AS (SELECT ?1 UNION ALL SELECT n + 1 FROM g WHERE n + 1 < ?2) \
+             INSERT INTO reservations (id, user_id, resource_id, status, start_us, end_us, \
+                                       created_us, updated_us) \
+             SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-7' || \
+                          substr(hex(randomblob(2)), 2) || '-8' || substr(hex(randomblob(2)), 2) || \
+                          '-' || hex(randomblob(6))), \
+                    'seed-' || (n % 1000), 'bench-' || (n % ?3), 'confirmed', \
+                    ?4 + (((n / ?3) % 10) * 876 + (n * 7919) % 800) * ?5, \
+                    ?4 + (((n / ?3) % 10) * 876 + (n * 7919) % 800 + 1) * ?5, ?4, ?4 \
+             FROM g",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(s.resources)
+        .bind(year)
+        .bind(hour)
+        .execute(store.pool())
+        .await?;
+        from = to;
+    }
+    store.pool().execute("ANALYZE").await?;
+    eprintln!("   seeded in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.trim_start_matches("MemTotal:").trim().to_string())
+        })
+        .unwrap_or_default();
+    json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "memory": memory,
+    })
+}
+
+fn rate(report: &Value) -> f64 {
+    report["calls_per_s"].as_f64().unwrap_or(0.0)
+}
+
+fn markdown(summary: &Value) -> String {
+    let mut md = String::new();
+    let pg = &summary["postgres"];
+    let row = |name: &str, r: &Value| {
+        let l = &r["latency_ms"];
+        let outcomes = r["outcomes"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        format!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {outcomes} |\n",
+            rate(r),
+            l["p50"].as_f64().unwrap_or(0.0),
+            l["p90"].as_f64().unwrap_or(0.0),
+            l["p99"].as_f64().unwrap_or(0.0),
+            l["max"].as_f64().unwrap_or(0.0),
+        )
+    };
+    md.push_str(&format!(
+        "{} clients, {} per workload, {} reservations over {} resources.\n\n",
+        summary["clients"],
+        summary["duration"].as_str().unwrap_or(""),
+        summary["rows"],
+        summary["resources"]
+    ));
+    md.push_str("| store / workload | calls/s | p50 ms | p90 ms | p99 ms | max ms | outcomes |\n|---|---|---|---|---|---|---|\n");
+    for w in ["reserve-spread", "reserve-hot", "query", "get", "mixed"] {
+        md.push_str(&row(&format!("PostgreSQL {w}"), &pg[w]));
+    }
+    md.push_str(&format!(
+        "| PostgreSQL pgbench insert | {:.0} | | | | | |\n",
+        pg["pgbench_insert_tps"].as_f64().unwrap_or(0.0)
+    ));
+    let lite = &summary["embedded"];
+    for w in ["reserve-spread", "query"] {
+        md.push_str(&row(&format!("embedded {w}"), &lite[w]));
+    }
+    let t = &summary["targets"];
+    md.push_str("\n| target | measured | goal | met |\n|---|---|---|---|\n");
+    for (name, key, goal) in [
+        (
+            "reserve-spread ÷ pgbench insert",
+            "spread_over_pgbench",
+            "≥ 0.60",
+        ),
+        (
+            "reserve-hot attempts ÷ reserve-spread",
+            "hot_over_spread",
+            "≥ 0.30",
+        ),
+        (
+            "reserve-hot outcomes other than ok/conflict",
+            "hot_other_outcomes",
+            "0",
+        ),
+        ("query p99 (ms), 1M rows", "query_p99_ms", "< 5"),
+        (
+            "server RSS streaming every row (MiB)",
+            "stream_rss_peak_mib",
+            "< 200",
+        ),
+    ] {
+        let v = &t[key];
+        md.push_str(&format!(
+            "| {name} | {} | {goal} | {} |\n",
+            v["value"],
+            if v["met"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            }
+        ));
+    }
+    md
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let s = settings()?;
+    let cluster = tokio::task::spawn_blocking(|| {
+        TestCluster::start_with(&[
+            ("fsync", "on"),
+            ("synchronous_commit", "on"),
+            ("full_page_writes", "on"),
+            ("shared_buffers", "512MB"),
+            ("max_wal_size", "4GB"),
+            ("checkpoint_timeout", "30min"),
+            ("max_connections", "200"),
+        ])
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
+    admin
+        .execute(AssertSqlSafe("CREATE DATABASE rsvp".to_string()))
+        .await?;
+    let url = cluster.url("rsvp");
+    seed_postgres(&url, &s).await?;
+
+    let server = Server::start(&s, &["--database-url", &url])?;
+    // Warm the server and the database's caches.
+    let warm = Settings {
+        duration: "3s".into(),
+        ..settings()?
+    };
+    bench(&warm, &server, "query")?;
+    let pgbench_tps = pgbench(&s, &cluster)?;
+    let spread = bench(&s, &server, "reserve-spread")?;
+    let hot = bench(&s, &server, "reserve-hot")?;
+    let query = bench(&s, &server, "query")?;
+    let get = bench(&s, &server, "get")?;
+    let mixed = bench(&s, &server, "mixed")?;
+    let stream = stream_everything(&s, &server)?;
+    drop(server);
+
+    let dir = s.out.join("embedded");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    seed_sqlite(&dir.join("rsvp.db"), &s).await?;
+    let lite = Server::start(&s, &["--data-dir", dir.to_str().context("a UTF-8 path")?])?;
+    let lite_spread = bench(&s, &lite, "reserve-spread")?;
+    let lite_query = bench(&s, &lite, "query")?;
+    drop(lite);
+
+    let hot_other: u64 = hot["outcomes"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| *k != "ok" && *k != "conflict")
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    let spread_ratio = rate(&spread) / pgbench_tps;
+    let hot_ratio = rate(&hot) / rate(&spread);
+    let query_p99 = query["latency_ms"]["p99"].as_f64().unwrap_or(f64::MAX);
+    let rss = stream["server_rss_peak_mib"].as_f64().unwrap_or(f64::MAX);
+    let summary = json!({
+        "machine": machine(),
+        "clients": s.clients,
+        "duration": s.duration,
+        "rows": s.rows,
+        "resources": s.resources,
+        "postgres": {
+            "pgbench_insert_tps": pgbench_tps,
+            "reserve-spread": spread,
+            "reserve-hot": hot,
+            "query": query,
+            "get": get,
+            "mixed": mixed,
+            "stream_all": stream,
+        },
+        "embedded": { "reserve-spread": lite_spread, "query": lite_query },
+        "targets": {
+            "spread_over_pgbench": { "value": format!("{spread_ratio:.2}"), "met": spread_ratio >= 0.6 },
+            "hot_over_spread": { "value": format!("{hot_ratio:.2}"), "met": hot_ratio >= 0.3 },
+            "hot_other_outcomes": { "value": hot_other, "met": hot_other == 0 },
+            "query_p99_ms": { "value": format!("{query_p99:.2}"), "met": query_p99 < 5.0 },
+            "stream_rss_peak_mib": { "value": format!("{rss:.0}"), "met": rss < 200.0 },
+        },
+    });
+    std::fs::write(
+        s.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    let md = markdown(&summary);
+    std::fs::write(s.out.join("summary.md"), &md)?;
+    println!("{md}");
+    eprintln!(
+        "written: {} and summary.md",
+        s.out.join("summary.json").display()
+    );
+    Ok(())
+}

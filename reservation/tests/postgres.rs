@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use abi::{Error, ListenFilter, ReservationStatus};
 use chrono::{DateTime, Utc};
-use reservation::{PgStore, Rsvp, StoreOptions, testing::TestDb};
+use reservation::{
+    PgStore, Rsvp, StoreOptions,
+    testing::{TestCluster, TestDb},
+};
 use sqlx::{PgPool, postgres::types::PgRange};
 use support::{Env, at, hold, next, nothing_more};
 use uuid::Uuid;
@@ -248,6 +251,46 @@ async fn an_unreachable_database_is_unavailable() {
         ),
         "{err:?}"
     );
+}
+
+/// Pooled connections are not checked on every call; those that sat idle
+/// are, so a database restarted while the service was quiet costs no call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restarted_while_idle_costs_no_call() {
+    let cluster = tokio::task::spawn_blocking(|| TestCluster::start().unwrap())
+        .await
+        .unwrap();
+    let options = StoreOptions {
+        max_connections: 4,
+        ..StoreOptions::default()
+    };
+    let store = PgStore::connect(&cluster.url("postgres"), options)
+        .await
+        .unwrap();
+    // Open every connection of the pool.
+    let warm = futures::future::join_all((0..8).map(|i| {
+        let store = store.clone();
+        async move { store.reserve(hold("u", &format!("warm-{i}"), 0, 60)).await }
+    }))
+    .await;
+    assert!(warm.iter().all(Result::is_ok), "{warm:?}");
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.crash();
+        cluster.restart().map(|()| cluster)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let calls = futures::future::join_all((0..8).map(|i| {
+        let store = store.clone();
+        async move { store.reserve(hold("u", &format!("after-{i}"), 0, 60)).await }
+    }))
+    .await;
+    assert!(calls.iter().all(Result::is_ok), "{calls:?}");
+    drop(cluster);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use sqlx::{
-    PgPool, Postgres, Transaction,
+    Connection, PgPool, Postgres, Transaction,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -56,6 +56,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// Rows a sweep updates or deletes per statement.
 const SWEEP_BATCH: i64 = 1000;
+
+/// How long a pooled connection may sit idle before it is checked with a
+/// round trip on its way out of the pool.
+const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A reservation store on PostgreSQL. Cheap to clone; clones share one pool
 /// and one change feed.
@@ -107,6 +111,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // The pool already checks a connection when it comes back; a
+            // round trip before every call as well would cost each call a
+            // second wake-up of the database. Check only connections that sat
+            // idle long enough to have been cut off unseen.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // An acknowledged reservation must survive a crash: never

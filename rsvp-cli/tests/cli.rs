@@ -671,3 +671,92 @@ fn help_explains_with_examples_and_completions_are_generated() {
         .assert()
         .code(2);
 }
+
+/// `rsvp -o json bench` for one short run; its report.
+fn bench(server: &Server, args: &[&str]) -> serde_json::Value {
+    let out = stdout(
+        server
+            .rsvp()
+            .args(["-o", "json", "bench", "--clients", "4", "--duration", "1s"])
+            .args(args),
+    );
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let outcomes = report["outcomes"].as_object().unwrap();
+    let total: u64 = outcomes.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(report["calls"].as_u64().unwrap(), total, "{report}");
+    assert!(
+        outcomes.keys().all(|k| k == "ok" || k == "conflict"),
+        "{report}"
+    );
+    let l = &report["latency_ms"];
+    let ms = |k: &str| l[k].as_f64().unwrap();
+    assert!(
+        0.0 < ms("p50")
+            && ms("p50") <= ms("p90")
+            && ms("p90") <= ms("p99")
+            && ms("p99") <= ms("max"),
+        "{report}"
+    );
+    report
+}
+
+fn count(report: &serde_json::Value, outcome: &str) -> u64 {
+    report["outcomes"][outcome].as_u64().unwrap_or(0)
+}
+
+/// Every reservation stored, as JSON lines.
+fn stored(server: &Server, args: &[&str]) -> Vec<serde_json::Value> {
+    stdout(server.rsvp().args(["-o", "json", "query"]).args(args))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn bench_runs_each_workload_and_reports_what_the_server_did() {
+    let server = Server::start();
+
+    let spread = bench(&server, &["-w", "reserve-spread", "--resources", "50"]);
+    assert_eq!(spread["workload"], "reserve-spread");
+    assert_eq!(spread["clients"], 4);
+    assert!(count(&spread, "ok") > 0, "{spread}");
+    let spread_rows = stored(&server, &[]);
+    assert_eq!(
+        spread_rows.len() as u64,
+        count(&spread, "ok"),
+        "one row per ok"
+    );
+
+    let hot = bench(&server, &["-w", "reserve-hot", "--connections", "2"]);
+    assert_eq!(hot["connections"], 2);
+    let held = stored(&server, &["-r", "bench-hot"]);
+    assert_eq!(held.len() as u64, count(&hot, "ok"), "one row per ok");
+    assert!(
+        count(&hot, "ok") >= 1 && count(&hot, "conflict") > 0,
+        "{hot}"
+    );
+
+    for w in ["query", "get", "mixed"] {
+        let report = bench(&server, &["-w", w, "--resources", "50"]);
+        assert_eq!(report["workload"], w);
+        assert!(count(&report, "ok") > 0, "{report}");
+    }
+
+    let table = stdout(
+        server
+            .rsvp()
+            .args(["bench", "-w", "get", "-c", "2", "-d", "200ms"]),
+    );
+    assert!(
+        table.starts_with("workload   get\nclients    2 over 2 connections\n"),
+        "{table}"
+    );
+    assert!(table.contains("\nlatency    mean "), "{table}");
+
+    server
+        .rsvp()
+        .args(["bench", "-w", "get", "--clients", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--clients"));
+}

@@ -18,6 +18,7 @@ use abi::{
     time::to_timestamp,
 };
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use clap::ValueEnum;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -325,7 +326,11 @@ pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<
     let calls = total.latency.len();
     let ms = |us: u64| us as f64 / 1000.0;
     let report = Report {
-        workload: format!("{:?}", args.workload),
+        workload: args
+            .workload
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default(),
         clients: args.clients,
         connections,
         duration_s: elapsed,

@@ -6,9 +6,9 @@
 //!    `BENCH_ROWS` reservations (1M) over `BENCH_RESOURCES` resources (100k).
 //! 2. A release `rsvp-server` on it, loaded by `rsvp bench` with
 //!    `BENCH_CLIENTS` clients (16) for `BENCH_DURATION` (30s) per workload.
-//! 3. `pgbench` inserting single rows into the same table (same constraint,
-//!    same trigger) with the same clients and duration: the ceiling for a
-//!    reserve.
+//! 3. `pgbench` with the same clients and duration: single-row inserts into
+//!    the same table (same constraint, same trigger), the ceiling for a
+//!    reserve; and the query workload's `SELECT`, the ceiling for a query.
 //! 4. A Query streaming every row while the server's memory is sampled.
 //! 5. The same for the embedded store (reserve-spread, query).
 //!

@@ -14,20 +14,20 @@
 //!
 //! ```
 //! use abi::{NewReservation, pb};
-//! use chrono::{TimeZone, Utc};
+//! use chrono::{DateTime, Utc};
 //!
 //! let request = NewReservation::builder()
 //!     .user_id("alice")
 //!     .resource_id("room-42")
-//!     .start(Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap())
-//!     .end(Utc.with_ymd_and_hms(2026, 12, 1, 11, 0, 0).unwrap())
+//!     .start("2026-12-01T10:00:00Z".parse::<DateTime<Utc>>()?)
+//!     .end("2026-12-01T11:00:00Z".parse::<DateTime<Utc>>()?)
 //!     .build()?;
 //! assert_eq!(request.resource_id.as_str(), "room-42");
 //!
 //! // The same rules apply to wire requests, and name the field at fault.
 //! let err = NewReservation::try_from(pb::ReserveRequest::default()).unwrap_err();
 //! assert_eq!(err.to_string(), "reservation: required");
-//! # Ok::<(), abi::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![warn(missing_docs)]

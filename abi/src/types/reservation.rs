@@ -144,6 +144,20 @@ impl NewReservation {
         NewReservationBuilder::default()
     }
 
+    /// When this reservation, made at `now`, stops blocking on its own:
+    /// a pending hold at the end of its hold (`default_hold` standing in for
+    /// [`Hold::Default`]); a confirmed or blocked one never (`None`).
+    pub fn expires_at(
+        &self,
+        now: DateTime<Utc>,
+        default_hold: Option<TimeDelta>,
+    ) -> Option<DateTime<Utc>> {
+        match self.status {
+            InitialStatus::Pending => self.hold.expires_at(now, default_hold),
+            _ => None,
+        }
+    }
+
     fn from_fields(f: NewReservationFields) -> Result<Self> {
         Ok(NewReservation {
             user_id: UserId::parse(f.user_id).field("reservation.user_id")?,
@@ -375,6 +389,27 @@ mod tests {
         assert!(err.to_string().starts_with("hold:"), "{err}");
         let err = builder().request_id("r".repeat(65)).build().unwrap_err();
         assert!(err.to_string().starts_with("request_id:"), "{err}");
+    }
+
+    #[test]
+    fn only_a_pending_hold_expires() {
+        let now = at(100);
+        let default = Some(TimeDelta::minutes(30));
+        let held = builder().build().unwrap();
+        assert_eq!(held.expires_at(now, default), Some(at(100 + 1800)));
+        assert_eq!(held.expires_at(now, None), None);
+        let short = builder().hold(TimeDelta::minutes(5)).build().unwrap();
+        assert_eq!(short.expires_at(now, default), Some(at(100 + 300)));
+        let never = builder().hold(TimeDelta::zero()).build().unwrap();
+        assert_eq!(never.expires_at(now, default), None);
+        for status in [InitialStatus::Confirmed, InitialStatus::Blocked] {
+            let r = builder()
+                .status(status)
+                .hold(TimeDelta::minutes(5))
+                .build()
+                .unwrap();
+            assert_eq!(r.expires_at(now, default), None);
+        }
     }
 
     #[test]

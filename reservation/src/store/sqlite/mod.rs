@@ -397,12 +397,7 @@ impl Rsvp for SqliteStore {
     async fn reserve(&self, request: NewReservation) -> Result<Reservation> {
         let id = ReservationId::new();
         let now = self.now();
-        let expires_at = match request.status {
-            abi::InitialStatus::Pending => request
-                .hold
-                .expires_at(now, self.inner.options.default_hold),
-            _ => None,
-        };
+        let expires_at = request.expires_at(now, self.inner.options.default_hold);
         retry_aborted(|| self.try_reserve(id, &request, expires_at, now)).await
     }
 

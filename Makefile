@@ -22,7 +22,7 @@ fmt: ## Format the code
 
 bench: ## The performance baseline (docs/performance.md): throwaway PostgreSQL, pgbench, rsvp bench
 	$(CARGO) build --release --bins
-	$(CARGO) run --release --example bench -p reservation-service
+	$(CARGO) run --release --example bench -p rsvp-server
 	$(CARGO) bench -p abi --bench edge
 
 FUZZ_SECONDS ?= 300

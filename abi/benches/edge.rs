@@ -73,6 +73,7 @@ fn edge(c: &mut Criterion) {
             note: Note::default(),
         },
         existing: (0..3).map(reservation).collect(),
+        omitted: 0,
     };
     c.bench_function("conflict to status with details", |b| {
         b.iter(|| tonic::Status::from(Error::Conflict(Box::new(black_box(conflict.clone())))))

@@ -95,6 +95,7 @@ mod tests {
                 note: Note::default(),
             },
             existing: vec![existing.clone()],
+            omitted: 0,
         };
         let status = Status::from(Error::Conflict(Box::new(conflict)));
         assert_eq!(status.code(), Code::FailedPrecondition);

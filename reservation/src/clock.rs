@@ -12,6 +12,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Whether this is the system clock, which a database may read for
+    /// itself: then a write reads the time in the database once it holds
+    /// its locks. Any other clock's time is sent with each write.
+    fn is_system(&self) -> bool {
+        false
+    }
 }
 
 /// The system clock.
@@ -21,6 +28,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn is_system(&self) -> bool {
+        true
     }
 }
 

@@ -6,31 +6,32 @@
 //!
 //! # Layout
 //! - [`Rsvp`] (`rsvp.rs`): the trait every store implements.
+//! - `engine/`: every rule, once — what a reserve or an update does, what
+//!   blocks, how holds expire, pages, streams — over a store's dialect.
+//! - `dialect.rs`: the seam below the engine; a store supplies its SQL and
+//!   its locking there, nothing more. `statement.rs`: the statements the
+//!   engine builds for every store.
 //! - [`PgStore`] (`store/postgres`): PostgreSQL, with an exclusion constraint
 //!   as the last line of defence and a trigger-fed change feed.
 //! - [`SqliteStore`] (`store/sqlite`): the embedded default, one file, the
 //!   same behaviour; [`connect`] opens either by URL.
-//! - `plan.rs`: how an update changes a reservation, for every store.
 //! - `feed.rs`: the change feed hub, in-order delivery to many listeners.
-//! - `stream.rs`: query streams read in keyset batches.
+//! - `row.rs`: rows as every store decodes them.
 //! - `db_error.rs`: driver errors classified into [`abi::Error`], and retries.
 //! - [`Clock`], [`StoreOptions`]: time and settings.
-//! - `testing` (feature `testing`): throwaway PostgreSQL, per-test
-//!   databases, and the no-double-booking invariant checker.
 
 #![warn(missing_docs)]
 
 mod clock;
 mod db_error;
+mod dialect;
+mod engine;
 mod feed;
 mod options;
-mod plan;
 mod row;
 mod rsvp;
+mod statement;
 mod store;
-mod stream;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use abi;
 pub use clock::{Clock, ManualClock, SystemClock};

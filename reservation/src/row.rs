@@ -1,19 +1,20 @@
-//! A reservation row as stores read it, before it is checked into a domain
-//! [`Reservation`].
+//! A reservation row as every store decodes it, before it becomes a domain
+//! [`Reservation`]: the one place where stored values are checked.
 
 use abi::{
-    Error, Note, Reservation, ReservationId, ReservationStatus, ResourceId, Result, Timespan,
-    UserId,
+    Change, ChangeOp, Error, Note, Reservation, ReservationId, ReservationStatus, ResourceId,
+    Result, Timespan, UserId,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// The columns of a reservation row, in Rust types.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct StoredReservation {
     pub id: Uuid,
     pub user_id: String,
     pub resource_id: String,
+    /// As stored: an overdue hold may still say pending.
     pub status: ReservationStatus,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -21,9 +22,17 @@ pub(crate) struct StoredReservation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Changes with every write.
+    pub version: i64,
 }
 
 impl StoredReservation {
+    /// Whether the row holds nothing any more at `now` although its stored
+    /// status says it does: an overdue hold.
+    pub fn lapsed_at(&self, now: DateTime<Utc>) -> bool {
+        self.status.effective(self.expires_at, now) != self.status
+    }
+
     /// The reservation as it reads at `now`: an overdue hold is expired.
     ///
     /// # Errors
@@ -47,6 +56,31 @@ impl StoredReservation {
             created_at: self.created_at,
             updated_at: self.updated_at,
             expires_at: self.expires_at,
+        })
+    }
+}
+
+/// A change-feed row, as every store decodes it.
+#[derive(Debug)]
+pub(crate) struct StoredChange {
+    pub id: i64,
+    pub op: ChangeOp,
+    pub changed_at: DateTime<Utc>,
+    /// The reservation right after the change.
+    pub reservation: StoredReservation,
+}
+
+impl StoredChange {
+    /// The change, with the reservation as it read at the change.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the stored values are not valid.
+    pub fn into_change(self) -> Result<Change> {
+        Ok(Change {
+            id: self.id,
+            op: self.op,
+            reservation: self.reservation.into_reservation(self.changed_at)?,
+            changed_at: self.changed_at,
         })
     }
 }

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use abi::{Error, ListenFilter, ReservationStatus};
 use chrono::{DateTime, Utc};
-use reservation::{
-    PgStore, Rsvp, StoreOptions,
-    testing::{TestCluster, TestDb},
-};
+use reservation::{PgStore, Rsvp, StoreOptions};
+use rsvp_testing::{TestCluster, TestDb};
 use sqlx::{PgPool, postgres::types::PgRange};
 use support::{Env, at, hold, next, nothing_more};
 use uuid::Uuid;

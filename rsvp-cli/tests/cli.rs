@@ -14,7 +14,7 @@ use std::{
 use assert_cmd::Command;
 use predicates::prelude::*;
 use reservation::{Rsvp, SqliteStore, StoreOptions};
-use reservation_service::server::{self, ServerSettings};
+use rsvp_server::server::{self, ServerSettings};
 
 /// A server on a loopback port over a store in a temporary file, run on its
 /// own thread; stopped when dropped.

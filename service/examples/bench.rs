@@ -22,7 +22,8 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use reservation::{PgStore, SqliteStore, StoreOptions, testing::TestCluster};
+use reservation::{PgStore, SqliteStore, StoreOptions};
+use rsvp_testing::TestCluster;
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use reservation_service::cli::Cli;
+use rsvp_server::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(reservation_service::main(cli)) {
+    match runtime.block_on(rsvp_server::main(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rsvp-server: {e:#}");

@@ -17,11 +17,9 @@ use std::{
 
 use abi::pb;
 use futures::StreamExt;
-use reservation::{
-    PgStore, SqliteStore, StoreOptions,
-    testing::{TestCluster, TestDb, assert_no_double_booking},
-};
-use reservation_service::server::{self, ServerSettings};
+use reservation::{PgStore, SqliteStore, StoreOptions};
+use rsvp_server::server::{self, ServerSettings};
+use rsvp_testing::{TestCluster, TestDb, assert_no_double_booking};
 use support::{BIN, Load, all_ids, assert_all_acked_stored, connect, free_addr, reserve_request};
 use tonic::Code;
 use tonic_health::pb::{

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use abi::pb::{self, ReservationStatus, ReservationUpdateType};
 use futures::StreamExt;
-use reservation_service::server::ServerSettings;
+use rsvp_server::server::ServerSettings;
 use support::{TestApp, next, quiet};
 use tonic::{Code, transport::Channel};
 

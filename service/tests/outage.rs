@@ -5,8 +5,9 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use reservation::{PgStore, StoreOptions, testing::TestDb};
-use reservation_service::server::{self, ServerSettings};
+use reservation::{PgStore, StoreOptions};
+use rsvp_server::server::{self, ServerSettings};
+use rsvp_testing::TestDb;
 use support::{Proxy, connect, reserve_request, url_addr};
 use tonic::Code;
 use tonic_health::pb::{

@@ -10,7 +10,7 @@ use std::{
 
 use abi::pb;
 use futures::StreamExt;
-use reservation::testing::TestDb;
+use rsvp_testing::TestDb;
 use support::{BIN, Server, next, reserve_request};
 use tonic::Code;
 
@@ -158,7 +158,7 @@ async fn sigterm_ends_streams_cleanly_finishes_calls_and_exits_zero() {
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_remove("RUST_LOG");
-    for key in reservation_service::config::KEYS {
+    for key in rsvp_server::config::KEYS {
         cmd.env_remove(format!("RSVP_{}", key.to_uppercase()));
     }
     for (k, v) in env {

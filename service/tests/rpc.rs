@@ -8,7 +8,7 @@ use abi::{
     pb::{self, ReservationStatus},
 };
 use futures::TryStreamExt;
-use reservation_service::server::ServerSettings;
+use rsvp_server::server::ServerSettings;
 use support::{TestApp, expect_code, reserve_request, ts};
 use tonic::Code;
 
@@ -356,7 +356,7 @@ async fn filter_pages_through_every_row_once() {
 
 #[tokio::test]
 async fn internal_errors_reach_clients_without_internals() {
-    let db = reservation::testing::TestDb::empty().await;
+    let db = rsvp_testing::TestDb::empty().await;
     let store = reservation::PgStore::connect(
         db.url(),
         reservation::StoreOptions {
@@ -368,7 +368,7 @@ async fn internal_errors_reach_clients_without_internals() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(reservation_service::server::run(
+    let server = tokio::spawn(rsvp_server::server::run(
         listener,
         std::sync::Arc::new(store),
         ServerSettings::default(),

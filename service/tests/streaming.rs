@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use abi::pb;
 use futures::StreamExt;
-use reservation::testing::TestDb;
-use reservation_service::server::ServerSettings;
+use rsvp_server::server::ServerSettings;
+use rsvp_testing::TestDb;
 use support::{Server, TestApp, next, seed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

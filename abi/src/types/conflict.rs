@@ -28,13 +28,21 @@ pub struct Requested {
 pub struct Conflict {
     /// What was asked for.
     pub requested: Requested,
-    /// The live reservations of the resource that overlap it, by start.
+    /// The live reservations of the resource that overlap it, by start
+    /// then id: the first [`Conflict::MAX_LISTED`].
     pub existing: Vec<Reservation>,
+    /// How many more overlap it than `existing` lists.
+    pub omitted: u64,
+}
+
+impl Conflict {
+    /// The most reservations a conflict lists.
+    pub const MAX_LISTED: usize = 20;
 }
 
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.existing.len();
+        let n = self.existing.len() as u64 + self.omitted;
         write!(
             f,
             "{} [{}, {}) conflicts with {n} live reservation{}",
@@ -45,6 +53,9 @@ impl fmt::Display for Conflict {
         )?;
         for (i, r) in self.existing.iter().enumerate() {
             write!(f, "{}{}", if i == 0 { ": " } else { ", " }, r.id)?;
+        }
+        if self.omitted > 0 {
+            write!(f, " and {} more", self.omitted)?;
         }
         Ok(())
     }
@@ -65,6 +76,8 @@ impl From<&Conflict> for pb::ReservationConflict {
                 ..Default::default()
             }),
             existing: c.existing.iter().cloned().map(Into::into).collect(),
+            capacity: 1,
+            omitted: u32::try_from(c.omitted).unwrap_or(u32::MAX),
         }
     }
 }

@@ -152,8 +152,16 @@ impl NewReservation {
         now: DateTime<Utc>,
         default_hold: Option<TimeDelta>,
     ) -> Option<DateTime<Utc>> {
+        now.checked_add_signed(self.hold_length(default_hold)?)
+    }
+
+    /// How long after it is made this reservation stops blocking on its
+    /// own: a pending hold's length (`default_hold` standing in for
+    /// [`Hold::Default`]); `None` for a hold that never expires and for a
+    /// confirmed or blocked reservation.
+    pub fn hold_length(&self, default_hold: Option<TimeDelta>) -> Option<TimeDelta> {
         match self.status {
-            InitialStatus::Pending => self.hold.expires_at(now, default_hold),
+            InitialStatus::Pending => self.hold.length(default_hold),
             _ => None,
         }
     }

@@ -130,6 +130,16 @@ impl Hold {
         })
     }
 
+    /// How long the hold lasts, with `default` standing in for
+    /// [`Hold::Default`]. `None` means it never expires.
+    pub fn length(self, default: Option<TimeDelta>) -> Option<TimeDelta> {
+        match self {
+            Hold::Default => default,
+            Hold::Never => None,
+            Hold::For(length) => Some(length),
+        }
+    }
+
     /// When a hold made at `now` expires, with `default` standing in for
     /// [`Hold::Default`]. `None` means never.
     pub fn expires_at(
@@ -137,13 +147,8 @@ impl Hold {
         now: DateTime<Utc>,
         default: Option<TimeDelta>,
     ) -> Option<DateTime<Utc>> {
-        let length = match self {
-            Hold::Default => default?,
-            Hold::Never => return None,
-            Hold::For(length) => length,
-        };
         // Within 10,000 years of any valid timestamp: chrono reaches year 262143.
-        now.checked_add_signed(length)
+        now.checked_add_signed(self.length(default)?)
     }
 }
 

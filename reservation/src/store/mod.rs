@@ -1,4 +1,6 @@
-//! The stores behind [`crate::Rsvp`], and opening one by URL.
+//! The stores behind [`crate::Rsvp`], and opening one by URL. Each is the
+//! engine over its dialect: [`PgStore`](postgres::PgStore) and
+//! [`SqliteStore`](sqlite::SqliteStore).
 
 use std::sync::Arc;
 
@@ -8,6 +10,51 @@ use crate::{Rsvp, StoreOptions};
 
 pub mod postgres;
 pub mod sqlite;
+
+/// Implements [`Rsvp`] for a store type whose `engine` field is its
+/// engine: every call is the engine's.
+macro_rules! rsvp_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::Rsvp for $store {
+            async fn reserve(&self, request: abi::NewReservation) -> abi::Result<abi::Reservation> {
+                self.engine.reserve(request).await
+            }
+
+            async fn update(
+                &self,
+                update: abi::ReservationUpdate,
+            ) -> abi::Result<abi::Reservation> {
+                self.engine.update(update).await
+            }
+
+            async fn get(&self, id: abi::ReservationId) -> abi::Result<abi::Reservation> {
+                self.engine.get(id).await
+            }
+
+            fn query(&self, query: abi::ReservationQuery) -> $crate::ReservationStream {
+                self.engine.query(query)
+            }
+
+            async fn filter(&self, filter: abi::ReservationFilter) -> abi::Result<abi::Page> {
+                self.engine.filter(filter).await
+            }
+
+            async fn listen(&self, filter: abi::ListenFilter) -> abi::Result<$crate::ChangeStream> {
+                self.engine.listen(filter).await
+            }
+
+            async fn sweep(&self) -> abi::Result<$crate::SweepReport> {
+                self.engine.sweep().await
+            }
+
+            async fn ping(&self) -> abi::Result<()> {
+                self.engine.ping().await
+            }
+        }
+    };
+}
+pub(crate) use rsvp_store;
 
 /// Opens the store a URL names: `postgres://...` (or `postgresql://...`)
 /// for PostgreSQL, `sqlite:path/to/file.db` for the embedded store.

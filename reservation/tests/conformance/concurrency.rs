@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use abi::{Error, NewReservation};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use reservation::testing::assert_no_double_booking;
+use rsvp_testing::assert_no_double_booking;
 
 use crate::support::{Env, at};
 

@@ -11,9 +11,8 @@ use abi::{
 };
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
-use reservation::{
-    ChangeStream, ManualClock, PgStore, Rsvp, SqliteStore, StoreOptions, testing::TestDb,
-};
+use reservation::{ChangeStream, ManualClock, PgStore, Rsvp, SqliteStore, StoreOptions};
+use rsvp_testing::TestDb;
 
 /// Minute 0 of every test's timeline.
 pub fn t0() -> DateTime<Utc> {

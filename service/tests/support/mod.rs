@@ -13,8 +13,9 @@ use std::{
 use abi::pb::{self, reservation_service_client::ReservationServiceClient as Client};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use futures::StreamExt;
-use reservation::{ManualClock, PgStore, Rsvp, StoreOptions, testing::TestDb};
-use reservation_service::server::{self, ServerSettings};
+use reservation::{ManualClock, PgStore, Rsvp, StoreOptions};
+use rsvp_server::server::{self, ServerSettings};
+use rsvp_testing::TestDb;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
 

@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use abi::{Change, ListenFilter, Result};
 use async_trait::async_trait;
-use sqlx::{PgPool, QueryBuilder, postgres::PgListener};
+use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::rows::{PgChangeRow, change_columns};
+use super::rows::{PgChangeRow, SQL, change_columns, render};
 use crate::{
     db_error::db_error,
     feed::{ChangeBatch, ChangeSource, InProgress},
+    row::StoredChange,
+    statement::Statement,
 };
 
 /// The channel the change trigger notifies.
@@ -70,7 +72,7 @@ impl ChangeSource for PgChanges {
             .unwrap_or_default();
         let changes = rows
             .into_iter()
-            .map(|r| r.change.into_change())
+            .map(|r| StoredChange::from(r.change).into_change())
             .collect::<Result<Vec<_>>>()?;
         Ok(ChangeBatch {
             changes,
@@ -85,28 +87,14 @@ impl ChangeSource for PgChanges {
         filter: &ListenFilter,
         limit: i64,
     ) -> Result<Vec<Change>> {
-        let mut qb = QueryBuilder::new(concat!(
-            "SELECT ",
-            change_columns!(),
-            " FROM rsvp.reservation_changes ch WHERE ch.id > "
-        ));
-        qb.push_bind(after).push(" AND ch.id <= ").push_bind(upto);
-        if let Some(user) = &filter.user_id {
-            qb.push(" AND user_id = ")
-                .push_bind(user.as_str().to_owned());
-        }
-        if let Some(resource) = &filter.resource_id {
-            qb.push(" AND resource_id = ")
-                .push_bind(resource.as_str().to_owned());
-        }
-        // `ch.id`: a bare `id` would name the output column (the reservation's).
-        qb.push(" ORDER BY ch.id LIMIT ").push_bind(limit);
-        let rows: Vec<PgChangeRow> = qb
+        let rows: Vec<PgChangeRow> = render(Statement::replay(&SQL, after, upto, filter, limit))
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.into_iter().map(PgChangeRow::into_change).collect()
+        rows.into_iter()
+            .map(|r| StoredChange::from(r).into_change())
+            .collect()
     }
 
     async fn head(&self) -> Result<(i64, Option<InProgress>)> {

@@ -1,61 +1,50 @@
-//! The PostgreSQL store: production storage, as `../shared/DESIGN.md`
-//! describes it.
+//! The PostgreSQL store: production storage. Its dialect is SQL and
+//! locking only; every rule is the engine's.
 //!
-//! - A reserve is one round trip: `rsvp.reserve(...)` takes the resource's
-//!   transaction lock, answers retries, expires overdue holds in the window,
-//!   and returns either the blocking reservations or the new one.
+//! - Writes are one round trip each: `rsvp.place(...)` (new reservations,
+//!   several per call) and `rsvp.revise(...)` (an update planned by the
+//!   engine). Both take the resources' transaction locks in one global
+//!   order, read the time after them, and refuse what is in the way.
 //! - The exclusion constraint is the last line of defence; SQLSTATE 23P01
-//!   and deadlocks (40P01) are retried, and the retry reads the blocking
-//!   rows back.
-//! - Confirm and cancel are one `UPDATE` when the transition is allowed; any
-//!   other update runs in a transaction that locks the row (and, for a
-//!   reschedule, the resource).
+//!   (a writer that bypassed the lock) and deadlocks (40P01) are retried,
+//!   and the retry reads the blocking rows back.
 //! - Sessions never run with `synchronous_commit = off`: a commit is only
 //!   acknowledged once its WAL is written.
 
 mod changes;
 mod rows;
-mod select;
 
 use std::{str::FromStr, sync::Arc};
 
-use abi::{
-    Error, ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
-    ReservationQuery, ReservationStatus, ReservationUpdate, Result, StatusChange,
-};
+use abi::{Error, ReservationId, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
 use sqlx::{
-    Connection, PgPool, Postgres, Transaction,
+    Connection, PgPool,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use tokio::sync::{Notify, OnceCell};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use self::{
     changes::PgChanges,
-    rows::{PgReservationRow, PgReserveRow, PgStatus, reservation_columns},
-    select::range,
+    rows::{PgReservationRow, PgWriteRow, SQL, range, render, reservation_columns},
 };
 use crate::{
     StoreOptions,
-    db_error::{
-        DEADLOCK_DETECTED, EXCLUSION_VIOLATION, UNIQUE_VIOLATION, db_error, pool_error,
-        retry_aborted, sqlstate,
+    db_error::{DEADLOCK_DETECTED, EXCLUSION_VIOLATION, UNIQUE_VIOLATION, db_error, pool_error},
+    dialect::{
+        Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ReviseOutcome, Revised,
+        Revision, Sql, WriteTime,
     },
-    feed::Feed,
-    plan::{check_retry, new_conflict, plan_update, reschedule_conflict},
-    rsvp::{ChangeStream, ReservationStream, Rsvp, SweepReport},
-    stream,
+    engine::Engine,
+    row::StoredReservation,
+    statement::Statement,
 };
 
 /// The PostgreSQL schema's migrations, applied when a store opens.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
-
-/// Rows a sweep updates or deletes per statement.
-const SWEEP_BATCH: i64 = 1000;
 
 /// How long a pooled connection may sit idle before it is checked with a
 /// round trip on its way out of the pool.
@@ -65,24 +54,15 @@ const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(1);
 /// and one change feed.
 #[derive(Clone)]
 pub struct PgStore {
-    inner: Arc<Inner>,
+    engine: Arc<Engine<PgDialect>>,
 }
 
-struct Inner {
-    pool: PgPool,
-    options: StoreOptions,
-    feed: OnceCell<PgFeed>,
-}
-
-struct PgFeed {
-    feed: Feed<PgChanges>,
-    _listener: DropGuard,
-}
+super::rsvp_store!(PgStore);
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("options", &self.inner.options)
+            .field("options", self.engine.options())
             .finish_non_exhaustive()
     }
 }
@@ -158,254 +138,14 @@ impl PgStore {
             migrate(&pool).await?;
         }
         Ok(PgStore {
-            inner: Arc::new(Inner {
-                pool,
-                options,
-                feed: OnceCell::new(),
-            }),
+            engine: Arc::new(Engine::new(PgDialect { pool }, options)),
         })
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
-        &self.inner.pool
+        &self.engine.dialect().pool
     }
-
-    fn now(&self) -> DateTime<Utc> {
-        self.inner.options.now()
-    }
-
-    async fn feed(&self) -> Result<&Feed<PgChanges>> {
-        let pg = self
-            .inner
-            .feed
-            .get_or_try_init(|| async {
-                let wake = Arc::new(Notify::new());
-                let stop = CancellationToken::new();
-                changes::spawn_listener(&self.inner.pool, wake.clone(), stop.clone()).await?;
-                let source = Arc::new(PgChanges {
-                    pool: self.inner.pool.clone(),
-                });
-                match Feed::start(source, wake, self.inner.options.listen_buffer).await {
-                    Ok(feed) => Ok(PgFeed {
-                        feed,
-                        _listener: stop.drop_guard(),
-                    }),
-                    Err(e) => {
-                        stop.cancel();
-                        Err(e)
-                    }
-                }
-            })
-            .await?;
-        Ok(&pg.feed)
-    }
-
-    async fn try_reserve(
-        &self,
-        id: ReservationId,
-        request: &NewReservation,
-        expires_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<Reservation> {
-        let status = ReservationStatus::from(request.status);
-        let span = &request.timespan;
-        let fingerprint = request.fingerprint();
-        let rows: Vec<PgReserveRow> =
-            sqlx::query_as("SELECT * FROM rsvp.reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-                .bind(id.uuid())
-                .bind(request.user_id.as_str())
-                .bind(request.resource_id.as_str())
-                .bind(range(Some(span.start()), Some(span.end())))
-                .bind(PgStatus::from(status))
-                .bind(request.note.as_str())
-                .bind(expires_at)
-                .bind(request.request_id.as_ref().map(|r| r.as_str()))
-                .bind(request.request_id.as_ref().map(|_| fingerprint))
-                .bind(now)
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(|e| match sqlstate(&e).as_deref() {
-                    // A writer that bypassed the resource lock, or a concurrent
-                    // first use of this request id on another resource: the retry
-                    // reads back what won.
-                    Some(EXCLUSION_VIOLATION)
-                    | Some(UNIQUE_VIOLATION)
-                    | Some(DEADLOCK_DETECTED) => Error::Aborted {
-                        reason: "lost a race with a concurrent write".into(),
-                        source: Box::new(e),
-                    },
-                    _ => db_error(e),
-                })?;
-
-        let Some(first) = rows.first() else {
-            return Err(Error::internal("rsvp.reserve returned no row"));
-        };
-        match first.outcome.as_str() {
-            "created" | "existing" => {
-                if first.outcome == "existing" {
-                    check_retry(request, first.request_fingerprint)?;
-                }
-                match rows.into_iter().next() {
-                    Some(row) => row.reservation.read_at(now),
-                    None => Err(Error::internal("rsvp.reserve returned no row")),
-                }
-            }
-            "conflict" => {
-                let existing = rows
-                    .into_iter()
-                    .map(|r| r.reservation.read_at(now))
-                    .collect::<Result<Vec<_>>>()?;
-                Err(new_conflict(request, existing))
-            }
-            other => Err(Error::internal(format!(
-                "rsvp.reserve returned outcome {other:?}"
-            ))),
-        }
-    }
-
-    /// Confirm or cancel in one statement, when the stored row allows it.
-    /// `None` when it does not (or the row is missing): the caller decides
-    /// in a transaction.
-    async fn change_status(
-        &self,
-        id: ReservationId,
-        change: StatusChange,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Reservation>> {
-        let sql = match change {
-            StatusChange::Confirm => concat!(
-                "UPDATE rsvp.reservations SET status = 'confirmed', expires_at = NULL, \
-                 updated_at = $2 WHERE id = $1 AND status = 'pending' \
-                 AND (expires_at IS NULL OR expires_at > $2) RETURNING ",
-                reservation_columns!()
-            ),
-            StatusChange::Cancel => concat!(
-                "UPDATE rsvp.reservations SET status = 'cancelled', expires_at = NULL, \
-                 updated_at = $2 WHERE id = $1 AND (status IN ('confirmed', 'blocked') \
-                 OR (status = 'pending' AND (expires_at IS NULL OR expires_at > $2))) RETURNING ",
-                reservation_columns!()
-            ),
-        };
-        let row: Option<PgReservationRow> = sqlx::query_as(sql)
-            .bind(id.uuid())
-            .bind(now)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| pool_error(&self.inner.pool, e))?;
-        row.map(|r| r.read_at(now)).transpose()
-    }
-
-    async fn update_in_transaction(
-        &self,
-        update: &ReservationUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<Reservation> {
-        let mut tx = self
-            .inner
-            .pool
-            .begin()
-            .await
-            .map_err(|e| pool_error(&self.inner.pool, e))?;
-        let id = update.id;
-        if update.timespan.is_some() {
-            // Writers of one resource queue on its lock, reserves included.
-            let resource: Option<String> =
-                sqlx::query_scalar("SELECT resource_id FROM rsvp.reservations WHERE id = $1")
-                    .bind(id.uuid())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            let resource = resource.ok_or(Error::NotFound(id))?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(resource)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        }
-        let row: Option<PgReservationRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            reservation_columns!(),
-            " FROM rsvp.reservations WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(id.uuid())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let row = row.ok_or(Error::NotFound(id))?;
-        let stored_status = ReservationStatus::from(row.status);
-        let current = row.read_at(now)?;
-        let Some(write) = plan_update(&current, stored_status, update)? else {
-            return Ok(current);
-        };
-        if write.reschedule {
-            let existing = live_overlapping(&mut tx, &current, &write.timespan, now).await?;
-            if !existing.is_empty() {
-                return Err(reschedule_conflict(&current, &write, existing));
-            }
-        }
-        let row: PgReservationRow = sqlx::query_as(concat!(
-            "UPDATE rsvp.reservations SET status = $2, note = $3, timespan = $4, \
-             expires_at = $5, updated_at = $6 WHERE id = $1 RETURNING ",
-            reservation_columns!()
-        ))
-        .bind(id.uuid())
-        .bind(PgStatus::from(write.status))
-        .bind(write.note.as_str())
-        .bind(range(
-            Some(write.timespan.start()),
-            Some(write.timespan.end()),
-        ))
-        .bind(write.expires_at)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| match sqlstate(&e).as_deref() {
-            Some(EXCLUSION_VIOLATION) => Error::Aborted {
-                reason: "lost a race with a concurrent write".into(),
-                source: Box::new(e),
-            },
-            _ => db_error(e),
-        })?;
-        tx.commit().await.map_err(db_error)?;
-        row.read_at(now)
-    }
-}
-
-/// Expires overdue holds that overlap `span` on `current`'s resource, then
-/// returns the live reservations other than `current` that overlap it.
-async fn live_overlapping(
-    tx: &mut Transaction<'static, Postgres>,
-    current: &Reservation,
-    span: &abi::Timespan,
-    now: DateTime<Utc>,
-) -> Result<Vec<Reservation>> {
-    let span = range(Some(span.start()), Some(span.end()));
-    sqlx::query(
-        "UPDATE rsvp.reservations SET status = 'expired', updated_at = $4 \
-         WHERE resource_id = $1 AND timespan && $2 AND id <> $3 \
-         AND status = 'pending' AND expires_at <= $4",
-    )
-    .bind(current.resource_id.as_str())
-    .bind(span)
-    .bind(current.id.uuid())
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    let rows: Vec<PgReservationRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        reservation_columns!(),
-        " FROM rsvp.reservations WHERE resource_id = $1 AND timespan && $2 AND id <> $3 \
-         AND status IN ('pending', 'confirmed', 'blocked') ORDER BY lower(timespan), id"
-    ))
-    .bind(current.resource_id.as_str())
-    .bind(span)
-    .bind(current.id.uuid())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    rows.into_iter().map(|r| r.read_at(now)).collect()
 }
 
 /// Applies the PostgreSQL migrations to `pool`'s database.
@@ -420,130 +160,256 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     })
 }
 
-#[async_trait]
-impl Rsvp for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(resource = %request.resource_id))]
-    async fn reserve(&self, request: NewReservation) -> Result<Reservation> {
-        let id = ReservationId::new();
-        let now = self.now();
-        let expires_at = request.expires_at(now, self.inner.options.default_hold);
-        retry_aborted(|| self.try_reserve(id, &request, expires_at, now)).await
-    }
+/// PostgreSQL's SQL and locking.
+pub(crate) struct PgDialect {
+    pool: PgPool,
+}
 
-    #[tracing::instrument(level = "debug", skip_all, fields(id = %update.id))]
-    async fn update(&self, update: ReservationUpdate) -> Result<Reservation> {
-        let now = self.now();
-        if let (Some(change), None, None) = (update.status, &update.note, &update.timespan)
-            && let Some(r) = self.change_status(update.id, change, now).await?
-        {
-            return Ok(r);
+impl PgDialect {
+    /// Maps a write's failure: a writer that bypassed the resource lock, or
+    /// a concurrent first use of a request id, lost a race that a retry
+    /// reads back; anything else is what it is.
+    fn write_error(&self, e: sqlx::Error) -> Error {
+        match crate::db_error::sqlstate(&e).as_deref() {
+            Some(EXCLUSION_VIOLATION) | Some(UNIQUE_VIOLATION) | Some(DEADLOCK_DETECTED) => {
+                Error::Aborted {
+                    reason: "lost a race with a concurrent write".into(),
+                    source: Box::new(e),
+                }
+            }
+            _ => pool_error(&self.pool, e),
         }
-        retry_aborted(|| self.update_in_transaction(&update, now)).await
+    }
+}
+
+/// The rows of one item of a write: what happened to it, and its rows.
+fn outcome_of(rows: Vec<PgWriteRow>) -> Result<(String, u64, Vec<PgWriteRow>)> {
+    let first = rows
+        .first()
+        .ok_or_else(|| Error::internal("a write returned no row for an item"))?;
+    let (outcome, total) = (
+        first.outcome.clone(),
+        u64::try_from(first.total).unwrap_or(0),
+    );
+    Ok((outcome, total, rows))
+}
+
+fn blockers(rows: Vec<PgWriteRow>, total: u64) -> Blockers {
+    Blockers {
+        rows: rows.into_iter().map(|r| r.reservation.into()).collect(),
+        total,
+    }
+}
+
+/// The one row of a written item.
+fn single(rows: Vec<PgWriteRow>) -> Result<PgWriteRow> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| Error::internal("a write returned no row for an item"))
+}
+
+#[async_trait]
+impl Dialect for PgDialect {
+    type Changes = PgChanges;
+
+    fn sql(&self) -> &'static Sql {
+        &SQL
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn get(&self, id: ReservationId) -> Result<Reservation> {
-        let now = self.now();
+    async fn place(
+        &self,
+        batch: &[Placement],
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<PlaceOutcome> {
+        let rows: Vec<PgWriteRow> = sqlx::query_as(
+            "SELECT * FROM rsvp.place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(batch.iter().map(|p| p.id.uuid()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.resource_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|p| range(p.timespan.start(), p.timespan.end()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.note.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.hold).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.request.as_ref().map(|(key, _)| key.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|p| p.request.as_ref().map(|(_, digest)| *digest))
+                .collect::<Vec<_>>(),
+        )
+        .bind(time.fixed())
+        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+
+        let at = match rows.first() {
+            Some(row) => row.at,
+            None if batch.is_empty() => time.now(),
+            None => return Err(Error::internal("rsvp.place returned no row")),
+        };
+        let mut items: Vec<Vec<PgWriteRow>> = (0..batch.len()).map(|_| Vec::new()).collect();
+        for row in rows {
+            let item = usize::try_from(row.item - 1)
+                .ok()
+                .and_then(|i| items.get_mut(i))
+                .ok_or_else(|| Error::internal(format!("rsvp.place returned item {}", row.item)))?;
+            item.push(row);
+        }
+        let placed = items
+            .into_iter()
+            .map(|rows| {
+                let (outcome, total, rows) = outcome_of(rows)?;
+                match outcome.as_str() {
+                    "created" => Ok(Placed::Created(single(rows)?.reservation.into())),
+                    "existing" => {
+                        let row = single(rows)?;
+                        Ok(Placed::Existing {
+                            fingerprint: row.request_fingerprint,
+                            stored: row.reservation.into(),
+                        })
+                    }
+                    "conflict" => Ok(Placed::Blocked(blockers(rows, total))),
+                    other => Err(Error::internal(format!(
+                        "rsvp.place returned outcome {other:?}"
+                    ))),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PlaceOutcome { at, placed })
+    }
+
+    async fn revise(
+        &self,
+        revision: &Revision,
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<ReviseOutcome> {
+        let rows: Vec<PgWriteRow> =
+            sqlx::query_as("SELECT * FROM rsvp.revise($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                .bind(revision.id.uuid())
+                .bind(revision.version)
+                .bind(revision.seen_lapsed)
+                .bind(revision.reschedule)
+                .bind(revision.status.as_str())
+                .bind(revision.note.as_str())
+                .bind(range(revision.timespan.start(), revision.timespan.end()))
+                .bind(revision.expires_at)
+                .bind(time.fixed())
+                .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        let Some(first) = rows.first() else {
+            return Ok(ReviseOutcome {
+                at: time.now(),
+                revised: Revised::Missing,
+            });
+        };
+        let at = first.at;
+        let (outcome, total, rows) = outcome_of(rows)?;
+        let revised = match outcome.as_str() {
+            "revised" => Revised::Done(single(rows)?.reservation.into()),
+            "stale" => Revised::Stale(single(rows)?.reservation.into()),
+            "conflict" => Revised::Blocked(blockers(rows, total)),
+            other => {
+                return Err(Error::internal(format!(
+                    "rsvp.revise returned outcome {other:?}"
+                )));
+            }
+        };
+        Ok(ReviseOutcome { at, revised })
+    }
+
+    async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>> {
         let row: Option<PgReservationRow> = sqlx::query_as(concat!(
             "SELECT ",
             reservation_columns!(),
             " FROM rsvp.reservations WHERE id = $1"
         ))
         .bind(id.uuid())
-        .fetch_optional(&self.inner.pool)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(|e| pool_error(&self.inner.pool, e))?;
-        row.ok_or(Error::NotFound(id))?.read_at(now)
+        .map_err(|e| pool_error(&self.pool, e))?;
+        Ok(row.map(Into::into))
     }
 
-    fn query(&self, query: ReservationQuery) -> ReservationStream {
-        let pool = self.inner.pool.clone();
-        let now = self.now();
-        stream::keyset(move |cursor, limit| {
-            let pool = pool.clone();
-            let query = query.clone();
-            async_stream::try_stream! {
-                let mut qb = select::page(&query, cursor.as_ref(), limit, now);
-                let mut rows = qb.build_query_as::<PgReservationRow>().fetch(&pool);
-                while let Some(row) = rows.try_next().await.map_err(|e| pool_error(&pool, e))? {
-                    yield row.read_at(now)?;
-                }
-            }
-            .boxed()
-        })
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn filter(&self, filter: ReservationFilter) -> Result<Page> {
-        let now = self.now();
-        let limit = i64::from(filter.page_size);
-        let mut qb = select::page(&filter.query, filter.cursor.as_ref(), limit + 1, now);
-        let rows: Vec<PgReservationRow> = qb
+    async fn select(&self, statement: Statement) -> Result<Vec<StoredReservation>> {
+        let rows: Vec<PgReservationRow> = render(statement)
             .build_query_as()
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&self.pool)
             .await
-            .map_err(|e| pool_error(&self.inner.pool, e))?;
-        let rows = rows
-            .into_iter()
-            .map(|r| r.read_at(now))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(stream::into_page(&filter, rows))
+            .map_err(|e| pool_error(&self.pool, e))?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream> {
-        Ok(self.feed().await?.listen(filter))
+    async fn expire_overdue(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
+        // Rows locked by a writer are skipped: that writer settles them.
+        let done = sqlx::query(
+            "UPDATE rsvp.reservations r SET status = 'expired', updated_at = $1, \
+             version = r.version + 1 \
+             FROM (SELECT id FROM rsvp.reservations \
+                   WHERE status = 'pending' AND expires_at <= $1 \
+                   ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) due \
+             WHERE r.id = due.id",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| pool_error(&self.pool, e))?;
+        Ok(done.rows_affected())
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn sweep(&self) -> Result<SweepReport> {
-        let now = self.now();
-        let mut report = SweepReport::default();
-        loop {
-            // Rows locked by a writer are skipped: that writer settles them.
-            let done = sqlx::query(
-                "UPDATE rsvp.reservations r SET status = 'expired', updated_at = $1 \
-                 FROM (SELECT id FROM rsvp.reservations \
-                       WHERE status = 'pending' AND expires_at <= $1 \
-                       ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) due \
-                 WHERE r.id = due.id",
-            )
-            .bind(now)
-            .bind(SWEEP_BATCH)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| pool_error(&self.inner.pool, e))?
-            .rows_affected();
-            report.expired += done;
-            if done < SWEEP_BATCH as u64 {
-                break;
-            }
-        }
-        let cutoff = now - self.inner.options.change_retention;
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM rsvp.reservation_changes WHERE id IN \
-                 (SELECT id FROM rsvp.reservation_changes WHERE changed_at < $1 \
-                  ORDER BY id LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(SWEEP_BATCH * 10)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| pool_error(&self.inner.pool, e))?
-            .rows_affected();
-            report.purged_changes += done;
-            if done < SWEEP_BATCH as u64 * 10 {
-                break;
-            }
-        }
-        Ok(report)
+    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM rsvp.reservation_changes WHERE id IN \
+             (SELECT id FROM rsvp.reservation_changes WHERE changed_at < $1 \
+              ORDER BY id LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| pool_error(&self.pool, e))?;
+        Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.inner.pool)
+            .execute(&self.pool)
             .await
-            .map_err(|e| pool_error(&self.inner.pool, e))?;
+            .map_err(|e| pool_error(&self.pool, e))?;
         Ok(())
+    }
+
+    async fn feed_source(&self) -> Result<FeedSource<PgChanges>> {
+        let wake = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        changes::spawn_listener(&self.pool, wake.clone(), stop.clone()).await?;
+        Ok(FeedSource {
+            changes: Arc::new(PgChanges {
+                pool: self.pool.clone(),
+            }),
+            wake,
+            guard: Some(stop.drop_guard()),
+        })
     }
 }

@@ -1,31 +1,81 @@
-//! Row types of the PostgreSQL schema and their database enums.
+//! Row types of the PostgreSQL schema, its enums, and the SQL text it
+//! speaks for the engine's shared statements.
 
-use abi::{Change, ChangeOp, ReservationStatus, Result};
+use abi::{ChangeOp, ReservationStatus};
 use chrono::{DateTime, Utc};
+use sqlx::{Postgres, QueryBuilder, postgres::types::PgRange};
+use std::ops::Bound;
 use uuid::Uuid;
 
-use crate::row::StoredReservation;
+use crate::{
+    dialect::Sql,
+    row::{StoredChange, StoredReservation},
+    statement::{Part, Statement, Value},
+};
 
 /// The columns every reservation read selects, in [`PgReservationRow`]'s names.
 macro_rules! reservation_columns {
     () => {
         "id, user_id, resource_id, status, lower(timespan) AS start_at, \
-         upper(timespan) AS end_at, note, created_at, updated_at, expires_at"
+         upper(timespan) AS end_at, note, created_at, updated_at, expires_at, version"
     };
 }
 pub(crate) use reservation_columns;
 
 /// The columns every change read selects, in [`PgChangeRow`]'s names. The
-/// change's own id is `change_id`; `id` is the reservation's, so queries
-/// must qualify the change id (`ch.id`) outside the select list.
+/// change's own id is `change_id`; `id` is the reservation's.
 macro_rules! change_columns {
     () => {
-        "id AS change_id, op, changed_at, reservation_id AS id, user_id, resource_id, status, \
-         lower(timespan) AS start_at, upper(timespan) AS end_at, note, created_at, updated_at, \
-         expires_at"
+        "ch.id AS change_id, op, changed_at, reservation_id AS id, user_id, resource_id, \
+         status, lower(timespan) AS start_at, upper(timespan) AS end_at, note, created_at, \
+         updated_at, expires_at, 0::bigint AS version"
     };
 }
 pub(crate) use change_columns;
+
+/// PostgreSQL's text for the engine's statements.
+pub(crate) static SQL: Sql = Sql {
+    select_reservations: concat!(
+        "SELECT ",
+        reservation_columns!(),
+        " FROM rsvp.reservations WHERE TRUE"
+    ),
+    start_id: "(lower(timespan), id)",
+    start: "lower(timespan)",
+    // The GiST indexes serve `&&`.
+    overlaps: [" AND timespan && tstzrange(", ", ", ", '[)')"],
+    expires_at: "expires_at",
+    select_changes: concat!(
+        "SELECT ",
+        change_columns!(),
+        " FROM rsvp.reservation_changes ch WHERE TRUE"
+    ),
+};
+
+/// A statement in PostgreSQL's types.
+pub(crate) fn render(statement: Statement) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new("");
+    for part in statement.parts {
+        match part {
+            Part::Sql(sql) => qb.push(sql),
+            Part::Bind(Value::Text(v)) => qb.push_bind(v),
+            Part::Bind(Value::Int(v)) => qb.push_bind(v),
+            Part::Bind(Value::Time(v)) => qb.push_bind(v),
+            Part::Bind(Value::MaybeTime(v)) => qb.push_bind(v),
+            Part::Bind(Value::Id(v)) => qb.push_bind(v.uuid()),
+            Part::Bind(Value::Status(v)) => qb.push_bind(PgStatus::from(v)),
+        };
+    }
+    qb
+}
+
+/// `[start, end)` as a PostgreSQL range.
+pub(crate) fn range(start: DateTime<Utc>, end: DateTime<Utc>) -> PgRange<DateTime<Utc>> {
+    PgRange {
+        start: Bound::Included(start),
+        end: Bound::Excluded(end),
+    }
+}
 
 /// `rsvp.reservation_status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
@@ -94,6 +144,7 @@ pub(crate) struct PgReservationRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub version: i64,
 }
 
 impl From<PgReservationRow> for StoredReservation {
@@ -109,21 +160,19 @@ impl From<PgReservationRow> for StoredReservation {
             created_at: r.created_at,
             updated_at: r.updated_at,
             expires_at: r.expires_at,
+            version: r.version,
         }
     }
 }
 
-impl PgReservationRow {
-    /// The reservation as it reads at `now`.
-    pub fn read_at(self, now: DateTime<Utc>) -> Result<abi::Reservation> {
-        StoredReservation::from(self).into_reservation(now)
-    }
-}
-
-/// A row of `rsvp.reserve(...)`: what happened, and a reservation.
+/// A row of `rsvp.place(...)` or `rsvp.revise(...)`: which item, what
+/// happened, at what time, and a reservation.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct PgReserveRow {
+pub(crate) struct PgWriteRow {
+    pub item: i32,
     pub outcome: String,
+    pub at: DateTime<Utc>,
+    pub total: i64,
     pub request_fingerprint: Option<i64>,
     #[sqlx(flatten)]
     pub reservation: PgReservationRow,
@@ -139,15 +188,13 @@ pub(crate) struct PgChangeRow {
     pub reservation: PgReservationRow,
 }
 
-impl PgChangeRow {
-    /// The change, with the reservation as it stood at the change.
-    pub fn into_change(self) -> Result<Change> {
-        let at = self.changed_at;
-        Ok(Change {
-            id: self.change_id,
-            op: self.op.into(),
-            reservation: self.reservation.read_at(at)?,
-            changed_at: at,
-        })
+impl From<PgChangeRow> for StoredChange {
+    fn from(r: PgChangeRow) -> Self {
+        StoredChange {
+            id: r.change_id,
+            op: r.op.into(),
+            changed_at: r.changed_at,
+            reservation: r.reservation.into(),
+        }
     }
 }

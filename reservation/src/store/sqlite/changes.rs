@@ -4,12 +4,13 @@
 
 use abi::{Change, ListenFilter, Result};
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, SqlitePool};
+use sqlx::SqlitePool;
 
-use super::rows::{SqliteChangeRow, change_columns};
+use super::rows::{SQL, SqliteChangeRow, change_columns, render};
 use crate::{
     db_error::db_error,
     feed::{ChangeBatch, ChangeSource, InProgress},
+    statement::Statement,
 };
 
 /// Reads changes from `reservation_changes`.
@@ -34,7 +35,7 @@ impl ChangeSource for SqliteChanges {
         Ok(ChangeBatch {
             changes: rows
                 .into_iter()
-                .map(SqliteChangeRow::into_change)
+                .map(|r| r.stored()?.into_change())
                 .collect::<Result<_>>()?,
             in_progress: None,
         })
@@ -47,27 +48,15 @@ impl ChangeSource for SqliteChanges {
         filter: &ListenFilter,
         limit: i64,
     ) -> Result<Vec<Change>> {
-        let mut qb = QueryBuilder::new(concat!(
-            "SELECT ",
-            change_columns!(),
-            " FROM reservation_changes ch WHERE ch.id > "
-        ));
-        qb.push_bind(after).push(" AND ch.id <= ").push_bind(upto);
-        if let Some(user) = &filter.user_id {
-            qb.push(" AND ch.user_id = ")
-                .push_bind(user.as_str().to_owned());
-        }
-        if let Some(resource) = &filter.resource_id {
-            qb.push(" AND ch.resource_id = ")
-                .push_bind(resource.as_str().to_owned());
-        }
-        qb.push(" ORDER BY ch.id LIMIT ").push_bind(limit);
-        let rows: Vec<SqliteChangeRow> = qb
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
-        rows.into_iter().map(SqliteChangeRow::into_change).collect()
+        let rows: Vec<SqliteChangeRow> =
+            render(Statement::replay(&SQL, after, upto, filter, limit))
+                .build_query_as()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        rows.into_iter()
+            .map(|r| r.stored()?.into_change())
+            .collect()
     }
 
     async fn head(&self) -> Result<(i64, Option<InProgress>)> {

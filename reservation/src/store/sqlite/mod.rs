@@ -1,93 +1,68 @@
 //! The SQLite store: the embedded default. One file of state, nothing to
-//! install (SQLite is compiled in), the same behaviour as PostgreSQL.
+//! install (SQLite is compiled in), the same behaviour as PostgreSQL: its
+//! dialect is SQL and locking only; every rule is the engine's.
 //!
 //! - Writes are serialized: an in-process queue, then `BEGIN IMMEDIATE`
-//!   (which also serializes writers in other processes). The conflict check
-//!   and the write happen in that one transaction.
-//! - Live intervals of a resource never overlap, so the check reads the live
-//!   index backwards from the new end and stops at the first interval that
-//!   ends before the new start. Triggers refuse any write that would break
-//!   the rule, whoever makes it.
+//!   (which also serializes writers in other processes). The time is read
+//!   once the write holds the lock; what is in the way and the write happen
+//!   in that one transaction.
+//! - Live intervals of a resource never overlap, so what is in the way is
+//!   found by reading the live index backwards from the new end, stopping
+//!   at the first interval that ends before the new start. Triggers refuse
+//!   any write that would break the rule, whoever makes it.
 //! - WAL mode, `synchronous = FULL`: an acknowledged write survives a crash.
 //! - Changes go to `reservation_changes` (by trigger); each commit wakes the
 //!   change feed in this process.
 
 mod changes;
 mod rows;
-mod select;
 
 use std::{path::Path, str::FromStr, sync::Arc};
 
-use abi::{
-    Error, ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
-    ReservationQuery, ReservationStatus, ReservationUpdate, Result, Timespan,
-};
+use abi::{Error, ReservationId, Result, Timespan};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use sqlx::{
     Sqlite, SqlitePool, Transaction,
     migrate::Migrator,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
-use tokio::sync::{Mutex, MutexGuard, Notify, OnceCell};
+use tokio::sync::{Mutex, MutexGuard, Notify};
 
 use self::{
     changes::SqliteChanges,
-    rows::{SqliteKeyedRow, SqliteReservationRow, micros, reservation_columns},
+    rows::{SQL, SqliteKeyedRow, SqliteReservationRow, micros, render, reservation_columns},
 };
 use crate::{
     StoreOptions,
-    db_error::{db_error, retry_aborted},
-    feed::Feed,
-    plan::{check_retry, new_conflict, plan_update, reschedule_conflict},
-    rsvp::{ChangeStream, ReservationStream, Rsvp, SweepReport},
-    stream,
+    db_error::db_error,
+    dialect::{
+        Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ReviseOutcome, Revised,
+        Revision, Sql, WriteTime,
+    },
+    engine::Engine,
+    row::StoredReservation,
+    statement::Statement,
 };
 
 /// The SQLite schema's migrations, applied when a store opens.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
-/// Rows a sweep updates or deletes per statement.
-const SWEEP_BATCH: i64 = 1000;
-
 /// A reservation store in one SQLite file. Cheap to clone; clones share one
 /// pool, one write queue and one change feed.
 #[derive(Clone)]
 pub struct SqliteStore {
-    inner: Arc<Inner>,
+    engine: Arc<Engine<SqliteDialect>>,
 }
 
-struct Inner {
-    pool: SqlitePool,
-    options: StoreOptions,
-    /// Writers queue here, in order, instead of spinning on SQLite's lock.
-    writer: Mutex<()>,
-    /// Notified after every committed write.
-    wake: Arc<Notify>,
-    feed: OnceCell<Feed<SqliteChanges>>,
-}
+super::rsvp_store!(SqliteStore);
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("options", &self.inner.options)
+            .field("options", self.engine.options())
             .finish_non_exhaustive()
-    }
-}
-
-/// A write transaction, holding this process's write turn.
-struct Write<'a> {
-    tx: Transaction<'static, Sqlite>,
-    store: &'a Inner,
-    _turn: MutexGuard<'a, ()>,
-}
-
-impl Write<'_> {
-    async fn commit(self) -> Result<()> {
-        self.tx.commit().await.map_err(db_error)?;
-        self.store.wake.notify_one();
-        Ok(())
     }
 }
 
@@ -152,173 +127,199 @@ impl SqliteStore {
                 e => Error::internal(e),
             })?;
         }
+        let dialect = SqliteDialect {
+            pool,
+            writer: Mutex::new(()),
+            wake: Arc::new(Notify::new()),
+        };
         Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                pool,
-                options,
-                writer: Mutex::new(()),
-                wake: Arc::new(Notify::new()),
-                feed: OnceCell::new(),
-            }),
+            engine: Arc::new(Engine::new(dialect, options)),
         })
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &SqlitePool {
-        &self.inner.pool
+        &self.engine.dialect().pool
     }
+}
 
-    fn now(&self) -> DateTime<Utc> {
-        self.inner.options.now()
+/// SQLite's SQL and locking.
+pub(crate) struct SqliteDialect {
+    pool: SqlitePool,
+    /// Writers queue here, in order, instead of spinning on SQLite's lock.
+    writer: Mutex<()>,
+    /// Notified after every committed write.
+    wake: Arc<Notify>,
+}
+
+/// A write transaction, holding this process's write turn.
+struct Write<'a> {
+    tx: Transaction<'static, Sqlite>,
+    wake: &'a Notify,
+    _turn: MutexGuard<'a, ()>,
+}
+
+impl Write<'_> {
+    async fn commit(self) -> Result<()> {
+        self.tx.commit().await.map_err(db_error)?;
+        self.wake.notify_one();
+        Ok(())
     }
+}
 
+/// What lies in a span of a resource: the live reservations in the way
+/// (the first ones, and how many), and the overdue holds to settle before
+/// writing there.
+struct InTheWay {
+    blockers: Blockers,
+    lapsed: Vec<String>,
+}
+
+impl SqliteDialect {
     async fn begin_write(&self) -> Result<Write<'_>> {
-        let turn = self.inner.writer.lock().await;
+        let turn = self.writer.lock().await;
         let tx = self
-            .inner
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)?;
         Ok(Write {
             tx,
-            store: &self.inner,
+            wake: &self.wake,
             _turn: turn,
         })
     }
+}
 
-    async fn try_reserve(
-        &self,
-        id: ReservationId,
-        request: &NewReservation,
-        expires_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<Reservation> {
-        let mut w = self.begin_write().await?;
-        if let Some(key) = &request.request_id {
-            let first: Option<SqliteKeyedRow> = sqlx::query_as(concat!(
-                "SELECT ",
-                reservation_columns!(),
-                ", request_fingerprint FROM reservations WHERE user_id = ? AND request_id = ?"
-            ))
-            .bind(request.user_id.as_str())
-            .bind(key.as_str())
-            .fetch_optional(&mut *w.tx)
-            .await
-            .map_err(db_error)?;
-            if let Some(first) = first {
-                check_retry(request, first.request_fingerprint)?;
-                return first.reservation.read_at(now);
-            }
+/// Reads what lies in `span` of `resource` at `now`, other than `except`.
+///
+/// Live intervals never overlap one another, so reading them backwards from
+/// `span`'s end, the first one that ends by `span`'s start is the last that
+/// needs looking at.
+async fn in_the_way(
+    tx: &mut Transaction<'static, Sqlite>,
+    resource: &str,
+    span: &Timespan,
+    except: Option<ReservationId>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<InTheWay> {
+    let except = except.map(|id| id.to_string());
+    let mut found = InTheWay {
+        blockers: Blockers {
+            rows: Vec::new(),
+            total: 0,
+        },
+        lapsed: Vec::new(),
+    };
+    let mut rows = sqlx::query_as::<_, SqliteReservationRow>(concat!(
+        "SELECT ",
+        reservation_columns!(),
+        " FROM reservations WHERE resource_id = ? \
+         AND status IN ('pending', 'confirmed', 'blocked') AND start_us < ? \
+         ORDER BY start_us DESC"
+    ))
+    .bind(resource)
+    .bind(micros(span.end()))
+    .fetch(&mut **tx);
+    let mut live = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(db_error)? {
+        if row.end_us <= micros(span.start()) {
+            break;
         }
-        let existing = live_overlapping(
-            &mut w.tx,
-            request.resource_id.as_str(),
-            &request.timespan,
-            None,
-            now,
-        )
-        .await?;
-        if !existing.is_empty() {
-            w.commit().await?; // keeps the holds that expired on the way
-            return Err(new_conflict(request, existing));
+        if except.as_deref() == Some(row.id.as_str()) {
+            continue;
         }
-        let status = ReservationStatus::from(request.status);
-        let row: SqliteReservationRow = sqlx::query_as(concat!(
-            "INSERT INTO reservations (id, user_id, resource_id, status, start_us, end_us, note, \
-             created_us, updated_us, expires_us, request_id, request_fingerprint) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
-            reservation_columns!()
-        ))
-        .bind(id.to_string())
-        .bind(request.user_id.as_str())
-        .bind(request.resource_id.as_str())
-        .bind(status.as_str())
-        .bind(micros(request.timespan.start()))
-        .bind(micros(request.timespan.end()))
-        .bind(request.note.as_str())
-        .bind(micros(now))
-        .bind(micros(now))
-        .bind(expires_at.map(micros))
-        .bind(request.request_id.as_ref().map(|k| k.as_str()))
-        .bind(request.request_id.as_ref().map(|_| request.fingerprint()))
-        .fetch_one(&mut *w.tx)
-        .await
-        .map_err(write_error)?;
-        w.commit().await?;
-        row.read_at(now)
+        let row = row.stored()?;
+        if row.lapsed_at(now) {
+            found.lapsed.push(row.id.to_string());
+        } else {
+            live.push(row);
+        }
     }
+    found.blockers.total = live.len() as u64;
+    live.reverse(); // by start
+    live.truncate(limit as usize);
+    found.blockers.rows = live;
+    Ok(found)
+}
 
-    async fn try_update(
-        &self,
-        update: &ReservationUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<Reservation> {
-        let mut w = self.begin_write().await?;
-        let row: Option<SqliteReservationRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            reservation_columns!(),
-            " FROM reservations WHERE id = ?"
-        ))
-        .bind(update.id.to_string())
-        .fetch_optional(&mut *w.tx)
+/// Marks `ids` (overdue holds) expired.
+async fn settle(
+    tx: &mut Transaction<'static, Sqlite>,
+    ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for id in ids {
+        sqlx::query(
+            "UPDATE reservations SET status = 'expired', updated_us = ?, version = version + 1 \
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(micros(now))
+        .bind(id)
+        .execute(&mut **tx)
         .await
         .map_err(db_error)?;
-        let stored = row.ok_or(Error::NotFound(update.id))?.stored()?;
-        let stored_status = stored.status;
-        let current = stored.into_reservation(now)?;
-        let Some(write) = plan_update(&current, stored_status, update)? else {
-            return Ok(current);
-        };
-        if write.reschedule {
-            let existing = live_overlapping(
-                &mut w.tx,
-                current.resource_id.as_str(),
-                &write.timespan,
-                Some(current.id),
-                now,
-            )
-            .await?;
-            if !existing.is_empty() {
-                w.commit().await?;
-                return Err(reschedule_conflict(&current, &write, existing));
-            }
-        }
-        let row: SqliteReservationRow = sqlx::query_as(concat!(
-            "UPDATE reservations SET status = ?, note = ?, start_us = ?, end_us = ?, \
-             expires_us = ?, updated_us = ? WHERE id = ? RETURNING ",
-            reservation_columns!()
-        ))
-        .bind(write.status.as_str())
-        .bind(write.note.as_str())
-        .bind(micros(write.timespan.start()))
-        .bind(micros(write.timespan.end()))
-        .bind(write.expires_at.map(micros))
-        .bind(micros(now))
-        .bind(update.id.to_string())
-        .fetch_one(&mut *w.tx)
-        .await
-        .map_err(write_error)?;
-        w.commit().await?;
-        row.read_at(now)
     }
+    Ok(())
+}
 
-    async fn feed(&self) -> Result<&Feed<SqliteChanges>> {
-        self.inner
-            .feed
-            .get_or_try_init(|| async {
-                let source = Arc::new(SqliteChanges {
-                    pool: self.inner.pool.clone(),
-                });
-                Feed::start(
-                    source,
-                    self.inner.wake.clone(),
-                    self.inner.options.listen_buffer,
-                )
-                .await
-            })
-            .await
+/// Places one reservation inside a write transaction.
+async fn place_one(
+    tx: &mut Transaction<'static, Sqlite>,
+    p: &Placement,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Placed> {
+    if let Some((key, _)) = &p.request {
+        let first: Option<SqliteKeyedRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            reservation_columns!(),
+            ", request_fingerprint FROM reservations WHERE user_id = ? AND request_id = ?"
+        ))
+        .bind(p.user_id.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        if let Some(first) = first {
+            return Ok(Placed::Existing {
+                fingerprint: first.request_fingerprint,
+                stored: first.reservation.stored()?,
+            });
+        }
     }
+    let found = in_the_way(tx, p.resource_id.as_str(), &p.timespan, None, now, limit).await?;
+    if found.blockers.total > 0 {
+        return Ok(Placed::Blocked(found.blockers));
+    }
+    settle(tx, &found.lapsed, now).await?;
+    let expires_at = match p.status {
+        abi::ReservationStatus::Pending => p.hold.and_then(|h| now.checked_add_signed(h)),
+        _ => None,
+    };
+    let row: SqliteReservationRow = sqlx::query_as(concat!(
+        "INSERT INTO reservations (id, user_id, resource_id, status, start_us, end_us, note, \
+         created_us, updated_us, expires_us, request_id, request_fingerprint) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+        reservation_columns!()
+    ))
+    .bind(p.id.to_string())
+    .bind(p.user_id.as_str())
+    .bind(p.resource_id.as_str())
+    .bind(p.status.as_str())
+    .bind(micros(p.timespan.start()))
+    .bind(micros(p.timespan.end()))
+    .bind(p.note.as_str())
+    .bind(micros(now))
+    .bind(micros(now))
+    .bind(expires_at.map(micros))
+    .bind(p.request.as_ref().map(|(key, _)| key.as_str()))
+    .bind(p.request.as_ref().map(|(_, digest)| *digest))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(write_error)?;
+    Ok(Placed::Created(row.stored()?))
 }
 
 /// A write refused by the no-overlap triggers lost a race with a writer
@@ -336,182 +337,171 @@ fn write_error(e: sqlx::Error) -> Error {
     }
 }
 
-/// Expires the overdue holds of `resource` that overlap `span`, and returns
-/// the live reservations (other than `except`) that overlap it, by start.
-///
-/// Live intervals never overlap one another, so reading them backwards from
-/// `span`'s end, the first one that ends by `span`'s start is the last that
-/// needs looking at.
-async fn live_overlapping(
-    tx: &mut Transaction<'static, Sqlite>,
-    resource: &str,
-    span: &Timespan,
-    except: Option<ReservationId>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Reservation>> {
-    let (mut stale, mut live) = (Vec::new(), Vec::new());
-    {
-        let mut rows = sqlx::query_as::<_, SqliteReservationRow>(concat!(
+#[async_trait]
+impl Dialect for SqliteDialect {
+    type Changes = SqliteChanges;
+
+    fn sql(&self) -> &'static Sql {
+        &SQL
+    }
+
+    async fn place(
+        &self,
+        batch: &[Placement],
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<PlaceOutcome> {
+        let mut w = self.begin_write().await?;
+        let at = time.now();
+        let mut placed = Vec::with_capacity(batch.len());
+        for p in batch {
+            placed.push(place_one(&mut w.tx, p, at, limit).await?);
+        }
+        w.commit().await?;
+        Ok(PlaceOutcome { at, placed })
+    }
+
+    async fn revise(
+        &self,
+        revision: &Revision,
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<ReviseOutcome> {
+        let mut w = self.begin_write().await?;
+        let at = time.now();
+        let row: Option<SqliteReservationRow> = sqlx::query_as(concat!(
             "SELECT ",
             reservation_columns!(),
-            " FROM reservations WHERE resource_id = ? \
-             AND status IN ('pending', 'confirmed', 'blocked') AND start_us < ? \
-             ORDER BY start_us DESC"
+            " FROM reservations WHERE id = ?"
         ))
-        .bind(resource)
-        .bind(micros(span.end()))
-        .fetch(&mut **tx);
-        while let Some(row) = rows.try_next().await.map_err(db_error)? {
-            if row.end_us <= micros(span.start()) {
-                break;
-            }
-            let r = row.read_at(now)?;
-            if Some(r.id) == except {
-                continue;
-            }
-            if r.status.is_live() {
-                live.push(r);
-            } else {
-                stale.push(r.id);
-            }
-        }
-    }
-    for id in stale {
-        sqlx::query(
-            "UPDATE reservations SET status = 'expired', updated_us = ? \
-             WHERE id = ? AND status = 'pending'",
-        )
-        .bind(micros(now))
-        .bind(id.to_string())
-        .execute(&mut **tx)
+        .bind(revision.id.to_string())
+        .fetch_optional(&mut *w.tx)
         .await
         .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(ReviseOutcome {
+                at,
+                revised: Revised::Missing,
+            });
+        };
+        let row = row.stored()?;
+        if row.version != revision.version || row.lapsed_at(at) != revision.seen_lapsed {
+            return Ok(ReviseOutcome {
+                at,
+                revised: Revised::Stale(row),
+            });
+        }
+        if revision.reschedule {
+            let found = in_the_way(
+                &mut w.tx,
+                &row.resource_id,
+                &revision.timespan,
+                Some(revision.id),
+                at,
+                limit,
+            )
+            .await?;
+            if found.blockers.total > 0 {
+                return Ok(ReviseOutcome {
+                    at,
+                    revised: Revised::Blocked(found.blockers),
+                });
+            }
+            settle(&mut w.tx, &found.lapsed, at).await?;
+        }
+        let row: SqliteReservationRow = sqlx::query_as(concat!(
+            "UPDATE reservations SET status = ?, note = ?, start_us = ?, end_us = ?, \
+             expires_us = ?, updated_us = ?, version = version + 1 WHERE id = ? RETURNING ",
+            reservation_columns!()
+        ))
+        .bind(revision.status.as_str())
+        .bind(revision.note.as_str())
+        .bind(micros(revision.timespan.start()))
+        .bind(micros(revision.timespan.end()))
+        .bind(revision.expires_at.map(micros))
+        .bind(micros(at))
+        .bind(revision.id.to_string())
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(write_error)?;
+        w.commit().await?;
+        Ok(ReviseOutcome {
+            at,
+            revised: Revised::Done(row.stored()?),
+        })
     }
-    live.reverse();
-    Ok(live)
-}
 
-#[async_trait]
-impl Rsvp for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(resource = %request.resource_id))]
-    async fn reserve(&self, request: NewReservation) -> Result<Reservation> {
-        let id = ReservationId::new();
-        let now = self.now();
-        let expires_at = request.expires_at(now, self.inner.options.default_hold);
-        retry_aborted(|| self.try_reserve(id, &request, expires_at, now)).await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(id = %update.id))]
-    async fn update(&self, update: ReservationUpdate) -> Result<Reservation> {
-        let now = self.now();
-        retry_aborted(|| self.try_update(&update, now)).await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn get(&self, id: ReservationId) -> Result<Reservation> {
-        let now = self.now();
+    async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>> {
         let row: Option<SqliteReservationRow> = sqlx::query_as(concat!(
             "SELECT ",
             reservation_columns!(),
             " FROM reservations WHERE id = ?"
         ))
         .bind(id.to_string())
-        .fetch_optional(&self.inner.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        row.ok_or(Error::NotFound(id))?.read_at(now)
+        row.map(SqliteReservationRow::stored).transpose()
     }
 
-    fn query(&self, query: ReservationQuery) -> ReservationStream {
-        let pool = self.inner.pool.clone();
-        let now = self.now();
-        stream::keyset(move |cursor, limit| {
-            let pool = pool.clone();
-            let query = query.clone();
-            async_stream::try_stream! {
-                let mut qb = select::page(&query, cursor.as_ref(), limit, now);
-                let mut rows = qb.build_query_as::<SqliteReservationRow>().fetch(&pool);
-                while let Some(row) = rows.try_next().await.map_err(db_error)? {
-                    yield row.read_at(now)?;
-                }
-            }
-            .boxed()
-        })
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn filter(&self, filter: ReservationFilter) -> Result<Page> {
-        let now = self.now();
-        let limit = i64::from(filter.page_size) + 1;
-        let mut qb = select::page(&filter.query, filter.cursor.as_ref(), limit, now);
-        let rows: Vec<SqliteReservationRow> = qb
+    async fn select(&self, statement: Statement) -> Result<Vec<StoredReservation>> {
+        let rows: Vec<SqliteReservationRow> = render(statement)
             .build_query_as()
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        let rows = rows
-            .into_iter()
-            .map(|r| r.read_at(now))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(stream::into_page(&filter, rows))
+        rows.into_iter().map(SqliteReservationRow::stored).collect()
     }
 
-    async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream> {
-        Ok(self.feed().await?.listen(filter))
+    async fn expire_overdue(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE reservations SET status = 'expired', updated_us = ?, version = version + 1 \
+             WHERE id IN (SELECT id FROM reservations WHERE status = 'pending' \
+             AND expires_us <= ? ORDER BY expires_us LIMIT ?)",
+        )
+        .bind(micros(now))
+        .bind(micros(now))
+        .bind(limit)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        w.commit().await?;
+        Ok(done)
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn sweep(&self) -> Result<SweepReport> {
-        let now = self.now();
-        let mut report = SweepReport::default();
-        loop {
-            let w = self.begin_write().await?;
-            let mut w = w;
-            let done = sqlx::query(
-                "UPDATE reservations SET status = 'expired', updated_us = ? WHERE id IN \
-                 (SELECT id FROM reservations WHERE status = 'pending' AND expires_us <= ? \
-                  ORDER BY expires_us LIMIT ?)",
-            )
-            .bind(micros(now))
-            .bind(micros(now))
-            .bind(SWEEP_BATCH)
-            .execute(&mut *w.tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected();
-            w.commit().await?;
-            report.expired += done;
-            if done < SWEEP_BATCH as u64 {
-                break;
-            }
-        }
-        let cutoff = now - self.inner.options.change_retention;
-        loop {
-            let mut w = self.begin_write().await?;
-            let done = sqlx::query(
-                "DELETE FROM reservation_changes WHERE id IN \
-                 (SELECT id FROM reservation_changes WHERE changed_us < ? ORDER BY id LIMIT ?)",
-            )
-            .bind(micros(cutoff))
-            .bind(SWEEP_BATCH * 10)
-            .execute(&mut *w.tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected();
-            w.commit().await?;
-            report.purged_changes += done;
-            if done < SWEEP_BATCH as u64 * 10 {
-                break;
-            }
-        }
-        Ok(report)
+    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut w = self.begin_write().await?;
+        let done = sqlx::query(
+            "DELETE FROM reservation_changes WHERE id IN \
+             (SELECT id FROM reservation_changes WHERE changed_us < ? ORDER BY id LIMIT ?)",
+        )
+        .bind(micros(before))
+        .bind(limit)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        w.commit().await?;
+        Ok(done)
     }
 
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.inner.pool)
+            .execute(&self.pool)
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn feed_source(&self) -> Result<FeedSource<SqliteChanges>> {
+        Ok(FeedSource {
+            changes: Arc::new(SqliteChanges {
+                pool: self.pool.clone(),
+            }),
+            wake: self.wake.clone(),
+            guard: None,
+        })
     }
 }

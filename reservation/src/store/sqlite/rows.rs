@@ -1,16 +1,22 @@
-//! Row types of the SQLite schema: text ids and statuses, microsecond times.
+//! Row types of the SQLite schema (text ids and statuses, microsecond
+//! times), and the SQL text it speaks for the engine's shared statements.
 
-use abi::{Change, ChangeOp, Error, ReservationStatus, Result};
+use abi::{ChangeOp, Error, ReservationStatus, Result};
 use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use crate::row::StoredReservation;
+use crate::{
+    dialect::Sql,
+    row::{StoredChange, StoredReservation},
+    statement::{Part, Statement, Value},
+};
 
 /// The columns every reservation read selects, in [`SqliteReservationRow`]'s names.
 macro_rules! reservation_columns {
     () => {
         "id, user_id, resource_id, status, start_us, end_us, note, created_us, updated_us, \
-         expires_us"
+         expires_us, version"
     };
 }
 pub(crate) use reservation_columns;
@@ -18,11 +24,52 @@ pub(crate) use reservation_columns;
 /// The columns every change read selects, in [`SqliteChangeRow`]'s names.
 macro_rules! change_columns {
     () => {
-        "id AS change_id, op, changed_us, reservation_id AS id, user_id, resource_id, status, \
-         start_us, end_us, note, created_us, updated_us, expires_us"
+        "ch.id AS change_id, op, changed_us, reservation_id AS id, user_id, resource_id, \
+         status, start_us, end_us, note, created_us, updated_us, expires_us, 0 AS version"
     };
 }
 pub(crate) use change_columns;
+
+/// SQLite's text for the engine's statements.
+pub(crate) static SQL: Sql = Sql {
+    select_reservations: concat!(
+        "SELECT ",
+        reservation_columns!(),
+        " FROM reservations WHERE TRUE"
+    ),
+    start_id: "(start_us, id)",
+    start: "start_us",
+    // An open side (null) leaves the window open on that side; the bounds
+    // stay constants, so the (…, start_us) indexes serve them.
+    overlaps: [
+        " AND end_us > coalesce(",
+        ", -9223372036854775807) AND start_us < coalesce(",
+        ", 9223372036854775807)",
+    ],
+    expires_at: "expires_us",
+    select_changes: concat!(
+        "SELECT ",
+        change_columns!(),
+        " FROM reservation_changes ch WHERE TRUE"
+    ),
+};
+
+/// A statement in SQLite's types.
+pub(crate) fn render(statement: Statement) -> QueryBuilder<Sqlite> {
+    let mut qb = QueryBuilder::new("");
+    for part in statement.parts {
+        match part {
+            Part::Sql(sql) => qb.push(sql),
+            Part::Bind(Value::Text(v)) => qb.push_bind(v),
+            Part::Bind(Value::Int(v)) => qb.push_bind(v),
+            Part::Bind(Value::Time(v)) => qb.push_bind(micros(v)),
+            Part::Bind(Value::MaybeTime(v)) => qb.push_bind(v.map(micros)),
+            Part::Bind(Value::Id(v)) => qb.push_bind(v.to_string()),
+            Part::Bind(Value::Status(v)) => qb.push_bind(v.as_str()),
+        };
+    }
+    qb
+}
 
 /// Microseconds since the epoch, as stored.
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
@@ -47,10 +94,14 @@ pub(crate) struct SqliteReservationRow {
     pub created_us: i64,
     pub updated_us: i64,
     pub expires_us: Option<i64>,
+    pub version: i64,
 }
 
 impl SqliteReservationRow {
     /// The row in Rust types.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] for values the schema should make impossible.
     pub fn stored(self) -> Result<StoredReservation> {
         let id = Uuid::parse_str(&self.id)
             .map_err(|_| Error::internal(format!("stored id {:?} is not a UUID", self.id)))?;
@@ -66,12 +117,8 @@ impl SqliteReservationRow {
             created_at: time(self.created_us)?,
             updated_at: time(self.updated_us)?,
             expires_at: self.expires_us.map(time).transpose()?,
+            version: self.version,
         })
-    }
-
-    /// The reservation as it reads at `now`.
-    pub fn read_at(self, now: DateTime<Utc>) -> Result<abi::Reservation> {
-        self.stored()?.into_reservation(now)
     }
 }
 
@@ -94,20 +141,22 @@ pub(crate) struct SqliteChangeRow {
 }
 
 impl SqliteChangeRow {
-    /// The change, with the reservation as it stood at the change.
-    pub fn into_change(self) -> Result<Change> {
+    /// The row in Rust types.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] for values the schema should make impossible.
+    pub fn stored(self) -> Result<StoredChange> {
         let op = match self.op.as_str() {
             "create" => ChangeOp::Create,
             "update" => ChangeOp::Update,
             "delete" => ChangeOp::Delete,
             other => return Err(Error::internal(format!("stored change op {other:?}"))),
         };
-        let at = time(self.changed_us)?;
-        Ok(Change {
+        Ok(StoredChange {
             id: self.change_id,
             op,
-            reservation: self.reservation.read_at(at)?,
-            changed_at: at,
+            changed_at: time(self.changed_us)?,
+            reservation: self.reservation.stored()?,
         })
     }
 }

@@ -23,8 +23,8 @@ use std::{
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
 
-use super::TestCluster;
-use crate::{PgStore, StoreOptions};
+use crate::TestCluster;
+use reservation::{PgStore, StoreOptions};
 
 /// The environment variable naming an existing server to test against.
 pub const DATABASE_URL_VAR: &str = "RSVP_TEST_DATABASE_URL";
@@ -122,7 +122,7 @@ async fn create_template(server: &TestServer) -> Result<(), String> {
         .connect(&server.url(t))
         .await
         .map_err(|e| e.to_string())?;
-    crate::postgres::migrate(&pool)
+    reservation::postgres::migrate(&pool)
         .await
         .map_err(|e| format!("migrating the template: {e:?}"))?;
     pool.close().await;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use abi::{Reservation, ReservationQuery, Result};
 use futures::TryStreamExt;
 
-use crate::Rsvp;
+use reservation::Rsvp;
 
 /// Two live reservations of one resource that overlap.
 #[derive(Clone, Debug)]

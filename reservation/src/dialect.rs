@@ -1,0 +1,207 @@
+//! The seam below the engine: what a store supplies, and nothing more — its
+//! SQL and its locking. Every rule (what a reserve or an update does, what
+//! blocks, when a hold expires, how pages are cut, how the feed replays)
+//! lives once, above it, in [`crate::engine`].
+//!
+//! A store answers in rows ([`StoredReservation`]); the engine turns them
+//! into reservations, conflicts and errors. Writes take the locks of the
+//! resources they touch, in one global order, and read their time after the
+//! locks ([`WriteTime`]), so a write that queued behind others judges holds
+//! by the time it actually runs.
+
+use std::sync::Arc;
+
+use abi::{
+    Note, RequestId, ReservationId, ReservationStatus, ResourceId, Result, Timespan, UserId,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::DropGuard;
+
+use crate::{Clock, feed::ChangeSource, row::StoredReservation, statement::Statement};
+
+/// Where a write reads its time.
+#[derive(Clone, Debug)]
+pub(crate) struct WriteTime {
+    clock: Arc<dyn Clock>,
+}
+
+impl WriteTime {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        WriteTime { clock }
+    }
+
+    /// The time to write with, read once the write holds its locks.
+    pub fn now(&self) -> DateTime<Utc> {
+        abi::time::truncate_to_micros(self.clock.now())
+    }
+
+    /// `None` when the store may read its own clock after taking the locks
+    /// (the system clock); the time to use when the clock is the caller's.
+    pub fn fixed(&self) -> Option<DateTime<Utc>> {
+        (!self.clock.is_system()).then(|| self.now())
+    }
+}
+
+/// A new reservation, decided by the engine, for the store to place.
+#[derive(Clone, Debug)]
+pub(crate) struct Placement {
+    pub id: ReservationId,
+    pub user_id: UserId,
+    pub resource_id: ResourceId,
+    pub timespan: Timespan,
+    pub status: ReservationStatus,
+    pub note: Note,
+    /// How long a pending hold lasts after the write's time; `None`: it
+    /// never expires.
+    pub hold: Option<TimeDelta>,
+    /// The idempotency key, and the digest of the request it came with.
+    pub request: Option<(RequestId, i64)>,
+}
+
+/// Live reservations in the way of a write.
+#[derive(Debug)]
+pub(crate) struct Blockers {
+    /// The first of them, by start then id (at most the limit asked for).
+    pub rows: Vec<StoredReservation>,
+    /// How many there are in all.
+    pub total: u64,
+}
+
+/// What became of one placement.
+#[derive(Debug)]
+pub(crate) enum Placed {
+    /// Inserted.
+    Created(StoredReservation),
+    /// The same user used the same request id before: what that made, and
+    /// the digest of the request that made it.
+    Existing {
+        stored: StoredReservation,
+        fingerprint: Option<i64>,
+    },
+    /// Refused: these are in the way. Nothing was written.
+    Blocked(Blockers),
+}
+
+/// What a batch of placements did, at the time it read after its locks.
+#[derive(Debug)]
+pub(crate) struct PlaceOutcome {
+    pub at: DateTime<Utc>,
+    /// One per placement, in order.
+    pub placed: Vec<Placed>,
+}
+
+/// An update of one reservation, planned by the engine from the row it
+/// read, for the store to apply if the row has not changed since.
+#[derive(Clone, Debug)]
+pub(crate) struct Revision {
+    pub id: ReservationId,
+    /// The version the plan was made from.
+    pub version: i64,
+    /// Whether the plan saw the row's hold as overdue.
+    pub seen_lapsed: bool,
+    /// The interval moves: take the resource's lock and refuse if live
+    /// reservations are in the way.
+    pub reschedule: bool,
+    pub status: ReservationStatus,
+    pub note: Note,
+    pub timespan: Timespan,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What became of a revision.
+#[derive(Debug)]
+pub(crate) enum Revised {
+    /// Applied.
+    Done(StoredReservation),
+    /// The row changed since it was read (or its hold lapsed): this is how
+    /// it stands now. Nothing was written.
+    Stale(StoredReservation),
+    /// Refused: these are in the way. Nothing was written.
+    Blocked(Blockers),
+    /// No such reservation.
+    Missing,
+}
+
+/// What a revision did, at the time it read after its locks.
+#[derive(Debug)]
+pub(crate) struct ReviseOutcome {
+    pub at: DateTime<Utc>,
+    pub revised: Revised,
+}
+
+/// How a store's change feed is read and woken.
+pub(crate) struct FeedSource<C> {
+    pub changes: Arc<C>,
+    /// Notified when changes may have been committed.
+    pub wake: Arc<Notify>,
+    /// Stops whatever wakes the feed, when the feed goes.
+    pub guard: Option<DropGuard>,
+}
+
+/// A store: its SQL and its locking.
+#[async_trait]
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// Where its changes are kept.
+    type Changes: ChangeSource;
+
+    /// The SQL fragments the engine's shared statements are built from.
+    fn sql(&self) -> &'static Sql;
+
+    /// Places `batch` in one transaction, in order, holding the locks of
+    /// every resource involved (taken in one global order); each blocked
+    /// placement lists at most `limit` of what is in the way.
+    async fn place(
+        &self,
+        batch: &[Placement],
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<PlaceOutcome>;
+
+    /// Applies `revision` if the row is still as it was planned from.
+    async fn revise(
+        &self,
+        revision: &Revision,
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<ReviseOutcome>;
+
+    /// Reads one reservation.
+    async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>>;
+
+    /// Runs a selection of reservations built by the engine, reading every
+    /// row before returning (no connection is held while the caller uses
+    /// them).
+    async fn select(&self, statement: Statement) -> Result<Vec<StoredReservation>>;
+
+    /// Marks up to `limit` overdue holds expired; returns how many.
+    async fn expire_overdue(&self, now: DateTime<Utc>, limit: i64) -> Result<u64>;
+
+    /// Deletes up to `limit` changes made before `before`; returns how many.
+    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Starts reading the change feed.
+    async fn feed_source(&self) -> Result<FeedSource<Self::Changes>>;
+}
+
+/// The SQL text in which the stores differ, for the statements the engine
+/// builds ([`crate::statement`]).
+#[derive(Debug)]
+pub(crate) struct Sql {
+    /// `SELECT <reservation columns> FROM <reservations> WHERE TRUE`.
+    pub select_reservations: &'static str,
+    /// The keyset order's key: start, then id.
+    pub start_id: &'static str,
+    /// The start column (for ordering).
+    pub start: &'static str,
+    /// Overlap with a window, around its two (nullable) bounds.
+    pub overlaps: [&'static str; 3],
+    /// The hold expiry column.
+    pub expires_at: &'static str,
+    /// `SELECT <change columns> FROM <changes> ch WHERE TRUE`.
+    pub select_changes: &'static str,
+}

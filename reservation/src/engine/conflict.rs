@@ -1,0 +1,62 @@
+//! What a refused write reports: the request, and what is in the way —
+//! the first [`MAX_LISTED`] live reservations by start, and how many more.
+
+use abi::{Conflict, Error, NewReservation, Requested, Reservation, Result};
+use chrono::{DateTime, Utc};
+
+use super::plan::Write;
+use crate::dialect::Blockers;
+
+/// The most reservations a conflict lists; the store reads no more.
+pub(crate) const MAX_LISTED: usize = Conflict::MAX_LISTED;
+
+/// The conflict of a new reservation with what is in its way.
+pub(super) fn new_reservation(
+    request: &NewReservation,
+    blockers: Blockers,
+    at: DateTime<Utc>,
+) -> Result<Error> {
+    let requested = Requested {
+        id: None,
+        user_id: request.user_id.clone(),
+        resource_id: request.resource_id.clone(),
+        status: request.status.into(),
+        timespan: request.timespan,
+        note: request.note.clone(),
+    };
+    conflict(requested, blockers, at)
+}
+
+/// The conflict of a reschedule of `current` (as `write` would leave it)
+/// with what is in its way.
+pub(super) fn reschedule(
+    current: &Reservation,
+    write: &Write,
+    blockers: Blockers,
+    at: DateTime<Utc>,
+) -> Result<Error> {
+    let requested = Requested {
+        id: Some(current.id),
+        user_id: current.user_id.clone(),
+        resource_id: current.resource_id.clone(),
+        status: write.status,
+        timespan: write.timespan,
+        note: write.note.clone(),
+    };
+    conflict(requested, blockers, at)
+}
+
+fn conflict(requested: Requested, blockers: Blockers, at: DateTime<Utc>) -> Result<Error> {
+    let existing = blockers
+        .rows
+        .into_iter()
+        .take(MAX_LISTED)
+        .map(|r| r.into_reservation(at))
+        .collect::<Result<Vec<_>>>()?;
+    let omitted = blockers.total.saturating_sub(existing.len() as u64);
+    Ok(Error::Conflict(Box::new(Conflict {
+        requested,
+        existing,
+        omitted,
+    })))
+}

@@ -1,0 +1,153 @@
+//! The engine: every rule of rsvp, once, for every store. It implements
+//! [`Rsvp`] over a [`Dialect`], which supplies only SQL and locking.
+//!
+//! - `write.rs`: what a reserve and an update do — placements, plans,
+//!   retries, and the answers made of what the store reports.
+//! - `plan.rs`: how an update changes a reservation (the status machine).
+//! - `conflict.rs`: what a refusal reports, bounded.
+//! - `pages.rs`: selections read in keyset batches; pages and their tokens.
+//!
+//! Where a new rule goes: if it decides what a call does, here; if it is
+//! how a database is asked, in the store's dialect.
+
+mod conflict;
+mod pages;
+mod plan;
+mod write;
+
+use std::sync::Arc;
+
+use abi::{
+    ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
+    ReservationQuery, ReservationUpdate, Result,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::OnceCell;
+use tokio_util::sync::DropGuard;
+
+use crate::{
+    StoreOptions,
+    dialect::{Dialect, WriteTime},
+    feed::Feed,
+    rsvp::{ChangeStream, ReservationStream, Rsvp, SweepReport},
+};
+
+/// Rows a sweep updates per statement; changes it deletes per statement are
+/// ten times as many.
+const SWEEP_BATCH: i64 = 1000;
+
+/// The rules, over a store's dialect.
+pub(crate) struct Engine<D: Dialect> {
+    dialect: Arc<D>,
+    options: StoreOptions,
+    time: WriteTime,
+    feed: OnceCell<RunningFeed<D>>,
+}
+
+struct RunningFeed<D: Dialect> {
+    feed: Feed<D::Changes>,
+    _wake: Option<DropGuard>,
+}
+
+impl<D: Dialect> Engine<D> {
+    pub fn new(dialect: D, options: StoreOptions) -> Self {
+        Engine {
+            time: WriteTime::new(options.clock.clone()),
+            dialect: Arc::new(dialect),
+            options,
+            feed: OnceCell::new(),
+        }
+    }
+
+    /// The store's dialect.
+    pub fn dialect(&self) -> &D {
+        &self.dialect
+    }
+
+    /// The store's options.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.options.now()
+    }
+
+    async fn feed(&self) -> Result<&Feed<D::Changes>> {
+        let running = self
+            .feed
+            .get_or_try_init(|| async {
+                let source = self.dialect.feed_source().await?;
+                let feed =
+                    Feed::start(source.changes, source.wake, self.options.listen_buffer).await?;
+                Ok::<_, abi::Error>(RunningFeed {
+                    feed,
+                    _wake: source.guard,
+                })
+            })
+            .await?;
+        Ok(&running.feed)
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Rsvp for Engine<D> {
+    #[tracing::instrument(level = "debug", skip_all, fields(resource = %request.resource_id))]
+    async fn reserve(&self, request: NewReservation) -> Result<Reservation> {
+        self.reserve_one(request).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %update.id))]
+    async fn update(&self, update: ReservationUpdate) -> Result<Reservation> {
+        self.update_one(update).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn get(&self, id: ReservationId) -> Result<Reservation> {
+        let now = self.now();
+        let row = self.dialect.read(id).await?;
+        row.ok_or(abi::Error::NotFound(id))?.into_reservation(now)
+    }
+
+    fn query(&self, query: ReservationQuery) -> ReservationStream {
+        pages::stream(self, query)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn filter(&self, filter: ReservationFilter) -> Result<Page> {
+        pages::page(self, filter).await
+    }
+
+    async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream> {
+        Ok(self.feed().await?.listen(filter))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn sweep(&self) -> Result<SweepReport> {
+        let now = self.now();
+        let mut report = SweepReport::default();
+        loop {
+            let done = self.dialect.expire_overdue(now, SWEEP_BATCH).await?;
+            report.expired += done;
+            if done < SWEEP_BATCH as u64 {
+                break;
+            }
+        }
+        let cutoff = now
+            .checked_sub_signed(self.options.change_retention)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        loop {
+            let done = self.dialect.purge_changes(cutoff, SWEEP_BATCH * 10).await?;
+            report.purged_changes += done;
+            if done < SWEEP_BATCH as u64 * 10 {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.dialect.ping().await
+    }
+}

@@ -1,0 +1,24 @@
+//! # rsvp-testing — test support, never shipped
+//!
+//! What rsvp's tests share: throwaway PostgreSQL clusters (one shared, with
+//! a database per test; or private ones that fault tests crash and
+//! restart), and the no-double-booking invariant checker that every
+//! concurrency and fault test ends with. Only tests and benchmarks depend
+//! on it; the library does not.
+//!
+//! # Layout
+//! - [`TestCluster`] (`cluster.rs`): `initdb` + `postgres` on a free
+//!   loopback port, stopped and removed on drop.
+//! - [`TestDb`], [`TestServer`] (`postgres.rs`): a database per test,
+//!   cloned from a migrated template.
+//! - `invariant.rs`: the no-double-booking check over any store.
+
+#![warn(missing_docs)]
+
+mod cluster;
+mod invariant;
+mod postgres;
+
+pub use cluster::TestCluster;
+pub use invariant::{DoubleBooking, assert_no_double_booking, find_double_bookings};
+pub use postgres::{TestDb, TestServer};

@@ -29,7 +29,7 @@ use futures::StreamExt;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::rsvp::ChangeStream;
+use crate::{dialect::Sql, row::StoredChange, rsvp::ChangeStream, statement::Statement};
 
 /// Changes read in one go.
 pub(crate) struct ChangeBatch {
@@ -96,6 +96,12 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
     /// Up to `limit` changes with ids above `after`, in id order.
     async fn read_after(&self, after: i64, limit: i64) -> Result<ChangeBatch>;
 
+    /// The changes a statement built by [`Statement::replay`] selects.
+    async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>>;
+
+    /// The SQL text of this store.
+    fn sql(&self) -> &'static Sql;
+
     /// The changes with ids in `(after, upto]` that `filter` selects, in id
     /// order, at most `limit`.
     async fn replay(
@@ -104,7 +110,14 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
         upto: i64,
         filter: &ListenFilter,
         limit: i64,
-    ) -> Result<Vec<Change>>;
+    ) -> Result<Vec<Change>> {
+        let statement = Statement::replay(self.sql(), after, upto, filter, limit);
+        self.select(statement)
+            .await?
+            .into_iter()
+            .map(StoredChange::into_change)
+            .collect()
+    }
 
     /// The highest change id, and the transactions then in progress.
     async fn head(&self) -> Result<(i64, Option<InProgress>)>;

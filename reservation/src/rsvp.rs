@@ -26,14 +26,16 @@ pub struct SweepReport {
 /// for overlapping time.
 ///
 /// Every method fails with [`abi::Error::Unavailable`] when the database
-/// cannot be reached and [`abi::Error::Internal`] for anything unexpected;
-/// the other errors each method can return are listed with it.
+/// cannot be reached, [`abi::Error::Busy`] when every connection stayed in
+/// use for longer than [`crate::StoreOptions::acquire_timeout`] (both
+/// retryable), and [`abi::Error::Internal`] for anything unexpected; the
+/// other errors each method can return are listed with it.
 #[async_trait]
 pub trait Rsvp: Send + Sync + 'static {
     /// Makes a reservation: a pending hold (expiring after `request.hold`),
-    /// a confirmed booking or a block. Overdue holds in the way expire first.
-    /// A retry with the same (user, request id) returns what the first call
-    /// made.
+    /// a confirmed booking or a block. Overdue holds in the way expire first
+    /// (each a change event); a refused reserve changes nothing. A retry
+    /// with the same (user, request id) returns what the first call made.
     ///
     /// # Errors
     /// [`abi::Error::Conflict`] listing the live reservations that overlap;
@@ -43,12 +45,15 @@ pub trait Rsvp: Send + Sync + 'static {
     async fn reserve(&self, request: NewReservation) -> Result<Reservation>;
 
     /// Changes a reservation's status, note and/or interval, atomically. A
-    /// new interval is checked for conflicts like a new reservation.
+    /// new interval is checked for conflicts like a new reservation; a
+    /// refused update changes nothing.
     ///
     /// # Errors
     /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] for a
     /// transition the contract does not allow (confirming an expired hold,
-    /// rescheduling a cancelled reservation); [`abi::Error::Conflict`].
+    /// rescheduling a cancelled reservation); [`abi::Error::Conflict`];
+    /// [`abi::Error::Aborted`] when the reservation kept changing under the
+    /// update.
     async fn update(&self, update: ReservationUpdate) -> Result<Reservation>;
 
     /// Confirms a pending hold. Confirming a confirmed reservation returns it

@@ -8,6 +8,7 @@
 
 use abi::{Cursor, ReservationId, ReservationQuery, ReservationStatus};
 use chrono::{DateTime, Utc};
+use sqlx::{Database, QueryBuilder};
 
 use crate::dialect::Sql;
 
@@ -37,6 +38,25 @@ pub(crate) struct Statement {
 }
 
 impl Statement {
+    /// The statement in a driver's query builder, each value bound by
+    /// `bind` in the store's own column types.
+    pub fn render<DB>(self, bind: fn(&mut QueryBuilder<DB>, Value)) -> QueryBuilder<DB>
+    where
+        DB: Database,
+        DB::Arguments: Default,
+    {
+        let mut qb = QueryBuilder::new("");
+        for part in self.parts {
+            match part {
+                Part::Sql(sql) => {
+                    qb.push(sql);
+                }
+                Part::Bind(value) => bind(&mut qb, value),
+            }
+        }
+        qb
+    }
+
     fn new(sql: &'static str) -> Self {
         Statement {
             parts: vec![Part::Sql(sql)],

@@ -9,7 +9,8 @@
 //! - [`server::run`]: serves a store on a bound listener until a shutdown
 //!   future completes — health, reflection, per-call logs, the sweeper.
 //! - `rpc.rs`: the `ReservationService` RPCs; `streams.rs`: Query and Listen
-//!   streams that end cleanly on shutdown.
+//!   streams as the wire sees them, ending cleanly on shutdown;
+//!   [`errors`]: library errors become statuses (and are logged) here.
 //! - `health.rs`: health that follows the database; `sweeper.rs`.
 //! - [`store`]: opens the configured store; [`telemetry`]: logs.
 
@@ -17,6 +18,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod errors;
 mod health;
 mod rpc;
 pub mod server;

@@ -13,7 +13,7 @@ use reservation::Rsvp;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::streams;
+use crate::{errors::status, streams};
 
 /// The service over a store.
 #[derive(Clone)]
@@ -27,31 +27,6 @@ impl RsvpService {
     pub fn new(store: Arc<dyn Rsvp>, shutdown: CancellationToken) -> Self {
         RsvpService { store, shutdown }
     }
-}
-
-/// The status a client sees for `e`. Causes of internal and unavailable
-/// errors are logged here, whole, and never sent.
-pub(crate) fn status(e: abi::Error) -> Status {
-    match &e {
-        abi::Error::Internal(_) => tracing::error!(error = %chain(&e), "internal error"),
-        abi::Error::Unavailable(_) | abi::Error::Busy(_) | abi::Error::Aborted { .. } => {
-            tracing::warn!(error = %chain(&e), "call failed, retryable")
-        }
-        _ => {}
-    }
-    Status::from(e)
-}
-
-/// The error and its causes, one after the other.
-pub(crate) fn chain(e: &abi::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 fn reservation(r: abi::Reservation) -> Option<pb::Reservation> {

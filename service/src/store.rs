@@ -48,6 +48,6 @@ pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Rsvp
             .map(|s| Arc::new(s) as Arc<dyn Rsvp>),
     };
     opened
-        .map_err(|e| anyhow::anyhow!(crate::rpc::chain(&e)))
+        .map_err(|e| anyhow::anyhow!(crate::errors::chain(&e)))
         .with_context(|| format!("cannot open the database at {}", describe(config)))
 }

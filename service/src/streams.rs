@@ -8,7 +8,7 @@ use reservation::{ChangeStream, ReservationStream};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::rpc::status;
+use crate::errors::status;
 
 /// The rows of a Query.
 pub(crate) fn query(

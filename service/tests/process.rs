@@ -155,6 +155,34 @@ async fn sigterm_ends_streams_cleanly_finishes_calls_and_exits_zero() {
     );
 }
 
+/// A call still running when `shutdown_grace` runs out: the server stops
+/// anyway, and says so with a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_non_zero_when_calls_outlast_the_grace_period() {
+    let db = TestDb::new().await;
+    let pool = db.pool(2).await;
+    let mut server = Server::start(db.url(), &["--shutdown-grace", "1s"]).await;
+    let mut blocker = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended('stuck-room', 0))")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut client = server.client().await;
+    let in_flight = tokio::spawn(async move {
+        client
+            .reserve(reserve_request("bob", "stuck-room", 0, 60))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!in_flight.is_finished());
+
+    server.signal(libc::SIGTERM);
+    let status = server.wait(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let cut = in_flight.await.unwrap();
+    assert!(cut.is_err(), "the stuck call never answered: {cut:?}");
+}
+
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_remove("RUST_LOG");

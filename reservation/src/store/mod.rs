@@ -11,10 +11,18 @@ use crate::{Rsvp, StoreOptions};
 pub mod postgres;
 pub mod sqlite;
 
-/// Implements [`Rsvp`] for a store type whose `engine` field is its
-/// engine: every call is the engine's.
+/// Implements [`Rsvp`] (and `Debug`) for a store type whose `engine` field
+/// is its engine: every call is the engine's.
 macro_rules! rsvp_store {
-    ($store:ty) => {
+    ($store:ident) => {
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("options", self.engine.options())
+                    .finish_non_exhaustive()
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Rsvp for $store {
             async fn reserve(&self, request: abi::NewReservation) -> abi::Result<abi::Reservation> {

@@ -27,6 +27,7 @@ macro_rules! conformance {
 }
 
 mod concurrency;
+mod events;
 mod listen;
 mod query;
 mod reserve;

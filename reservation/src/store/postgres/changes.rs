@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use abi::{Change, ListenFilter, Result};
+use abi::Result;
 use async_trait::async_trait;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::Notify;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::rows::{PgChangeRow, SQL, change_columns, render};
 use crate::{
     db_error::db_error,
+    dialect::Sql,
     feed::{ChangeBatch, ChangeSource, InProgress},
     row::StoredChange,
     statement::Statement,
@@ -80,21 +81,17 @@ impl ChangeSource for PgChanges {
         })
     }
 
-    async fn replay(
-        &self,
-        after: i64,
-        upto: i64,
-        filter: &ListenFilter,
-        limit: i64,
-    ) -> Result<Vec<Change>> {
-        let rows: Vec<PgChangeRow> = render(Statement::replay(&SQL, after, upto, filter, limit))
+    async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>> {
+        let rows: Vec<PgChangeRow> = render(statement)
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.into_iter()
-            .map(|r| StoredChange::from(r).into_change())
-            .collect()
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    fn sql(&self) -> &'static Sql {
+        &SQL
     }
 
     async fn head(&self) -> Result<(i64, Option<InProgress>)> {

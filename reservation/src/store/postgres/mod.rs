@@ -59,14 +59,6 @@ pub struct PgStore {
 
 super::rsvp_store!(PgStore);
 
-impl std::fmt::Debug for PgStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore")
-            .field("options", self.engine.options())
-            .finish_non_exhaustive()
-    }
-}
-
 impl PgStore {
     /// Connects to the database at `url` (`postgres://...`) and, unless
     /// `options.migrate` is off, applies migrations.

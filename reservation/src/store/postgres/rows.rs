@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{
     dialect::Sql,
     row::{StoredChange, StoredReservation},
-    statement::{Part, Statement, Value},
+    statement::{Statement, Value},
 };
 
 /// The columns every reservation read selects, in [`PgReservationRow`]'s names.
@@ -54,19 +54,16 @@ pub(crate) static SQL: Sql = Sql {
 
 /// A statement in PostgreSQL's types.
 pub(crate) fn render(statement: Statement) -> QueryBuilder<Postgres> {
-    let mut qb = QueryBuilder::new("");
-    for part in statement.parts {
-        match part {
-            Part::Sql(sql) => qb.push(sql),
-            Part::Bind(Value::Text(v)) => qb.push_bind(v),
-            Part::Bind(Value::Int(v)) => qb.push_bind(v),
-            Part::Bind(Value::Time(v)) => qb.push_bind(v),
-            Part::Bind(Value::MaybeTime(v)) => qb.push_bind(v),
-            Part::Bind(Value::Id(v)) => qb.push_bind(v.uuid()),
-            Part::Bind(Value::Status(v)) => qb.push_bind(PgStatus::from(v)),
+    statement.render(|qb, value| {
+        match value {
+            Value::Text(v) => qb.push_bind(v),
+            Value::Int(v) => qb.push_bind(v),
+            Value::Time(v) => qb.push_bind(v),
+            Value::MaybeTime(v) => qb.push_bind(v),
+            Value::Id(v) => qb.push_bind(v.uuid()),
+            Value::Status(v) => qb.push_bind(PgStatus::from(v)),
         };
-    }
-    qb
+    })
 }
 
 /// `[start, end)` as a PostgreSQL range.

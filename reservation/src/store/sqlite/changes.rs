@@ -2,14 +2,16 @@
 //! the store after each write it commits (and polled, for writers in other
 //! processes).
 
-use abi::{Change, ListenFilter, Result};
+use abi::Result;
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 
 use super::rows::{SQL, SqliteChangeRow, change_columns, render};
 use crate::{
     db_error::db_error,
+    dialect::Sql,
     feed::{ChangeBatch, ChangeSource, InProgress},
+    row::StoredChange,
     statement::Statement,
 };
 
@@ -41,22 +43,17 @@ impl ChangeSource for SqliteChanges {
         })
     }
 
-    async fn replay(
-        &self,
-        after: i64,
-        upto: i64,
-        filter: &ListenFilter,
-        limit: i64,
-    ) -> Result<Vec<Change>> {
-        let rows: Vec<SqliteChangeRow> =
-            render(Statement::replay(&SQL, after, upto, filter, limit))
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
-        rows.into_iter()
-            .map(|r| r.stored()?.into_change())
-            .collect()
+    async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>> {
+        let rows: Vec<SqliteChangeRow> = render(statement)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(SqliteChangeRow::stored).collect()
+    }
+
+    fn sql(&self) -> &'static Sql {
+        &SQL
     }
 
     async fn head(&self) -> Result<(i64, Option<InProgress>)> {

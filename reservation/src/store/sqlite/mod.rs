@@ -58,14 +58,6 @@ pub struct SqliteStore {
 
 super::rsvp_store!(SqliteStore);
 
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("options", self.engine.options())
-            .finish_non_exhaustive()
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating if needed, with its directory) the database file at
     /// `path` and, unless `options.migrate` is off, applies migrations.
@@ -176,6 +168,22 @@ struct InTheWay {
 }
 
 impl SqliteDialect {
+    /// Runs one statement in a write transaction of its own; returns the
+    /// rows it changed.
+    async fn write_statement(
+        &self,
+        statement: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<u64> {
+        let mut w = self.begin_write().await?;
+        let done = statement
+            .execute(&mut *w.tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        w.commit().await?;
+        Ok(done)
+    }
+
     async fn begin_write(&self) -> Result<Write<'_>> {
         let turn = self.writer.lock().await;
         let tx = self
@@ -454,37 +462,25 @@ impl Dialect for SqliteDialect {
     }
 
     async fn expire_overdue(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let mut w = self.begin_write().await?;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE reservations SET status = 'expired', updated_us = ?, version = version + 1 \
              WHERE id IN (SELECT id FROM reservations WHERE status = 'pending' \
              AND expires_us <= ? ORDER BY expires_us LIMIT ?)",
         )
         .bind(micros(now))
         .bind(micros(now))
-        .bind(limit)
-        .execute(&mut *w.tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        w.commit().await?;
-        Ok(done)
+        .bind(limit);
+        self.write_statement(statement).await
     }
 
     async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let mut w = self.begin_write().await?;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "DELETE FROM reservation_changes WHERE id IN \
              (SELECT id FROM reservation_changes WHERE changed_us < ? ORDER BY id LIMIT ?)",
         )
         .bind(micros(before))
-        .bind(limit)
-        .execute(&mut *w.tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        w.commit().await?;
-        Ok(done)
+        .bind(limit);
+        self.write_statement(statement).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{
     dialect::Sql,
     row::{StoredChange, StoredReservation},
-    statement::{Part, Statement, Value},
+    statement::{Statement, Value},
 };
 
 /// The columns every reservation read selects, in [`SqliteReservationRow`]'s names.
@@ -56,19 +56,16 @@ pub(crate) static SQL: Sql = Sql {
 
 /// A statement in SQLite's types.
 pub(crate) fn render(statement: Statement) -> QueryBuilder<Sqlite> {
-    let mut qb = QueryBuilder::new("");
-    for part in statement.parts {
-        match part {
-            Part::Sql(sql) => qb.push(sql),
-            Part::Bind(Value::Text(v)) => qb.push_bind(v),
-            Part::Bind(Value::Int(v)) => qb.push_bind(v),
-            Part::Bind(Value::Time(v)) => qb.push_bind(micros(v)),
-            Part::Bind(Value::MaybeTime(v)) => qb.push_bind(v.map(micros)),
-            Part::Bind(Value::Id(v)) => qb.push_bind(v.to_string()),
-            Part::Bind(Value::Status(v)) => qb.push_bind(v.as_str()),
+    statement.render(|qb, value| {
+        match value {
+            Value::Text(v) => qb.push_bind(v),
+            Value::Int(v) => qb.push_bind(v),
+            Value::Time(v) => qb.push_bind(micros(v)),
+            Value::MaybeTime(v) => qb.push_bind(v.map(micros)),
+            Value::Id(v) => qb.push_bind(v.to_string()),
+            Value::Status(v) => qb.push_bind(v.as_str()),
         };
-    }
-    qb
+    })
 }
 
 /// Microseconds since the epoch, as stored.

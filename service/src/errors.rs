@@ -1,0 +1,30 @@
+//! Errors as clients see them: the one place a library error becomes a
+//! gRPC status on its way out of the server, with its whole cause chain
+//! logged here and never sent.
+
+use tonic::Status;
+
+/// The status a client sees for `e`. Causes of internal and unavailable
+/// errors are logged here, whole, and never sent.
+pub(crate) fn status(e: abi::Error) -> Status {
+    match &e {
+        abi::Error::Internal(_) => tracing::error!(error = %chain(&e), "internal error"),
+        abi::Error::Unavailable(_) | abi::Error::Busy(_) | abi::Error::Aborted { .. } => {
+            tracing::warn!(error = %chain(&e), "call failed, retryable")
+        }
+        _ => {}
+    }
+    Status::from(e)
+}
+
+/// The error and its causes, one after the other.
+pub fn chain(e: &abi::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

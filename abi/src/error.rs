@@ -66,6 +66,17 @@ pub enum Error {
         last_change_id: i64,
     },
 
+    /// A listener asked to resume after a change whose successors were
+    /// already deleted by retention; the oldest retained change is named.
+    #[error(
+        "changes after the requested id were deleted by retention; the oldest retained is \
+         {oldest_change_id} (resume with after_change_id = 0 to start there)"
+    )]
+    ChangesExpired {
+        /// The first change still retained.
+        oldest_change_id: i64,
+    },
+
     /// Anything else. The cause is logged, never shown to clients.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -83,6 +94,19 @@ impl Error {
     /// An [`Error::Internal`] wrapping `source`.
     pub fn internal(source: impl Into<BoxError>) -> Self {
         Error::Internal(source.into())
+    }
+
+    /// The error and its causes, one after the other: for logs, never for
+    /// clients.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        out
     }
 
     /// Whether retrying the same call later may succeed.

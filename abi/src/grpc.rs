@@ -42,6 +42,15 @@ impl From<Error> for Status {
             ),
             Error::Aborted { reason, .. } => Status::aborted(format!("{reason}; retry the call")),
             Error::Lagged { .. } => Status::resource_exhausted(e.to_string()),
+            Error::ChangesExpired { oldest_change_id } => Status::with_error_details(
+                Code::OutOfRange,
+                e.to_string(),
+                ErrorDetails::with_error_info(
+                    "CHANGES_EXPIRED",
+                    "rsvp",
+                    [("oldest_change_id".to_string(), oldest_change_id.to_string())],
+                ),
+            ),
             Error::Internal(_) => Status::internal("internal error"),
         }
     }
@@ -103,6 +112,22 @@ mod tests {
         assert_eq!(decoded.existing.len(), 1);
         assert_eq!(decoded.existing[0].id, existing.id.to_string());
         assert_eq!(decoded.requested.unwrap().user_id, "bob");
+    }
+
+    #[test]
+    fn expired_changes_are_out_of_range_naming_the_oldest_kept() {
+        let status = Status::from(Error::ChangesExpired {
+            oldest_change_id: 42,
+        });
+        assert_eq!(status.code(), Code::OutOfRange);
+        assert!(status.message().contains("42"), "{}", status.message());
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "CHANGES_EXPIRED");
+        assert_eq!(info.domain, "rsvp");
+        assert_eq!(
+            info.metadata.get("oldest_change_id").map(String::as_str),
+            Some("42")
+        );
     }
 
     #[test]

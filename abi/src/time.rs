@@ -51,7 +51,8 @@ pub fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time) // ok: same instant, coarser
 }
 
-/// Reads a protobuf `Duration`, truncated to whole microseconds.
+/// Reads a protobuf `Duration`, to the nanosecond (what a duration is used
+/// for decides how it rounds: a hold of 1 ns lasts 1 µs, not forever).
 ///
 /// # Errors
 /// When the duration is not valid protobuf (`nanos` out of range or of the
@@ -73,8 +74,7 @@ pub fn from_duration(d: &Duration) -> Result<TimeDelta, InvalidValue> {
             "must be at most {MAX_DURATION_SECONDS} seconds"
         )));
     }
-    let micros = d.seconds * 1_000_000 + i64::from(d.nanos / 1_000);
-    Ok(TimeDelta::microseconds(micros))
+    Ok(TimeDelta::seconds(d.seconds) + TimeDelta::nanoseconds(i64::from(d.nanos)))
 }
 
 /// Writes a protobuf `Duration`.

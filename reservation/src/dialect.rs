@@ -149,6 +149,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// The SQL fragments the engine's shared statements are built from.
     fn sql(&self) -> &'static Sql;
 
+    /// How many transactions of combined placements may run at once.
+    fn write_lanes(&self) -> usize;
+
     /// Places `batch` in one transaction, in order, holding the locks of
     /// every resource involved (taken in one global order); each blocked
     /// placement lists at most `limit` of what is in the way.

@@ -1,22 +1,22 @@
 //! The change feed hub: one reader of the changes table per store, fanned
 //! out to every listener through a bounded broadcast buffer.
 //!
+//! The hub reads new changes when woken (after a write of this process, or
+//! an announcement from another server) and also every [`FEED_POLL`], so
+//! that writes announced by nobody (made outside rsvp, or by a server that
+//! died before announcing) still arrive.
+//!
 //! Change ids come from a sequence, so with concurrent writers they can
 //! commit out of order: id 11 may be visible while id 10's transaction is
-//! still open. The hub delivers strictly in id order and never skips an id
-//! that may still commit.
-//!
-//! A missing id below a visible one was drawn by a transaction that had its
-//! transaction id before the visible one committed, so before the snapshot
-//! that shows the gap. That transaction is listed in the snapshot's
-//! in-progress ids, or (PostgreSQL lists only ids below the snapshot's
-//! `xmax`, which trails the ids already handed out) at or above `xmax`. So
-//! on seeing a gap the hub takes a fence — a transaction id assigned now,
-//! above every possible holder — and waits until a later snapshot has
-//! passed the fence and none of the holders (listed, or between the old
-//! `xmax` and the fence) still runs, or the server restarted. An id still
-//! missing then was rolled back. Where writers are serialized (SQLite) no
-//! gap can fill later.
+//! still open. The hub delivers strictly in id order and never moves past
+//! an id that may still commit. A transaction that drew a missing id holds
+//! a lock on the changes table from before it drew the id until it ends, so
+//! on seeing a gap the hub asks the store which transactions hold such a
+//! lock ([`ChangeSource::writers`]), waits until none of them runs, and reads
+//! again: an id still missing then was rolled back. It waits for nothing
+//! else, and however long it waits it does not skip; a long wait is logged.
+//! Where writers are serialized (SQLite) ids commit in order and no gap can
+//! fill later.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -31,70 +31,29 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{dialect::Sql, row::StoredChange, rsvp::ChangeStream, statement::Statement};
 
-/// Changes read in one go.
-pub(crate) struct ChangeBatch {
-    /// Changes in id order.
-    pub changes: Vec<Change>,
-    /// The transactions in progress in the snapshot that read `changes`, or
-    /// `None` when no earlier id can commit later.
-    pub in_progress: Option<InProgress>,
-}
-
-/// Transactions in progress at a snapshot.
+/// Transactions that may still commit change ids drawn before they were
+/// named: opaque to the hub, meaningful to the store that named them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct InProgress {
-    /// The ids listed as in progress (all below `xmax`).
-    pub xids: Vec<i64>,
-    /// Ids from here up were unfinished or not yet assigned, unlisted.
-    pub xmax: i64,
-    /// Which run of the database server they belong to (its start time). No
-    /// transaction outlives a restart, and after a crash the server may hand
-    /// the ids of lost transactions to new ones.
-    pub epoch: i64,
-}
-
-/// The transactions that may still fill a gap: those listed in progress
-/// when it was seen, and every id from that snapshot's `xmax` up to a fence
-/// taken after it.
-#[derive(Clone, Debug)]
-struct Holders {
-    listed: Vec<i64>,
-    from: i64,
-    /// Not known until the fence is taken.
-    to: Option<i64>,
-    epoch: i64,
-}
-
-impl Holders {
-    fn seen_at(snapshot: &InProgress) -> Self {
-        Holders {
-            listed: snapshot.xids.clone(),
-            from: snapshot.xmax,
-            to: None,
-            epoch: snapshot.epoch,
-        }
-    }
-
-    /// Whether every possible holder has finished by the snapshot `now`.
-    fn all_done(&self, now: &InProgress) -> bool {
-        if now.epoch != self.epoch {
-            return true; // the server restarted: nothing from before runs
-        }
-        let Some(to) = self.to else { return false };
-        if now.xmax < to {
-            return false; // holders may run unlisted
-        }
-        !now.xids
-            .iter()
-            .any(|x| self.listed.contains(x) || (self.from..to).contains(x))
-    }
-}
+pub(crate) struct Writers(pub Vec<String>);
 
 /// Where a store keeps its changes.
 #[async_trait]
 pub(crate) trait ChangeSource: Send + Sync + 'static {
     /// Up to `limit` changes with ids above `after`, in id order.
-    async fn read_after(&self, after: i64, limit: i64) -> Result<ChangeBatch>;
+    async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Change>>;
+
+    /// The highest change id.
+    async fn head(&self) -> Result<i64>;
+
+    /// The transactions that may still commit an id drawn before this call;
+    /// `None` where ids always commit in order.
+    async fn writers(&self) -> Result<Option<Writers>>;
+
+    /// Whether any of `writers` still runs.
+    async fn running(&self, writers: &Writers) -> Result<bool>;
+
+    /// The highest change id that retention deleted (0 if none).
+    async fn purged_through(&self) -> Result<i64>;
 
     /// The changes a statement built by [`Statement::replay`] selects.
     async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>>;
@@ -118,24 +77,17 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
             .map(StoredChange::into_change)
             .collect()
     }
-
-    /// The highest change id, and the transactions then in progress.
-    async fn head(&self) -> Result<(i64, Option<InProgress>)>;
-
-    /// A transaction id assigned now, above every id assigned before.
-    async fn fence(&self) -> Result<i64>;
 }
 
 /// Most changes read per query.
 const READ_BATCH: i64 = 1000;
 const REPLAY_BATCH: i64 = 500;
-/// Polling interval when nothing wakes the hub (a safety net).
-const IDLE_POLL: Duration = Duration::from_secs(1);
-/// Polling interval while waiting for a gap to fill.
-const GAP_POLL: Duration = Duration::from_millis(10);
-/// How long a gap may hold the feed back before the hub moves on. Only a
-/// transaction held open outside rsvp can take this long.
-const GAP_PATIENCE: Duration = Duration::from_secs(10);
+/// How often the hub reads the table when nothing wakes it.
+pub(crate) const FEED_POLL: Duration = Duration::from_millis(100);
+/// How often the hub looks again while waiting at a gap.
+const GAP_POLL: Duration = Duration::from_millis(2);
+/// A wait at a gap this long is logged (and again every as long).
+const GAP_REPORT: Duration = Duration::from_secs(5);
 
 struct State {
     delivered: i64,
@@ -163,41 +115,49 @@ pub(crate) struct Feed<S> {
     _stop: DropGuard,
 }
 
+/// Ids above what was delivered and below `below` are missing, and may
+/// still be committed by `writers`.
 struct Gap {
-    /// Ids below this one are missing and may still be filled...
     below: i64,
-    /// ...but only by these transactions.
-    holders: Holders,
+    writers: Writers,
     since: Instant,
+    reported: Instant,
+}
+
+/// Waits until none of the transactions that may hold an id drawn before
+/// now still runs.
+async fn settle<S: ChangeSource>(source: &S) -> Result<()> {
+    let Some(writers) = source.writers().await? else {
+        return Ok(());
+    };
+    let since = Instant::now();
+    let mut reported = since;
+    while source.running(&writers).await? {
+        if reported.elapsed() >= GAP_REPORT {
+            tracing::warn!(
+                writers = ?writers.0,
+                waited_s = since.elapsed().as_secs(),
+                "change feed starting: waiting for transactions that may commit changes"
+            );
+            reported = Instant::now();
+        }
+        tokio::time::sleep(GAP_POLL).await;
+    }
+    Ok(())
 }
 
 impl<S: ChangeSource> Feed<S> {
     /// Starts a hub that reads `source` whenever `wake` is notified (and
-    /// every second regardless), keeping up to `capacity` changes for slow
-    /// listeners.
+    /// every [`FEED_POLL`] regardless), keeping up to `capacity` changes for
+    /// slow listeners.
     ///
     /// # Errors
     /// When the source cannot be read.
     pub async fn start(source: Arc<S>, wake: Arc<Notify>, capacity: usize) -> Result<Self> {
-        let (head, in_progress) = source.head().await?;
         // Ids up to `head` that are not visible yet belong to transactions
         // running now; once those end, everything up to `head` is final.
-        if let Some(snapshot) = in_progress {
-            let mut holders = Holders::seen_at(&snapshot);
-            holders.to = Some(source.fence().await?);
-            let since = Instant::now();
-            loop {
-                let (_, now) = source.head().await?;
-                if now.is_none_or(|now| holders.all_done(&now)) {
-                    break;
-                }
-                if since.elapsed() > GAP_PATIENCE {
-                    tracing::warn!("change feed started while a transaction stayed open");
-                    break;
-                }
-                tokio::time::sleep(GAP_POLL).await;
-            }
-        }
+        let head = source.head().await?;
+        settle(source.as_ref()).await?;
         let capacity = capacity.max(2);
         let (tx, _) = broadcast::channel(capacity);
         let shared = Arc::new(Shared {
@@ -216,18 +176,33 @@ impl<S: ChangeSource> Feed<S> {
         })
     }
 
-    /// A stream of the changes `filter` selects.
-    pub fn listen(&self, filter: ListenFilter) -> ChangeStream {
+    /// A stream of the changes `filter` selects: with `after_change_id`,
+    /// first every retained change after it, then live ones, with no gap.
+    ///
+    /// # Errors
+    /// [`Error::ChangesExpired`] when retention already deleted changes
+    /// after `after_change_id` (0 always means "from the oldest retained").
+    pub async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream> {
         let (mut rx, delivered) = {
             let state = self.shared.lock();
             (state.tx.subscribe(), state.delivered)
         };
+        let mut from = None;
+        if let Some(after) = filter.after_change_id {
+            let purged = self.source.purged_through().await?;
+            if after > 0 && after < purged {
+                return Err(Error::ChangesExpired {
+                    oldest_change_id: purged + 1,
+                });
+            }
+            from = Some(after.max(purged));
+        }
         let source = self.source.clone();
-        async_stream::try_stream! {
+        Ok(async_stream::try_stream! {
             // Everything up to `delivered` is in the table; later changes
             // arrive through `rx`.
             let mut last = delivered;
-            if let Some(after) = filter.after_change_id {
+            if let Some(after) = from {
                 let mut from = after;
                 while from < delivered {
                     let batch = source.replay(from, delivered, &filter, REPLAY_BATCH).await?;
@@ -258,7 +233,7 @@ impl<S: ChangeSource> Feed<S> {
                 }
             }
         }
-        .boxed()
+        .boxed())
     }
 }
 
@@ -271,88 +246,75 @@ async fn run<S: ChangeSource>(
     let mut gap: Option<Gap> = None;
     let mut failures = 0u32;
     loop {
-        let pause = if gap.is_some() { GAP_POLL } else { IDLE_POLL };
+        let pause = if gap.is_some() { GAP_POLL } else { FEED_POLL };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = wake.notified() => {}
             _ = tokio::time::sleep(pause) => {}
         }
-        loop {
-            let delivered = shared.lock().delivered;
-            let batch = match source.read_after(delivered, shared.read_batch).await {
-                Ok(batch) => {
-                    failures = 0;
-                    batch
+        match step(source.as_ref(), &shared, &mut gap).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(60) {
+                    tracing::warn!(
+                        error = %e.chain(),
+                        "change feed cannot read changes; retrying"
+                    );
                 }
-                Err(e) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_multiple_of(60) {
-                        tracing::warn!(error = %e, "change feed cannot read changes; retrying");
-                    }
-                    break;
-                }
-            };
-            let full = batch.changes.len() as i64 == shared.read_batch;
-            let blocked = deliver(&shared, batch, &mut gap);
-            if let Some(g) = gap.as_mut()
-                && g.holders.to.is_none()
-            {
-                match source.fence().await {
-                    Ok(fence) => g.holders.to = Some(fence),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "change feed cannot take a fence; retrying")
-                    }
-                }
-            }
-            if blocked || !full {
-                break;
             }
         }
     }
 }
 
-/// Delivers what can be delivered in order. Returns true when it stopped at
-/// a gap that may still fill.
-fn deliver(shared: &Shared, batch: ChangeBatch, gap: &mut Option<Gap>) -> bool {
-    for change in batch.changes {
-        let next = shared.lock().delivered + 1;
-        if change.id > next {
-            let settled = match &batch.in_progress {
-                None => true,
-                Some(running) => match gap {
-                    Some(g) if change.id <= g.below => {
-                        let done = g.holders.all_done(running);
-                        let overdue = g.since.elapsed() > GAP_PATIENCE;
-                        if !done && overdue {
-                            tracing::warn!(
-                                from = next,
-                                to = change.id - 1,
-                                "change ids held by a transaction open for too long; skipping"
-                            );
-                        }
-                        done || overdue
-                    }
-                    _ => {
-                        *gap = Some(Gap {
-                            below: change.id,
-                            holders: Holders::seen_at(running),
-                            since: Instant::now(),
-                        });
-                        false
-                    }
-                },
-            };
-            if !settled {
-                return true;
+/// Reads and delivers whatever can be delivered in order now.
+async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap>) -> Result<()> {
+    if let Some(g) = gap.as_mut() {
+        // Until every transaction that may fill the gap has ended, there is
+        // nothing to deliver past it.
+        if source.running(&g.writers).await? {
+            if g.reported.elapsed() >= GAP_REPORT {
+                tracing::warn!(
+                    from = shared.lock().delivered + 1,
+                    to = g.below - 1,
+                    writers = ?g.writers.0,
+                    waited_s = g.since.elapsed().as_secs(),
+                    "change feed waiting for open transactions that may commit these change ids"
+                );
+                g.reported = Instant::now();
             }
+            return Ok(());
         }
-        if gap.as_ref().is_some_and(|g| change.id >= g.below) {
-            *gap = None;
-        }
-        let mut state = shared.lock();
-        state.delivered = change.id;
-        // No receivers is fine: nobody is listening right now.
-        let _ = state.tx.send(Arc::new(change));
     }
-    false
+    // Read after the writers were seen to end: what is still missing now
+    // was rolled back.
+    let settled = gap.take().map(|g| g.below);
+    loop {
+        let delivered = shared.lock().delivered;
+        let batch = source.read_after(delivered, shared.read_batch).await?;
+        let full = batch.len() as i64 == shared.read_batch;
+        for change in batch {
+            let next = shared.lock().delivered + 1;
+            if change.id > next && settled.is_none_or(|below| change.id > below) {
+                // A gap not known to be settled: find who may fill it.
+                if let Some(writers) = source.writers().await? {
+                    let now = Instant::now();
+                    *gap = Some(Gap {
+                        below: change.id,
+                        writers,
+                        since: now,
+                        reported: now,
+                    });
+                    return Ok(());
+                }
+            }
+            let mut state = shared.lock();
+            state.delivered = change.id;
+            // No receivers is fine: nobody is listening right now.
+            let _ = state.tx.send(Arc::new(change));
+        }
+        if !full {
+            return Ok(());
+        }
+    }
 }

@@ -337,3 +337,141 @@ async fn the_feed_delivers_every_change_made_by_concurrent_writers() {
     }
     assert_eq!(got, all);
 }
+
+/// However long a transaction keeps a change id open, the feed waits for
+/// it: a change committed late is delivered, never skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_id_held_open_for_long_is_delivered_not_skipped() {
+    let env = Env::postgres().await;
+    let mut feed = env.listen(ListenFilter::default()).await;
+    let mut slow = pool(&env).begin().await.unwrap();
+    let slow_id = Uuid::now_v7();
+    sqlx::query(RAW_INSERT)
+        .bind(slow_id)
+        .bind("room-1")
+        .bind("confirmed")
+        .bind(span(0, 60))
+        .bind(at(0))
+        .execute(&mut *slow)
+        .await
+        .unwrap(); // change id 1, open
+    let quick = env.reserve("alice", "room-2", 0, 60).await.unwrap(); // change id 2
+    // Longer than any patience a feed could have had.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    nothing_more(&mut feed).await;
+    slow.commit().await.unwrap();
+    assert_eq!(next(&mut feed).await.reservation.id.uuid(), slow_id);
+    assert_eq!(next(&mut feed).await.reservation.id, quick.id);
+}
+
+/// The feed waits at a gap only for transactions that may hold the missing
+/// change id, not for unrelated ones that happen to be open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_waits_only_for_transactions_that_write_changes() {
+    let env = Env::postgres().await;
+    let mut feed = env.listen(ListenFilter::default()).await;
+    // An unrelated transaction with a transaction id, open all along.
+    let mut unrelated = pool(&env).begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *unrelated)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TEMP TABLE scratch (x int)")
+        .execute(&mut *unrelated)
+        .await
+        .unwrap();
+
+    let mut slow = pool(&env).begin().await.unwrap();
+    sqlx::query(RAW_INSERT)
+        .bind(Uuid::now_v7())
+        .bind("room-1")
+        .bind("confirmed")
+        .bind(span(0, 60))
+        .bind(at(0))
+        .execute(&mut *slow)
+        .await
+        .unwrap(); // change id 1
+    let quick = env.reserve("alice", "room-2", 0, 60).await.unwrap(); // change id 2
+    nothing_more(&mut feed).await;
+    slow.rollback().await.unwrap();
+    // Id 1 will never commit; id 2 arrives while `unrelated` is still open.
+    let c = tokio::time::timeout(Duration::from_secs(2), next(&mut feed))
+        .await
+        .expect("delivered without waiting for the unrelated transaction");
+    assert_eq!((c.id, c.reservation.id), (2, quick.id));
+    unrelated.rollback().await.unwrap();
+}
+
+/// A write transaction notifies nobody (a NOTIFY would serialize every
+/// commit); servers announce after their commits instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_do_not_notify_inside_their_transaction() {
+    let env = Env::postgres().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool(&env))
+        .await
+        .unwrap();
+    listener.listen("rsvp_changes").await.unwrap();
+    // A write outside rsvp: only the trigger runs.
+    sqlx::query(RAW_INSERT)
+        .bind(Uuid::now_v7())
+        .bind("room-1")
+        .bind("confirmed")
+        .bind(span(0, 60))
+        .bind(at(0))
+        .execute(pool(&env))
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(
+        heard.is_err(),
+        "the write's own transaction notified: {heard:?}"
+    );
+    // A write through rsvp is announced, after its commit.
+    env.reserve("alice", "room-2", 0, 60).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("announced")
+        .unwrap();
+    assert_eq!(heard.channel(), "rsvp_changes");
+}
+
+/// Changes written outside rsvp are announced by nobody; listeners still
+/// receive them, by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_written_outside_rsvp_reach_listeners() {
+    let env = Env::postgres().await;
+    let mut feed = env.listen(ListenFilter::default()).await;
+    let id = Uuid::now_v7();
+    sqlx::query(RAW_INSERT)
+        .bind(id)
+        .bind("room-1")
+        .bind("confirmed")
+        .bind(span(0, 60))
+        .bind(at(0))
+        .execute(pool(&env))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut feed).await.reservation.id.uuid(), id);
+}
+
+/// Reserves that arrive together are combined: fewer transactions than
+/// reservations, each reservation still its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserves_arriving_together_share_transactions() {
+    let env = Env::postgres().await;
+    let calls = futures::future::join_all((0..64).map(|i| {
+        let store = env.store.clone();
+        async move { store.reserve(hold("u", &format!("r{i}"), 0, 60)).await }
+    }))
+    .await;
+    assert!(calls.iter().all(Result::is_ok), "{calls:?}");
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM rsvp.reservations")
+            .fetch_one(pool(&env))
+            .await
+            .unwrap();
+    assert!(
+        transactions < 64,
+        "64 reserves written in {transactions} transactions"
+    );
+}

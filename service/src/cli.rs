@@ -120,6 +120,46 @@ pub struct Overrides {
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<String>,
+
+    /// The longest a PostgreSQL statement waits for a lock (then retryable) [env: RSVP_LOCK_TIMEOUT] [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_timeout: Option<String>,
+
+    /// End a PostgreSQL session left idle inside a transaction this long, freeing its locks [env: RSVP_IDLE_IN_TRANSACTION_TIMEOUT] [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_in_transaction_timeout: Option<String>,
+
+    /// Most Query and Listen streams open at once [env: RSVP_MAX_STREAMS] [default: 1000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_streams: Option<usize>,
+
+    /// Most streams open at once on one client connection [env: RSVP_MAX_STREAMS_PER_CONNECTION] [default: 100]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_streams_per_connection: Option<u32>,
+
+    /// End a stream whose client reads nothing for this long [env: RSVP_STREAM_IDLE_TIMEOUT] [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_idle_timeout: Option<String>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics [env: RSVP_METRICS_LISTEN] [default: off]
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log every call (method, status code, latency) at INFO [env: RSVP_ACCESS_LOG=true]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub access_log: bool,
+
+    /// Log calls slower than this at WARN [env: RSVP_SLOW_CALL] [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_call: Option<String>,
 }
 
 fn negate<S: serde::Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Every setting's name: the key in the config file, and (upper-cased,
 /// prefixed with `RSVP_`) the environment variable.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 22] = [
     "database_url",
     "data_dir",
     "listen",
@@ -32,6 +32,14 @@ pub const KEYS: [&str; 14] = [
     "log_format",
     "migrate",
     "shutdown_grace",
+    "lock_timeout",
+    "idle_in_transaction_timeout",
+    "max_streams",
+    "max_streams_per_connection",
+    "stream_idle_timeout",
+    "metrics_listen",
+    "access_log",
+    "slow_call",
 ];
 
 /// The server's settings.
@@ -74,6 +82,28 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The longest a PostgreSQL statement waits for a lock before failing
+    /// (retryable).
+    #[serde(with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// A PostgreSQL session idle inside a transaction this long is ended by
+    /// the database, releasing its locks.
+    #[serde(with = "humantime_serde")]
+    pub idle_in_transaction_timeout: Duration,
+    /// Most Query and Listen streams open at once, in total.
+    pub max_streams: usize,
+    /// Most streams open at once on one client connection.
+    pub max_streams_per_connection: u32,
+    /// A stream whose client reads nothing for this long ends.
+    #[serde(with = "humantime_serde")]
+    pub stream_idle_timeout: Duration,
+    /// Where to serve Prometheus metrics (`/metrics`); unset: not served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log one line per call (method, status code, latency) at INFO.
+    pub access_log: bool,
+    /// Calls slower than this are logged at WARN.
+    #[serde(with = "humantime_serde")]
+    pub slow_call: Duration,
 }
 
 /// How logs are written.
@@ -104,6 +134,14 @@ impl Default for Config {
             log_format: LogFormat::Text,
             migrate: true,
             shutdown_grace: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+            max_streams: 1000,
+            max_streams_per_connection: 100,
+            stream_idle_timeout: Duration::from_secs(60),
+            metrics_listen: None,
+            access_log: false,
+            slow_call: Duration::from_secs(1),
         }
     }
 }
@@ -145,17 +183,81 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        let positive = [
-            ("pool_size", self.pool_size == 0),
-            ("acquire_timeout", self.acquire_timeout.is_zero()),
-            ("statement_timeout", self.statement_timeout.is_zero()),
-            ("sweep_interval", self.sweep_interval.is_zero()),
-            ("change_retention", self.change_retention.is_zero()),
-            ("listen_buffer", self.listen_buffer == 0),
+        const SECOND: Duration = Duration::from_secs(1);
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        // Every setting within bounds that keep arithmetic on times and
+        // buffer sizes safe: a typo never disables a rule or panics later.
+        let durations = [
+            ("default_hold", self.default_hold, Duration::ZERO, 366 * DAY),
+            (
+                "acquire_timeout",
+                self.acquire_timeout,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            (
+                "statement_timeout",
+                self.statement_timeout,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            (
+                "sweep_interval",
+                self.sweep_interval,
+                Duration::from_millis(10),
+                DAY,
+            ),
+            (
+                "change_retention",
+                self.change_retention,
+                SECOND,
+                3660 * DAY,
+            ),
+            ("shutdown_grace", self.shutdown_grace, Duration::ZERO, DAY),
+            (
+                "lock_timeout",
+                self.lock_timeout,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            (
+                "idle_in_transaction_timeout",
+                self.idle_in_transaction_timeout,
+                Duration::from_millis(100),
+                DAY,
+            ),
+            (
+                "stream_idle_timeout",
+                self.stream_idle_timeout,
+                Duration::from_millis(100),
+                DAY,
+            ),
+            ("slow_call", self.slow_call, Duration::from_millis(1), DAY),
         ];
-        for (key, zero) in positive {
-            if zero {
-                bail!("invalid configuration: {key} must be greater than zero");
+        for (key, value, min, max) in durations {
+            if value < min || value > max {
+                bail!(
+                    "invalid configuration: {key} must be between {} and {}, got {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max),
+                    humantime::format_duration(value)
+                );
+            }
+        }
+        let counts = [
+            ("pool_size", self.pool_size as u64, 1, 1000),
+            ("listen_buffer", self.listen_buffer as u64, 2, 1_000_000),
+            ("max_streams", self.max_streams as u64, 1, 1_000_000),
+            (
+                "max_streams_per_connection",
+                u64::from(self.max_streams_per_connection),
+                1,
+                10_000,
+            ),
+        ];
+        for (key, value, min, max) in counts {
+            if value < min || value > max {
+                bail!("invalid configuration: {key} must be between {min} and {max}, got {value}");
             }
         }
         if let Some(url) = &self.database_url {

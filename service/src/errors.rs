@@ -8,23 +8,11 @@ use tonic::Status;
 /// errors are logged here, whole, and never sent.
 pub(crate) fn status(e: abi::Error) -> Status {
     match &e {
-        abi::Error::Internal(_) => tracing::error!(error = %chain(&e), "internal error"),
+        abi::Error::Internal(_) => tracing::error!(error = %e.chain(), "internal error"),
         abi::Error::Unavailable(_) | abi::Error::Busy(_) | abi::Error::Aborted { .. } => {
-            tracing::warn!(error = %chain(&e), "call failed, retryable")
+            tracing::warn!(error = %e.chain(), "call failed, retryable")
         }
         _ => {}
     }
     Status::from(e)
-}
-
-/// The error and its causes, one after the other.
-pub fn chain(e: &abi::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod errors;
 mod health;
+pub mod paths;
 mod rpc;
 pub mod server;
 pub mod store;
@@ -71,6 +72,12 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     let settings = ServerSettings {
         sweep_interval: config.sweep_interval,
         shutdown_grace: config.shutdown_grace,
+        max_streams: config.max_streams,
+        max_streams_per_connection: config.max_streams_per_connection,
+        stream_idle_timeout: config.stream_idle_timeout,
+        metrics_listen: config.metrics_listen,
+        access_log: config.access_log,
+        slow_call: config.slow_call,
         ..ServerSettings::default()
     };
     server::run(listener, store, settings, shutdown_signal()).await?;

@@ -2,7 +2,7 @@
 //! into a domain value (abi), asks the store, and turns the answer back.
 //! No business rules live here.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use abi::{
     ListenFilter, NewReservation, ReservationFilter, ReservationQuery, ReservationUpdate, parse_id,
@@ -13,19 +13,32 @@ use reservation::Rsvp;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::{errors::status, streams};
+use crate::{
+    errors::status,
+    streams::{self, StreamLimits},
+};
 
 /// The service over a store.
 #[derive(Clone)]
 pub struct RsvpService {
     store: Arc<dyn Rsvp>,
-    shutdown: CancellationToken,
+    streams: StreamLimits,
 }
 
 impl RsvpService {
-    /// Serves `store`; open streams end when `shutdown` is cancelled.
-    pub fn new(store: Arc<dyn Rsvp>, shutdown: CancellationToken) -> Self {
-        RsvpService { store, shutdown }
+    /// Serves `store`; at most `max_streams` Query and Listen streams are
+    /// open at once, a stream whose client reads nothing for `stream_idle`
+    /// ends, and open streams end when `shutdown` is cancelled.
+    pub fn new(
+        store: Arc<dyn Rsvp>,
+        max_streams: usize,
+        stream_idle: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        RsvpService {
+            store,
+            streams: StreamLimits::new(max_streams, stream_idle, shutdown),
+        }
     }
 }
 
@@ -98,7 +111,7 @@ impl ReservationService for RsvpService {
     ) -> Result<Response<Self::QueryStream>, Status> {
         let query = ReservationQuery::try_from(request.into_inner()).map_err(status)?;
         let rows = self.store.query(query);
-        Ok(Response::new(streams::query(rows, self.shutdown.clone())))
+        Ok(Response::new(streams::query(rows, &self.streams)?))
     }
 
     async fn filter(
@@ -122,7 +135,7 @@ impl ReservationService for RsvpService {
         Ok(Response::new(streams::listen(
             changes,
             after,
-            self.shutdown.clone(),
-        )))
+            &self.streams,
+        )?))
     }
 }

@@ -10,7 +10,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};
 
-use crate::{health, rpc::RsvpService, sweeper, telemetry};
+use crate::{
+    health,
+    paths::DesignPaths,
+    rpc::RsvpService,
+    sweeper,
+    telemetry::{self, CallLayer, CallLog},
+};
 
 /// How the server runs, beyond what the store decides.
 #[derive(Clone, Debug)]
@@ -23,6 +29,18 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// The largest request message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Most Query and Listen streams open at once, in total.
+    pub max_streams: usize,
+    /// Most streams open at once on one connection (HTTP/2).
+    pub max_streams_per_connection: u32,
+    /// A stream whose client reads nothing for this long ends.
+    pub stream_idle_timeout: Duration,
+    /// Where to serve Prometheus metrics; `None`: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Log one line per call at INFO (else at DEBUG).
+    pub access_log: bool,
+    /// Calls slower than this are logged at WARN.
+    pub slow_call: Duration,
 }
 
 impl Default for ServerSettings {
@@ -32,6 +50,12 @@ impl Default for ServerSettings {
             health_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
             max_message_bytes: 64 * 1024,
+            max_streams: 1000,
+            max_streams_per_connection: 100,
+            stream_idle_timeout: Duration::from_secs(60),
+            metrics_listen: None,
+            access_log: false,
+            slow_call: Duration::from_secs(1),
         }
     }
 }
@@ -50,6 +74,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
+    let metrics = match settings.metrics_listen {
+        Some(addr) => Some(telemetry::serve_metrics(addr, stop.clone()).await?),
+        None => None,
+    };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let background = [
         tokio::spawn(health::watch(
@@ -75,8 +103,13 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building the reflection service")?;
-    let service = ReservationServiceServer::new(RsvpService::new(store, stop.clone()))
-        .max_decoding_message_size(settings.max_message_bytes);
+    let service = ReservationServiceServer::new(RsvpService::new(
+        store,
+        settings.max_streams,
+        settings.stream_idle_timeout,
+        stop.clone(),
+    ))
+    .max_decoding_message_size(settings.max_message_bytes);
 
     let signal = {
         let stop = stop.clone();
@@ -95,7 +128,12 @@ pub async fn run(
     let serve = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .layer(telemetry::rpc_trace_layer())
+        .max_concurrent_streams(Some(settings.max_streams_per_connection))
+        .layer(DesignPaths)
+        .layer(CallLayer(CallLog {
+            access_log: settings.access_log,
+            slow_call: settings.slow_call,
+        }))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -116,7 +154,7 @@ pub async fn run(
         )),
     };
     stop.cancel();
-    for task in background {
+    for task in background.into_iter().chain(metrics) {
         let _ = task.await;
     }
     result

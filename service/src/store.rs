@@ -19,6 +19,8 @@ pub fn options(config: &Config, migrate: bool) -> StoreOptions {
         max_connections: config.pool_size,
         acquire_timeout: config.acquire_timeout,
         statement_timeout: Some(config.statement_timeout),
+        lock_timeout: Some(config.lock_timeout),
+        idle_in_transaction_timeout: Some(config.idle_in_transaction_timeout),
         change_retention: chrono::TimeDelta::from_std(config.change_retention)
             .unwrap_or(chrono::TimeDelta::MAX),
         listen_buffer: config.listen_buffer,
@@ -48,6 +50,6 @@ pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Rsvp
             .map(|s| Arc::new(s) as Arc<dyn Rsvp>),
     };
     opened
-        .map_err(|e| anyhow::anyhow!(crate::errors::chain(&e)))
+        .map_err(|e| anyhow::anyhow!(e.chain()))
         .with_context(|| format!("cannot open the database at {}", describe(config)))
 }

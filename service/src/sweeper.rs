@@ -22,7 +22,7 @@ pub(crate) async fn run(store: Arc<dyn Rsvp>, every: Duration, stop: Cancellatio
                 );
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "sweep failed; will retry"),
+            Err(e) => tracing::warn!(error = %e.chain(), "sweep failed; will retry"),
         }
     }
 }

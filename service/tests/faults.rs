@@ -459,12 +459,16 @@ async fn more_slow_calls_than_connections_wait_then_answer_and_never_hang() {
         .await
         .unwrap();
     let started = Instant::now();
+    // One after the other, so that each finds a writer free (reserves that
+    // arrive together would share one connection).
     let calls: Vec<_> = (0..6)
         .map(|i| {
             tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50 * i)).await;
                 let mut client = connect(addr).await;
+                let from = i as i64 * 100;
                 let mut request =
-                    tonic::Request::new(reserve_request("u", "busy", i * 100, i * 100 + 10));
+                    tonic::Request::new(reserve_request("u", "busy", from, from + 10));
                 request.set_timeout(Duration::from_secs(10));
                 let result = client.reserve(request).await;
                 (

@@ -111,7 +111,8 @@ pub enum Hold {
 }
 
 impl Hold {
-    /// A hold of `length`; zero means [`Hold::Never`].
+    /// A hold of `length`, rounded up to the microsecond; exactly zero
+    /// means [`Hold::Never`].
     ///
     /// # Errors
     /// When `length` is negative or longer than 10,000 years.
@@ -122,12 +123,17 @@ impl Hold {
         if length > TimeDelta::seconds(MAX_DURATION_SECONDS) {
             return Err(InvalidValue::new("must be at most 10,000 years"));
         }
-        let micros = TimeDelta::microseconds(length.num_microseconds().unwrap_or(i64::MAX)); // ok: bounded above
-        Ok(if micros.is_zero() {
-            Hold::Never
+        if length.is_zero() {
+            return Ok(Hold::Never);
+        }
+        // Kept to the microsecond, rounded up: a positive hold never
+        // becomes "never expires".
+        let truncated = TimeDelta::microseconds(length.num_microseconds().unwrap_or(i64::MAX)); // ok: bounded above
+        Ok(Hold::For(if truncated < length {
+            truncated + TimeDelta::microseconds(1)
         } else {
-            Hold::For(micros)
-        })
+            truncated
+        }))
     }
 
     /// How long the hold lasts, with `default` standing in for
@@ -201,5 +207,18 @@ mod tests {
         let ten = Hold::new(TimeDelta::minutes(10)).unwrap();
         assert_eq!(ten.expires_at(now, default), Some(at(600)));
         assert!(Hold::new(TimeDelta::seconds(-1)).is_err());
+        assert!(
+            Hold::new(TimeDelta::nanoseconds(-500)).is_err(),
+            "negative, however small"
+        );
+        assert_eq!(
+            Hold::new(TimeDelta::nanoseconds(1)).unwrap(),
+            Hold::For(TimeDelta::microseconds(1)),
+            "a positive hold rounds up; it never becomes never"
+        );
+        assert_eq!(
+            Hold::new(TimeDelta::nanoseconds(1500)).unwrap(),
+            Hold::For(TimeDelta::microseconds(2))
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! Where a new rule goes: if it decides what a call does, here; if it is
 //! how a database is asked, in the store's dialect.
 
+mod batch;
 mod conflict;
 mod pages;
 mod plan;
@@ -42,6 +43,7 @@ pub(crate) struct Engine<D: Dialect> {
     dialect: Arc<D>,
     options: StoreOptions,
     time: WriteTime,
+    placer: batch::Placer,
     feed: OnceCell<RunningFeed<D>>,
 }
 
@@ -51,11 +53,21 @@ struct RunningFeed<D: Dialect> {
 }
 
 impl<D: Dialect> Engine<D> {
+    /// The engine over `dialect`, with its writing lanes started.
     pub fn new(dialect: D, options: StoreOptions) -> Self {
+        let dialect = Arc::new(dialect);
+        let time = WriteTime::new(options.clock.clone());
+        let placer = batch::Placer::start(
+            dialect.clone(),
+            time.clone(),
+            dialect.write_lanes(),
+            conflict::MAX_LISTED as u32,
+        );
         Engine {
-            time: WriteTime::new(options.clock.clone()),
-            dialect: Arc::new(dialect),
+            time,
+            dialect,
             options,
+            placer,
             feed: OnceCell::new(),
         }
     }
@@ -120,7 +132,7 @@ impl<D: Dialect> Rsvp for Engine<D> {
     }
 
     async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream> {
-        Ok(self.feed().await?.listen(filter))
+        self.feed().await?.listen(filter).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

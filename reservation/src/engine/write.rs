@@ -35,18 +35,8 @@ impl<D: Dialect> Engine<D> {
                 .clone()
                 .map(|key| (key, request.fingerprint())),
         };
-        let batch = std::slice::from_ref(&placement);
-        let outcome = retry_aborted(|| {
-            self.dialect
-                .place(batch, &self.time, conflict::MAX_LISTED as u32)
-        })
-        .await?;
-        let placed = outcome
-            .placed
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::internal("the store placed nothing"))?;
-        answer(&request, placed, outcome.at)
+        let (at, placed) = self.placer.place(placement).await?;
+        answer(&request, placed, at)
     }
 
     pub(super) async fn update_one(&self, update: ReservationUpdate) -> Result<Reservation> {

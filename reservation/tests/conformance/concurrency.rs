@@ -12,6 +12,7 @@ use crate::support::{Env, at};
 conformance!(
     concurrent_reserves_never_double_book,
     hammering_one_resource_yields_only_conflicts,
+    reserves_written_together_each_keep_their_own_outcome,
 );
 
 async fn concurrent_reserves_never_double_book(env: Env) {
@@ -99,5 +100,55 @@ async fn hammering_one_resource_yields_only_conflicts(env: Env) {
         made += t.await.unwrap();
     }
     assert_eq!(made, 1, "exactly one reservation wins");
+    assert_no_double_booking(env.store.as_ref()).await;
+}
+
+/// Reserves that arrive together may share a transaction; each still gets
+/// its own answer: refusals do not refuse their neighbours, and a retry
+/// keeps its first result.
+async fn reserves_written_together_each_keep_their_own_outcome(env: Env) {
+    let store = env.store.clone();
+    let tasks: Vec<_> = (0..48i64)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                // A third want the same hour of one room; the rest a room each.
+                let resource = if task % 3 == 0 {
+                    "shared".to_string()
+                } else {
+                    format!("own-{task}")
+                };
+                let request = NewReservation::builder()
+                    .user_id(format!("user-{task}"))
+                    .resource_id(resource)
+                    .start(at(0))
+                    .end(at(60))
+                    .request_id(format!("key-{task}"))
+                    .build()
+                    .unwrap();
+                let first = store.reserve(request.clone()).await;
+                let again = store.reserve(request).await;
+                (task, first, again)
+            })
+        })
+        .collect();
+    let (mut shared_wins, mut own) = (0, 0);
+    for t in tasks {
+        let (task, first, again) = t.await.unwrap();
+        match (&first, &again) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.id, b.id, "task {task}: the retry returns the first");
+                if task % 3 == 0 {
+                    shared_wins += 1;
+                } else {
+                    own += 1;
+                }
+            }
+            (Err(Error::Conflict(_)), _) => assert_eq!(task % 3, 0, "task {task}: {first:?}"),
+            other => panic!("task {task}: {other:?}"),
+        }
+    }
+    assert_eq!((shared_wins, own), (1, 32));
+    assert_eq!(env.all().await.len(), 33);
     assert_no_double_booking(env.store.as_ref()).await;
 }

@@ -11,6 +11,7 @@ conformance!(
     listener_sees_only_changes_after_it_started,
     sweep_expires_overdue_holds_with_change_events,
     sweep_purges_changes_past_retention,
+    resuming_below_what_retention_deleted_is_out_of_range,
 );
 
 async fn listener_sees_every_kind_of_change_in_order(env: Env) {
@@ -206,4 +207,41 @@ async fn sweep_purges_changes_past_retention(env: Env) {
     let only = next(&mut replay).await;
     assert_eq!(only.id, 3);
     nothing_more(&mut replay).await;
+}
+
+/// A listener that asks to resume after a change whose successors were
+/// deleted would silently miss them: it is told, with the oldest id kept.
+async fn resuming_below_what_retention_deleted_is_out_of_range(env: Env) {
+    let r = env.confirmed("alice", "room-1", 0, 60).await; // changes 1 and 2
+    env.advance(60 * 24 * 7 + 1);
+    env.store.cancel(r.id).await.unwrap(); // change 3
+    env.store.sweep().await.unwrap(); // deletes 1 and 2
+    let err = env
+        .store
+        .listen(ListenFilter {
+            after_change_id: Some(1),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .expect("out of range");
+    assert!(
+        matches!(
+            err,
+            abi::Error::ChangesExpired {
+                oldest_change_id: 3
+            }
+        ),
+        "{err:?}"
+    );
+    // Resuming at the last deleted id misses nothing; 0 means the oldest.
+    for after in [2, 0] {
+        let mut replay = env
+            .listen(ListenFilter {
+                after_change_id: Some(after),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(next(&mut replay).await.id, 3, "after {after}");
+    }
 }

@@ -1,24 +1,30 @@
-//! The PostgreSQL change feed: `rsvp.reservation_changes` read in id order,
-//! woken by `pg_notify` on the `rsvp_changes` channel.
+//! The PostgreSQL change feed: `rsvp.reservation_changes` read in id order.
+//!
+//! No write transaction notifies anyone: a NOTIFY takes a database-wide lock
+//! at commit, which would queue every write's commit behind every other's.
+//! Instead each server announces after its own commits, coalesced, on a
+//! connection of its own ([`Announcer`]), every server listens for the
+//! announcements, and every feed also polls, so that changes written
+//! outside rsvp are delivered too.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use abi::Result;
+use abi::{Change, Result};
 use async_trait::async_trait;
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgListener};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::rows::{PgChangeRow, SQL, change_columns, render};
 use crate::{
     db_error::db_error,
     dialect::Sql,
-    feed::{ChangeBatch, ChangeSource, InProgress},
+    feed::{ChangeSource, Writers},
     row::StoredChange,
     statement::Statement,
 };
 
-/// The channel the change trigger notifies.
+/// The channel servers announce new changes on.
 pub(crate) const CHANNEL: &str = "rsvp_changes";
 
 /// Reads changes from `rsvp.reservation_changes`.
@@ -26,59 +32,68 @@ pub(crate) struct PgChanges {
     pub pool: PgPool,
 }
 
-#[derive(sqlx::FromRow)]
-struct BatchRow {
-    xip: Vec<i64>,
-    xmax: i64,
-    epoch: i64,
-    #[sqlx(flatten)]
-    change: PgChangeRow,
-}
-
-/// The transactions in progress, and the server's start time, of the
-/// statement's snapshot.
-macro_rules! snapshot_columns {
-    () => {
-        "array(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) x) AS xip, \
-         pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, \
-         (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint AS epoch"
-    };
-}
-
 #[async_trait]
 impl ChangeSource for PgChanges {
-    async fn read_after(&self, after: i64, limit: i64) -> Result<ChangeBatch> {
-        // One statement, one snapshot: the changes and the transactions in
-        // progress when they were read.
-        let rows: Vec<BatchRow> = sqlx::query_as(concat!(
-            "SELECT c.*, s.* FROM (SELECT ",
+    async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
+        let rows: Vec<PgChangeRow> = sqlx::query_as(concat!(
+            "SELECT ",
             change_columns!(),
-            " FROM rsvp.reservation_changes ch WHERE ch.id > $1 ORDER BY ch.id LIMIT $2) c \
-             CROSS JOIN (SELECT ",
-            snapshot_columns!(),
-            ") s ORDER BY c.change_id"
+            " FROM rsvp.reservation_changes ch WHERE ch.id > $1 ORDER BY ch.id LIMIT $2"
         ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let in_progress = rows
-            .first()
-            .map(|r| InProgress {
-                xids: r.xip.clone(),
-                xmax: r.xmax,
-                epoch: r.epoch,
-            })
-            .unwrap_or_default();
-        let changes = rows
-            .into_iter()
-            .map(|r| StoredChange::from(r.change).into_change())
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ChangeBatch {
-            changes,
-            in_progress: Some(in_progress),
-        })
+        rows.into_iter()
+            .map(|r| StoredChange::from(r).into_change())
+            .collect()
+    }
+
+    async fn head(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM rsvp.reservation_changes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    /// A transaction that draws a change id holds `ROW EXCLUSIVE` on the
+    /// changes table from before it draws the id until it ends: the holders
+    /// now are every transaction that may still commit an id drawn before.
+    async fn writers(&self) -> Result<Option<Writers>> {
+        let held: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT virtualtransaction FROM pg_locks \
+             WHERE locktype = 'relation' \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND relation = 'rsvp.reservation_changes'::regclass \
+               AND mode = 'RowExclusiveLock' AND granted AND pid IS DISTINCT FROM pg_backend_pid()",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(Some(Writers(held)))
+    }
+
+    async fn running(&self, writers: &Writers) -> Result<bool> {
+        if writers.0.is_empty() {
+            return Ok(false);
+        }
+        // A running (or prepared) transaction holds locks under its virtual
+        // transaction id; virtual ids are not reused while it lives.
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE virtualtransaction = ANY($1))",
+        )
+        .bind(&writers.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn purged_through(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT purged_through FROM rsvp.feed_state")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
     }
 
     async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>> {
@@ -93,29 +108,90 @@ impl ChangeSource for PgChanges {
     fn sql(&self) -> &'static Sql {
         &SQL
     }
+}
 
-    async fn head(&self) -> Result<(i64, Option<InProgress>)> {
-        let (head, xids, xmax, epoch): (i64, Vec<i64>, i64, i64) = sqlx::query_as(concat!(
-            "SELECT coalesce(max(id), 0), ",
-            snapshot_columns!(),
-            " FROM rsvp.reservation_changes"
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok((head, Some(InProgress { xids, xmax, epoch })))
+/// Announces this server's commits to every server listening on the
+/// database: `NOTIFY` on a connection of its own, outside any write
+/// transaction, once per burst of commits however many there were.
+pub(crate) struct Announcer {
+    /// This process's feed, woken at once.
+    local: Arc<Notify>,
+    /// The announcing task's signal; permits coalesce.
+    signal: Arc<Notify>,
+    _task: DropGuard,
+}
+
+impl Announcer {
+    /// Starts announcing on a connection opened with `pool`'s settings;
+    /// `local` is this process's feed.
+    pub fn start(pool: &PgPool, local: Arc<Notify>) -> Self {
+        let signal = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        tokio::spawn(announce(pool.clone(), signal.clone(), stop.clone()));
+        Announcer {
+            local,
+            signal,
+            _task: stop.drop_guard(),
+        }
     }
 
-    async fn fence(&self) -> Result<i64> {
-        sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)
+    /// Says that a write of this process committed changes.
+    pub fn committed(&self) {
+        self.local.notify_one();
+        self.signal.notify_one();
     }
 }
 
-/// Listens on [`CHANNEL`] and wakes the feed for every notification, and
-/// after a lost connection (notifications sent meanwhile are lost, so the
+async fn announce(pool: PgPool, signal: Arc<Notify>, stop: CancellationToken) {
+    let mut conn: Option<PgConnection> = None;
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = signal.notified() => {}
+        }
+        loop {
+            if conn.is_none() {
+                match PgConnection::connect_with(&pool.connect_options()).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(60) {
+                            tracing::warn!(
+                                error = %e,
+                                "cannot open the connection that announces changes; listeners \
+                                 on other servers will find them by polling"
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                match c.execute("NOTIFY rsvp_changes").await {
+                    Ok(_) => {
+                        failures = 0;
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(60) {
+                            tracing::warn!(error = %e, "announcing changes failed; reconnecting");
+                        }
+                        conn = None;
+                    }
+                }
+            }
+            let pause = Duration::from_millis(100 * u64::from(failures.min(10)));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// Listens on [`CHANNEL`] and wakes the feed for every announcement, and
+/// after a lost connection (announcements sent meanwhile are lost, so the
 /// feed must read the table to catch up).
 ///
 /// # Errors
@@ -142,7 +218,7 @@ pub(crate) async fn spawn_listener(
                     if failures == 1 || failures.is_multiple_of(60) {
                         tracing::warn!(error = %e, "change listener lost its connection; retrying");
                     }
-                    let pause = std::time::Duration::from_millis(100 * u64::from(failures.min(10)));
+                    let pause = Duration::from_millis(100 * u64::from(failures.min(10)));
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(pause) => {}

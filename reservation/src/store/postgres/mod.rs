@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use self::{
-    changes::PgChanges,
+    changes::{Announcer, PgChanges},
     rows::{PgReservationRow, PgWriteRow, SQL, range, render, reservation_columns},
 };
 use crate::{
@@ -45,6 +45,11 @@ use crate::{
 
 /// The PostgreSQL schema's migrations, applied when a store opens.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Transactions of combined reserves that may run at once: enough for
+/// PostgreSQL's group commit to share each WAL flush among several, few
+/// enough that each carries many reserves.
+const WRITE_LANES: usize = 4;
 
 /// How long a pooled connection may sit idle before it is checked with a
 /// round trip on its way out of the pool.
@@ -76,10 +81,8 @@ impl PgStore {
         let mut connect = PgConnectOptions::from_str(url)
             .map_err(|_| Error::invalid("database_url", "not a valid PostgreSQL URL"))?
             .application_name("rsvp");
-        if let Some(limit) = options.statement_timeout {
-            let ms = limit.as_millis().max(1).to_string();
-            connect = connect.options([("statement_timeout", ms.as_str())]);
-        }
+        options.check()?;
+        connect = connect.options(session_settings(&options));
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -126,11 +129,18 @@ impl PgStore {
     /// # Errors
     /// When migrations fail.
     pub async fn with_pool(pool: PgPool, options: StoreOptions) -> Result<Self> {
+        options.check()?;
         if options.migrate {
             migrate(&pool).await?;
         }
+        let wake = Arc::new(Notify::new());
+        let dialect = PgDialect {
+            announcer: Announcer::start(&pool, wake.clone()),
+            wake,
+            pool,
+        };
         Ok(PgStore {
-            engine: Arc::new(Engine::new(PgDialect { pool }, options)),
+            engine: Arc::new(Engine::new(dialect, options)),
         })
     }
 
@@ -138,6 +148,31 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.engine.dialect().pool
     }
+}
+
+/// What every session of the store is set up with: statement and lock
+/// timeouts, the end of sessions left idle in a transaction, and TCP
+/// keepalives probed by the database (so a vanished client's session ends
+/// and releases its locks).
+fn session_settings(options: &StoreOptions) -> Vec<(&'static str, String)> {
+    let ms = |d: std::time::Duration| d.as_millis().max(1).to_string();
+    let mut settings = Vec::new();
+    if let Some(limit) = options.statement_timeout {
+        settings.push(("statement_timeout", ms(limit)));
+    }
+    if let Some(limit) = options.lock_timeout {
+        settings.push(("lock_timeout", ms(limit)));
+    }
+    if let Some(limit) = options.idle_in_transaction_timeout {
+        settings.push(("idle_in_transaction_session_timeout", ms(limit)));
+    }
+    if let Some(idle) = options.keepalive {
+        let seconds = idle.as_secs().max(1);
+        settings.push(("tcp_keepalives_idle", seconds.to_string()));
+        settings.push(("tcp_keepalives_interval", (seconds / 6).max(1).to_string()));
+        settings.push(("tcp_keepalives_count", "6".to_string()));
+    }
+    settings
 }
 
 /// Applies the PostgreSQL migrations to `pool`'s database.
@@ -155,6 +190,10 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 /// PostgreSQL's SQL and locking.
 pub(crate) struct PgDialect {
     pool: PgPool,
+    /// This process's change feed, woken after every write it commits.
+    wake: Arc<Notify>,
+    /// Tells the other servers after every write this one commits.
+    announcer: Announcer,
 }
 
 impl PgDialect {
@@ -206,6 +245,10 @@ impl Dialect for PgDialect {
 
     fn sql(&self) -> &'static Sql {
         &SQL
+    }
+
+    fn write_lanes(&self) -> usize {
+        WRITE_LANES
     }
 
     async fn place(
@@ -285,6 +328,9 @@ impl Dialect for PgDialect {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
+        if placed.iter().any(|p| matches!(p, Placed::Created(_))) {
+            self.announcer.committed();
+        }
         Ok(PlaceOutcome { at, placed })
     }
 
@@ -318,7 +364,10 @@ impl Dialect for PgDialect {
         let at = first.at;
         let (outcome, total, rows) = outcome_of(rows)?;
         let revised = match outcome.as_str() {
-            "revised" => Revised::Done(single(rows)?.reservation.into()),
+            "revised" => {
+                self.announcer.committed();
+                Revised::Done(single(rows)?.reservation.into())
+            }
             "stale" => Revised::Stale(single(rows)?.reservation.into()),
             "conflict" => Revised::Blocked(blockers(rows, total)),
             other => {
@@ -367,21 +416,30 @@ impl Dialect for PgDialect {
         .execute(&self.pool)
         .await
         .map_err(|e| pool_error(&self.pool, e))?;
+        if done.rows_affected() > 0 {
+            self.announcer.committed();
+        }
         Ok(done.rows_affected())
     }
 
     async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM rsvp.reservation_changes WHERE id IN \
-             (SELECT id FROM rsvp.reservation_changes WHERE changed_at < $1 \
-              ORDER BY id LIMIT $2)",
+        // What retention removes, it records: a listener resuming below it
+        // is told that it missed changes.
+        let done: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM rsvp.reservation_changes WHERE id IN \
+                 (SELECT id FROM rsvp.reservation_changes WHERE changed_at < $1 \
+                  ORDER BY id LIMIT $2) RETURNING id), \
+             marked AS (UPDATE rsvp.feed_state \
+                 SET purged_through = greatest(purged_through, (SELECT max(id) FROM gone)) \
+                 WHERE EXISTS (SELECT 1 FROM gone)) \
+             SELECT count(*) FROM gone",
         )
         .bind(before)
         .bind(limit)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(|e| pool_error(&self.pool, e))?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(done).unwrap_or(0))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -393,14 +451,13 @@ impl Dialect for PgDialect {
     }
 
     async fn feed_source(&self) -> Result<FeedSource<PgChanges>> {
-        let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        changes::spawn_listener(&self.pool, wake.clone(), stop.clone()).await?;
+        changes::spawn_listener(&self.pool, self.wake.clone(), stop.clone()).await?;
         Ok(FeedSource {
             changes: Arc::new(PgChanges {
                 pool: self.pool.clone(),
             }),
-            wake,
+            wake: self.wake.clone(),
             guard: Some(stop.drop_guard()),
         })
     }

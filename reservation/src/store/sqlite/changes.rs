@@ -1,8 +1,8 @@
 //! The SQLite change feed: `reservation_changes` read in id order, woken by
 //! the store after each write it commits (and polled, for writers in other
-//! processes).
+//! processes). Writers are serialized, so ids commit in order.
 
-use abi::Result;
+use abi::{Change, Result};
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 
@@ -10,7 +10,7 @@ use super::rows::{SQL, SqliteChangeRow, change_columns, render};
 use crate::{
     db_error::db_error,
     dialect::Sql,
-    feed::{ChangeBatch, ChangeSource, InProgress},
+    feed::{ChangeSource, Writers},
     row::StoredChange,
     statement::Statement,
 };
@@ -22,7 +22,7 @@ pub(crate) struct SqliteChanges {
 
 #[async_trait]
 impl ChangeSource for SqliteChanges {
-    async fn read_after(&self, after: i64, limit: i64) -> Result<ChangeBatch> {
+    async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
         let rows: Vec<SqliteChangeRow> = sqlx::query_as(concat!(
             "SELECT ",
             change_columns!(),
@@ -33,14 +33,32 @@ impl ChangeSource for SqliteChanges {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
+        rows.into_iter()
+            .map(|r| r.stored()?.into_change())
+            .collect()
+    }
+
+    async fn head(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM reservation_changes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn writers(&self) -> Result<Option<Writers>> {
         // Writers are serialized: a visible id has no uncommitted ids below it.
-        Ok(ChangeBatch {
-            changes: rows
-                .into_iter()
-                .map(|r| r.stored()?.into_change())
-                .collect::<Result<_>>()?,
-            in_progress: None,
-        })
+        Ok(None)
+    }
+
+    async fn running(&self, _: &Writers) -> Result<bool> {
+        Ok(false)
+    }
+
+    async fn purged_through(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT purged_through FROM feed_state")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
     }
 
     async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>> {
@@ -54,18 +72,5 @@ impl ChangeSource for SqliteChanges {
 
     fn sql(&self) -> &'static Sql {
         &SQL
-    }
-
-    async fn head(&self) -> Result<(i64, Option<InProgress>)> {
-        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM reservation_changes")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok((head, None))
-    }
-
-    async fn fence(&self) -> Result<i64> {
-        // Writers are serialized: there is never a gap to fence.
-        Ok(0)
     }
 }

@@ -101,6 +101,7 @@ impl SqliteStore {
         connect: SqliteConnectOptions,
         options: StoreOptions,
     ) -> Result<Self> {
+        options.check()?;
         let connect = connect
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -353,6 +354,12 @@ impl Dialect for SqliteDialect {
         &SQL
     }
 
+    fn write_lanes(&self) -> usize {
+        // Writes are serialized anyway: one lane carries every queued
+        // reserve in each transaction.
+        1
+    }
+
     async fn place(
         &self,
         batch: &[Placement],
@@ -474,13 +481,28 @@ impl Dialect for SqliteDialect {
     }
 
     async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let statement = sqlx::query(
+        let mut w = self.begin_write().await?;
+        let gone: Vec<i64> = sqlx::query_scalar(
             "DELETE FROM reservation_changes WHERE id IN \
-             (SELECT id FROM reservation_changes WHERE changed_us < ? ORDER BY id LIMIT ?)",
+             (SELECT id FROM reservation_changes WHERE changed_us < ? ORDER BY id LIMIT ?) \
+             RETURNING id",
         )
         .bind(micros(before))
-        .bind(limit);
-        self.write_statement(statement).await
+        .bind(limit)
+        .fetch_all(&mut *w.tx)
+        .await
+        .map_err(db_error)?;
+        // What retention removes, it records: a listener resuming below it
+        // is told that it missed changes.
+        if let Some(last) = gone.iter().max() {
+            sqlx::query("UPDATE feed_state SET purged_through = max(purged_through, ?)")
+                .bind(last)
+                .execute(&mut *w.tx)
+                .await
+                .map_err(db_error)?;
+        }
+        w.commit().await?;
+        Ok(gone.len() as u64)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt build bench fuzz clean
+.PHONY: help run test lint fmt build bench bench-scale fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ bench: ## The performance baseline (docs/performance.md): throwaway PostgreSQL, 
 	$(CARGO) build --release --bins
 	$(CARGO) run --release --example bench -p rsvp-server
 	$(CARGO) bench -p abi --bench edge
+
+bench-scale: ## A Query streaming 100,000 rows of one resource out of 10M, with and without the keyset indexes
+	$(CARGO) build --release --bins
+	$(CARGO) run --release --example query_scale -p rsvp-server
 
 FUZZ_SECONDS ?= 300
 

@@ -108,12 +108,15 @@ RETURNS TABLE (
     updated_at          timestamptz,
     expires_at          timestamptz,
     version             bigint,
-    request_fingerprint bigint)
+    request_fingerprint bigint,
+    waited              double precision)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_key bigint;
-    v_now timestamptz;
+    v_started timestamptz := clock_timestamp();
+    v_waited  double precision;
+    v_key     bigint;
+    v_now     timestamptz;
 BEGIN
     FOR v_key IN
         SELECT DISTINCT rsvp.lock_key(r) FROM unnest(p_resources) AS r ORDER BY 1
@@ -121,6 +124,7 @@ BEGIN
         PERFORM pg_advisory_xact_lock(v_key);
     END LOOP;
     v_now := coalesce(p_now, clock_timestamp());
+    v_waited := extract(epoch FROM clock_timestamp() - v_started);
 
     FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
         IF p_request_ids[i] IS NOT NULL THEN
@@ -128,7 +132,7 @@ BEGIN
                 SELECT i, 'existing'::text, v_now, 0::bigint, r.id, r.user_id,
                        r.resource_id, r.status, lower(r.timespan), upper(r.timespan),
                        r.note, r.created_at, r.updated_at, r.expires_at, r.version,
-                       r.request_fingerprint
+                       r.request_fingerprint, v_waited
                 FROM rsvp.reservations r
                 WHERE r.user_id = p_users[i] AND r.request_id = p_request_ids[i];
             IF FOUND THEN
@@ -139,7 +143,7 @@ BEGIN
         RETURN QUERY
             SELECT i, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
                    b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
-                   b.expires_at, b.version, NULL::bigint
+                   b.expires_at, b.version, NULL::bigint, v_waited
             FROM rsvp.blockers(p_resources[i], p_spans[i], NULL, v_now, p_limit) b;
         IF FOUND THEN
             CONTINUE;
@@ -159,7 +163,7 @@ BEGIN
             RETURNING i, 'created'::text, v_now, 0::bigint, r.id, r.user_id,
                       r.resource_id, r.status, lower(r.timespan), upper(r.timespan),
                       r.note, r.created_at, r.updated_at, r.expires_at, r.version,
-                      r.request_fingerprint;
+                      r.request_fingerprint, v_waited;
     END LOOP;
 END
 $$;
@@ -198,18 +202,22 @@ RETURNS TABLE (
     updated_at          timestamptz,
     expires_at          timestamptz,
     version             bigint,
-    request_fingerprint bigint)
+    request_fingerprint bigint,
+    waited              double precision)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_row rsvp.reservations;
-    v_now timestamptz;
+    v_started timestamptz := clock_timestamp();
+    v_waited  double precision;
+    v_row     rsvp.reservations;
+    v_now     timestamptz;
 BEGIN
     IF p_reschedule THEN
         PERFORM pg_advisory_xact_lock(rsvp.lock_key(r.resource_id))
         FROM rsvp.reservations r WHERE r.id = p_id;
     END IF;
     v_now := coalesce(p_now, clock_timestamp());
+    v_waited := extract(epoch FROM clock_timestamp() - v_started);
 
     SELECT * INTO v_row FROM rsvp.reservations r WHERE r.id = p_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -222,7 +230,7 @@ BEGIN
             SELECT 1, 'stale'::text, v_now, 0::bigint, v_row.id, v_row.user_id,
                    v_row.resource_id, v_row.status, lower(v_row.timespan),
                    upper(v_row.timespan), v_row.note, v_row.created_at, v_row.updated_at,
-                   v_row.expires_at, v_row.version, NULL::bigint;
+                   v_row.expires_at, v_row.version, NULL::bigint, v_waited;
         RETURN;
     END IF;
 
@@ -230,7 +238,7 @@ BEGIN
         RETURN QUERY
             SELECT 1, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
                    b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
-                   b.expires_at, b.version, NULL::bigint
+                   b.expires_at, b.version, NULL::bigint, v_waited
             FROM rsvp.blockers(v_row.resource_id, p_span, p_id, v_now, p_limit) b;
         IF FOUND THEN
             RETURN;
@@ -245,6 +253,6 @@ BEGIN
         WHERE r.id = p_id
         RETURNING 1, 'revised'::text, v_now, 0::bigint, r.id, r.user_id, r.resource_id,
                   r.status, lower(r.timespan), upper(r.timespan), r.note, r.created_at,
-                  r.updated_at, r.expires_at, r.version, NULL::bigint;
+                  r.updated_at, r.expires_at, r.version, NULL::bigint, v_waited;
 END
 $$;

@@ -67,14 +67,17 @@ RETURNS TABLE (
     updated_at          timestamptz,
     expires_at          timestamptz,
     version             bigint,
-    request_fingerprint bigint)
+    request_fingerprint bigint,
+    waited              double precision)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_key    bigint;
-    v_now    timestamptz;
-    v_live   bigint;
-    v_lapsed bigint;
+    v_started timestamptz := clock_timestamp();
+    v_waited  double precision;
+    v_key     bigint;
+    v_now     timestamptz;
+    v_live    bigint;
+    v_lapsed  bigint;
 BEGIN
     FOR v_key IN
         SELECT DISTINCT rsvp.lock_key(r) FROM unnest(p_resources) AS r ORDER BY 1
@@ -82,6 +85,7 @@ BEGIN
         PERFORM pg_advisory_xact_lock(v_key);
     END LOOP;
     v_now := coalesce(p_now, clock_timestamp());
+    v_waited := extract(epoch FROM clock_timestamp() - v_started);
 
     FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
         IF p_request_ids[i] IS NOT NULL THEN
@@ -89,7 +93,7 @@ BEGIN
                 SELECT i, 'existing'::text, v_now, 0::bigint, r.id, r.user_id,
                        r.resource_id, r.status, lower(r.timespan), upper(r.timespan),
                        r.note, r.created_at, r.updated_at, r.expires_at, r.version,
-                       r.request_fingerprint
+                       r.request_fingerprint, v_waited
                 FROM rsvp.reservations r
                 WHERE r.user_id = p_users[i] AND r.request_id = p_request_ids[i];
             IF FOUND THEN
@@ -108,7 +112,7 @@ BEGIN
             RETURN QUERY
                 SELECT i, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
                        b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
-                       b.expires_at, b.version, NULL::bigint
+                       b.expires_at, b.version, NULL::bigint, v_waited
                 FROM rsvp.blockers(p_resources[i], p_spans[i], NULL, v_now, p_limit) b;
             CONTINUE;
         END IF;
@@ -129,7 +133,7 @@ BEGIN
             RETURNING i, 'created'::text, v_now, 0::bigint, r.id, r.user_id,
                       r.resource_id, r.status, lower(r.timespan), upper(r.timespan),
                       r.note, r.created_at, r.updated_at, r.expires_at, r.version,
-                      r.request_fingerprint;
+                      r.request_fingerprint, v_waited;
     END LOOP;
 END
 $$;

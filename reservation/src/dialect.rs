@@ -9,7 +9,7 @@
 //! locks ([`WriteTime`]), so a write that queued behind others judges holds
 //! by the time it actually runs.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use abi::{
     Note, RequestId, ReservationId, ReservationStatus, ResourceId, Result, Timespan, UserId,
@@ -90,6 +90,8 @@ pub(crate) struct PlaceOutcome {
     pub at: DateTime<Utc>,
     /// One per placement, in order.
     pub placed: Vec<Placed>,
+    /// How long the write waited for its locks.
+    pub lock_wait: Duration,
 }
 
 /// An update of one reservation, planned by the engine from the row it
@@ -129,6 +131,8 @@ pub(crate) enum Revised {
 pub(crate) struct ReviseOutcome {
     pub at: DateTime<Utc>,
     pub revised: Revised,
+    /// How long the write waited for its locks.
+    pub lock_wait: Duration,
 }
 
 /// How a store's change feed is read and woken.
@@ -151,6 +155,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// How many transactions of combined placements may run at once.
     fn write_lanes(&self) -> usize;
+
+    /// The pool's connections: open, idle, and the most it may open.
+    fn pool_size(&self) -> (usize, usize, usize);
 
     /// Places `batch` in one transaction, in order, holding the locks of
     /// every resource involved (taken in one global order); each blocked

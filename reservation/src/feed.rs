@@ -272,6 +272,7 @@ async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap
     if let Some(g) = gap.as_mut() {
         // Until every transaction that may fill the gap has ended, there is
         // nothing to deliver past it.
+        metrics::gauge!("rsvp_feed_waiting_seconds").set(g.since.elapsed().as_secs_f64());
         if source.running(&g.writers).await? {
             if g.reported.elapsed() >= GAP_REPORT {
                 tracing::warn!(
@@ -288,7 +289,11 @@ async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap
     }
     // Read after the writers were seen to end: what is still missing now
     // was rolled back.
-    let settled = gap.take().map(|g| g.below);
+    let settled = gap.take().map(|g| {
+        metrics::histogram!("rsvp_feed_gap_wait_seconds").record(g.since.elapsed().as_secs_f64());
+        metrics::gauge!("rsvp_feed_waiting_seconds").set(0.0);
+        g.below
+    });
     loop {
         let delivered = shared.lock().delivered;
         let batch = source.read_after(delivered, shared.read_batch).await?;
@@ -308,6 +313,9 @@ async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap
                     return Ok(());
                 }
             }
+            let lag = (chrono::Utc::now() - change.changed_at).num_microseconds();
+            metrics::histogram!("rsvp_feed_lag_seconds")
+                .record(lag.unwrap_or(0).max(0) as f64 / 1e6);
             let mut state = shared.lock();
             state.delivered = change.id;
             // No receivers is fine: nobody is listening right now.

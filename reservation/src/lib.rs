@@ -28,6 +28,7 @@ mod dialect;
 mod engine;
 mod feed;
 mod options;
+mod probe;
 mod row;
 mod rsvp;
 mod statement;

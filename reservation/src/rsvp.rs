@@ -105,6 +105,7 @@ pub trait Rsvp: Send + Sync + 'static {
     /// older than the retention. Reads never depend on it having run.
     async fn sweep(&self) -> Result<SweepReport>;
 
-    /// Checks that the database answers.
+    /// Checks that the database answers, on a connection of its own: a
+    /// pool whose connections are all busy does not make it fail.
     async fn ping(&self) -> Result<()>;
 }

@@ -475,3 +475,60 @@ async fn reserves_arriving_together_share_transactions() {
         "64 reserves written in {transactions} transactions"
     );
 }
+
+/// A client of the pool that takes a resource's lock in a transaction and
+/// goes silent (a partitioned client, a hung process) is cut off by the
+/// database: its lock is freed, and writers of that resource go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_left_idle_in_a_transaction_is_cut_off_and_its_lock_freed() {
+    let db = TestDb::new().await;
+    let store = db
+        .store(StoreOptions {
+            idle_in_transaction_timeout: Some(Duration::from_millis(500)),
+            ..StoreOptions::default()
+        })
+        .await;
+    let mut stuck = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key('room-1'))")
+        .execute(&mut *stuck)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    store.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the lock was freed after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stuck.commit().await.is_err(),
+        "the silent session was ended"
+    );
+}
+
+/// A write that waits for a lock longer than `lock_timeout` gives up with a
+/// retryable error instead of queueing for as long as the holder likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_for_a_lock_no_longer_than_lock_timeout() {
+    let db = TestDb::new().await;
+    let store = db
+        .store(StoreOptions {
+            lock_timeout: Some(Duration::from_millis(100)),
+            ..StoreOptions::default()
+        })
+        .await;
+    let outsider = db.pool(1).await;
+    let mut holder = outsider.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key('room-1'))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let err = store
+        .reserve(hold("alice", "room-1", 0, 60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Aborted { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    holder.rollback().await.unwrap();
+    store.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
+}

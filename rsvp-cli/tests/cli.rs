@@ -231,7 +231,7 @@ fn a_conflict_exits_3_and_shows_what_is_in_the_way() {
              ID        USER   RESOURCE STATUS    START (UTC)      END         EXPIRES  NOTE\n",
         ))
         .stderr(predicate::str::contains(format!(
-            "…{tail} alice  room-42  pending   2026-12-01 10:00 11:00       in 30m   desig…"
+            "…{tail} alice  room-42  pending   2026-12-01 10:00 11:00       in 30m\n"
         )));
 }
 

@@ -10,6 +10,16 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::rpc::RsvpService;
 
+/// How long the database may take to answer a probe before it counts as
+/// down. Probes use a connection of their own, so a busy pool does not
+/// make them wait.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The service name whose status is liveness: SERVING while the process
+/// runs and serves, whatever the database does. Readiness is the whole
+/// server's status (service name ""), which follows the database.
+pub const LIVENESS: &str = "liveness";
+
 /// Pings the store every `every` and reports the result, for the whole
 /// server (service name "") and for `reservation.ReservationService`.
 pub(crate) async fn watch(
@@ -21,7 +31,7 @@ pub(crate) async fn watch(
     let mut last = None;
     loop {
         let up = matches!(
-            tokio::time::timeout(every.max(Duration::from_secs(1)), store.ping()).await,
+            tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await,
             Ok(Ok(()))
         );
         if last != Some(up) {

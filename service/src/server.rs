@@ -79,6 +79,9 @@ pub async fn run(
         None => None,
     };
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(health::LIVENESS, tonic_health::ServingStatus::Serving)
+        .await;
     let background = [
         tokio::spawn(health::watch(
             store.clone(),

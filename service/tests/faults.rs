@@ -541,3 +541,64 @@ async fn more_slow_calls_than_connections_wait_then_answer_and_never_hang() {
     );
     server.abort();
 }
+
+/// Readiness means "the database answers", asked on a connection of its
+/// own: with every pooled connection busy the server stays SERVING (a load
+/// balancer must not drain a busy server). Liveness is apart from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_pool_is_not_a_database_that_is_down() {
+    let db = TestDb::new().await;
+    let store = db
+        .store(StoreOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(1),
+            ..StoreOptions::default()
+        })
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let settings = ServerSettings {
+        health_interval: Duration::from_millis(100),
+        ..ServerSettings::default()
+    };
+    let served = Arc::new(store.clone());
+    let server = tokio::spawn(server::run(
+        listener,
+        served,
+        settings,
+        std::future::pending(),
+    ));
+    let (health, health_task) = watch_health(addr);
+    wait_until("SERVING", Duration::from_secs(10), || {
+        health.lock().unwrap().last() == Some(&ServingStatus::Serving)
+    })
+    .await;
+
+    // Every connection of the pool taken, for longer than a call would wait.
+    let held = (
+        store.pool().acquire().await.unwrap(),
+        store.pool().acquire().await.unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        *health.lock().unwrap(),
+        [ServingStatus::Serving],
+        "a busy pool never made the server NOT_SERVING"
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let liveness = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(liveness.status(), ServingStatus::Serving);
+    drop(held);
+    health_task.abort();
+    server.abort();
+}

@@ -442,3 +442,32 @@ async fn health_is_serving_and_reflection_lists_the_services() {
         "{names:?}"
     );
 }
+
+/// Hundreds of reservations with long notes in the way: the refusal lists
+/// 20 without notes, counts the rest, and stays far below the header sizes
+/// that clients accept (gRPC's C-core clients refuse 16 KiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_with_hundreds_in_the_way_stays_small() {
+    let app = TestApp::spawn().await;
+    let mut client = app.client().await;
+    for hour in 0..300 {
+        let mut request = reserve_request("alice", "busy-room", hour * 60, hour * 60 + 30);
+        if let Some(r) = request.reservation.as_mut() {
+            r.note = "n".repeat(4000);
+        }
+        client.reserve(request).await.unwrap();
+    }
+    let mut request = reserve_request("bob", "busy-room", 0, 300 * 60);
+    if let Some(r) = request.reservation.as_mut() {
+        r.note = "m".repeat(4000);
+    }
+    let status = client.reserve(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let conflict = abi::conflict_from_status(&status).expect("conflict details");
+    assert_eq!(conflict.existing.len(), 20);
+    assert_eq!(conflict.omitted, 280);
+    assert!(conflict.existing.iter().all(|r| r.note.is_empty()));
+    assert!(conflict.requested.unwrap().note.is_empty());
+    let size = status.message().len() + status.details().len();
+    assert!(size < 8 * 1024, "the status takes {size} bytes");
+}

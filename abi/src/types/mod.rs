@@ -15,8 +15,8 @@ pub use conflict::{Conflict, Requested};
 pub use ids::{MAX_ID_CHARS, RequestId, ReservationId, ResourceId, UserId};
 pub use note::{MAX_NOTE_BYTES, Note};
 pub use query::{
-    Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, ReservationFilter, ReservationQuery,
-    ReservationQueryBuilder,
+    Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_BYTES, MAX_PAGE_SIZE, Page, ReservationFilter,
+    ReservationQuery, ReservationQueryBuilder,
 };
 pub use reservation::{
     NewReservation, NewReservationBuilder, Reservation, ReservationUpdate,

@@ -239,6 +239,9 @@ impl Cursor {
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// The largest page a request may ask for.
 pub const MAX_PAGE_SIZE: u32 = 1000;
+/// The most bytes of reservations a page carries: a page ends early rather
+/// than outgrow what clients accept in one message (4 MiB by default).
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
 
 /// One page of a [`ReservationQuery`]: `page_size` reservations after `cursor`.
 #[derive(Clone, Debug, PartialEq, Eq)]

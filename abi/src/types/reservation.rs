@@ -38,6 +38,16 @@ pub struct Reservation {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl Reservation {
+    /// At least as many bytes as the reservation takes on the wire.
+    pub fn wire_size_bound(&self) -> usize {
+        // Fixed fields (id, status, times, tags and lengths) take under 160.
+        160 + self.user_id.as_str().len()
+            + self.resource_id.as_str().len()
+            + self.note.as_str().len()
+    }
+}
+
 impl From<Reservation> for pb::Reservation {
     fn from(r: Reservation) -> Self {
         pb::Reservation {

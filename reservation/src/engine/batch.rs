@@ -91,6 +91,9 @@ async fn lane<D: Dialect>(
         let placed = retry_aborted(|| dialect.place(&placements, &time, limit)).await;
         match placed {
             Ok(outcome) if outcome.placed.len() == replies.len() => {
+                metrics::histogram!("rsvp_write_batch_size").record(replies.len() as f64);
+                metrics::histogram!("rsvp_lock_wait_seconds", "write" => "place")
+                    .record(outcome.lock_wait.as_secs_f64());
                 for (reply, placed) in replies.into_iter().zip(outcome.placed) {
                     // The caller may have gone; its reservation stands.
                     let _ = reply.send(Ok((outcome.at, placed)));

@@ -1,7 +1,9 @@
 //! What a refused write reports: the request, and what is in the way —
 //! the first [`MAX_LISTED`] live reservations by start, and how many more.
+//! Notes are left out (of the request too): a refusal stays a few KiB
+//! however long the notes in the way, so every client can read it.
 
-use abi::{Conflict, Error, NewReservation, Requested, Reservation, Result};
+use abi::{Conflict, Error, NewReservation, Note, Requested, Reservation, Result};
 use chrono::{DateTime, Utc};
 
 use super::plan::Write;
@@ -22,7 +24,7 @@ pub(super) fn new_reservation(
         resource_id: request.resource_id.clone(),
         status: request.status.into(),
         timespan: request.timespan,
-        note: request.note.clone(),
+        note: Note::default(),
     };
     conflict(requested, blockers, at)
 }
@@ -41,7 +43,7 @@ pub(super) fn reschedule(
         resource_id: current.resource_id.clone(),
         status: write.status,
         timespan: write.timespan,
-        note: write.note.clone(),
+        note: Note::default(),
     };
     conflict(requested, blockers, at)
 }
@@ -51,7 +53,10 @@ fn conflict(requested: Requested, blockers: Blockers, at: DateTime<Utc>) -> Resu
         .rows
         .into_iter()
         .take(MAX_LISTED)
-        .map(|r| r.into_reservation(at))
+        .map(|mut r| {
+            r.note = String::new();
+            r.into_reservation(at)
+        })
         .collect::<Result<Vec<_>>>()?;
     let omitted = blockers.total.saturating_sub(existing.len() as u64);
     Ok(Error::Conflict(Box::new(Conflict {

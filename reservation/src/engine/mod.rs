@@ -63,6 +63,7 @@ impl<D: Dialect> Engine<D> {
             dialect.write_lanes(),
             conflict::MAX_LISTED as u32,
         );
+        tokio::spawn(sample_pool(Arc::downgrade(&dialect)));
         Engine {
             time,
             dialect,
@@ -100,6 +101,21 @@ impl<D: Dialect> Engine<D> {
             })
             .await?;
         Ok(&running.feed)
+    }
+}
+
+/// Reports the pool's connections, in use and idle, every second for as
+/// long as the store lives.
+async fn sample_pool<D: Dialect>(dialect: std::sync::Weak<D>) {
+    loop {
+        let Some(d) = dialect.upgrade() else { return };
+        let (open, idle, max) = d.pool_size();
+        drop(d);
+        metrics::gauge!("rsvp_pool_connections", "state" => "in_use")
+            .set(open.saturating_sub(idle) as f64);
+        metrics::gauge!("rsvp_pool_connections", "state" => "idle").set(idle as f64);
+        metrics::gauge!("rsvp_pool_connections", "state" => "max").set(max as f64);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -156,6 +172,9 @@ impl<D: Dialect> Rsvp for Engine<D> {
                 break;
             }
         }
+        metrics::counter!("rsvp_swept_total", "what" => "expired").increment(report.expired);
+        metrics::counter!("rsvp_swept_total", "what" => "purged_changes")
+            .increment(report.purged_changes);
         Ok(report)
     }
 

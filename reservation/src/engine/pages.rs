@@ -6,7 +6,7 @@
 //! transaction spans batches; memory stays flat however many rows match;
 //! and dropping the stream stops the work within one batch.
 
-use abi::{Cursor, Page, ReservationFilter, ReservationQuery, Result};
+use abi::{Cursor, MAX_PAGE_BYTES, Page, ReservationFilter, ReservationQuery, Result};
 use futures::StreamExt;
 
 use super::Engine;
@@ -42,7 +42,8 @@ pub(super) fn stream<D: Dialect>(engine: &Engine<D>, query: ReservationQuery) ->
 }
 
 /// One page of a filter: up to `page_size + 1` rows are read; the extra row
-/// only tells that another page follows.
+/// only tells that another page follows. A page also ends before its rows
+/// outgrow [`MAX_PAGE_BYTES`]; its token continues after its last row.
 pub(super) async fn page<D: Dialect>(
     engine: &Engine<D>,
     filter: ReservationFilter,
@@ -63,8 +64,19 @@ pub(super) async fn page<D: Dialect>(
         .into_iter()
         .map(|r| r.into_reservation(now))
         .collect::<Result<Vec<_>>>()?;
-    let more = rows.len() > filter.page_size as usize;
-    rows.truncate(filter.page_size as usize);
+    // A page ends at its size, or earlier at MAX_PAGE_BYTES (never empty).
+    let mut bytes = 0;
+    let fits = rows
+        .iter()
+        .take(filter.page_size as usize)
+        .take_while(|r| {
+            bytes += r.wire_size_bound();
+            bytes <= MAX_PAGE_BYTES
+        })
+        .count()
+        .max(1);
+    let more = rows.len() > fits;
+    rows.truncate(fits);
     let next_page_token = match rows.last() {
         Some(last) if more => Some(filter.next_page_token(last)),
         _ => None,

@@ -68,6 +68,8 @@ impl<D: Dialect> Engine<D> {
                     .revise(&revision, &self.time, conflict::MAX_LISTED as u32)
             })
             .await?;
+            metrics::histogram!("rsvp_lock_wait_seconds", "write" => "revise")
+                .record(outcome.lock_wait.as_secs_f64());
             match outcome.revised {
                 Revised::Done(done) => return done.into_reservation(outcome.at),
                 Revised::Blocked(blockers) => {
@@ -99,7 +101,10 @@ fn answer(request: &NewReservation, placed: Placed, at: DateTime<Utc>) -> Result
             check_retry(request, fingerprint)?;
             stored.into_reservation(at)
         }
-        Placed::Blocked(blockers) => Err(conflict::new_reservation(request, blockers, at)?),
+        Placed::Blocked(blockers) => {
+            metrics::counter!("rsvp_conflicts_total", "write" => "reserve").increment(1);
+            Err(conflict::new_reservation(request, blockers, at)?)
+        }
     }
 }
 

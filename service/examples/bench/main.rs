@@ -243,6 +243,10 @@ impl Script {
             call("+ GiST (resource, timespan)", "bench.shape_resource"),
             call("+ GiST (user, timespan)", "bench.shape_user"),
             call("+ btree (start, id)", "bench.shape_start"),
+            call(
+                "+ btrees (resource, start, id), (user, start, id)",
+                "bench.shape_keyset",
+            ),
             call("+ change row (trigger)", "bench.shape_changes"),
             call("+ expiry UPDATE finding nothing", "bench.shape_settle"),
             Script::new(
@@ -383,7 +387,15 @@ fn stream_everything(s: &Settings, server: &Server) -> anyhow::Result<Value> {
 }
 
 async fn seed_postgres(url: &str, s: &Settings) -> anyhow::Result<()> {
-    let store = PgStore::connect(url, StoreOptions::default()).await?;
+    // Bulk statements take longer than any call should.
+    let store = PgStore::connect(
+        url,
+        StoreOptions {
+            statement_timeout: None,
+            ..StoreOptions::default()
+        },
+    )
+    .await?;
     let pool = store.pool();
     eprintln!(
         "== seeding {} reservations over {} resources (PostgreSQL)",

@@ -55,7 +55,11 @@ CREATE INDEX ON bench.shape_user USING gist (user_id, timespan);
 CREATE TABLE bench.shape_start (LIKE bench.shape_user INCLUDING ALL);
 CREATE INDEX ON bench.shape_start (lower(timespan), id);
 
-CREATE TABLE bench.shape_changes (LIKE bench.shape_start INCLUDING ALL);
+CREATE TABLE bench.shape_keyset (LIKE bench.shape_start INCLUDING ALL);
+CREATE INDEX ON bench.shape_keyset (resource_id, lower(timespan), id);
+CREATE INDEX ON bench.shape_keyset (user_id, lower(timespan), id);
+
+CREATE TABLE bench.shape_changes (LIKE bench.shape_keyset INCLUDING ALL);
 CREATE TABLE bench.changes (LIKE rsvp.reservation_changes INCLUDING ALL);
 CREATE FUNCTION bench.record_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -76,7 +80,7 @@ DO $$
 DECLARE t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['shape_exclusion', 'shape_pk', 'shape_resource', 'shape_user',
-                             'shape_start', 'shape_changes'] LOOP
+                             'shape_start', 'shape_keyset', 'shape_changes'] LOOP
         EXECUTE format($f$
             CREATE FUNCTION bench.%1$s(r int, h int) RETURNS void LANGUAGE plpgsql AS $b$
             DECLARE n bigint;

@@ -14,13 +14,13 @@
 mod changes;
 mod rows;
 
-use std::{str::FromStr, sync::Arc};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use abi::{Error, ReservationId, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
-    Connection, PgPool,
+    Connection, PgConnection, PgPool,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -39,6 +39,7 @@ use crate::{
         Revision, Sql, WriteTime,
     },
     engine::Engine,
+    probe::Probe,
     row::StoredReservation,
     statement::Statement,
 };
@@ -136,6 +137,7 @@ impl PgStore {
         let wake = Arc::new(Notify::new());
         let dialect = PgDialect {
             announcer: Announcer::start(&pool, wake.clone()),
+            probe: Probe::new((*pool.connect_options()).clone()),
             wake,
             pool,
         };
@@ -194,9 +196,23 @@ pub(crate) struct PgDialect {
     wake: Arc<Notify>,
     /// Tells the other servers after every write this one commits.
     announcer: Announcer,
+    /// Health checks' own connection.
+    probe: Probe<PgConnection>,
 }
 
 impl PgDialect {
+    /// A connection from the pool; how long it took is reported.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        let started = std::time::Instant::now();
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| pool_error(&self.pool, e))?;
+        metrics::histogram!("rsvp_pool_wait_seconds").record(started.elapsed().as_secs_f64());
+        Ok(conn)
+    }
+
     /// Maps a write's failure: a writer that bypassed the resource lock, or
     /// a concurrent first use of a request id, lost a race that a retry
     /// reads back; anything else is what it is.
@@ -232,6 +248,11 @@ fn blockers(rows: Vec<PgWriteRow>, total: u64) -> Blockers {
     }
 }
 
+/// A duration the database reported in seconds.
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or_default()
+}
+
 /// The one row of a written item.
 fn single(rows: Vec<PgWriteRow>) -> Result<PgWriteRow> {
     rows.into_iter()
@@ -249,6 +270,14 @@ impl Dialect for PgDialect {
 
     fn write_lanes(&self) -> usize {
         WRITE_LANES
+    }
+
+    fn pool_size(&self) -> (usize, usize, usize) {
+        (
+            self.pool.size() as usize,
+            self.pool.num_idle(),
+            self.pool.options().get_max_connections() as usize,
+        )
     }
 
     async fn place(
@@ -291,13 +320,13 @@ impl Dialect for PgDialect {
         )
         .bind(time.fixed())
         .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(|e| self.write_error(e))?;
 
-        let at = match rows.first() {
-            Some(row) => row.at,
-            None if batch.is_empty() => time.now(),
+        let (at, lock_wait) = match rows.first() {
+            Some(row) => (row.at, seconds(row.waited)),
+            None if batch.is_empty() => (time.now(), Duration::ZERO),
             None => return Err(Error::internal("rsvp.place returned no row")),
         };
         let mut items: Vec<Vec<PgWriteRow>> = (0..batch.len()).map(|_| Vec::new()).collect();
@@ -331,7 +360,11 @@ impl Dialect for PgDialect {
         if placed.iter().any(|p| matches!(p, Placed::Created(_))) {
             self.announcer.committed();
         }
-        Ok(PlaceOutcome { at, placed })
+        Ok(PlaceOutcome {
+            at,
+            placed,
+            lock_wait,
+        })
     }
 
     async fn revise(
@@ -352,16 +385,17 @@ impl Dialect for PgDialect {
                 .bind(revision.expires_at)
                 .bind(time.fixed())
                 .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(|e| self.write_error(e))?;
         let Some(first) = rows.first() else {
             return Ok(ReviseOutcome {
                 at: time.now(),
                 revised: Revised::Missing,
+                lock_wait: Duration::ZERO,
             });
         };
-        let at = first.at;
+        let (at, lock_wait) = (first.at, seconds(first.waited));
         let (outcome, total, rows) = outcome_of(rows)?;
         let revised = match outcome.as_str() {
             "revised" => {
@@ -376,7 +410,11 @@ impl Dialect for PgDialect {
                 )));
             }
         };
-        Ok(ReviseOutcome { at, revised })
+        Ok(ReviseOutcome {
+            at,
+            revised,
+            lock_wait,
+        })
     }
 
     async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>> {
@@ -386,7 +424,7 @@ impl Dialect for PgDialect {
             " FROM rsvp.reservations WHERE id = $1"
         ))
         .bind(id.uuid())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(|e| pool_error(&self.pool, e))?;
         Ok(row.map(Into::into))
@@ -395,7 +433,7 @@ impl Dialect for PgDialect {
     async fn select(&self, statement: Statement) -> Result<Vec<StoredReservation>> {
         let rows: Vec<PgReservationRow> = render(statement)
             .build_query_as()
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(|e| pool_error(&self.pool, e))?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -443,11 +481,7 @@ impl Dialect for PgDialect {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(|e| pool_error(&self.pool, e))?;
-        Ok(())
+        self.probe.check().await
     }
 
     async fn feed_source(&self) -> Result<FeedSource<PgChanges>> {

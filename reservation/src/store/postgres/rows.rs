@@ -171,6 +171,8 @@ pub(crate) struct PgWriteRow {
     pub at: DateTime<Utc>,
     pub total: i64,
     pub request_fingerprint: Option<i64>,
+    /// Seconds the write waited for its locks.
+    pub waited: f64,
     #[sqlx(flatten)]
     pub reservation: PgReservationRow,
 }

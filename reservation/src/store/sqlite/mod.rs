@@ -17,14 +17,19 @@
 mod changes;
 mod rows;
 
-use std::{path::Path, str::FromStr, sync::Arc};
+use std::{
+    path::Path,
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use abi::{Error, ReservationId, Result, Timespan};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::{
-    Sqlite, SqlitePool, Transaction,
+    Sqlite, SqliteConnection, SqlitePool, Transaction,
     migrate::Migrator,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -42,6 +47,7 @@ use crate::{
         Revision, Sql, WriteTime,
     },
     engine::Engine,
+    probe::Probe,
     row::StoredReservation,
     statement::Statement,
 };
@@ -71,11 +77,11 @@ impl SqliteStore {
                 Error::internal(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
-        Self::with_connect_options(SqliteConnectOptions::new().filename(path), options).await
+        Self::with_connect_options(SqliteConnectOptions::new().filename(path), options, false).await
     }
 
     /// Opens the database a `sqlite:` URL names (`sqlite:path/to/rsvp.db`,
-    /// `sqlite::memory:`).
+    /// or `sqlite::memory:`, as [`SqliteStore::in_memory`]).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] on `database_url` for a malformed URL;
@@ -86,20 +92,33 @@ impl SqliteStore {
         }
         let connect = SqliteConnectOptions::from_str(url)
             .map_err(|_| Error::invalid("database_url", "not a valid SQLite URL"))?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let path = connect.get_filename();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !url.contains(":memory:")
+            && !in_memory
         {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::internal(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
-        Self::with_connect_options(connect, options).await
+        Self::with_connect_options(connect, options, in_memory).await
+    }
+
+    /// A store in memory, gone when the store is dropped: for tests and
+    /// programs that need no file. One connection serves it, kept open for
+    /// as long as the store lives (an in-memory database lives and dies
+    /// with its connection).
+    ///
+    /// # Errors
+    /// When SQLite cannot open it.
+    pub async fn in_memory(options: StoreOptions) -> Result<Self> {
+        Self::connect("sqlite::memory:", options).await
     }
 
     async fn with_connect_options(
         connect: SqliteConnectOptions,
         options: StoreOptions,
+        in_memory: bool,
     ) -> Result<Self> {
         options.check()?;
         let connect = connect
@@ -108,8 +127,18 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.acquire_timeout)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
+        let probe = Probe::new(connect.clone());
+        let pool = if in_memory {
+            // One connection is the database: never more, never closed.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(options.max_connections)
+        };
+        let pool = pool
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
@@ -121,6 +150,7 @@ impl SqliteStore {
             })?;
         }
         let dialect = SqliteDialect {
+            probe,
             pool,
             writer: Mutex::new(()),
             wake: Arc::new(Notify::new()),
@@ -143,11 +173,15 @@ pub(crate) struct SqliteDialect {
     writer: Mutex<()>,
     /// Notified after every committed write.
     wake: Arc<Notify>,
+    /// Health checks' own connection.
+    probe: Probe<SqliteConnection>,
 }
 
 /// A write transaction, holding this process's write turn.
 struct Write<'a> {
     tx: Transaction<'static, Sqlite>,
+    /// How long it waited for its turn and the file's lock.
+    waited: Duration,
     wake: &'a Notify,
     _turn: MutexGuard<'a, ()>,
 }
@@ -186,6 +220,7 @@ impl SqliteDialect {
     }
 
     async fn begin_write(&self) -> Result<Write<'_>> {
+        let started = Instant::now();
         let turn = self.writer.lock().await;
         let tx = self
             .pool
@@ -194,6 +229,7 @@ impl SqliteDialect {
             .map_err(db_error)?;
         Ok(Write {
             tx,
+            waited: started.elapsed(),
             wake: &self.wake,
             _turn: turn,
         })
@@ -360,6 +396,14 @@ impl Dialect for SqliteDialect {
         1
     }
 
+    fn pool_size(&self) -> (usize, usize, usize) {
+        (
+            self.pool.size() as usize,
+            self.pool.num_idle(),
+            self.pool.options().get_max_connections() as usize,
+        )
+    }
+
     async fn place(
         &self,
         batch: &[Placement],
@@ -368,12 +412,17 @@ impl Dialect for SqliteDialect {
     ) -> Result<PlaceOutcome> {
         let mut w = self.begin_write().await?;
         let at = time.now();
+        let lock_wait = w.waited;
         let mut placed = Vec::with_capacity(batch.len());
         for p in batch {
             placed.push(place_one(&mut w.tx, p, at, limit).await?);
         }
         w.commit().await?;
-        Ok(PlaceOutcome { at, placed })
+        Ok(PlaceOutcome {
+            at,
+            placed,
+            lock_wait,
+        })
     }
 
     async fn revise(
@@ -384,6 +433,7 @@ impl Dialect for SqliteDialect {
     ) -> Result<ReviseOutcome> {
         let mut w = self.begin_write().await?;
         let at = time.now();
+        let lock_wait = w.waited;
         let row: Option<SqliteReservationRow> = sqlx::query_as(concat!(
             "SELECT ",
             reservation_columns!(),
@@ -397,6 +447,7 @@ impl Dialect for SqliteDialect {
             return Ok(ReviseOutcome {
                 at,
                 revised: Revised::Missing,
+                lock_wait,
             });
         };
         let row = row.stored()?;
@@ -404,6 +455,7 @@ impl Dialect for SqliteDialect {
             return Ok(ReviseOutcome {
                 at,
                 revised: Revised::Stale(row),
+                lock_wait,
             });
         }
         if revision.reschedule {
@@ -420,6 +472,7 @@ impl Dialect for SqliteDialect {
                 return Ok(ReviseOutcome {
                     at,
                     revised: Revised::Blocked(found.blockers),
+                    lock_wait,
                 });
             }
             settle(&mut w.tx, &found.lapsed, at).await?;
@@ -443,6 +496,7 @@ impl Dialect for SqliteDialect {
         Ok(ReviseOutcome {
             at,
             revised: Revised::Done(row.stored()?),
+            lock_wait,
         })
     }
 
@@ -506,11 +560,7 @@ impl Dialect for SqliteDialect {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        self.probe.check().await
     }
 
     async fn feed_source(&self) -> Result<FeedSource<SqliteChanges>> {

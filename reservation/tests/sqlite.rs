@@ -211,7 +211,7 @@ async fn an_in_memory_store_keeps_its_data_and_serves_concurrent_calls() {
         .await
         .unwrap();
     assert!(
-        matches!(own.reserve(hold("bob", "room-0", 0, 30)).await, Ok(_)),
+        own.reserve(hold("bob", "room-0", 0, 30)).await.is_ok(),
         "a store of its own"
     );
 }

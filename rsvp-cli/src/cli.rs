@@ -53,11 +53,13 @@ pub struct Global {
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 
-    /// Show times in UTC rather than the local zone.
-    #[arg(long, global = true, conflicts_with = "tz")]
+    /// Show times in UTC. Only the display changes: times you type are
+    /// still read in --tz (or the system's zone).
+    #[arg(long, global = true)]
     pub utc: bool,
 
-    /// The zone local times are read and shown in (e.g. Europe/Paris).
+    /// The zone times you type (2026-12-01 10:00) are read in, and times
+    /// are shown in unless --utc, e.g. Europe/Paris [default: the system's]
     #[arg(long, global = true, env = "RSVP_TZ", value_name = "ZONE")]
     pub tz: Option<Tz>,
 }
@@ -139,7 +141,8 @@ pub enum Command {
 /// A reservation's id.
 #[derive(Debug, Args)]
 pub struct IdArg {
-    /// The reservation's id (a UUID).
+    /// The reservation's id: whole, or its last digits as a table shows
+    /// them (…9efdbf210836).
     pub id: String,
 }
 
@@ -158,23 +161,17 @@ pub struct ReserveArgs {
     #[arg(long, short = 's', value_name = "TIME")]
     pub start: TimeArg,
 
-    /// When it ends.
-    #[arg(
-        long,
-        short = 'e',
-        value_name = "TIME",
-        required_unless_present = "duration",
-        conflicts_with = "duration"
-    )]
+    /// When it ends (or give --duration).
+    #[arg(long, short = 'e', value_name = "TIME", conflicts_with = "duration")]
     pub end: Option<TimeArg>,
 
-    /// How long it lasts, instead of --end.
+    /// How long it lasts (or give --end).
     #[arg(long, short = 'd', value_name = "DURATION")]
     pub duration: Option<Duration>,
 
     /// A note, at most 4096 bytes.
-    #[arg(long, short = 'n', value_name = "TEXT", default_value = "")]
-    pub note: String,
+    #[arg(long, short = 'n', value_name = "TEXT")]
+    pub note: Option<String>,
 
     /// How long the hold lasts before it expires (0s: never); default: the server's.
     #[arg(long, value_name = "DURATION", conflicts_with_all = ["confirm", "block"])]
@@ -188,15 +185,18 @@ pub struct ReserveArgs {
     #[arg(long)]
     pub block: bool,
 
-    /// An idempotency key: retrying with the same key returns the first result.
-    #[arg(long, value_name = "KEY", default_value = "")]
-    pub request_id: String,
+    /// An idempotency key: the same command with the same key returns the
+    /// first result instead of booking twice [default: a new key, printed
+    /// with the result]
+    #[arg(long, value_name = "KEY")]
+    pub request_id: Option<String>,
 }
 
 /// `rsvp update`.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
-    /// The reservation's id.
+    /// The reservation's id: whole, or its last digits as a table shows
+    /// them.
     pub id: String,
 
     /// A new note.
@@ -244,12 +244,12 @@ pub enum Status {
 #[derive(Debug, Args)]
 pub struct Selection {
     /// Only this user's reservations.
-    #[arg(long, short = 'u', value_name = "USER", default_value = "")]
-    pub user: String,
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
 
     /// Only this resource's reservations.
-    #[arg(long, short = 'r', value_name = "RESOURCE", default_value = "")]
-    pub resource: String,
+    #[arg(long, short = 'r', value_name = "RESOURCE")]
+    pub resource: Option<String>,
 
     /// Only reservations in this status.
     #[arg(long, value_enum, value_name = "STATUS")]
@@ -281,13 +281,13 @@ pub struct ListArgs {
     #[command(flatten)]
     pub selection: Selection,
 
-    /// Reservations per page (1 to 1000); default: the server's.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub page_size: i32,
+    /// Reservations per page, 1 to 1000 [default: the server's, 100]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: Option<u32>,
 
     /// Continue from this token (printed after a page).
-    #[arg(long, value_name = "TOKEN", default_value = "", conflicts_with = "all")]
-    pub page_token: String,
+    #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
+    pub page_token: Option<String>,
 
     /// Follow every page to the end.
     #[arg(long)]
@@ -298,12 +298,12 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ListenArgs {
     /// Only changes to this user's reservations.
-    #[arg(long, short = 'u', value_name = "USER", default_value = "")]
-    pub user: String,
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
 
     /// Only changes to this resource's reservations.
-    #[arg(long, short = 'r', value_name = "RESOURCE", default_value = "")]
-    pub resource: String,
+    #[arg(long, short = 'r', value_name = "RESOURCE")]
+    pub resource: Option<String>,
 
     /// First replay every retained change after this id.
     #[arg(long, value_name = "CHANGE_ID")]
@@ -374,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn reserve_needs_an_end_or_a_duration_but_not_both() {
+    fn reserve_takes_an_end_or_a_duration_but_not_both() {
         let base = [
             "rsvp",
             "reserve",
@@ -385,7 +385,8 @@ mod tests {
             "-s",
             "2026-12-01 10:00",
         ];
-        assert!(Cli::try_parse_from(base).is_err());
+        // Neither parses: the command says that either works.
+        assert!(Cli::try_parse_from(base).is_ok());
         assert!(Cli::try_parse_from([&base[..], &["-d", "1h"]].concat()).is_ok());
         assert!(Cli::try_parse_from([&base[..], &["-e", "2026-12-01 11:00"]].concat()).is_ok());
         assert!(

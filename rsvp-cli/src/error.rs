@@ -14,6 +14,9 @@ pub struct CliError {
     pub message: String,
     /// The reservations in the way, for a conflict.
     pub conflict: Option<Box<pb::ReservationConflict>>,
+    /// The call may or may not have taken effect (it timed out, or the
+    /// connection broke after it was sent).
+    unknown: bool,
 }
 
 impl CliError {
@@ -23,7 +26,13 @@ impl CliError {
             exit,
             message: message.into(),
             conflict: None,
+            unknown: false,
         }
+    }
+
+    /// Whether the call may have taken effect although it failed.
+    pub fn outcome_unknown(&self) -> bool {
+        self.unknown
     }
 
     /// The server at `server` cannot be reached.
@@ -41,16 +50,14 @@ impl CliError {
     pub fn from_status(status: Status, server: &str) -> Self {
         let message = status.message().to_string();
         match status.code() {
-            Code::InvalidArgument => CliError::new(
-                Exit::InvalidArgument,
-                format!("invalid argument: {message}"),
-            ),
+            Code::InvalidArgument => CliError::new(Exit::InvalidArgument, in_words(&message)),
             Code::NotFound => CliError::new(Exit::NotFound, message),
             Code::FailedPrecondition => match abi::conflict_from_status(&status) {
                 Some(conflict) => CliError {
                     exit: Exit::Conflict,
                     message: conflict_line(&conflict),
                     conflict: Some(Box::new(conflict)),
+                    unknown: false,
                 },
                 None => CliError::new(Exit::NotAllowed, format!("not allowed: {message}")),
             },
@@ -61,24 +68,60 @@ impl CliError {
                 {
                     CliError::unreachable(server, message)
                 } else {
-                    CliError::new(
-                        Exit::Unreachable,
-                        format!("the server is unavailable: {message}"),
-                    )
+                    CliError {
+                        unknown: true,
+                        ..CliError::new(
+                            Exit::Unreachable,
+                            format!("the server is unavailable: {message}"),
+                        )
+                    }
                 }
             }
-            Code::DeadlineExceeded => CliError::new(
-                Exit::Unreachable,
-                format!("rsvp-server at {server} did not answer in time (--timeout)"),
-            ),
+            Code::DeadlineExceeded | Code::Cancelled => CliError {
+                unknown: true,
+                ..CliError::new(
+                    Exit::Unreachable,
+                    format!("rsvp-server at {server} did not answer in time (--timeout)"),
+                )
+            },
             Code::Aborted => CliError::new(Exit::Other, message),
             code => CliError::new(Exit::Other, format!("{code:?}: {message}")),
         }
     }
 }
 
+/// The flag a request field came from, for messages in the user's words.
+fn flag(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "reservation.user_id" | "user_id" => "--user",
+        "reservation.resource_id" | "resource_id" => "--resource",
+        "reservation.start" | "start" => "--start",
+        "reservation.end" | "end" => "--end",
+        "reservation.note" | "note" => "--note",
+        "reservation.status" | "status" => "--status",
+        "hold" => "--hold",
+        "request_id" => "--request-id",
+        "page_size" => "--page-size",
+        "page_token" => "--page-token",
+        "after_change_id" => "--after",
+        "id" => "the id",
+        _ => return None,
+    })
+}
+
+/// `field: reason` said with the flag the field came from.
+fn in_words(message: &str) -> String {
+    match message.split_once(": ") {
+        Some((field, reason)) => match flag(field) {
+            Some(flag) => format!("{flag}: {reason}"),
+            None => format!("invalid argument: {message}"),
+        },
+        None => format!("invalid argument: {message}"),
+    }
+}
+
 fn conflict_line(conflict: &pb::ReservationConflict) -> String {
-    let n = conflict.existing.len();
+    let n = conflict.existing.len() + conflict.omitted as usize;
     let resource = conflict
         .requested
         .as_ref()
@@ -94,7 +137,7 @@ impl From<abi::Error> for CliError {
     fn from(e: abi::Error) -> Self {
         match e {
             abi::Error::InvalidArgument { .. } => {
-                CliError::new(Exit::InvalidArgument, format!("invalid argument: {e}"))
+                CliError::new(Exit::InvalidArgument, in_words(&e.to_string()))
             }
             e => CliError::new(Exit::Other, e.to_string()),
         }

@@ -4,14 +4,16 @@
 //! - `cli.rs`: the arguments (clap); `time.rs`: times and durations.
 //! - `commands/`: one module per command.
 //! - `client.rs`: the connection and calls with deadlines.
-//! - `output.rs`: tables and JSON lines; `error.rs` and `exit.rs`: what went
-//!   wrong, and the exit code for it.
+//! - `output.rs`: tables and JSON lines; `ids.rs`: ids as tables show
+//!   them; `error.rs` and `exit.rs`: what went wrong, in the user's words,
+//!   and the exit code for it.
 
 mod cli;
 mod client;
 mod commands;
 mod error;
 mod exit;
+mod ids;
 mod output;
 mod time;
 
@@ -23,7 +25,7 @@ use crate::{
     cli::Cli,
     commands::Context,
     exit::Exit,
-    output::{Rows, View},
+    output::{Kind, Rows, View},
     time::Zone,
 };
 
@@ -40,18 +42,17 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    let zone = match (cli.global.utc, cli.global.tz) {
-        (true, _) => Zone::Utc,
-        (false, Some(tz)) => Zone::Named(tz),
-        (false, None) => Zone::Local,
-    };
+    // Typed local times are read in --tz (else the system's zone); times
+    // are shown there too, or in UTC with --utc, which changes nothing else.
+    let input = cli.global.tz.map_or_else(Zone::system, Zone::Named);
     let cx = Context {
         view: View {
             format: cli.global.output,
-            zone,
+            zone: if cli.global.utc { Zone::Utc } else { input },
             width: output::terminal_width(),
             now: chrono::Utc::now(),
         },
+        input,
         server: cli.global.server.clone(),
         timeout: cli.global.timeout.0,
     };
@@ -72,9 +73,13 @@ fn main() -> ExitCode {
             let mut stderr = std::io::stderr();
             let _ = writeln!(stderr, "rsvp: {}", e.message);
             if let Some(conflict) = &e.conflict {
-                let mut rows = Rows::new(cx.view, &mut stderr, false);
+                let mut rows = Rows::new(cx.view, &mut stderr, Kind::Reservations, true);
                 for r in &conflict.existing {
                     let _ = rows.reservation(r);
+                }
+                let _ = rows.finish("");
+                if conflict.omitted > 0 {
+                    let _ = writeln!(stderr, "and {} more", conflict.omitted);
                 }
             }
             e.exit.into()

@@ -1,6 +1,11 @@
-//! Rendering: tables for people (fitted to the terminal, rows printed as
-//! they arrive) and JSON lines for programs (full values, stable names).
-//! Everything writes to an `impl Write`, so it is testable.
+//! Rendering: tables for people (fitted to the terminal) and JSON lines for
+//! programs (full values, stable names). Everything writes to an
+//! `impl Write`, so it is testable.
+//!
+//! A table's columns are sized from its first rows (up to [`SAMPLE`]), as
+//! `ls` does; what does not fit gives way in a fixed order: notes first,
+//! then the id's leading digits (ids stay usable by their last digits, as
+//! shown), then the expiry column, and only then users and resources.
 
 use std::io::{self, Write};
 
@@ -16,7 +21,7 @@ use tabled::{
     settings::{Modify, Padding, Style, Width, object::Columns},
 };
 
-use crate::{cli::Format, time::Zone};
+use crate::{cli::Format, ids, time::Zone};
 
 /// The width tables fit in: the terminal's, `$COLUMNS`, or 80.
 pub fn terminal_width() -> usize {
@@ -43,68 +48,108 @@ pub struct View {
     pub now: DateTime<Utc>,
 }
 
-/// One column of a table: its heading, and how narrow and wide it may be.
+/// Rows a table is sized from before it prints.
+const SAMPLE: usize = 64;
+
+/// The shortest an id is shown: `…` and its last 12 digits, as many as
+/// `rsvp` needs to find it again.
+pub const SHORT_ID: usize = 13;
+
+/// One column of a table.
+#[derive(Clone, Copy, Debug)]
 struct Column {
     heading: &'static str,
+    /// The narrowest it is shown.
     min: usize,
+    /// The widest it grows.
     max: usize,
+    /// Its width before any row is seen (a stream that cannot wait).
+    default: usize,
 }
 
-const fn col(heading: &'static str, min: usize, max: usize) -> Column {
-    Column { heading, min, max }
+const fn col(heading: &'static str, min: usize, max: usize, default: usize) -> Column {
+    Column {
+        heading,
+        min,
+        max,
+        default,
+    }
 }
 
-/// The reservation table: id, user, resource, status, start, end, expires, note.
+/// The reservation table.
 const RESERVATION_COLUMNS: [Column; 8] = [
-    col("ID", 9, 36),
-    col("USER", 6, 16),
-    col("RESOURCE", 8, 20),
-    col("STATUS", 9, 9),
-    col("START", 16, 19),
-    col("END", 11, 19),
-    col("EXPIRES", 8, 8),
-    col("NOTE", 4, 200),
+    col("ID", 9, 36, SHORT_ID),
+    col("USER", 6, 32, 12),
+    col("RESOURCE", 8, 40, 16),
+    col("STATUS", 7, 10, 9),
+    col("START", 16, 28, 16),
+    col("END", 5, 19, 11),
+    col("EXPIRES", 7, 9, 7),
+    col("NOTE", 4, 200, 24),
 ];
 
 /// The change table.
-const CHANGE_COLUMNS: [Column; 8] = [
-    col("CHANGE", 6, 12),
-    col("OP", 6, 6),
-    col("ID", 9, 36),
-    col("USER", 6, 16),
-    col("RESOURCE", 8, 20),
-    col("STATUS", 9, 9),
-    col("START", 16, 19),
-    col("END", 11, 19),
+const CHANGE_COLUMNS: [Column; 9] = [
+    col("CHANGE", 6, 12, 6),
+    col("OP", 6, 6, 6),
+    col("ID", 9, 36, SHORT_ID),
+    col("USER", 6, 32, 12),
+    col("RESOURCE", 8, 40, 16),
+    col("STATUS", 7, 10, 9),
+    col("START", 16, 28, 16),
+    col("END", 5, 19, 11),
+    col("NOTE", 4, 200, 24),
 ];
 
-/// In which order columns grow past their minimum, as far as their maximum.
-const GROWTH: [&str; 5] = ["NOTE", "USER", "RESOURCE", "ID", "END"];
+/// One step of giving way: the column, and the width it may shrink to
+/// (`None`: it may be left out).
+const GIVE_WAY: [(&str, Option<usize>); 9] = [
+    ("NOTE", Some(20)),
+    ("ID", Some(SHORT_ID)),
+    ("NOTE", Some(10)),
+    ("NOTE", None),
+    ("EXPIRES", None),
+    ("END", Some(11)),
+    ("ID", Some(9)),
+    ("RESOURCE", Some(8)),
+    ("USER", Some(6)),
+];
 
-/// Column widths that fit `width` (one space between columns): every column
-/// at its minimum, then the room left shared out in `GROWTH` order.
-fn layout(columns: &[Column], width: usize) -> Vec<usize> {
-    let mut widths: Vec<usize> = columns.iter().map(|c| c.min).collect();
-    let used = widths.iter().sum::<usize>() + columns.len() - 1;
-    let mut room = width.saturating_sub(used);
-    // The note takes a fair share before the id grows to full length.
-    let caps = |name: &str, c: &Column| match name {
-        "NOTE" => c.min + 16,
-        _ => c.max,
+/// Column widths for `want` (each column's wish) in `width` columns, one
+/// space between columns; `None` for a column left out.
+fn layout(columns: &[Column], want: &[usize], width: usize) -> Vec<Option<usize>> {
+    let mut widths: Vec<Option<usize>> = columns
+        .iter()
+        .zip(want)
+        .map(|(c, &w)| Some(w.clamp(c.min, c.max)))
+        .collect();
+    let total = |widths: &[Option<usize>]| {
+        let shown: Vec<usize> = widths.iter().flatten().copied().collect();
+        shown.iter().sum::<usize>() + shown.len().saturating_sub(1)
     };
-    for pass in 0..2 {
-        for name in GROWTH {
-            if let Some(i) = columns.iter().position(|c| c.heading == name) {
-                let cap = if pass == 0 {
-                    caps(name, &columns[i])
-                } else {
-                    columns[i].max
-                };
-                let grow = cap.saturating_sub(widths[i]).min(room);
-                widths[i] += grow;
-                room -= grow;
-            }
+    for (name, to) in GIVE_WAY {
+        let over = total(&widths).saturating_sub(width);
+        if over == 0 {
+            break;
         }
+        let Some(i) = columns.iter().position(|c| c.heading == name) else {
+            continue;
+        };
+        let Some(w) = widths[i] else { continue };
+        widths[i] = match to {
+            // An id is whole, or shown by its last digits: never half.
+            Some(floor) if name == "ID" => Some(floor.min(w)),
+            Some(floor) => Some(w.saturating_sub(over).max(floor.min(w))),
+            None => None,
+        };
+    }
+    // Room an id left by giving way goes to the note.
+    if let Some(i) = columns.iter().position(|c| c.heading == "NOTE")
+        && let Some(w) = widths[i]
+    {
+        let room = width.saturating_sub(total(&widths));
+        let wanted = want[i].clamp(columns[i].min, columns[i].max);
+        widths[i] = Some(w + room.min(wanted.saturating_sub(w)));
     }
     widths
 }
@@ -112,7 +157,7 @@ fn layout(columns: &[Column], width: usize) -> Vec<usize> {
 /// Ids are UUIDv7: their first digits are a timestamp, alike for
 /// reservations made close together, so a shortened id keeps its tail.
 /// `id` in `width` columns: whole, or `…` and its last digits.
-fn short_id(id: &str, width: usize) -> String {
+pub fn short_id(id: &str, width: usize) -> String {
     if id.chars().count() <= width || width < 2 {
         return id.to_string();
     }
@@ -120,17 +165,24 @@ fn short_id(id: &str, width: usize) -> String {
     format!("…{tail}")
 }
 
-/// Renders rows as table lines with fixed column widths, so rows printed
-/// one batch at a time line up with the heading printed first.
-fn render(rows: Vec<Vec<String>>, widths: &[usize]) -> String {
+/// Renders rows as table lines with fixed column widths (columns left out
+/// are skipped), so rows printed one batch at a time line up with the
+/// heading printed first.
+fn render(rows: Vec<Vec<String>>, widths: &[Option<usize>]) -> String {
+    let shown: Vec<usize> = widths.iter().flatten().copied().collect();
     let mut builder = Builder::default();
     for row in rows {
-        builder.push_record(row);
+        builder.push_record(
+            row.into_iter()
+                .zip(widths)
+                .filter(|(_, w)| w.is_some())
+                .map(|(cell, _)| cell),
+        );
     }
     let mut table: Table = builder.build();
     table.with(Style::empty()).with(Padding::new(0, 1, 0, 0));
-    let last = widths.len() - 1;
-    for (i, &w) in widths.iter().enumerate() {
+    let last = shown.len().saturating_sub(1);
+    for (i, &w) in shown.iter().enumerate() {
         table.with(
             Modify::new(Columns::one(i))
                 .with(Width::truncate(w).suffix("…"))
@@ -155,7 +207,8 @@ fn time(ts: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     ts.as_ref().and_then(|t| from_timestamp(t).ok())
 }
 
-fn status_name(status: i32) -> &'static str {
+/// A status's name, as tables and JSON show it.
+pub fn status_name(status: i32) -> &'static str {
     match ReservationStatus::try_from(status) {
         Ok(ReservationStatus::Pending) => "pending",
         Ok(ReservationStatus::Confirmed) => "confirmed",
@@ -195,7 +248,8 @@ pub struct ReservationJson<'a> {
     expires_at: Option<String>,
 }
 
-fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Option<String> {
+/// A time in RFC 3339, UTC.
+pub fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Option<String> {
     time(ts).map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
@@ -236,14 +290,18 @@ impl<'a> From<&'a pb::ReservationChange> for ChangeJson<'a> {
     }
 }
 
-fn json_line(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+/// One JSON value on a line of its own.
+///
+/// # Errors
+/// When the output cannot be written.
+pub fn json_line(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, value).map_err(io::Error::other)?;
     out.write_all(b"\n")
 }
 
 impl View {
     fn start_heading(&self) -> String {
-        format!("START ({})", self.zone.label(self.now))
+        format!("START ({})", self.zone.heading())
     }
 
     fn reservation_cells(&self, r: &pb::Reservation) -> Vec<String> {
@@ -266,90 +324,166 @@ impl View {
             one_line(&r.note),
         ]
     }
+
+    fn change_cells(&self, c: &pb::ReservationChange) -> Vec<String> {
+        let default = pb::Reservation::default();
+        let r = c.reservation.as_ref().unwrap_or(&default);
+        let mut cells = self.reservation_cells(r);
+        let note = cells.pop().unwrap_or_default();
+        cells.pop(); // the expiry: a change shows the reservation as it was then
+        let mut row = vec![c.change_id.to_string(), op_name(c.op).into()];
+        row.extend(cells);
+        row.push(note);
+        row
+    }
 }
 
-/// Prints reservations: a heading once, then rows as they come.
+/// What a table lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Reservations.
+    Reservations,
+    /// Changes.
+    Changes,
+}
+
+/// Prints rows: in a table sized from the first rows (or at once, with
+/// default widths, for a stream that cannot wait), or as JSON lines.
 pub struct Rows<'w, W: Write> {
     view: View,
     out: &'w mut W,
-    widths: Vec<usize>,
-    headed: bool,
+    columns: &'static [Column],
+    /// Cells waiting for the table to be sized.
+    pending: Vec<Vec<String>>,
+    /// Widths, once sized.
+    widths: Option<Vec<Option<usize>>>,
+    /// Where the id is.
+    id_column: usize,
+    /// Size from the first rows (else print each row at once).
+    wait: bool,
 }
 
 impl<'w, W: Write> Rows<'w, W> {
-    /// Rows of reservations, or of changes when `changes` is set.
-    pub fn new(view: View, out: &'w mut W, changes: bool) -> Self {
-        let columns: &[Column] = if changes {
-            &CHANGE_COLUMNS
-        } else {
-            &RESERVATION_COLUMNS
+    /// A table of `kind`, sized from its first rows; for a live stream
+    /// (`wait` false) sized at once.
+    pub fn new(view: View, out: &'w mut W, kind: Kind, wait: bool) -> Self {
+        let (columns, id_column): (&'static [Column], usize) = match kind {
+            Kind::Reservations => (&RESERVATION_COLUMNS, 0),
+            Kind::Changes => (&CHANGE_COLUMNS, 2),
         };
         Rows {
-            widths: layout(columns, view.width),
             view,
             out,
-            headed: false,
+            columns,
+            pending: Vec::new(),
+            widths: None,
+            id_column,
+            wait,
         }
-    }
-
-    fn heading(&mut self, columns: &[Column]) -> io::Result<()> {
-        if self.headed || self.view.format == Format::Json {
-            return Ok(());
-        }
-        self.headed = true;
-        let row = columns
-            .iter()
-            .map(|c| match c.heading {
-                "START" => self.view.start_heading(),
-                h => h.to_string(),
-            })
-            .collect();
-        self.out
-            .write_all(render(vec![row], &self.widths).as_bytes())
     }
 
     /// One reservation.
     pub fn reservation(&mut self, r: &pb::Reservation) -> io::Result<()> {
+        ids::remember([r.id.as_str()]);
         if self.view.format == Format::Json {
             return json_line(self.out, &ReservationJson::from(r));
         }
-        self.heading(&RESERVATION_COLUMNS)?;
-        let mut row = self.view.reservation_cells(r);
-        row[0] = short_id(&row[0], self.widths[0]);
-        self.out
-            .write_all(render(vec![row], &self.widths).as_bytes())?;
-        self.out.flush()
+        let cells = self.view.reservation_cells(r);
+        self.push(cells)
     }
 
     /// One change.
     pub fn change(&mut self, c: &pb::ReservationChange) -> io::Result<()> {
+        if let Some(r) = &c.reservation {
+            ids::remember([r.id.as_str()]);
+        }
         if self.view.format == Format::Json {
             json_line(self.out, &ChangeJson::from(c))?;
             return self.out.flush();
         }
-        self.heading(&CHANGE_COLUMNS)?;
-        let default = pb::Reservation::default();
-        let r = c.reservation.as_ref().unwrap_or(&default);
-        let mut cells = self.view.reservation_cells(r);
-        cells[0] = short_id(&cells[0], self.widths[2]);
-        let mut row = vec![c.change_id.to_string(), op_name(c.op).into()];
-        row.extend(cells.into_iter().take(6));
-        self.out
-            .write_all(render(vec![row], &self.widths).as_bytes())?;
+        let cells = self.view.change_cells(c);
+        self.push(cells)
+    }
+
+    fn push(&mut self, cells: Vec<String>) -> io::Result<()> {
+        self.pending.push(cells);
+        if self.widths.is_some() || !self.wait || self.pending.len() >= SAMPLE {
+            self.flush_rows()?;
+        }
+        Ok(())
+    }
+
+    /// Sizes the table (if not yet) and prints what waits.
+    fn flush_rows(&mut self) -> io::Result<()> {
+        if self.widths.is_none() {
+            let heading: Vec<String> = self
+                .columns
+                .iter()
+                .map(|c| match c.heading {
+                    "START" => self.view.start_heading(),
+                    h => h.to_string(),
+                })
+                .collect();
+            let want: Vec<usize> = if self.wait {
+                self.columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| {
+                        std::iter::once(&heading)
+                            .chain(&self.pending)
+                            .map(|row| row.get(i).map_or(0, |c| c.chars().count()))
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .collect()
+            } else {
+                self.columns.iter().map(|c| c.default).collect()
+            };
+            let mut widths = layout(self.columns, &want, self.view.width);
+            // A note column with no note in it is left out.
+            let note = self.columns.len() - 1;
+            if self.wait && self.pending.iter().all(|row| row[note].is_empty()) {
+                widths[note] = None;
+            }
+            self.out
+                .write_all(render(vec![heading], &widths).as_bytes())?;
+            self.widths = Some(widths);
+        }
+        let Some(widths) = &self.widths else {
+            return Ok(());
+        };
+        let id_width = widths[self.id_column].unwrap_or(SHORT_ID);
+        let rows: Vec<Vec<String>> = self
+            .pending
+            .drain(..)
+            .map(|mut row| {
+                row[self.id_column] = short_id(&row[self.id_column], id_width);
+                row
+            })
+            .collect();
+        if !rows.is_empty() {
+            self.out.write_all(render(rows, widths).as_bytes())?;
+        }
         self.out.flush()
     }
 
     /// Ends the table; says so when there was nothing to show.
-    pub fn finish(self, nothing: &str) -> io::Result<()> {
-        if !self.headed && self.view.format == Format::Table {
-            writeln!(self.out, "{nothing}")?;
+    pub fn finish(mut self, nothing: &str) -> io::Result<()> {
+        if self.view.format == Format::Json {
+            return self.out.flush();
         }
-        self.out.flush()
+        if self.widths.is_none() && self.pending.is_empty() {
+            writeln!(self.out, "{nothing}")?;
+            return self.out.flush();
+        }
+        self.flush_rows()
     }
 }
 
-/// Prints one reservation: every field on its own line, the id in full.
+/// Prints one reservation: every field on its own line, the id in full,
+/// each time labelled with its own zone offset.
 pub fn reservation(view: &View, out: &mut impl Write, r: &pb::Reservation) -> io::Result<()> {
+    ids::remember([r.id.as_str()]);
     if view.format == Format::Json {
         return json_line(out, &ReservationJson::from(r));
     }
@@ -383,7 +517,7 @@ pub fn reservation(view: &View, out: &mut impl Write, r: &pb::Reservation) -> io
         vec!["updated".into(), full(&r.updated_at)],
     ];
     let value_width = view.width.saturating_sub(10).max(20);
-    out.write_all(render(rows, &[9, value_width]).as_bytes())?;
+    out.write_all(render(rows, &[Some(9), Some(value_width)]).as_bytes())?;
     out.flush()
 }
 
@@ -391,15 +525,46 @@ pub fn reservation(view: &View, out: &mut impl Write, r: &pb::Reservation) -> io
 mod tests {
     use super::*;
 
+    fn shown(widths: &[Option<usize>]) -> usize {
+        let w: Vec<usize> = widths.iter().flatten().copied().collect();
+        w.iter().sum::<usize>() + w.len() - 1
+    }
+
     #[test]
-    fn tables_fit_eighty_columns() {
-        for columns in [&RESERVATION_COLUMNS[..], &CHANGE_COLUMNS[..]] {
-            let widths = layout(columns, 80);
-            let total = widths.iter().sum::<usize>() + widths.len() - 1;
-            assert!(total <= 80, "{widths:?} = {total}");
-        }
-        let wide = layout(&RESERVATION_COLUMNS, 160);
-        assert_eq!(wide[0], 36, "a wide terminal shows whole ids");
+    fn tables_fit_eighty_columns_keeping_users_and_resources_whole() {
+        // A 36-digit id, a 19-character user, an 18-character resource,
+        // a pending hold, a long note.
+        let want = [36, 19, 18, 7, 16, 5, 7, 70];
+        let widths = layout(&RESERVATION_COLUMNS, &want, 80);
+        assert!(shown(&widths) <= 80, "{widths:?}");
+        assert_eq!(widths[1], Some(19), "the user whole: {widths:?}");
+        assert_eq!(widths[2], Some(18), "the resource whole: {widths:?}");
+        assert_eq!(widths[7], None, "the note gives way first");
+        let roomy = layout(&RESERVATION_COLUMNS, &[36, 12, 10, 9, 16, 5, 7, 70], 100);
+        assert!(
+            roomy[0].is_some_and(|w| (SHORT_ID..36).contains(&w)),
+            "the id by its last digits: {roomy:?}"
+        );
+        assert!(
+            roomy[7].is_some(),
+            "the note while there is room: {roomy:?}"
+        );
+
+        let changes = layout(&CHANGE_COLUMNS, &[6, 6, 36, 20, 20, 9, 16, 5, 30], 80);
+        assert!(shown(&changes) <= 80, "{changes:?}");
+    }
+
+    #[test]
+    fn a_wide_terminal_shows_everything_whole() {
+        let want = [36, 20, 25, 9, 16, 5, 7, 70];
+        let widths = layout(&RESERVATION_COLUMNS, &want, 200);
+        assert_eq!(
+            widths,
+            want.iter()
+                .zip(&RESERVATION_COLUMNS)
+                .map(|(&w, c)| Some(w.clamp(c.min, c.max)))
+                .collect::<Vec<_>>()
+        );
         let id = "01a1feea-d86a-70b7-97d7-9ceeefb550cf";
         assert_eq!(short_id(id, 9), "…efb550cf");
         assert_eq!(short_id(id, 36), id);
@@ -412,7 +577,7 @@ mod tests {
                 vec!["ID".into(), "NOTE".into()],
                 vec!["0123456789".into(), "a very long note indeed".into()],
             ],
-            &[8, 10],
+            &[Some(8), Some(10)],
         );
         assert_eq!(text, "ID       NOTE\n0123456… a very lo…\n");
     }

@@ -97,6 +97,32 @@ pub enum Zone {
 }
 
 impl Zone {
+    /// The system's zone, by its IANA name where the system says it (so
+    /// headings can name it), else as the system reports offsets.
+    pub fn system() -> Zone {
+        let from_env = std::env::var("TZ")
+            .ok()
+            .and_then(|tz| tz.trim_start_matches(':').parse::<Tz>().ok());
+        from_env
+            .or_else(|| {
+                iana_time_zone::get_timezone()
+                    .ok()
+                    .and_then(|name| name.parse::<Tz>().ok())
+            })
+            .map_or(Zone::Local, Zone::Named)
+    }
+
+    /// What a table heading calls the zone: `UTC`, `Europe/Paris`, `local`.
+    /// (Each row's time has its own offset: a heading names the zone, not
+    /// an offset that summer rows would contradict.)
+    pub fn heading(&self) -> String {
+        match self {
+            Zone::Utc => "UTC".into(),
+            Zone::Named(tz) => tz.name().into(),
+            Zone::Local => "local".into(),
+        }
+    }
+
     /// The zone's name, for messages.
     pub fn name(&self) -> String {
         match self {
@@ -149,6 +175,37 @@ impl Zone {
             self.date_time(end)
         }
     }
+}
+
+/// Checks that `end` comes after `start`, saying so in the flags and the
+/// zone the user typed them in.
+///
+/// # Errors
+/// A usage error when it does not.
+pub fn check_order(
+    zone: &Zone,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    start_flag: &str,
+    end_flag: &str,
+) -> Result<(), crate::error::CliError> {
+    if end > start {
+        return Ok(());
+    }
+    let shown = |t: DateTime<Utc>| format!("{} {}", zone.date_time(t), zone.label(t));
+    let why = if end == start {
+        "the same time: a reservation must last"
+    } else {
+        "before it"
+    };
+    Err(crate::error::CliError::new(
+        crate::exit::Exit::Usage,
+        format!(
+            "{end_flag} ({}) must be after {start_flag} ({}), not {why}",
+            shown(end),
+            shown(start)
+        ),
+    ))
 }
 
 /// How long until `t`, in a few characters: `in 29m`, `in 2h05m`, `in 3d`,

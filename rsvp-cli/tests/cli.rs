@@ -60,15 +60,27 @@ impl Server {
     }
 
     /// `rsvp` pointed at this server, in a pinned environment: UTC, 80
-    /// columns.
+    /// columns, a cache of shown ids of its own.
     fn rsvp(&self) -> Command {
+        let mut cmd = self.rsvp_in("UTC");
+        cmd.arg("--utc");
+        cmd
+    }
+
+    /// `rsvp` pointed at this server, its system zone `tz`, 80 columns.
+    fn rsvp_in(&self, tz: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsvp"));
         cmd.env_clear()
             .env("RSVP_SERVER", format!("http://{}", self.addr))
             .env("COLUMNS", "80")
-            .env("TZ", "UTC")
-            .arg("--utc");
+            .env("TZ", tz)
+            .env("XDG_CACHE_HOME", self._dir.path().join("cache"));
         cmd
+    }
+
+    /// Where `rsvp` remembers the ids it showed.
+    fn id_cache(&self) -> PathBuf {
+        self._dir.path().join("cache/rsvp/ids")
     }
 
     /// Makes reservations straight through the store, for bulk.
@@ -209,7 +221,7 @@ fn reserve_prints_the_reservation_as_a_record_or_json() {
 fn a_conflict_exits_3_and_shows_what_is_in_the_way() {
     let server = Server::start();
     let id = alice(&server);
-    let tail = &id[id.len() - 8..];
+    let tail = &id[id.len() - 12..];
     server
         .rsvp()
         .args([
@@ -226,13 +238,11 @@ fn a_conflict_exits_3_and_shows_what_is_in_the_way() {
         .assert()
         .code(3)
         .stdout("")
-        .stderr(predicate::str::starts_with(
+        .stderr(format!(
             "rsvp: room-42 is taken: 1 live reservation in the way\n\
-             ID        USER   RESOURCE STATUS    START (UTC)      END         EXPIRES  NOTE\n",
-        ))
-        .stderr(predicate::str::contains(format!(
-            "…{tail} alice  room-42  pending   2026-12-01 10:00 11:00       in 30m\n"
-        )));
+             ID            USER   RESOURCE STATUS  START (UTC)      END   EXPIRES\n\
+             …{tail} alice  room-42  pending 2026-12-01 10:00 11:00 in 30m\n"
+        ));
 }
 
 #[test]
@@ -315,18 +325,24 @@ fn query_prints_a_table_that_fits_80_columns_and_json_lines() {
         ],
     );
     let out = stdout(server.rsvp().args(["query", "--to", "2026-12-04"]));
-    let tail = |id: &str| id[id.len() - 8..].to_string();
+    let tail = |id: &str| id[id.len() - 12..].to_string();
+    // At 80 columns the notes give way; users and resources stay whole.
     assert_eq!(
         out,
         format!(
-            "ID        USER   RESOURCE STATUS    START (UTC)      END         EXPIRES  NOTE\n\
-             …{} alice  room-42  pending   2026-12-01 10:00 11:00       in 30m   desig…\n\
-             …{} carol  room-7   confirmed 2026-12-02 09:00 12-03 17:30 -        offsi…\n",
+            "ID            USER   RESOURCE STATUS    START (UTC)      END         EXPIRES\n\
+             …{} alice  room-42  pending   2026-12-01 10:00 11:00       in 30m\n\
+             …{} carol  room-7   confirmed 2026-12-02 09:00 12-03 17:30 -\n",
             tail(&a),
             tail(&b)
         )
     );
     assert!(out.lines().all(|l| l.chars().count() <= 80));
+    let mut wide = server.rsvp();
+    wide.env("COLUMNS", "120")
+        .args(["query", "--to", "2026-12-04"]);
+    let wide = stdout(&mut wide);
+    assert!(wide.contains("design review"), "{wide}");
 
     let json = stdout(server.rsvp().args(["-o", "json", "query", "-r", "room-7"]));
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
@@ -359,18 +375,27 @@ fn query_prints_a_table_that_fits_80_columns_and_json_lines() {
 fn list_all_follows_every_page() {
     let server = Server::start();
     server.seed(7);
+    // A table's page says how to go on, on stderr...
     let first = server
         .rsvp()
-        .args(["-o", "json", "list", "--page-size", "3"])
+        .args(["list", "--page-size", "3"])
         .output()
         .unwrap();
     assert!(first.status.success());
-    assert_eq!(String::from_utf8_lossy(&first.stdout).lines().count(), 3);
+    assert_eq!(String::from_utf8_lossy(&first.stdout).lines().count(), 4);
     let hint = String::from_utf8_lossy(&first.stderr);
     let token = hint
         .trim()
         .strip_prefix("more: add --page-token ")
         .unwrap_or_else(|| panic!("{hint}"));
+    // ...a JSON page in its last line.
+    let json = stdout(
+        server
+            .rsvp()
+            .args(["-o", "json", "list", "--page-size", "3"]),
+    );
+    let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+    assert_eq!(last["next_page_token"], token);
     let second = stdout(server.rsvp().args([
         "-o",
         "json",
@@ -380,7 +405,11 @@ fn list_all_follows_every_page() {
         "--page-token",
         token,
     ]));
-    assert_eq!(second.lines().count(), 3);
+    assert_eq!(
+        second.lines().count(),
+        4,
+        "3 reservations and the next token"
+    );
 
     let all = stdout(
         server
@@ -461,7 +490,7 @@ fn bad_input_is_refused_before_anything_is_sent() {
         ])
         .assert()
         .code(5)
-        .stderr("rsvp: invalid argument: reservation.user_id: must not be empty\n");
+        .stderr("rsvp: --user: must not be empty\n");
     server
         .rsvp()
         .args([
@@ -476,10 +505,11 @@ fn bad_input_is_refused_before_anything_is_sent() {
             "2026-12-01 09:00",
         ])
         .assert()
-        .code(5)
-        .stderr(predicate::str::contains(
-            "reservation.start: start (2026-12-01T10:00:00+00:00) must be before end",
-        ));
+        .code(2)
+        .stderr(
+            "rsvp: --end (2026-12-01 09:00 UTC) must be after --start (2026-12-01 10:00 UTC), \
+             not before it\n",
+        );
     server
         .rsvp()
         .args([
@@ -502,8 +532,10 @@ fn bad_input_is_refused_before_anything_is_sent() {
         .rsvp()
         .args(["get", "not-an-id"])
         .assert()
-        .code(5)
-        .stderr("rsvp: invalid argument: id: must be a UUID\n");
+        .code(2)
+        .stderr(predicate::str::starts_with(
+            "rsvp: \"not-an-id\" is not a reservation id: give the whole id, or at least its last 6 digits",
+        ));
     server
         .rsvp()
         .args(["get", "01a1fee2-20e9-74d9-9d8f-644a0eb6e704"])
@@ -759,4 +791,402 @@ fn bench_runs_each_workload_and_reports_what_the_server_did() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--clients"));
+}
+
+#[test]
+fn utc_changes_only_how_times_are_shown() {
+    let server = Server::start();
+    let json = |extra: &[&str]| {
+        let mut cmd = server.rsvp_in("Europe/Paris");
+        cmd.args(["-o", "json"]).args(extra);
+        stdout(&mut cmd)
+    };
+    // The same typed time books the same instant with or without --utc.
+    let plain = json(&[
+        "reserve",
+        "-r",
+        "room-6",
+        "-u",
+        "g",
+        "-s",
+        "2026-12-05 10:00",
+        "-d",
+        "1h",
+    ]);
+    let utc = json(&[
+        "--utc",
+        "reserve",
+        "-r",
+        "room-7",
+        "-u",
+        "g",
+        "-s",
+        "2026-12-05 10:00",
+        "-d",
+        "1h",
+    ]);
+    for out in [&plain, &utc] {
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["start"], "2026-12-05T09:00:00Z", "10:00 in Paris: {out}");
+    }
+    // And a window selects the same rows either way.
+    // 10:30 to 10:45 in Paris, both ways.
+    let window = [
+        "query",
+        "--from",
+        "2026-12-05 10:30",
+        "--to",
+        "2026-12-05 10:45",
+    ];
+    let with = json(&[&["--utc"][..], &window[..]].concat());
+    let without = json(&window);
+    assert_eq!(with.lines().count(), 2, "{with}");
+    assert_eq!(with, without);
+    // Only the display differs.
+    let shown = stdout(
+        server
+            .rsvp_in("Europe/Paris")
+            .args(["--utc", "query", "-r", "room-6"]),
+    );
+    assert!(
+        shown.contains("START (UTC)") && shown.contains("2026-12-05 09:00"),
+        "{shown}"
+    );
+    let shown = stdout(
+        server
+            .rsvp_in("Europe/Paris")
+            .args(["query", "-r", "room-6"]),
+    );
+    assert!(
+        shown.contains("START (Europe/Paris)") && shown.contains("2026-12-05 10:00"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_heading_names_the_zone_and_each_time_has_its_own_offset() {
+    let server = Server::start();
+    for (start, user) in [
+        ("2026-06-01 10:00", "summer"),
+        ("2026-12-01 10:00", "winter"),
+    ] {
+        reserve(
+            &server,
+            &["-r", "room-1", "-u", user, "-s", start, "-d", "1h"],
+        );
+    }
+    let table = stdout(
+        server
+            .rsvp_in("UTC")
+            .args(["--tz", "Europe/Paris", "query"]),
+    );
+    assert!(
+        table.starts_with("ID") && table.contains("START (Europe/Paris)"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("+01:00") && !table.contains("CET"),
+        "{table}"
+    );
+    let json = stdout(
+        server
+            .rsvp_in("UTC")
+            .args(["-o", "json", "query", "-u", "summer"]),
+    );
+    let id = serde_json::from_str::<serde_json::Value>(json.trim()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let one = stdout(
+        server
+            .rsvp_in("UTC")
+            .args(["--tz", "Europe/Paris", "get", &id]),
+    );
+    assert!(one.contains("start     2026-06-01 12:00 CEST"), "{one}");
+    assert!(
+        table.contains("2026-12-01 11:00"),
+        "winter: +01:00: {table}"
+    );
+}
+
+#[test]
+fn an_id_as_a_table_shows_it_works_in_the_next_command() {
+    let server = Server::start();
+    let out = stdout(server.rsvp().args([
+        "reserve",
+        "-r",
+        "room-42",
+        "-u",
+        "alice",
+        "-s",
+        "2026-12-01 10:00",
+        "-d",
+        "1h",
+    ]));
+    // The reserve says how to confirm, by the id as tables show it.
+    let hint = out
+        .lines()
+        .find(|l| l.contains("rsvp confirm"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let shown = hint.rsplit(' ').next().unwrap();
+    assert!(
+        shown.starts_with('…') && shown.chars().count() == 13,
+        "{hint}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("request   ")), "{out}");
+    let table = stdout(server.rsvp().args(["query", "-r", "room-42"]));
+    assert!(
+        table.contains(shown),
+        "the table shows the same id: {table}"
+    );
+
+    let confirmed = stdout(server.rsvp().args(["confirm", shown]));
+    assert!(confirmed.contains("status    confirmed"), "{confirmed}");
+    let digits = shown.trim_start_matches('…');
+    let got = stdout(server.rsvp().args(["get", digits]));
+    assert!(got.contains("status    confirmed"), "{got}");
+
+    // An ending two shown ids share is refused, naming both.
+    std::fs::write(
+        server.id_cache(),
+        "01a1feea-d86a-70b7-97d7-000000abcdef\n01a1feea-d86a-70b7-97d7-111111abcdef\n",
+    )
+    .unwrap();
+    server
+        .rsvp()
+        .args(["get", "abcdef"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("ambiguous"))
+        .stderr(predicate::str::contains("000000abcdef"))
+        .stderr(predicate::str::contains("111111abcdef"));
+    server
+        .rsvp()
+        .args(["get", "fedcba9"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no id ending in fedcba9 was shown here",
+        ));
+}
+
+#[test]
+fn names_are_shown_whole_and_notes_give_way() {
+    let server = Server::start();
+    reserve(
+        &server,
+        &[
+            "-r",
+            "conference-room-b7",
+            "-u",
+            "alexandra-the-great",
+            "-s",
+            "2026-12-01 10:00",
+            "-d",
+            "1h",
+            "-n",
+            "Quarterly planning with the regional leads, agenda to follow",
+        ],
+    );
+    let narrow = stdout(server.rsvp().args(["query"]));
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    assert!(
+        narrow.contains("alexandra-the-great") && narrow.contains("conference-room-b7"),
+        "users and resources whole at 80 columns:\n{narrow}"
+    );
+    let mut wide = server.rsvp();
+    wide.env("COLUMNS", "200").args(["query"]);
+    let wide = stdout(&mut wide);
+    assert!(
+        wide.contains("Quarterly planning with the regional leads, agenda to follow"),
+        "a wide terminal shows the note whole:\n{wide}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_any_command_quietly() {
+    let server = Server::start();
+    server.seed(30);
+    for args in [
+        &["completions", "fish"][..],
+        &["query"][..],
+        &["--help"][..],
+    ] {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_rsvp"))
+            .env_clear()
+            .env("RSVP_SERVER", format!("http://{}", server.addr))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is gone after one line.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn errors_speak_the_users_words() {
+    let server = Server::start();
+    server
+        .rsvp_in("Europe/Paris")
+        .args([
+            "reserve",
+            "-r",
+            "r",
+            "-u",
+            "u",
+            "-s",
+            "2026-12-01 11:00",
+            "-e",
+            "2026-12-01 10:00",
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            "rsvp: --end (2026-12-01 10:00 CET) must be after --start (2026-12-01 11:00 CET), \
+             not before it\n",
+        );
+    server
+        .rsvp()
+        .args(["reserve", "-r", "r", "-u", "u", "-s", "2026-12-01 11:00"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--end TIME or --duration DURATION (either works)",
+        ));
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "r",
+            "-u",
+            "u",
+            "-s",
+            "2026-12-01 11:00",
+            "-d",
+            "1h",
+            "-n",
+            &"x".repeat(5000),
+        ])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::starts_with("rsvp: --note: "));
+    let help = stdout(server.rsvp().args(["reserve", "--help"]));
+    assert!(!help.contains("[default: \"\"]"), "{help}");
+    let help = stdout(server.rsvp().args(["list", "--help"]));
+    assert!(
+        help.contains("1 to 1000") && !help.contains("[default: 0]"),
+        "{help}"
+    );
+    server
+        .rsvp()
+        .args(["list", "--page-size", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("1..=1000"));
+}
+
+#[test]
+fn a_json_page_ends_with_its_next_token() {
+    let server = Server::start();
+    server.seed(3);
+    let page = stdout(
+        server
+            .rsvp()
+            .args(["-o", "json", "list", "--page-size", "2"]),
+    );
+    let lines: Vec<serde_json::Value> = page
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{page}");
+    let token = lines[2]["next_page_token"].as_str().expect("a token line");
+    let rest = stdout(server.rsvp().args([
+        "-o",
+        "json",
+        "list",
+        "--page-size",
+        "2",
+        "--page-token",
+        token,
+    ]));
+    assert_eq!(
+        rest.lines().count(),
+        1,
+        "the last page has no token line: {rest}"
+    );
+}
+
+#[test]
+fn reserve_sends_a_request_id_of_its_own_and_repeating_it_is_safe() {
+    let server = Server::start();
+    let args = [
+        "-o",
+        "json",
+        "reserve",
+        "-r",
+        "room-1",
+        "-u",
+        "alice",
+        "-s",
+        "2026-12-01 10:00",
+        "-d",
+        "1h",
+    ];
+    let first = stdout(server.rsvp().args(args));
+    let first: serde_json::Value = serde_json::from_str(first.trim()).unwrap();
+    let key = first["request_id"]
+        .as_str()
+        .expect("the key it used")
+        .to_string();
+    // Repeated with that key (after a time-out, say): the same reservation.
+    let again = stdout(server.rsvp().args(args).args(["--request-id", &key]));
+    let again: serde_json::Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(again["id"], first["id"]);
+}
+
+#[test]
+fn listen_shows_each_change_with_its_note() {
+    let server = Server::start();
+    let id = alice(&server);
+    stdout_ok(
+        server
+            .rsvp()
+            .args(["update", &id, "--note", "moved upstairs"]),
+    );
+    let mut listen = StdCommand::new(env!("CARGO_BIN_EXE_rsvp"))
+        .env_clear()
+        .env("RSVP_SERVER", format!("http://{}", server.addr))
+        .env("COLUMNS", "120")
+        .args(["--utc", "listen", "--after", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(listen.stdout.take().unwrap()).lines();
+    let heading = lines.next().unwrap().unwrap();
+    let created = lines.next().unwrap().unwrap();
+    let noted = lines.next().unwrap().unwrap();
+    let _ = listen.kill();
+    let _ = listen.wait();
+    assert!(
+        heading.starts_with("CHANGE") && heading.ends_with("NOTE"),
+        "{heading}"
+    );
+    assert!(
+        created.contains("create") && created.contains("design review"),
+        "{created}"
+    );
+    assert!(
+        noted.contains("update") && noted.contains("moved upstairs"),
+        "a note change shows: {noted}"
+    );
 }

@@ -53,22 +53,22 @@ pub struct Config {
     /// The address to serve gRPC on.
     pub listen: SocketAddr,
     /// How long a pending hold lasts unless the request says; `0s`: forever.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub default_hold: Duration,
     /// Most database connections.
     pub pool_size: u32,
     /// How long a call waits for a free database connection.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub acquire_timeout: Duration,
     /// The longest one SQL statement may run (PostgreSQL), lock waits
     /// included.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub statement_timeout: Duration,
     /// How often overdue holds are marked expired.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub sweep_interval: Duration,
     /// How long changes stay available for listeners to resume from.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub change_retention: Duration,
     /// How many changes a listener may fall behind before its stream ends.
     pub listen_buffer: usize,
@@ -80,29 +80,29 @@ pub struct Config {
     /// Apply migrations at start.
     pub migrate: bool,
     /// How long shutdown waits for in-flight calls.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub shutdown_grace: Duration,
     /// The longest a PostgreSQL statement waits for a lock before failing
     /// (retryable).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub lock_timeout: Duration,
     /// A PostgreSQL session idle inside a transaction this long is ended by
     /// the database, releasing its locks.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub idle_in_transaction_timeout: Duration,
     /// Most Query and Listen streams open at once, in total.
     pub max_streams: usize,
     /// Most streams open at once on one client connection.
     pub max_streams_per_connection: u32,
     /// A stream whose client reads nothing for this long ends.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub stream_idle_timeout: Duration,
     /// Where to serve Prometheus metrics (`/metrics`); unset: not served.
     pub metrics_listen: Option<SocketAddr>,
     /// Log one line per call (method, status code, latency) at INFO.
     pub access_log: bool,
     /// Calls slower than this are logged at WARN.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration_text")]
     pub slow_call: Duration,
 }
 
@@ -271,6 +271,66 @@ impl Config {
         (!self.default_hold.is_zero())
             .then(|| chrono::TimeDelta::from_std(self.default_hold).ok())
             .flatten()
+    }
+}
+
+/// Durations as people write them: read as `humantime` does (`90s`,
+/// `30m`, `7d`, `1h 30m`), written in the fewest units (`7d`, not `7days`).
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&compact(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// `7d`, `1h30m`, `90ms`, `0s`.
+    pub fn compact(d: Duration) -> String {
+        if d.is_zero() {
+            return "0s".into();
+        }
+        let mut ms = d.as_millis();
+        let mut out = String::new();
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                out.push_str(&format!("{}{unit}", ms / size));
+                ms %= size;
+            }
+        }
+        if out.is_empty() {
+            format!("{}us", d.as_micros())
+        } else {
+            out
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn durations_are_written_as_typed() {
+            for (secs, text) in [(7 * 86400, "7d"), (1800, "30m"), (90, "1m30s"), (0, "0s")] {
+                assert_eq!(compact(Duration::from_secs(secs)), text);
+                assert_eq!(
+                    humantime::parse_duration(text).unwrap(),
+                    Duration::from_secs(secs)
+                );
+            }
+            assert_eq!(compact(Duration::from_millis(1500)), "1s500ms");
+        }
     }
 }
 

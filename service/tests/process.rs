@@ -250,17 +250,38 @@ fn settings_layer_defaults_file_environment_flags() {
         text.contains("listen = \"127.0.0.1:50051\"\n"),
         "defaults fill the rest:\n{text}"
     );
+    assert!(
+        text.contains("change_retention = \"7d\"\n") && text.contains("default_hold = \"30m\"\n"),
+        "durations as people write them:\n{text}"
+    );
 }
 
 #[test]
 fn invalid_settings_fail_at_start_naming_the_setting() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 9] = [
         (&[], &[("RSVP_LISTEN", "nowhere")], "RSVP_LISTEN"),
         (&[], &[("RSVP_POOL_SIZE", "0")], "pool_size"),
         (&[], &[("RSVP_DEFAULT_HOLD", "soon")], "default_hold"),
         (&["--database-url", "mysql://x/y"], &[], "database_url"),
         (&["--sweep-interval", "often"], &[], "--sweep-interval"),
+        // Settings that would overflow time arithmetic or buffers.
+        (
+            &["--change-retention", "100000000y"],
+            &[],
+            "change_retention",
+        ),
+        (&["--default-hold", "5000y"], &[], "default_hold"),
+        (
+            &["--listen-buffer", "18446744073709551615"],
+            &[],
+            "listen_buffer",
+        ),
+        (
+            &[],
+            &[("RSVP_STREAM_IDLE_TIMEOUT", "1ms")],
+            "stream_idle_timeout",
+        ),
     ];
     for (args, env, named) in cases {
         let mut all = args.to_vec();

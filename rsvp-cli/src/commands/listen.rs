@@ -6,7 +6,13 @@ use abi::{ListenFilter, pb};
 use futures::StreamExt;
 
 use super::Context;
-use crate::{cli::ListenArgs, client::call, error::CliError, exit::Exit, output::Rows};
+use crate::{
+    cli::ListenArgs,
+    client::call,
+    error::CliError,
+    exit::Exit,
+    output::{Kind, Rows},
+};
 
 /// Prints every change the filter selects until Ctrl-C (exit 0) or the
 /// stream ends with an error (which says where to resume).
@@ -15,14 +21,15 @@ use crate::{cli::ListenArgs, client::call, error::CliError, exit::Exit, output::
 /// Invalid input, or a failed call.
 pub async fn run(args: ListenArgs, cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
     let request = pb::ListenRequest {
-        user_id: args.user,
-        resource_id: args.resource,
+        user_id: args.user.unwrap_or_default(),
+        resource_id: args.resource.unwrap_or_default(),
         after_change_id: args.after,
     };
     ListenFilter::try_from(request.clone())?;
     let mut client = cx.client().await?;
     let mut stream = call(&cx.server, cx.timeout, client.listen(request)).await?;
-    let mut rows = Rows::new(cx.view, out, true);
+    // Changes are shown as they come: the table cannot wait to be sized.
+    let mut rows = Rows::new(cx.view, out, Kind::Changes, false);
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut last = args.after;

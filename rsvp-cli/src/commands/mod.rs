@@ -15,12 +15,15 @@ use crate::{
     client::{self, Client},
     error::CliError,
     output::View,
+    time::Zone,
 };
 
 /// What every command needs.
 pub struct Context {
     /// How results look.
     pub view: View,
+    /// The zone typed local times are read in.
+    pub input: Zone,
     /// The server's address, for messages.
     pub server: String,
     /// The deadline of each call.
@@ -40,7 +43,7 @@ impl Context {
 pub async fn run(cli: Cli, cx: &Context) -> Result<(), CliError> {
     let mut out = std::io::stdout();
     match cli.command {
-        Command::Completions(args) => completions::run(args),
+        Command::Completions(args) => completions::run(args, &mut out),
         Command::Bench(args) => bench::run(args, cx, &mut out).await,
         Command::Reserve(args) => reserve::run(args, cx, &mut out).await,
         Command::Confirm(args) => single::confirm(args, cx, &mut out).await,

@@ -11,11 +11,11 @@ use futures::StreamExt;
 
 use super::Context;
 use crate::{
-    cli::{ListArgs, QueryArgs, Selection, Status},
+    cli::{Format, ListArgs, QueryArgs, Selection, Status},
     client::{call, with_deadline},
     error::CliError,
     exit::Exit,
-    output::Rows,
+    output::{Kind, Rows, json_line},
 };
 
 /// The selection on the wire: (user, resource, status, start, end, desc).
@@ -29,12 +29,16 @@ struct Wire {
 }
 
 fn wire(s: Selection, cx: &Context) -> Result<Wire, CliError> {
-    let zone = &cx.view.zone;
+    let zone = &cx.input;
     let resolve = |t: Option<crate::time::TimeArg>, flag: &str| {
-        t.map(|t| t.resolve(zone).map(to_timestamp))
+        t.map(|t| t.resolve(zone))
             .transpose()
             .map_err(|e| CliError::new(Exit::Usage, format!("{flag}: {e}")))
     };
+    let (from, to) = (resolve(s.from, "--from")?, resolve(s.to, "--to")?);
+    if let (Some(from), Some(to)) = (from, to) {
+        crate::time::check_order(zone, from, to, "--from", "--to")?;
+    }
     let status = match s.status {
         None => ReservationStatus::Unknown,
         Some(Status::Pending) => ReservationStatus::Pending,
@@ -44,11 +48,11 @@ fn wire(s: Selection, cx: &Context) -> Result<Wire, CliError> {
         Some(Status::Expired) => ReservationStatus::Expired,
     };
     Ok(Wire {
-        user_id: s.user,
-        resource_id: s.resource,
+        user_id: s.user.unwrap_or_default(),
+        resource_id: s.resource.unwrap_or_default(),
         status: status.into(),
-        start: resolve(s.from, "--from")?,
-        end: resolve(s.to, "--to")?,
+        start: from.map(to_timestamp),
+        end: to.map(to_timestamp),
         desc: s.desc,
     })
 }
@@ -75,7 +79,7 @@ pub async fn query(args: QueryArgs, cx: &Context, out: &mut impl Write) -> Resul
         client.query(with_deadline(request, cx.timeout)),
     )
     .await?;
-    let mut rows = Rows::new(cx.view, out, false);
+    let mut rows = Rows::new(cx.view, out, Kind::Reservations, true);
     while let Some(row) = stream.next().await {
         let row = row.map_err(|status| CliError::from_status(status, &cx.server))?;
         rows.reservation(&row)?;
@@ -84,7 +88,9 @@ pub async fn query(args: QueryArgs, cx: &Context, out: &mut impl Write) -> Resul
     Ok(())
 }
 
-/// Prints one page, or every page with `--all`.
+/// Prints one page, or every page with `--all`. After a page that has a
+/// next one, says how to ask for it: on stderr under a table, as a last
+/// JSON line (`{"next_page_token": …}`) with `-o json`.
 ///
 /// # Errors
 /// Invalid input, or a failed call.
@@ -97,32 +103,52 @@ pub async fn list(args: ListArgs, cx: &Context, out: &mut impl Write) -> Result<
         start: w.start,
         end: w.end,
         desc: w.desc,
-        page_size: args.page_size,
-        page_token: args.page_token,
+        page_size: args.page_size.map_or(0, |n| n as i32),
+        page_token: args.page_token.unwrap_or_default(),
     };
     ReservationFilter::try_from(request.clone())?;
     let mut client = cx.client().await?;
-    let mut rows = Rows::new(cx.view, out, false);
-    loop {
-        let page = call(
-            &cx.server,
-            cx.timeout,
-            client.filter(with_deadline(request.clone(), cx.timeout)),
-        )
-        .await?;
-        for r in &page.reservations {
-            rows.reservation(r)?;
+    let mut token = String::new();
+    {
+        let mut rows = Rows::new(cx.view, &mut *out, Kind::Reservations, true);
+        loop {
+            let page = call(
+                &cx.server,
+                cx.timeout,
+                client.filter(with_deadline(request.clone(), cx.timeout)),
+            )
+            .await?;
+            for r in &page.reservations {
+                rows.reservation(r)?;
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            if !args.all {
+                token = page.next_page_token;
+                break;
+            }
+            request.page_token = page.next_page_token;
         }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        if !args.all {
-            rows.finish("no reservations")?;
-            eprintln!("more: add --page-token {}", page.next_page_token);
-            return Ok(());
-        }
-        request.page_token = page.next_page_token;
+        rows.finish("no reservations")?;
     }
-    rows.finish("no reservations")?;
+    if !token.is_empty() {
+        if cx.view.format == Format::Json {
+            json_line(
+                out,
+                &NextPage {
+                    next_page_token: &token,
+                },
+            )?;
+        } else {
+            eprintln!("more: add --page-token {token}");
+        }
+    }
     Ok(())
+}
+
+/// The last JSON line of a page that has a next one.
+#[derive(serde::Serialize)]
+struct NextPage<'a> {
+    next_page_token: &'a str,
 }

@@ -8,6 +8,7 @@ use abi::{
     time::{to_duration, to_timestamp},
 };
 use chrono::TimeDelta;
+use serde::Serialize;
 
 use super::Context;
 use crate::{
@@ -15,16 +16,27 @@ use crate::{
     client::{call, with_deadline},
     error::CliError,
     exit::Exit,
-    output,
+    output::{self, ReservationJson, SHORT_ID, short_id},
+    time::check_order,
 };
 
-/// Makes the reservation and prints it.
+/// A reservation made, in JSON: the reservation and the request id it was
+/// made with (to repeat the command safely).
+#[derive(Serialize)]
+struct Reserved<'a> {
+    #[serde(flatten)]
+    reservation: ReservationJson<'a>,
+    request_id: &'a str,
+}
+
+/// Makes the reservation and prints it, with how to confirm it and the
+/// request id that makes repeating the command safe.
 ///
 /// # Errors
 /// Invalid input, a conflict (with the reservations in the way), or a
 /// failed call.
 pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
-    let zone = &cx.view.zone;
+    let zone = &cx.input;
     let start = args
         .start
         .resolve(zone)
@@ -37,8 +49,14 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
             .ok()
             .and_then(|d| start.checked_add_signed(d))
             .ok_or_else(|| CliError::new(Exit::Usage, "--duration: too long"))?,
-        (None, None) => return Err(CliError::new(Exit::Usage, "give --end or --duration")),
+        (None, None) => {
+            return Err(CliError::new(
+                Exit::Usage,
+                "say when it ends: --end TIME or --duration DURATION (either works)",
+            ));
+        }
     };
+    check_order(zone, start, end, "--start", "--end")?;
     let status = if args.confirm {
         ReservationStatus::Confirmed
     } else if args.block {
@@ -51,6 +69,12 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
         .map(|h| TimeDelta::from_std(h.0).map(to_duration))
         .transpose()
         .map_err(|_| CliError::new(Exit::Usage, "--hold: too long"))?;
+    // A key of its own unless given one: the same command repeated with it
+    // (after a time-out, say) returns the first result instead of booking
+    // twice.
+    let request_id = args
+        .request_id
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let request = pb::ReserveRequest {
         reservation: Some(pb::Reservation {
             user_id: args.user,
@@ -58,11 +82,11 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
             status: status.into(),
             start: Some(to_timestamp(start)),
             end: Some(to_timestamp(end)),
-            note: args.note,
+            note: args.note.unwrap_or_default(),
             ..Default::default()
         }),
         hold,
-        request_id: args.request_id,
+        request_id: request_id.clone(),
     };
     // The server checks too; checking here answers without a round trip.
     NewReservation::try_from(request.clone())?;
@@ -72,8 +96,37 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
         cx.timeout,
         client.reserve(with_deadline(request, cx.timeout)),
     )
-    .await?;
+    .await
+    .map_err(|mut e| {
+        if e.outcome_unknown() {
+            e.message.push_str(&format!(
+                "; the reservation may have been made: repeat the command with \
+                 --request-id {request_id} to find out without booking twice"
+            ));
+        }
+        e
+    })?;
     let made = made.reservation.unwrap_or_default();
+    if cx.view.format == crate::cli::Format::Json {
+        crate::ids::remember([made.id.as_str()]);
+        output::json_line(
+            out,
+            &Reserved {
+                reservation: ReservationJson::from(&made),
+                request_id: &request_id,
+            },
+        )?;
+        return Ok(out.flush()?);
+    }
     output::reservation(&cx.view, out, &made)?;
+    writeln!(out, "request   {request_id}")?;
+    if made.status() == ReservationStatus::Pending {
+        writeln!(
+            out,
+            "\nA hold: confirm it with  rsvp confirm {}",
+            short_id(&made.id, SHORT_ID)
+        )?;
+    }
+    out.flush()?;
     Ok(())
 }

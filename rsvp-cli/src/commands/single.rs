@@ -17,9 +17,11 @@ use crate::{
     output,
 };
 
-fn check_id(id: &str) -> Result<(), CliError> {
-    abi::parse_id(id)?;
-    Ok(())
+/// The id `typed` names: whole, or as a table showed it.
+fn resolve(typed: &str) -> Result<String, CliError> {
+    let id = crate::ids::resolve(typed)?;
+    abi::parse_id(&id)?;
+    Ok(id)
 }
 
 /// Confirms a hold and prints it.
@@ -27,9 +29,9 @@ fn check_id(id: &str) -> Result<(), CliError> {
 /// # Errors
 /// A malformed id, or a failed call.
 pub async fn confirm(args: IdArg, cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
-    check_id(&args.id)?;
+    let id = resolve(&args.id)?;
     let mut client = cx.client().await?;
-    let request = pb::ConfirmRequest { id: args.id };
+    let request = pb::ConfirmRequest { id };
     let done = call(
         &cx.server,
         cx.timeout,
@@ -45,9 +47,9 @@ pub async fn confirm(args: IdArg, cx: &Context, out: &mut impl Write) -> Result<
 /// # Errors
 /// A malformed id, or a failed call.
 pub async fn cancel(args: IdArg, cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
-    check_id(&args.id)?;
+    let id = resolve(&args.id)?;
     let mut client = cx.client().await?;
-    let request = pb::CancelRequest { id: args.id };
+    let request = pb::CancelRequest { id };
     let done = call(
         &cx.server,
         cx.timeout,
@@ -63,9 +65,9 @@ pub async fn cancel(args: IdArg, cx: &Context, out: &mut impl Write) -> Result<(
 /// # Errors
 /// A malformed id, or a failed call.
 pub async fn get(args: IdArg, cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
-    check_id(&args.id)?;
+    let id = resolve(&args.id)?;
     let mut client = cx.client().await?;
-    let request = pb::GetRequest { id: args.id };
+    let request = pb::GetRequest { id };
     let found = call(
         &cx.server,
         cx.timeout,
@@ -87,15 +89,19 @@ pub async fn update(args: UpdateArgs, cx: &Context, out: &mut impl Write) -> Res
             "nothing to change: give --note, --start and --end, or --status",
         ));
     }
-    let zone = &cx.view.zone;
-    let resolve = |t: &Option<crate::time::TimeArg>, flag: &str| {
+    let zone = &cx.input;
+    let when = |t: &Option<crate::time::TimeArg>, flag: &str| {
         t.as_ref()
-            .map(|t| t.resolve(zone).map(to_timestamp))
+            .map(|t| t.resolve(zone))
             .transpose()
             .map_err(|e| CliError::new(Exit::Usage, format!("{flag}: {e}")))
     };
+    let (start, end) = (when(&args.start, "--start")?, when(&args.end, "--end")?);
+    if let (Some(start), Some(end)) = (start, end) {
+        crate::time::check_order(zone, start, end, "--start", "--end")?;
+    }
     let request = pb::UpdateRequest {
-        id: args.id,
+        id: resolve(&args.id)?,
         status: match args.status {
             None => ReservationStatus::Unknown,
             Some(NewStatus::Confirmed) => ReservationStatus::Confirmed,
@@ -103,8 +109,8 @@ pub async fn update(args: UpdateArgs, cx: &Context, out: &mut impl Write) -> Res
         }
         .into(),
         note: args.note,
-        start: resolve(&args.start, "--start")?,
-        end: resolve(&args.end, "--end")?,
+        start: start.map(to_timestamp),
+        end: end.map(to_timestamp),
     };
     ReservationUpdate::try_from(request.clone())?;
     let mut client = cx.client().await?;

@@ -1,16 +1,19 @@
 //! Listen's end-to-end latency across servers: reserves written through one
 //! server at a fixed rate, a Listen stream on another server of the same
-//! database, and for every change the time from its write (the change's
-//! `changed_at`, read by the database after the write's lock, just before
-//! its commit) to its arrival at the listener.
+//! database, and for every change the time from its commit — as the writer
+//! sees it, when its Reserve is answered — to its arrival at the listener
+//! (none when it arrived first).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use abi::{
     pb::{self, reservation_service_client::ReservationServiceClient as Client},
-    time::{from_timestamp, to_timestamp},
+    time::to_timestamp,
 };
-use anyhow::Context;
 use chrono::{TimeDelta, TimeZone, Utc};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -34,10 +37,24 @@ pub async fn measure(
         .await?
         .into_inner();
     let deadline = Instant::now() + seconds;
+    // When each reservation's Reserve was answered, and when its change
+    // arrived, by id: whichever comes second settles the latency.
+    let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let record = |latency: &Mutex<Histogram<u64>>, d: Duration| {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        if let Ok(mut h) = latency.lock() {
+            h.saturating_record(us);
+        }
+    };
     let period = Duration::from_secs_f64(f64::from(WRITERS) / f64::from(rate.max(1)));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let url = writer_url.to_string();
+            let (acked, arrived, latency) = (acked.clone(), arrived.clone(), latency.clone());
             tokio::spawn(async move {
                 let mut client = Client::connect(url).await?;
                 let mut tick = tokio::time::interval(period);
@@ -59,8 +76,20 @@ pub async fn measure(
                         }),
                         ..Default::default()
                     };
-                    if client.reserve(request).await.is_ok() {
+                    if let Ok(r) = client.reserve(request).await {
                         made += 1;
+                        let now = Instant::now();
+                        let id = r.into_inner().reservation.map(|r| r.id).unwrap_or_default();
+                        let came = arrived.lock().ok().and_then(|mut a| a.remove(&id));
+                        match came {
+                            // The listener had it before the writer's answer.
+                            Some(_) => record(&latency, Duration::ZERO),
+                            None => {
+                                if let Ok(mut a) = acked.lock() {
+                                    a.insert(id, now);
+                                }
+                            }
+                        }
                     }
                 }
                 Ok::<_, anyhow::Error>(made)
@@ -68,18 +97,22 @@ pub async fn measure(
         })
         .collect();
 
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut received = 0u64;
     let collect = async {
         while let Some(change) = listener.next().await {
-            let arrived = Utc::now();
+            let now = Instant::now();
             let change = change?;
-            let written = change
-                .changed_at
-                .as_ref()
-                .context("a change without changed_at")?;
-            let written = from_timestamp(written).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let us = (arrived - written).num_microseconds().unwrap_or(0).max(1);
-            latency.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
+            let id = change.reservation.map(|r| r.id).unwrap_or_default();
+            received += 1;
+            let ack = acked.lock().ok().and_then(|mut a| a.remove(&id));
+            match ack {
+                Some(at) => record(&latency, now - at),
+                None => {
+                    if let Ok(mut a) = arrived.lock() {
+                        a.insert(id, now);
+                    }
+                }
+            }
         }
         Ok::<_, anyhow::Error>(())
     };
@@ -89,11 +122,15 @@ pub async fn measure(
     for w in writers {
         made += w.await??;
     }
+    let latency = latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the latency histogram"))?
+        .clone();
     let ms = |us: u64| us as f64 / 1000.0;
     let report = json!({
         "rate_per_s": rate,
         "written": made,
-        "received": latency.len(),
+        "received": received,
         "latency_ms": {
             "p50": ms(latency.value_at_quantile(0.50)),
             "p90": ms(latency.value_at_quantile(0.90)),

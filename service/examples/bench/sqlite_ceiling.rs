@@ -67,7 +67,7 @@ impl Db {
 /// Inserts for `seconds`, `per_transaction` rows per transaction; rows/s.
 fn run(db: &Db, seconds: Duration, per_transaction: usize) -> anyhow::Result<f64> {
     let sql = CString::new(
-        "INSERT INTO ceiling (id, resource_id, start_us, end_us) VALUES (?1, ?2, ?3, ?3 + 3600000000)",
+        "INSERT INTO ceiling (resource_id, start_us, end_us) VALUES (?1, ?2, ?2 + 3600000000)",
     )?;
     let mut stmt = ptr::null_mut();
     // SAFETY: open handle, valid C string, out-pointer.
@@ -84,9 +84,8 @@ fn run(db: &Db, seconds: Duration, per_transaction: usize) -> anyhow::Result<f64
                 let resource = CString::new(format!("bench-{}", rows % 100_000))?;
                 // SAFETY: prepared statement; SQLITE_TRANSIENT copies the text.
                 unsafe {
-                    ffi::sqlite3_bind_int64(stmt, 1, rows);
-                    ffi::sqlite3_bind_text(stmt, 2, resource.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
-                    ffi::sqlite3_bind_int64(stmt, 3, rows * 3_600_000_000);
+                    ffi::sqlite3_bind_text(stmt, 1, resource.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
+                    ffi::sqlite3_bind_int64(stmt, 2, rows * 3_600_000_000);
                     db.check(ffi::sqlite3_step(stmt))?;
                     ffi::sqlite3_reset(stmt);
                 }

@@ -152,7 +152,14 @@ async fn announce(pool: PgPool, signal: Arc<Notify>, stop: CancellationToken) {
         }
         loop {
             if conn.is_none() {
-                match PgConnection::connect_with(&pool.connect_options()).await {
+                // An announcement is a hint (feeds also poll): it need not
+                // wait for its commit to reach the disk, as writes do.
+                let options = pool
+                    .connect_options()
+                    .as_ref()
+                    .clone()
+                    .options([("synchronous_commit", "off")]);
+                match PgConnection::connect_with(&options).await {
                     Ok(c) => conn = Some(c),
                     Err(e) => {
                         failures += 1;

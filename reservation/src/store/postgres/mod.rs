@@ -8,7 +8,7 @@
 //! - The exclusion constraint is the last line of defence; SQLSTATE 23P01
 //!   (a writer that bypassed the lock) and deadlocks (40P01) are retried,
 //!   and the retry reads the blocking rows back.
-//! - Sessions never run with `synchronous_commit = off`: a commit is only
+//! - Sessions that write never run with `synchronous_commit = off`: a commit is only
 //!   acknowledged once its WAL is written.
 
 mod changes;

@@ -24,6 +24,10 @@ use crate::{
     statement::Statement,
 };
 
+/// At most one announcement per this long: a busy server commits far more
+/// often than listeners need telling.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(2);
+
 /// The channel servers announce new changes on.
 pub(crate) const CHANNEL: &str = "rsvp_changes";
 
@@ -177,6 +181,8 @@ async fn announce(pool: PgPool, signal: Arc<Notify>, stop: CancellationToken) {
                 match c.execute("NOTIFY rsvp_changes").await {
                     Ok(_) => {
                         failures = 0;
+                        // Commits meanwhile are told in the next one.
+                        tokio::time::sleep(ANNOUNCE_EVERY).await;
                         break;
                     }
                     Err(e) => {

@@ -5,6 +5,7 @@ mod change;
 mod conflict;
 mod ids;
 mod note;
+mod policy;
 mod query;
 mod reservation;
 mod status;
@@ -14,6 +15,7 @@ pub use change::{Change, ChangeOp, ListenFilter};
 pub use conflict::{Conflict, Requested};
 pub use ids::{MAX_ID_CHARS, RequestId, ReservationId, ResourceId, UserId};
 pub use note::{MAX_NOTE_BYTES, Note};
+pub use policy::{Ask, AskKind, Policy, Rule, Rules, Schedule, Violation, WeeklyHours};
 pub use query::{
     Cursor, DEFAULT_PAGE_SIZE, MAX_PAGE_BYTES, MAX_PAGE_SIZE, Page, ReservationFilter,
     ReservationQuery, ReservationQueryBuilder,

@@ -1,0 +1,680 @@
+//! A resource's rules: its booking policy and its open time, and the one
+//! pure function that judges a request by them ([`Rules::judge`]). Reserve,
+//! Update, Book and Availability all ask it, on every store, so a slot
+//! shown as bookable is exactly one that Reserve accepts.
+
+use std::fmt;
+
+use chrono::{
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc, Weekday,
+};
+use chrono_tz::Tz;
+
+use super::{Hold, ReservationStatus, Timespan};
+
+/// What a policy may demand of a reservation. Unset: no limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Starts at least this long after it is made.
+    pub min_notice: Option<TimeDelta>,
+    /// Starts at most this long after it is made.
+    pub max_advance: Option<TimeDelta>,
+    /// Start and end fall on this grid, counted from local midnight.
+    pub granularity: Option<TimeDelta>,
+    /// Lasts at least this long.
+    pub min_duration: Option<TimeDelta>,
+    /// Lasts at most this long.
+    pub max_duration: Option<TimeDelta>,
+    /// Time kept free before each reservation (counts as occupied).
+    pub buffer_before: Option<TimeDelta>,
+    /// Time kept free after each reservation (counts as occupied).
+    pub buffer_after: Option<TimeDelta>,
+    /// A pending hold's length when the request gives none.
+    pub default_hold: Option<TimeDelta>,
+    /// The longest hold allowed.
+    pub max_hold: Option<TimeDelta>,
+    /// The most units one reservation may take.
+    pub max_quantity: Option<u32>,
+    /// Cancelling or rescheduling a confirmed reservation must happen at
+    /// least this long before its start.
+    pub min_cancel_notice: Option<TimeDelta>,
+    /// CheckIn opens this long before the start.
+    pub check_in_opens: Option<TimeDelta>,
+    /// A confirmed reservation not checked in this long after its start
+    /// is a no-show.
+    pub auto_release_after: Option<TimeDelta>,
+}
+
+/// One weekly opening period in the resource's zone: `day`, from
+/// `open_minute` to `close_minute` after local midnight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeeklyHours {
+    /// The day of the week.
+    pub day: Weekday,
+    /// Minutes after local midnight; below `close_minute`.
+    pub open_minute: u16,
+    /// Minutes after local midnight; at most 1440.
+    pub close_minute: u16,
+}
+
+/// When a resource is open: weekly hours in its zone, dated periods, or
+/// always.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// The zone of the grid and the weekly hours.
+    pub zone: Tz,
+    /// Weekly opening periods.
+    pub hours: Vec<WeeklyHours>,
+    /// Dated periods of opening, in order, not overlapping.
+    pub periods: Vec<Timespan>,
+    /// Open only within `hours` and `periods`, even when both are empty.
+    pub closed_by_default: bool,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            zone: Tz::UTC,
+            hours: Vec::new(),
+            periods: Vec::new(),
+            closed_by_default: false,
+        }
+    }
+}
+
+/// Which rule refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// Too soon.
+    MinNotice,
+    /// Too far ahead.
+    MaxAdvance,
+    /// Off the grid.
+    Granularity,
+    /// Too short.
+    MinDuration,
+    /// Too long.
+    MaxDuration,
+    /// Outside open time.
+    OpeningHours,
+    /// Too many units.
+    MaxQuantity,
+    /// Held too long (or forever).
+    MaxHold,
+    /// Too late to cancel or move.
+    CancelNotice,
+    /// Outside the check-in window.
+    CheckInWindow,
+    /// The resource is deleted.
+    ResourceDeleted,
+}
+
+impl Rule {
+    /// The rule's name on the wire, without its prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::MinNotice => "MIN_NOTICE",
+            Rule::MaxAdvance => "MAX_ADVANCE",
+            Rule::Granularity => "GRANULARITY",
+            Rule::MinDuration => "MIN_DURATION",
+            Rule::MaxDuration => "MAX_DURATION",
+            Rule::OpeningHours => "OPENING_HOURS",
+            Rule::MaxQuantity => "MAX_QUANTITY",
+            Rule::MaxHold => "MAX_HOLD",
+            Rule::CancelNotice => "CANCEL_NOTICE",
+            Rule::CheckInWindow => "CHECK_IN_WINDOW",
+            Rule::ResourceDeleted => "RESOURCE_DELETED",
+        }
+    }
+}
+
+/// One rule broken, and what it demands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule.
+    pub rule: Rule,
+    /// What the rule demands, with its values.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Everything a resource's rules need: its capacity, whether it is
+/// deleted, its policy and its open time. A resource never registered has
+/// [`Rules::default`]: capacity 1, always open, no policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// Units live reservations may hold at once.
+    pub capacity: u32,
+    /// Takes no new reservations.
+    pub deleted: bool,
+    /// The booking policy.
+    pub policy: Policy,
+    /// When it is open.
+    pub schedule: Schedule,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            capacity: 1,
+            deleted: false,
+            policy: Policy::default(),
+            schedule: Schedule::default(),
+        }
+    }
+}
+
+/// What a request asks of a resource, as the rules judge it.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    /// The interval asked for.
+    pub span: Timespan,
+    /// Units asked for (0: every unit, for a block).
+    pub quantity: u32,
+    /// The status it would have.
+    pub status: ReservationStatus,
+    /// The hold asked for (pending only).
+    pub hold: Hold,
+    /// What kind of request.
+    pub kind: AskKind,
+    /// The caller asks to book outside the policy.
+    pub override_policy: bool,
+}
+
+/// A new reservation, or a change to one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AskKind {
+    /// A new reservation.
+    New,
+    /// A reservation moved, or given more units: `current` is how it is.
+    Change {
+        /// Its status now.
+        status: ReservationStatus,
+        /// Its start now.
+        start: DateTime<Utc>,
+        /// Whether the interval moves (its start and end are judged anew;
+        /// a quantity change alone is judged for the quantity only).
+        moves: bool,
+    },
+}
+
+fn words(d: TimeDelta) -> String {
+    let secs = d.num_seconds();
+    let (days, hours, minutes, seconds) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    let mut out = String::new();
+    for (n, unit) in [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")] {
+        if n != 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        format!("{}µs", d.num_microseconds().unwrap_or(0))
+    } else {
+        out
+    }
+}
+
+impl Rules {
+    /// Every rule `ask` breaks at `now` (none: it may go ahead). A block
+    /// is judged only for the resource being deleted; with
+    /// `override_policy`, so is anything else.
+    pub fn judge(&self, ask: &Ask, now: DateTime<Utc>) -> Vec<Violation> {
+        let mut broken = Vec::new();
+        let mut no = |rule, message: String| broken.push(Violation { rule, message });
+        if self.deleted {
+            no(
+                Rule::ResourceDeleted,
+                "the resource is deleted: it takes no new reservations".into(),
+            );
+        }
+        if ask.override_policy || ask.status == ReservationStatus::Blocked {
+            return broken;
+        }
+        let p = &self.policy;
+        let (start, end) = (ask.span.start(), ask.span.end());
+        let moves = match ask.kind {
+            AskKind::New => true,
+            AskKind::Change { moves, .. } => moves,
+        };
+        if let AskKind::Change {
+            status: ReservationStatus::Confirmed,
+            start: current,
+            ..
+        } = ask.kind
+            && let Some(notice) = p.min_cancel_notice
+            && moves
+            && now > current - notice
+        {
+            no(
+                Rule::CancelNotice,
+                format!(
+                    "a confirmed reservation moves at least {} before its start",
+                    words(notice)
+                ),
+            );
+        }
+        if moves {
+            if let Some(n) = p.min_notice
+                && start < now + n
+            {
+                no(
+                    Rule::MinNotice,
+                    format!("starts at least {} after now", words(n)),
+                );
+            }
+            if let Some(n) = p.max_advance
+                && start > now + n
+            {
+                no(
+                    Rule::MaxAdvance,
+                    format!("starts at most {} after now", words(n)),
+                );
+            }
+            if let Some(g) = p.granularity
+                && !(self.schedule.on_grid(start, g) && self.schedule.on_grid(end, g))
+            {
+                no(
+                    Rule::Granularity,
+                    format!(
+                        "starts and ends on a {} grid from midnight in {}",
+                        words(g),
+                        self.schedule.zone.name()
+                    ),
+                );
+            }
+            let length = end - start;
+            if let Some(d) = p.min_duration
+                && length < d
+            {
+                no(Rule::MinDuration, format!("lasts at least {}", words(d)));
+            }
+            if let Some(d) = p.max_duration
+                && length > d
+            {
+                no(Rule::MaxDuration, format!("lasts at most {}", words(d)));
+            }
+            if !self.schedule.covers(&ask.span) {
+                no(
+                    Rule::OpeningHours,
+                    format!(
+                        "lies within the resource's open time ({})",
+                        self.schedule.zone.name()
+                    ),
+                );
+            }
+        }
+        if let Some(q) = p.max_quantity
+            && ask.quantity > q
+        {
+            no(Rule::MaxQuantity, format!("takes at most {q} units"));
+        }
+        if ask.status == ReservationStatus::Pending
+            && matches!(ask.kind, AskKind::New)
+            && let Some(max) = p.max_hold
+        {
+            match ask.hold {
+                Hold::Never => no(
+                    Rule::MaxHold,
+                    format!("a hold expires, at most {} after it is made", words(max)),
+                ),
+                Hold::For(h) if h > max => no(
+                    Rule::MaxHold,
+                    format!("a hold lasts at most {}", words(max)),
+                ),
+                _ => {}
+            }
+        }
+        broken
+    }
+
+    /// The length of a pending hold asked as `hold`, the server's default
+    /// being `server_default`: the request's own; else the resource's
+    /// default, else the server's, cut to the resource's longest. `None`:
+    /// it never expires.
+    pub fn hold_length(&self, hold: Hold, server_default: Option<TimeDelta>) -> Option<TimeDelta> {
+        let p = &self.policy;
+        match hold {
+            Hold::Default => {
+                let length = p.default_hold.or(server_default);
+                match (length, p.max_hold) {
+                    (Some(l), Some(max)) => Some(l.min(max)),
+                    (None, Some(max)) => Some(max),
+                    (l, None) => l,
+                }
+            }
+            other => other.length(None),
+        }
+    }
+
+    /// Whether a cancel of a reservation in `status` starting at `start` is
+    /// too late at `now` (a confirmed one, within the cancel notice).
+    pub fn cancel_too_late(
+        &self,
+        status: ReservationStatus,
+        start: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<Violation> {
+        let notice = self.policy.min_cancel_notice?;
+        (status == ReservationStatus::Confirmed && now > start - notice).then(|| Violation {
+            rule: Rule::CancelNotice,
+            message: format!(
+                "a confirmed reservation is cancelled at least {} before its start",
+                words(notice)
+            ),
+        })
+    }
+
+    /// The occupied span of `span`: with the policy's buffers.
+    pub fn buffers(&self) -> (TimeDelta, TimeDelta) {
+        (
+            self.policy.buffer_before.unwrap_or_default(),
+            self.policy.buffer_after.unwrap_or_default(),
+        )
+    }
+}
+
+impl Schedule {
+    /// Whether the schedule is open at every instant of `span`, as one
+    /// stretch.
+    pub fn covers(&self, span: &Timespan) -> bool {
+        if self.hours.is_empty() && self.periods.is_empty() {
+            return !self.closed_by_default;
+        }
+        self.open_between(span.start(), span.end())
+            .iter()
+            .any(|(s, e)| *s <= span.start() && span.end() <= *e)
+    }
+
+    /// The open intervals that touch `[from, to)`, merged (adjacent ones
+    /// joined), in order.
+    pub fn open_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        if self.hours.is_empty() && self.periods.is_empty() {
+            return if self.closed_by_default {
+                Vec::new()
+            } else {
+                vec![(from, to)]
+            };
+        }
+        let mut open: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        // Weekly hours, day by day in the zone, a day either side: a
+        // period may run into the window from the day before.
+        let first = from.with_timezone(&self.zone).date_naive() - Days::new(1);
+        let last = to.with_timezone(&self.zone).date_naive() + Days::new(1);
+        let mut day = first;
+        while day <= last {
+            for h in self.hours.iter().filter(|h| h.day == day.weekday()) {
+                if let (Some(s), Some(e)) = (
+                    self.instant(day, h.open_minute, true),
+                    self.instant(day, h.close_minute, false),
+                ) && s < e
+                {
+                    open.push((s, e));
+                }
+            }
+            match day.checked_add_days(Days::new(1)) {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+        for p in &self.periods {
+            if p.end() >= from && p.start() <= to {
+                open.push((p.start(), p.end()));
+            }
+        }
+        open.sort();
+        let mut merged: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        for (s, e) in open {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        merged
+    }
+
+    /// The instant of `minute` after midnight of local `day`. A local time
+    /// that does not exist (clocks spring forward) is the first that does
+    /// after it; one that occurs twice is the first for an opening, the
+    /// second for a closing.
+    fn instant(&self, day: NaiveDate, minute: u16, opening: bool) -> Option<DateTime<Utc>> {
+        let midnight = day.and_time(NaiveTime::MIN);
+        let mut local = midnight + TimeDelta::minutes(i64::from(minute));
+        // At most a few hours of clock change to skip, minute by minute.
+        for _ in 0..=240 {
+            match self.zone.from_local_datetime(&local) {
+                LocalResult::Single(t) => return Some(t.with_timezone(&Utc)),
+                LocalResult::Ambiguous(a, b) => {
+                    return Some(if opening { a } else { b }.with_timezone(&Utc));
+                }
+                LocalResult::None => local += TimeDelta::minutes(1),
+            }
+        }
+        None
+    }
+
+    /// Whether `t` falls on a `grid` counted from local midnight.
+    pub fn on_grid(&self, t: DateTime<Utc>, grid: TimeDelta) -> bool {
+        let Some(step) = grid.num_microseconds().filter(|&s| s > 0) else {
+            return true;
+        };
+        let local = t.with_timezone(&self.zone).naive_local();
+        let since = local - local.date().and_time(NaiveTime::MIN);
+        since.num_microseconds().is_some_and(|us| us % step == 0)
+    }
+
+    /// The grid points from local midnight of each day that fall in
+    /// `[from, to)`, every `step`, in order (local times that do not exist
+    /// are skipped; ones that occur twice count twice).
+    pub fn grid_points(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step: TimeDelta,
+    ) -> Vec<DateTime<Utc>> {
+        let mut points = Vec::new();
+        if step <= TimeDelta::zero() {
+            return points;
+        }
+        let mut day = from.with_timezone(&self.zone).date_naive() - Days::new(1);
+        let last = to.with_timezone(&self.zone).date_naive();
+        while day <= last {
+            let midnight = day.and_time(NaiveTime::MIN);
+            let mut offset = TimeDelta::zero();
+            while offset < TimeDelta::days(1) {
+                match self.zone.from_local_datetime(&(midnight + offset)) {
+                    LocalResult::Single(t) => points.push(t.with_timezone(&Utc)),
+                    LocalResult::Ambiguous(a, b) => {
+                        points.push(a.with_timezone(&Utc));
+                        points.push(b.with_timezone(&Utc));
+                    }
+                    LocalResult::None => {}
+                }
+                offset += step;
+            }
+            match day.checked_add_days(Days::new(1)) {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+        points.retain(|t| *t >= from && *t < to);
+        points.sort();
+        points.dedup();
+        points
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn span(a: &str, b: &str) -> Timespan {
+        Timespan::new(utc(a), utc(b)).unwrap()
+    }
+
+    fn ask(a: &str, b: &str) -> Ask {
+        Ask {
+            span: span(a, b),
+            quantity: 1,
+            status: ReservationStatus::Pending,
+            hold: Hold::Default,
+            kind: AskKind::New,
+            override_policy: false,
+        }
+    }
+
+    fn clinic() -> Rules {
+        Rules {
+            capacity: 1,
+            deleted: false,
+            policy: Policy {
+                min_notice: Some(TimeDelta::hours(24)),
+                granularity: Some(TimeDelta::minutes(15)),
+                max_hold: Some(TimeDelta::minutes(30)),
+                ..Policy::default()
+            },
+            schedule: Schedule {
+                zone: "Europe/Paris".parse().unwrap(),
+                hours: vec![WeeklyHours {
+                    day: Weekday::Mon,
+                    open_minute: 9 * 60,
+                    close_minute: 17 * 60,
+                }],
+                periods: Vec::new(),
+                closed_by_default: false,
+            },
+        }
+    }
+
+    fn rules_broken(r: &Rules, a: &Ask, now: &str) -> Vec<Rule> {
+        r.judge(a, utc(now)).into_iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn a_request_breaking_several_rules_hears_of_each() {
+        // Monday 2026-12-07, 09:00 Paris is 08:00 UTC.
+        let ok = ask("2026-12-07T08:00:00Z", "2026-12-07T08:15:00Z");
+        assert_eq!(rules_broken(&clinic(), &ok, "2026-12-05T00:00:00Z"), []);
+        let bad = ask("2026-12-07T07:50:00Z", "2026-12-07T08:10:00Z");
+        assert_eq!(
+            rules_broken(&clinic(), &bad, "2026-12-07T00:00:00Z"),
+            [Rule::MinNotice, Rule::Granularity, Rule::OpeningHours]
+        );
+        let mut never = ok.clone();
+        never.hold = Hold::Never;
+        assert_eq!(
+            rules_broken(&clinic(), &never, "2026-12-05T00:00:00Z"),
+            [Rule::MaxHold]
+        );
+        let mut admin = bad.clone();
+        admin.override_policy = true;
+        assert_eq!(rules_broken(&clinic(), &admin, "2026-12-07T00:00:00Z"), []);
+        let mut gone = clinic();
+        gone.deleted = true;
+        assert_eq!(
+            rules_broken(&gone, &admin, "2026-12-07T00:00:00Z"),
+            [Rule::ResourceDeleted],
+            "override does not lift a deletion"
+        );
+    }
+
+    #[test]
+    fn adjacent_open_periods_join_and_buffers_may_lie_outside() {
+        let mut r = Rules::default();
+        r.schedule.hours = vec![
+            WeeklyHours {
+                day: Weekday::Mon,
+                open_minute: 9 * 60,
+                close_minute: 17 * 60,
+            },
+            WeeklyHours {
+                day: Weekday::Mon,
+                open_minute: 17 * 60,
+                close_minute: 20 * 60,
+            },
+        ];
+        let across = ask("2026-12-07T16:00:00Z", "2026-12-07T19:00:00Z");
+        assert_eq!(rules_broken(&r, &across, "2026-12-01T00:00:00Z"), []);
+        let late = ask("2026-12-07T19:00:00Z", "2026-12-07T20:30:00Z");
+        assert_eq!(
+            rules_broken(&r, &late, "2026-12-01T00:00:00Z"),
+            [Rule::OpeningHours]
+        );
+    }
+
+    #[test]
+    fn closed_by_default_with_nothing_published_is_closed() {
+        let mut r = Rules::default();
+        let a = ask("2026-12-07T16:00:00Z", "2026-12-07T17:00:00Z");
+        assert_eq!(rules_broken(&r, &a, "2026-12-01T00:00:00Z"), []);
+        r.schedule.closed_by_default = true;
+        assert_eq!(
+            rules_broken(&r, &a, "2026-12-01T00:00:00Z"),
+            [Rule::OpeningHours]
+        );
+        r.schedule.periods = vec![span("2026-12-07T15:00:00Z", "2026-12-07T18:00:00Z")];
+        assert_eq!(rules_broken(&r, &a, "2026-12-01T00:00:00Z"), []);
+    }
+
+    #[test]
+    fn the_grid_follows_wall_clock_time_across_daylight_saving() {
+        let paris = Schedule {
+            zone: "Europe/Paris".parse().unwrap(),
+            ..Schedule::default()
+        };
+        let hour = TimeDelta::hours(1);
+        // 2026-03-29: 02:00 does not exist in Paris; 2026-10-25: 02:00 twice.
+        let spring = paris.grid_points(
+            utc("2026-03-28T23:00:00Z"),
+            utc("2026-03-29T02:00:00Z"),
+            hour,
+        );
+        assert_eq!(spring.len(), 3, "00:00, 01:00, 03:00: {spring:?}");
+        let autumn = paris.grid_points(
+            utc("2026-10-24T22:00:00Z"),
+            utc("2026-10-25T03:00:00Z"),
+            hour,
+        );
+        assert_eq!(
+            autumn.len(),
+            5,
+            "00:00, 01:00, 02:00 twice, 03:00: {autumn:?}"
+        );
+        for t in autumn {
+            assert!(paris.on_grid(t, hour));
+        }
+        assert!(!paris.on_grid(utc("2026-10-25T00:30:00Z"), hour));
+    }
+
+    #[test]
+    fn default_holds_are_cut_to_the_longest_allowed() {
+        let r = clinic();
+        let server = Some(TimeDelta::hours(2));
+        assert_eq!(
+            r.hold_length(Hold::Default, server),
+            Some(TimeDelta::minutes(30))
+        );
+        assert_eq!(
+            Rules::default().hold_length(Hold::Default, server),
+            Some(TimeDelta::hours(2))
+        );
+        assert_eq!(r.hold_length(Hold::Never, server), None);
+    }
+}

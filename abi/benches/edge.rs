@@ -29,6 +29,7 @@ fn reserve_request() -> pb::ReserveRequest {
             nanos: 0,
         }),
         request_id: "8f14e45f-ceea-467f-a0a2-bd6b1c3b2c1e".into(),
+        ..Default::default()
     }
 }
 
@@ -44,6 +45,7 @@ fn reservation(i: i64) -> Reservation {
         created_at: start,
         updated_at: start,
         expires_at: None,
+        quantity: 1,
     }
 }
 
@@ -71,9 +73,12 @@ fn edge(c: &mut Criterion) {
             status: ReservationStatus::Pending,
             timespan: r.timespan,
             note: Note::default(),
+            quantity: 1,
         },
         existing: (0..3).map(reservation).collect(),
         omitted: 0,
+        capacity: 1,
+        full: Vec::new(),
     };
     c.bench_function("conflict to status with details", |b| {
         b.iter(|| tonic::Status::from(Error::Conflict(Box::new(black_box(conflict.clone())))))

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::types::{Conflict, ReservationId};
+use crate::types::{Conflict, ReservationId, ResourceId, Violation};
 
 /// A boxed error kept as the cause of [`Error::Unavailable`],
 /// [`Error::Aborted`] and [`Error::Internal`].
@@ -29,9 +29,38 @@ pub enum Error {
     #[error("reservation {0} not found")]
     NotFound(ReservationId),
 
-    /// The requested interval overlaps live reservations of the resource.
+    /// No registered resource has this id.
+    #[error("resource {0} not found")]
+    ResourceNotFound(ResourceId),
+
+    /// A resource with this id is already registered (deleted or not).
+    #[error("resource {0} is already registered")]
+    ResourceExists(ResourceId),
+
+    /// The requested interval overlaps live reservations of the resource,
+    /// or more units than the capacity leaves free.
     #[error("{0}")]
     Conflict(Box<Conflict>),
+
+    /// The resource's rules refuse the request: every rule broken.
+    #[error("not allowed by the resource's policy: {}", list_violations(.0))]
+    Policy(Vec<Violation>),
+
+    /// A capacity cut, or a delete, refused because live reservations hold
+    /// more than it would leave.
+    #[error("{0}")]
+    CapacityInUse(Cow<'static, str>),
+
+    /// An update named an etag that is no longer the resource's: re-read it.
+    #[error(
+        "the resource changed since it was read (etag {given:?}, now {current:?}); read it again"
+    )]
+    EtagMismatch {
+        /// The etag the update named.
+        given: String,
+        /// The resource's etag now.
+        current: String,
+    },
 
     /// The reservation is in a state that does not allow the operation,
     /// such as confirming an expired hold.
@@ -116,6 +145,13 @@ impl Error {
             Error::Unavailable(_) | Error::Busy(_) | Error::Aborted { .. } | Error::Lagged { .. }
         )
     }
+}
+
+fn list_violations(v: &[Violation]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl From<derive_builder::UninitializedFieldError> for Error {

@@ -7,6 +7,35 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{Error, pb};
 
+/// The `type_url` of a `google.rpc.ErrorInfo` packed in a status' details.
+const ERROR_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
+/// A status whose details carry `detail` (if any) and an `ErrorInfo` with
+/// `reason` in the `rsvp` domain.
+fn status_with(
+    code: Code,
+    message: String,
+    reason: &str,
+    detail: Option<prost_types::Any>,
+) -> Status {
+    let info = tonic_types::pb::ErrorInfo {
+        reason: reason.to_string(),
+        domain: "rsvp".to_string(),
+        metadata: Default::default(),
+    };
+    let mut details: Vec<prost_types::Any> = detail.into_iter().collect();
+    details.push(prost_types::Any {
+        type_url: ERROR_INFO_TYPE_URL.to_string(),
+        value: info.encode_to_vec(),
+    });
+    let rpc = tonic_types::pb::Status {
+        code: code as i32,
+        message: message.clone(),
+        details,
+    };
+    Status::with_details(code, message, Bytes::from(rpc.encode_to_vec()))
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match &e {
@@ -15,32 +44,59 @@ impl From<Error> for Status {
                 e.to_string(),
                 ErrorDetails::with_bad_request_violation(*field, reason.to_string()),
             ),
-            Error::NotFound(_) => Status::not_found(e.to_string()),
+            Error::NotFound(_) | Error::ResourceNotFound(_) => Status::not_found(e.to_string()),
+            Error::ResourceExists(_) => Status::already_exists(e.to_string()),
             Error::Conflict(conflict) => {
-                let message = format!("reservation conflict: {conflict}");
                 let any = prost_types::Any {
                     type_url: pb::RESERVATION_CONFLICT_TYPE_URL.to_string(),
                     value: pb::ReservationConflict::from(conflict.as_ref()).encode_to_vec(),
                 };
-                let details = tonic_types::pb::Status {
-                    code: Code::FailedPrecondition as i32,
-                    message: message.clone(),
-                    details: vec![any],
-                };
-                Status::with_details(
+                status_with(
                     Code::FailedPrecondition,
-                    message,
-                    Bytes::from(details.encode_to_vec()),
+                    format!("reservation conflict: {conflict}"),
+                    "RESERVATION_CONFLICT",
+                    Some(any),
                 )
             }
-            Error::FailedPrecondition(reason) => Status::failed_precondition(reason.to_string()),
+            Error::Policy(violations) => {
+                let any = prost_types::Any {
+                    type_url: pb::POLICY_VIOLATION_TYPE_URL.to_string(),
+                    value: pb::PolicyViolation::from(violations.as_slice()).encode_to_vec(),
+                };
+                status_with(
+                    Code::FailedPrecondition,
+                    e.to_string(),
+                    "POLICY_VIOLATION",
+                    Some(any),
+                )
+            }
+            Error::CapacityInUse(_) => status_with(
+                Code::FailedPrecondition,
+                e.to_string(),
+                "CAPACITY_IN_USE",
+                None,
+            ),
+            Error::FailedPrecondition(_) => status_with(
+                Code::FailedPrecondition,
+                e.to_string(),
+                "INVALID_TRANSITION",
+                None,
+            ),
+            Error::EtagMismatch { .. } => {
+                status_with(Code::Aborted, e.to_string(), "ETAG_MISMATCH", None)
+            }
             Error::Unavailable(_) => {
                 Status::unavailable("the database is unavailable; retry later")
             }
             Error::Busy(_) => Status::unavailable(
                 "the server is busy: every database connection is in use; retry later",
             ),
-            Error::Aborted { reason, .. } => Status::aborted(format!("{reason}; retry the call")),
+            Error::Aborted { reason, .. } => status_with(
+                Code::Aborted,
+                format!("{reason}; retry the call"),
+                "LOCK_CONTENTION",
+                None,
+            ),
             Error::Lagged { .. } => Status::resource_exhausted(e.to_string()),
             Error::ChangesExpired { oldest_change_id } => Status::with_error_details(
                 Code::OutOfRange,
@@ -54,6 +110,19 @@ impl From<Error> for Status {
             Error::Internal(_) => Status::internal("internal error"),
         }
     }
+}
+
+/// The [`pb::PolicyViolation`] carried in a FAILED_PRECONDITION status'
+/// details, if there is one.
+pub fn policy_from_status(status: &Status) -> Option<pb::PolicyViolation> {
+    if status.code() != Code::FailedPrecondition || status.details().is_empty() {
+        return None;
+    }
+    let rpc = tonic_types::pb::Status::decode(status.details()).ok()?;
+    rpc.details
+        .iter()
+        .find(|any| any.type_url == pb::POLICY_VIOLATION_TYPE_URL)
+        .and_then(|any| pb::PolicyViolation::decode(any.value.as_slice()).ok())
 }
 
 /// The [`pb::ReservationConflict`] carried in a FAILED_PRECONDITION status'
@@ -88,6 +157,7 @@ mod tests {
             created_at: at(0),
             updated_at: at(0),
             expires_at: None,
+            quantity: 1,
         }
     }
 
@@ -102,9 +172,12 @@ mod tests {
                 status: ReservationStatus::Pending,
                 timespan: existing.timespan,
                 note: Note::default(),
+                quantity: 1,
             },
             existing: vec![existing.clone()],
             omitted: 0,
+            capacity: 1,
+            full: vec![existing.timespan],
         };
         let status = Status::from(Error::Conflict(Box::new(conflict)));
         assert_eq!(status.code(), Code::FailedPrecondition);
@@ -112,6 +185,32 @@ mod tests {
         assert_eq!(decoded.existing.len(), 1);
         assert_eq!(decoded.existing[0].id, existing.id.to_string());
         assert_eq!(decoded.requested.unwrap().user_id, "bob");
+        assert_eq!(decoded.capacity, 1);
+        assert_eq!(decoded.full.len(), 1);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "RESERVATION_CONFLICT");
+    }
+
+    #[test]
+    fn policy_refusals_list_every_rule_and_say_so() {
+        let status = Status::from(Error::Policy(vec![
+            Violation {
+                rule: Rule::MinNotice,
+                message: "starts at least 1d after now".into(),
+            },
+            Violation {
+                rule: Rule::Granularity,
+                message: "starts and ends on a 15m grid".into(),
+            },
+        ]));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let policy = policy_from_status(&status).expect("policy details");
+        assert_eq!(policy.violations.len(), 2);
+        assert_eq!(policy.violations[0].rule, pb::PolicyRule::MinNotice as i32);
+        assert!(conflict_from_status(&status).is_none());
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "POLICY_VIOLATION");
+        assert_eq!(info.domain, "rsvp");
     }
 
     #[test]

@@ -39,5 +39,5 @@ pub mod time;
 pub mod types;
 
 pub use error::{BoxError, Error, FieldContext, InvalidValue, Result};
-pub use grpc::conflict_from_status;
+pub use grpc::{conflict_from_status, policy_from_status};
 pub use types::*;

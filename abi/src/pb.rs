@@ -13,3 +13,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// `google.protobuf.Any` in a status' details.
 pub const RESERVATION_CONFLICT_TYPE_URL: &str =
     "type.googleapis.com/reservation.ReservationConflict";
+
+/// The `type_url` under which a [`PolicyViolation`] is packed into a
+/// `google.protobuf.Any` in a status' details.
+pub const POLICY_VIOLATION_TYPE_URL: &str = "type.googleapis.com/reservation.PolicyViolation";

@@ -100,6 +100,7 @@ proptest! {
             }),
             hold,
             request_id: request_id.clone(),
+            ..Default::default()
         };
         if let Some(r) = valid_or_named(NewReservation::try_from(request))? {
             // What was accepted is what was sent, to the microsecond.
@@ -122,7 +123,14 @@ proptest! {
         start in any_timestamp(),
         end in any_timestamp(),
     ) {
-        let request = pb::UpdateRequest { id, status, note, start, end };
+        let request = pb::UpdateRequest {
+            id,
+            status,
+            note,
+            start,
+            end,
+            ..Default::default()
+        };
         if let Some(u) = valid_or_named(ReservationUpdate::try_from(request.clone()))? {
             prop_assert_eq!(u.id.to_string().len(), 36);
             prop_assert_eq!(u.timespan.is_some(), request.start.is_some());
@@ -178,7 +186,7 @@ proptest! {
             note: abi::Note::default(),
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
-            expires_at: None,
+            expires_at: None, quantity: 1,
         };
         let token = filter.next_page_token(&last);
         let next = filter.clone().with_page_token(&token).unwrap();

@@ -12,6 +12,9 @@ pub(crate) const DEADLOCK_DETECTED: &str = "40P01";
 pub(crate) const SERIALIZATION_FAILURE: &str = "40001";
 /// SQLSTATE of an exclusion constraint violation.
 pub(crate) const EXCLUSION_VIOLATION: &str = "23P01";
+/// SQLSTATE of a check constraint violation (also raised by the capacity
+/// trigger).
+pub(crate) const CHECK_VIOLATION: &str = "23514";
 /// SQLSTATE of a unique constraint violation.
 pub(crate) const UNIQUE_VIOLATION: &str = "23505";
 

@@ -12,7 +12,8 @@
 use std::{sync::Arc, time::Duration};
 
 use abi::{
-    Note, RequestId, ReservationId, ReservationStatus, ResourceId, Result, Timespan, UserId,
+    Note, RequestId, ReservationId, ReservationStatus, Resource, ResourceId, ResourceSpec, Result,
+    Timespan, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -58,15 +59,28 @@ pub(crate) struct Placement {
     pub hold: Option<TimeDelta>,
     /// The idempotency key, and the digest of the request it came with.
     pub request: Option<(RequestId, i64)>,
+    /// Units held; 0: every unit (a block).
+    pub quantity: u32,
+    /// The buffers before and after, copied onto the row.
+    pub buffers: (TimeDelta, TimeDelta),
+    /// The version of the resource the engine judged this by (0: not
+    /// registered).
+    pub resource_version: i64,
+    /// Only check: write nothing.
+    pub dry: bool,
 }
 
 /// Live reservations in the way of a write.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Blockers {
     /// The first of them, by start then id (at most the limit asked for).
     pub rows: Vec<StoredReservation>,
     /// How many there are in all.
     pub total: u64,
+    /// The resource's capacity.
+    pub capacity: u32,
+    /// Where fewer units are free than asked, merged, in order.
+    pub full: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// What became of one placement.
@@ -82,6 +96,11 @@ pub(crate) enum Placed {
     },
     /// Refused: these are in the way. Nothing was written.
     Blocked(Blockers),
+    /// The resource is no longer at the version the placement was judged
+    /// by. Nothing was written.
+    Stale,
+    /// A dry placement that would have been made.
+    Fits,
 }
 
 /// What a batch of placements did, at the time it read after its locks.
@@ -103,13 +122,17 @@ pub(crate) struct Revision {
     pub version: i64,
     /// Whether the plan saw the row's hold as overdue.
     pub seen_lapsed: bool,
-    /// The interval moves: take the resource's lock and refuse if live
-    /// reservations are in the way.
-    pub reschedule: bool,
+    /// The interval moves or more units are held: take the resource's
+    /// lock and refuse what the capacity leaves no room for.
+    pub check: bool,
     pub status: ReservationStatus,
     pub note: Note,
     pub timespan: Timespan,
     pub expires_at: Option<DateTime<Utc>>,
+    pub quantity: u32,
+    /// The version of the resource the plan was judged by (0: not
+    /// registered); checked with `check`.
+    pub resource_version: i64,
 }
 
 /// What became of a revision.
@@ -179,6 +202,50 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Reads one reservation.
     async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>>;
+
+    /// Reads one registered resource (deleted ones too).
+    async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>>;
+
+    /// Registers a resource at `now`.
+    ///
+    /// # Errors
+    /// [`abi::Error::ResourceExists`] when the id is registered already.
+    async fn create_resource(&self, spec: &ResourceSpec, now: DateTime<Utc>) -> Result<Resource>;
+
+    /// Changes a resource under its lock: `change` makes the new spec from
+    /// the resource as it is. Overdue holds are settled first; a capacity
+    /// below what live reservations hold is refused.
+    ///
+    /// # Errors
+    /// [`abi::Error::ResourceNotFound`]; whatever `change` returns;
+    /// [`abi::Error::CapacityInUse`] naming when.
+    async fn update_resource(
+        &self,
+        id: &ResourceId,
+        change: &(dyn for<'r> Fn(&'r Resource) -> Result<ResourceSpec> + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Resource>;
+
+    /// Marks a resource deleted at `now`; with `force`, first cancels its
+    /// live reservations that have not ended.
+    ///
+    /// # Errors
+    /// [`abi::Error::ResourceNotFound`]; [`abi::Error::CapacityInUse`]
+    /// when live reservations have not ended and `force` is off.
+    async fn delete_resource(
+        &self,
+        id: &ResourceId,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Resource>;
+
+    /// Registered resources after `after`, by id: at most `limit`.
+    async fn list_resources(
+        &self,
+        after: Option<&ResourceId>,
+        limit: i64,
+        show_deleted: bool,
+    ) -> Result<Vec<Resource>>;
 
     /// Runs a selection of reservations built by the engine, reading every
     /// row before returning (no connection is held while the caller uses

@@ -24,6 +24,8 @@ pub(crate) struct StoredReservation {
     pub expires_at: Option<DateTime<Utc>>,
     /// Changes with every write.
     pub version: i64,
+    /// Units held (0: every unit, a block).
+    pub quantity: u32,
 }
 
 impl StoredReservation {
@@ -56,6 +58,7 @@ impl StoredReservation {
             created_at: self.created_at,
             updated_at: self.updated_at,
             expires_at: self.expires_at,
+            quantity: self.quantity,
         })
     }
 }

@@ -3,7 +3,8 @@
 
 use abi::{
     Change, ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
-    ReservationQuery, ReservationUpdate, Result, StatusChange,
+    ReservationQuery, ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage,
+    ResourcePatch, ResourceSpec, Result, StatusChange,
 };
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -108,4 +109,44 @@ pub trait Rsvp: Send + Sync + 'static {
     /// Checks that the database answers, on a connection of its own: a
     /// pool whose connections are all busy does not make it fail.
     async fn ping(&self) -> Result<()>;
+
+    /// Registers a resource with its capacity and rules. Reservations its
+    /// id already has (made while it was not registered) count against the
+    /// capacity.
+    ///
+    /// # Errors
+    /// [`abi::Error::ResourceExists`] when the id is registered (deleted or
+    /// not); nothing changes.
+    async fn create_resource(&self, spec: ResourceSpec) -> Result<Resource>;
+
+    /// Reads a registered resource (a deleted one too).
+    ///
+    /// # Errors
+    /// [`abi::Error::ResourceNotFound`] for an id never registered.
+    async fn get_resource(&self, id: ResourceId) -> Result<Resource>;
+
+    /// Changes the fields a patch names, atomically. The new rules apply
+    /// to new reservations and changes; reservations keep the buffers they
+    /// were made with.
+    ///
+    /// # Errors
+    /// [`abi::Error::ResourceNotFound`]; [`abi::Error::EtagMismatch`] when
+    /// the patch names an etag that is not the resource's; a
+    /// [`abi::Error::FailedPrecondition`] for a deleted resource;
+    /// [`abi::Error::CapacityInUse`] for a capacity below what live
+    /// reservations hold, naming when; [`abi::Error::InvalidArgument`] for
+    /// a new value that is not valid.
+    async fn update_resource(&self, patch: ResourcePatch) -> Result<Resource>;
+
+    /// Marks a resource deleted: it takes no new reservations. Deleting a
+    /// deleted resource returns it unchanged.
+    ///
+    /// # Errors
+    /// [`abi::Error::ResourceNotFound`]; [`abi::Error::CapacityInUse`] when
+    /// live reservations of it have not ended, unless `force`, which
+    /// cancels them first (each a change event).
+    async fn delete_resource(&self, id: ResourceId, force: bool) -> Result<Resource>;
+
+    /// A page of registered resources, by id.
+    async fn list_resources(&self, listing: ResourceListing) -> Result<ResourcePage>;
 }

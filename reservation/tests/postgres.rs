@@ -80,6 +80,109 @@ async fn exclusion_constraint_refuses_overlapping_live_rows_from_any_writer() {
     }
 }
 
+/// Registers `id` with `capacity` units.
+async fn register(env: &Env, id: &str, capacity: u32) {
+    env.store
+        .create_resource(
+            abi::ResourceSpec::try_from(abi::pb::Resource {
+                id: id.into(),
+                capacity,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Inserts rows of several units directly, as a careless script would.
+const RAW_UNITS: &str = "INSERT INTO rsvp.reservations \
+    (id, user_id, resource_id, status, timespan, created_at, updated_at, quantity, shared) \
+    VALUES ($1, 'script', $2, 'confirmed', $3, $4, $4, $5, $6)";
+
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned())
+}
+
+#[tokio::test]
+async fn the_database_refuses_plain_sql_past_the_capacity() {
+    let env = Env::postgres().await;
+    register(&env, "hall", 3).await;
+    let raw = |from: i64, to: i64, quantity: i32, shared: bool| {
+        sqlx::query(RAW_UNITS)
+            .bind(Uuid::now_v7())
+            .bind("hall")
+            .bind(span(from, to))
+            .bind(at(0))
+            .bind(quantity)
+            .bind(shared)
+            .execute(pool(&env))
+    };
+    raw(0, 60, 2, true).await.unwrap();
+    raw(30, 90, 1, true).await.unwrap();
+    let err = raw(45, 50, 1, true).await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
+    assert!(err.to_string().contains("hall"), "{err}");
+    // A row that pretends the resource has one unit is refused too.
+    let err = raw(200, 210, 1, false).await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
+    // Holding more units by an UPDATE is refused.
+    let err = sqlx::query("UPDATE rsvp.reservations SET quantity = 3 WHERE quantity = 1")
+        .execute(pool(&env))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
+    // So is a capacity cut below what is held, whoever makes it.
+    let err = sqlx::query("UPDATE rsvp.resources SET capacity = 2 WHERE id = 'hall'")
+        .execute(pool(&env))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
+    // A resource of one unit keeps the exclusion constraint, buffers included.
+    register(&env, "room", 1).await;
+    sqlx::query(
+        "INSERT INTO rsvp.reservations (id, user_id, resource_id, status, timespan, created_at, \
+         updated_at, buffer_after) VALUES ($1, 'script', 'room', 'confirmed', $2, $3, $3, \
+         900000000)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(span(0, 60))
+    .bind(at(0))
+    .execute(pool(&env))
+    .await
+    .unwrap();
+    let err = sqlx::query(RAW_INSERT)
+        .bind(Uuid::now_v7())
+        .bind("room")
+        .bind("confirmed")
+        .bind(span(70, 80))
+        .bind(at(0))
+        .execute(pool(&env))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23P01"), "{err}");
+}
+
+#[tokio::test]
+async fn registering_a_capacity_moves_existing_rows_to_the_capacity_check() {
+    let env = Env::postgres().await;
+    env.confirmed("a", "court", 0, 60).await;
+    register(&env, "court", 2).await;
+    let shared: bool =
+        sqlx::query_scalar("SELECT shared FROM rsvp.reservations WHERE resource_id = 'court'")
+            .fetch_one(pool(&env))
+            .await
+            .unwrap();
+    assert!(shared);
+    env.confirmed("b", "court", 0, 60).await;
+    assert!(matches!(
+        env.reserve("c", "court", 0, 60).await,
+        Err(Error::Conflict(_))
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reserve_racing_a_writer_that_bypassed_the_lock_reports_the_conflict() {
     let env = Env::postgres().await;

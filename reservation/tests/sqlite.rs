@@ -58,12 +58,87 @@ async fn triggers_refuse_overlapping_live_rows_from_any_writer() {
 }
 
 #[tokio::test]
+async fn triggers_refuse_plain_sql_past_the_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store
+        .create_resource(
+            abi::ResourceSpec::try_from(abi::pb::Resource {
+                id: "hall".into(),
+                capacity: 3,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let raw = |from: i64, to: i64, quantity: i64| {
+        sqlx::query(
+            "INSERT INTO reservations (id, user_id, resource_id, status, start_us, end_us, \
+             created_us, updated_us, quantity) VALUES (?, 'script', 'hall', 'confirmed', ?, ?, \
+             0, 0, ?)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(at(from).timestamp_micros())
+        .bind(at(to).timestamp_micros())
+        .bind(quantity)
+        .execute(store.pool())
+    };
+    raw(0, 60, 2).await.unwrap();
+    raw(30, 90, 1).await.unwrap();
+    let err = raw(45, 50, 1).await.unwrap_err();
+    assert!(
+        err.to_string().contains("reservations_within_capacity"),
+        "{err}"
+    );
+    let err = sqlx::query("UPDATE reservations SET quantity = 3 WHERE quantity = 1")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("reservations_within_capacity"),
+        "{err}"
+    );
+    let err = sqlx::query("UPDATE resources SET capacity = 2 WHERE id = 'hall'")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("resources_capacity_in_use"),
+        "{err}"
+    );
+    // On a resource of one unit, buffers are occupied time to any writer.
+    sqlx::query(
+        "INSERT INTO reservations (id, user_id, resource_id, status, start_us, end_us, \
+         created_us, updated_us, buffer_after_us) VALUES (?, 'script', 'room', 'confirmed', \
+         ?, ?, 0, 0, 900000000)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(at(0).timestamp_micros())
+    .bind(at(60).timestamp_micros())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let err = sqlx::query(RAW_INSERT)
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind("room")
+        .bind("confirmed")
+        .bind(at(70).timestamp_micros())
+        .bind(at(80).timestamp_micros())
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reservations_no_overlap"), "{err}");
+}
+
+#[tokio::test]
 async fn the_conflict_check_searches_the_live_index() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
     let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
         "EXPLAIN QUERY PLAN SELECT id FROM reservations WHERE resource_id = ? \
-         AND status IN ('pending', 'confirmed', 'blocked') AND start_us < ? ORDER BY start_us DESC",
+         AND status IN ('pending', 'confirmed', 'blocked') AND occ_start_us < ? \
+         ORDER BY occ_start_us DESC",
     )
     .bind("room-1")
     .bind(0i64)
@@ -74,12 +149,32 @@ async fn the_conflict_check_searches_the_live_index() {
     assert!(
         detail
             .iter()
-            .any(|d| d.contains("USING INDEX reservations_live (resource_id=? AND start_us<?)")),
+            .any(|d| d.contains("USING INDEX reservations_live (resource_id=? AND occ_start_us<?)")),
         "{detail:?}"
     );
     assert!(
         !detail.iter().any(|d| d.contains("TEMP B-TREE")),
         "no sort: {detail:?}"
+    );
+
+    // A resource of several units reads what ends after the new start.
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT id FROM reservations WHERE resource_id = ? \
+         AND status IN ('pending', 'confirmed', 'blocked') AND occ_start_us < ? \
+         AND occ_end_us > ? ORDER BY occ_end_us",
+    )
+    .bind("room-1")
+    .bind(0i64)
+    .bind(0i64)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let detail: Vec<_> = plan.iter().map(|p| p.3.as_str()).collect();
+    assert!(
+        detail
+            .iter()
+            .any(|d| d.contains("USING INDEX reservations_live")),
+        "{detail:?}"
     );
 }
 

@@ -122,6 +122,16 @@ pub enum Command {
     /// Example: rsvp listen --resource room-42 --after 120
     Listen(ListenArgs),
 
+    /// Register and manage resources: capacity, booking policy, opening
+    /// hours.
+    ///
+    /// Examples:
+    ///   rsvp resource create hotel-double --capacity 12 --zone Europe/Paris --label kind=room
+    ///   rsvp resource create dr-lee --zone Europe/Paris --open 'mon-fri 09:00-17:00' --grid 15m --min-notice 24h --max-hold 30m
+    ///   rsvp resource update hotel-double --capacity 10
+    #[command(verbatim_doc_comment, subcommand)]
+    Resource(ResourceCommand),
+
     /// Load a server with many clients and report throughput and latency.
     ///
     /// Closed loop: each client sends its next call when the last one
@@ -190,6 +200,21 @@ pub struct ReserveArgs {
     /// with the result]
     #[arg(long, value_name = "KEY")]
     pub request_id: Option<String>,
+
+    /// Units of the resource to hold (seats, rooms of a type) [default: 1;
+    /// with --block, every unit]
+    #[arg(long, short = 'q', value_name = "N")]
+    pub quantity: Option<u32>,
+
+    /// Check everything (the resource's rules, the capacity) and say what
+    /// would be made, without making it.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Book outside the resource's booking policy (an admin's; never beyond
+    /// its capacity).
+    #[arg(long)]
+    pub override_policy: bool,
 }
 
 /// `rsvp update`.
@@ -214,6 +239,14 @@ pub struct UpdateArgs {
     /// A new status.
     #[arg(long, value_enum, value_name = "STATUS")]
     pub status: Option<NewStatus>,
+
+    /// A new number of units; more are checked against the capacity.
+    #[arg(long, short = 'q', value_name = "N")]
+    pub quantity: Option<u32>,
+
+    /// Change it outside the resource's booking policy (an admin's).
+    #[arg(long)]
+    pub override_policy: bool,
 }
 
 /// A status an update may ask for.
@@ -398,4 +431,167 @@ mod tests {
                 .is_err()
         );
     }
+}
+
+/// `rsvp resource`.
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand {
+    /// Register a resource.
+    Create(ResourceSpecArgs),
+    /// Show one resource.
+    Get(ResourceIdArg),
+    /// Show registered resources, by id.
+    List(ResourceListArgs),
+    /// Change the fields given (and those named by --clear).
+    Update(ResourceUpdateArgs),
+    /// Delete a resource: it takes no new reservations.
+    Delete(ResourceDeleteArgs),
+}
+
+/// A resource's id.
+#[derive(Debug, Args)]
+pub struct ResourceIdArg {
+    /// The resource's id (the --resource of its reservations).
+    pub id: String,
+}
+
+/// What a resource is: each flag given sets that field.
+#[derive(Debug, Args)]
+pub struct ResourceSpecArgs {
+    /// The resource's id (the --resource of its reservations).
+    pub id: String,
+
+    /// Units reservations may hold at once (seats, rooms of a type)
+    /// [default: 1]
+    #[arg(long, short = 'c', value_name = "N")]
+    pub capacity: Option<u32>,
+
+    /// A name for people.
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
+
+    /// The zone of its opening hours and grid, e.g. Europe/Paris
+    /// [default: UTC]
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<Tz>,
+
+    /// Weekly opening hours in its zone, repeatable: 'mon-fri 09:00-17:00',
+    /// 'sat 10:00-12:30', 'sun 00:00-24:00'.
+    #[arg(long, value_name = "DAYS HH:MM-HH:MM")]
+    pub open: Vec<String>,
+
+    /// A dated period of opening, repeatable: 'START/END' in --tz, e.g.
+    /// '2026-12-05 10:00/2026-12-05 11:30'.
+    #[arg(long, value_name = "START/END")]
+    pub period: Vec<String>,
+
+    /// Open only within --open and --period (closed when both are empty).
+    #[arg(long)]
+    pub closed_by_default: bool,
+
+    /// A label to find it by, repeatable: KEY=VALUE.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+
+    /// A principal who administers it, repeatable.
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub admin: Vec<String>,
+
+    /// Reservations start at least this long after they are made.
+    #[arg(long, value_name = "DURATION")]
+    pub min_notice: Option<Duration>,
+
+    /// ... and at most this long after.
+    #[arg(long, value_name = "DURATION")]
+    pub max_advance: Option<Duration>,
+
+    /// Starts and ends fall on this grid from local midnight (15m, 1h).
+    #[arg(long, value_name = "DURATION")]
+    pub grid: Option<Duration>,
+
+    /// The shortest reservation.
+    #[arg(long, value_name = "DURATION")]
+    pub min_duration: Option<Duration>,
+
+    /// The longest reservation.
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<Duration>,
+
+    /// Time kept free before each reservation (set-up).
+    #[arg(long, value_name = "DURATION")]
+    pub buffer_before: Option<Duration>,
+
+    /// Time kept free after each reservation (cleaning).
+    #[arg(long, value_name = "DURATION")]
+    pub buffer_after: Option<Duration>,
+
+    /// How long a hold lasts when the reservation asks none.
+    #[arg(long, value_name = "DURATION")]
+    pub default_hold: Option<Duration>,
+
+    /// The longest hold allowed.
+    #[arg(long, value_name = "DURATION")]
+    pub max_hold: Option<Duration>,
+
+    /// The most units one reservation may take.
+    #[arg(long, value_name = "N")]
+    pub max_quantity: Option<u32>,
+
+    /// Confirmed reservations are cancelled or moved at least this long
+    /// before they start.
+    #[arg(long, value_name = "DURATION")]
+    pub cancel_notice: Option<Duration>,
+}
+
+/// `rsvp resource update`.
+#[derive(Debug, Args)]
+pub struct ResourceUpdateArgs {
+    #[command(flatten)]
+    pub spec: ResourceSpecArgs,
+
+    /// Only if the resource is still at this etag (as `get` shows it).
+    #[arg(long, value_name = "ETAG")]
+    pub etag: Option<String>,
+
+    /// Reset a field to its default, repeatable: a field name as --help
+    /// shows the flags (capacity, name, open, period, label, admin,
+    /// closed-by-default, zone) or a policy rule (min-notice, grid, ...),
+    /// or 'policy' for every rule.
+    #[arg(long, value_name = "FIELD")]
+    pub clear: Vec<String>,
+}
+
+/// `rsvp resource list`.
+#[derive(Debug, Args)]
+pub struct ResourceListArgs {
+    /// Only resources with this label, repeatable: KEY=VALUE.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+
+    /// Deleted resources too.
+    #[arg(long)]
+    pub deleted: bool,
+
+    /// Resources per page, 1 to 1000 [default: the server's, 100]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: Option<u32>,
+
+    /// Continue from this token (printed after a page).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
+    pub page_token: Option<String>,
+
+    /// Follow every page to the end.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `rsvp resource delete`.
+#[derive(Debug, Args)]
+pub struct ResourceDeleteArgs {
+    /// The resource's id.
+    pub id: String,
+
+    /// Also cancel its live reservations that have not ended.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -52,15 +52,21 @@ impl CliError {
         match status.code() {
             Code::InvalidArgument => CliError::new(Exit::InvalidArgument, in_words(&message)),
             Code::NotFound => CliError::new(Exit::NotFound, message),
-            Code::FailedPrecondition => match abi::conflict_from_status(&status) {
-                Some(conflict) => CliError {
-                    exit: Exit::Conflict,
-                    message: conflict_line(&conflict),
-                    conflict: Some(Box::new(conflict)),
-                    unknown: false,
-                },
-                None => CliError::new(Exit::NotAllowed, format!("not allowed: {message}")),
-            },
+            Code::FailedPrecondition => {
+                if let Some(policy) = abi::policy_from_status(&status) {
+                    return CliError::new(Exit::Policy, policy_lines(&policy));
+                }
+                match abi::conflict_from_status(&status) {
+                    Some(conflict) => CliError {
+                        exit: Exit::Conflict,
+                        message: conflict_line(&conflict),
+                        conflict: Some(Box::new(conflict)),
+                        unknown: false,
+                    },
+                    None => CliError::new(Exit::NotAllowed, format!("not allowed: {message}")),
+                }
+            }
+            Code::AlreadyExists => CliError::new(Exit::NotAllowed, message),
             Code::Unavailable => {
                 if message.contains("tcp connect")
                     || message.contains("transport")
@@ -105,6 +111,7 @@ fn flag(field: &str) -> Option<&'static str> {
         "page_token" => "--page-token",
         "after_change_id" => "--after",
         "id" => "the id",
+        "reservation.quantity" | "quantity" => "--quantity",
         _ => return None,
     })
 }
@@ -127,10 +134,35 @@ fn conflict_line(conflict: &pb::ReservationConflict) -> String {
         .as_ref()
         .map(|r| r.resource_id.as_str())
         .unwrap_or("the resource");
+    if conflict.capacity > 1 {
+        let wanted = conflict.requested.as_ref().map_or(1, |r| r.quantity.max(1));
+        return format!(
+            "{resource} is full: {wanted} of its {} units are not free for all that time \
+             ({n} live reservation{} in the way)",
+            conflict.capacity,
+            if n == 1 { "" } else { "s" }
+        );
+    }
     format!(
         "{resource} is taken: {n} live reservation{} in the way",
         if n == 1 { "" } else { "s" }
     )
+}
+
+/// A policy refusal: every rule broken, one per line.
+fn policy_lines(policy: &pb::PolicyViolation) -> String {
+    let mut text = String::from("not allowed by the resource's booking policy:");
+    for v in &policy.violations {
+        let rule = pb::PolicyRule::try_from(v.rule)
+            .map(|r| {
+                r.as_str_name()
+                    .trim_start_matches("POLICY_RULE_")
+                    .to_lowercase()
+            })
+            .unwrap_or_else(|_| "rule".into());
+        text.push_str(&format!("\n  - {}: {}", rule.replace('_', " "), v.message));
+    }
+    text
 }
 
 impl From<abi::Error> for CliError {

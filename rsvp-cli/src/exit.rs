@@ -20,9 +20,12 @@ pub enum Exit {
     InvalidArgument = 5,
     /// The server cannot be reached, or cannot reach its database.
     Unreachable = 6,
-    /// The reservation's state does not allow it (e.g. confirming an
-    /// expired hold).
+    /// The reservation's or resource's state does not allow it (e.g.
+    /// confirming an expired hold, deleting a resource still in use).
     NotAllowed = 7,
+    /// The resource's booking policy does not allow it (too soon, off the
+    /// grid, outside opening hours...); the rules broken are listed.
+    Policy = 8,
 }
 
 impl From<Exit> for ExitCode {

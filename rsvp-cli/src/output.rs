@@ -168,7 +168,7 @@ pub fn short_id(id: &str, width: usize) -> String {
 /// Renders rows as table lines with fixed column widths (columns left out
 /// are skipped), so rows printed one batch at a time line up with the
 /// heading printed first.
-fn render(rows: Vec<Vec<String>>, widths: &[Option<usize>]) -> String {
+pub(crate) fn render(rows: Vec<Vec<String>>, widths: &[Option<usize>]) -> String {
     let shown: Vec<usize> = widths.iter().flatten().copied().collect();
     let mut builder = Builder::default();
     for row in rows {
@@ -203,7 +203,7 @@ fn render(rows: Vec<Vec<String>>, widths: &[Option<usize>]) -> String {
     text
 }
 
-fn time(ts: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+pub(crate) fn time(ts: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     ts.as_ref().and_then(|t| from_timestamp(t).ok())
 }
 

@@ -140,7 +140,10 @@ async fn main() -> anyhow::Result<()> {
     }
     pool.execute("ALTER TABLE rsvp.reservations ENABLE TRIGGER reservations_record_insert_delete")
         .await?;
-    eprintln!("   rows in after {:.0}s; building the indexes", started.elapsed().as_secs_f64());
+    eprintln!(
+        "   rows in after {:.0}s; building the indexes",
+        started.elapsed().as_secs_f64()
+    );
     let mut ddl = vec![format!(
         "ALTER TABLE rsvp.reservations ADD CONSTRAINT reservations_no_overlap {exclusion}"
     )];

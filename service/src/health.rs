@@ -3,7 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use abi::pb::reservation_service_server::ReservationServiceServer;
+use abi::pb::{
+    reservation_service_server::ReservationServiceServer,
+    resource_service_server::ResourceServiceServer,
+};
+
+use crate::resources::Resources;
 use reservation::Rsvp;
 use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -47,9 +52,15 @@ pub(crate) async fn watch(
                 reporter
                     .set_serving::<ReservationServiceServer<RsvpService>>()
                     .await;
+                reporter
+                    .set_serving::<ResourceServiceServer<Resources>>()
+                    .await;
             } else {
                 reporter
                     .set_not_serving::<ReservationServiceServer<RsvpService>>()
+                    .await;
+                reporter
+                    .set_not_serving::<ResourceServiceServer<Resources>>()
                     .await;
             }
             last = Some(up);

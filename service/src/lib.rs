@@ -21,6 +21,7 @@ pub mod config;
 pub mod errors;
 mod health;
 pub mod paths;
+mod resources;
 mod rpc;
 pub mod server;
 pub mod store;

@@ -3,7 +3,10 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use abi::pb::{self, reservation_service_server::ReservationServiceServer};
+use abi::pb::{
+    self, reservation_service_server::ReservationServiceServer,
+    resource_service_server::ResourceServiceServer,
+};
 use anyhow::Context;
 use reservation::Rsvp;
 use tokio::net::TcpListener;
@@ -106,6 +109,8 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building the reflection service")?;
+    let resources = ResourceServiceServer::new(crate::resources::Resources::new(store.clone()))
+        .max_decoding_message_size(settings.max_message_bytes);
     let service = ReservationServiceServer::new(RsvpService::new(
         store,
         settings.max_streams,
@@ -141,6 +146,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
+        .add_service(resources)
         .serve_with_incoming_shutdown(incoming, signal);
     let overdue = {
         let stop = stop.clone();

@@ -211,7 +211,10 @@ async fn migrate_applies_migrations_and_exits() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(tables, 3, "reservations, reservation_changes, feed_state");
+    assert_eq!(
+        tables, 4,
+        "reservations, reservation_changes, feed_state, resources"
+    );
 }
 
 #[test]

@@ -72,3 +72,95 @@ pub async fn assert_no_double_booking(store: &dyn Rsvp) {
         found.first()
     );
 }
+
+/// A moment when live reservations of a resource hold more units than it
+/// has.
+#[derive(Clone, Debug)]
+pub struct Overbooking {
+    /// The resource.
+    pub resource_id: String,
+    /// When it starts.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Units held then (buffers included).
+    pub used: u64,
+    /// Units the resource has.
+    pub capacity: u32,
+}
+
+/// Scans every reservation of `store` and returns, per resource, the
+/// first moment when its live reservations, over their occupied spans (the
+/// interval with the resource's buffers; blocks have none), hold more
+/// units than its capacity (1 for a resource never registered; a block of
+/// quantity 0 holds every unit). The buffers are the resource's current
+/// ones: reservations made under other buffers are judged by these.
+///
+/// # Errors
+/// When the store cannot be read.
+pub async fn find_overbookings(store: &dyn Rsvp) -> Result<Vec<Overbooking>> {
+    let mut by_resource: BTreeMap<String, Vec<Reservation>> = BTreeMap::new();
+    let mut all = store.query(ReservationQuery::default());
+    while let Some(r) = all.try_next().await? {
+        if r.status.is_live() {
+            by_resource
+                .entry(r.resource_id.to_string())
+                .or_default()
+                .push(r);
+        }
+    }
+    let mut found = Vec::new();
+    for (id, live) in by_resource {
+        let resource = abi::ResourceId::parse(id.clone()).map_err(abi::Error::internal)?;
+        let (capacity, rules) = match store.get_resource(resource).await {
+            Ok(r) => (r.spec.capacity, r.rules()),
+            Err(abi::Error::ResourceNotFound(_)) => (1, abi::Rules::default()),
+            Err(e) => return Err(e),
+        };
+        let (before, after) = rules.buffers();
+        let mut steps: BTreeMap<chrono::DateTime<chrono::Utc>, i64> = BTreeMap::new();
+        for r in &live {
+            let units = i64::from(if r.quantity == 0 {
+                capacity
+            } else {
+                r.quantity
+            });
+            let (start, end) = if r.status == abi::ReservationStatus::Blocked {
+                (r.timespan.start(), r.timespan.end())
+            } else {
+                (r.timespan.start() - before, r.timespan.end() + after)
+            };
+            *steps.entry(start).or_default() += units;
+            *steps.entry(end).or_default() -= units;
+        }
+        let mut used = 0i64;
+        for (at, delta) in steps {
+            used += delta;
+            if used > i64::from(capacity) {
+                found.push(Overbooking {
+                    resource_id: id.clone(),
+                    at,
+                    used: used as u64,
+                    capacity,
+                });
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Panics, listing them, if live reservations of any resource ever hold
+/// more units than it has.
+///
+/// # Panics
+/// On an overbooking, or when the store cannot be read.
+pub async fn assert_within_capacity(store: &dyn Rsvp) {
+    let found = match find_overbookings(store).await {
+        Ok(found) => found,
+        Err(e) => panic!("cannot scan the store for overbookings: {e}"),
+    };
+    assert!(
+        found.is_empty(),
+        "{} overbooked resource(s): {found:#?}",
+        found.len()
+    );
+}

@@ -20,5 +20,8 @@ mod invariant;
 mod postgres;
 
 pub use cluster::TestCluster;
-pub use invariant::{DoubleBooking, assert_no_double_booking, find_double_bookings};
+pub use invariant::{
+    DoubleBooking, Overbooking, assert_no_double_booking, assert_within_capacity,
+    find_double_bookings, find_overbookings,
+};
 pub use postgres::{TestDb, TestServer};

@@ -21,6 +21,8 @@ pub struct Requested {
     pub timespan: Timespan,
     /// Its note.
     pub note: Note,
+    /// Units asked for (0: every unit).
+    pub quantity: u32,
 }
 
 /// A reservation refused because live reservations overlap it.
@@ -33,6 +35,11 @@ pub struct Conflict {
     pub existing: Vec<Reservation>,
     /// How many more overlap it than `existing` lists.
     pub omitted: u64,
+    /// The resource's capacity.
+    pub capacity: u32,
+    /// Where, within the request's occupied span, fewer units are free
+    /// than asked: in order, merged, the first [`Conflict::MAX_LISTED`].
+    pub full: Vec<Timespan>,
 }
 
 impl Conflict {
@@ -73,11 +80,20 @@ impl From<&Conflict> for pb::ReservationConflict {
                 start: Some(to_timestamp(r.timespan.start())),
                 end: Some(to_timestamp(r.timespan.end())),
                 note: r.note.to_string(),
+                quantity: r.quantity,
                 ..Default::default()
             }),
             existing: c.existing.iter().cloned().map(Into::into).collect(),
-            capacity: 1,
+            capacity: c.capacity,
             omitted: u32::try_from(c.omitted).unwrap_or(u32::MAX),
+            full: c
+                .full
+                .iter()
+                .map(|t| pb::Interval {
+                    start: Some(to_timestamp(t.start())),
+                    end: Some(to_timestamp(t.end())),
+                })
+                .collect(),
         }
     }
 }

@@ -8,6 +8,7 @@ mod note;
 mod policy;
 mod query;
 mod reservation;
+mod resource;
 mod status;
 mod timespan;
 
@@ -23,6 +24,10 @@ pub use query::{
 pub use reservation::{
     NewReservation, NewReservationBuilder, Reservation, ReservationUpdate,
     ReservationUpdateBuilder, parse_id,
+};
+pub use resource::{
+    DEFAULT_RESOURCE_PAGE_SIZE, MAX_CAPACITY, Resource, ResourceListing, ResourcePage,
+    ResourcePatch, ResourceSpec, check_labels, resource_page_token,
 };
 pub use status::{InitialStatus, ReservationStatus, StatusChange};
 pub use timespan::{Hold, Timespan, Window};

@@ -11,6 +11,7 @@ use chrono::{
 use chrono_tz::Tz;
 
 use super::{Hold, ReservationStatus, Timespan};
+use crate::pb;
 
 /// What a policy may demand of a reservation. Unset: no limit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -135,6 +136,38 @@ pub struct Violation {
     pub rule: Rule,
     /// What the rule demands, with its values.
     pub message: String,
+}
+
+impl From<Rule> for pb::PolicyRule {
+    fn from(rule: Rule) -> Self {
+        match rule {
+            Rule::MinNotice => pb::PolicyRule::MinNotice,
+            Rule::MaxAdvance => pb::PolicyRule::MaxAdvance,
+            Rule::Granularity => pb::PolicyRule::Granularity,
+            Rule::MinDuration => pb::PolicyRule::MinDuration,
+            Rule::MaxDuration => pb::PolicyRule::MaxDuration,
+            Rule::OpeningHours => pb::PolicyRule::OpeningHours,
+            Rule::MaxQuantity => pb::PolicyRule::MaxQuantity,
+            Rule::MaxHold => pb::PolicyRule::MaxHold,
+            Rule::CancelNotice => pb::PolicyRule::CancelNotice,
+            Rule::CheckInWindow => pb::PolicyRule::CheckInWindow,
+            Rule::ResourceDeleted => pb::PolicyRule::ResourceDeleted,
+        }
+    }
+}
+
+impl From<&[Violation]> for pb::PolicyViolation {
+    fn from(violations: &[Violation]) -> Self {
+        pb::PolicyViolation {
+            violations: violations
+                .iter()
+                .map(|v| pb::RuleViolation {
+                    rule: pb::PolicyRule::from(v.rule).into(),
+                    message: v.message.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl fmt::Display for Violation {

@@ -36,6 +36,8 @@ pub struct Reservation {
     pub updated_at: DateTime<Utc>,
     /// When a pending hold expires (or expired); `None` for anything else.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Units held; 0 only for a block of every unit.
+    pub quantity: u32,
 }
 
 impl Reservation {
@@ -51,7 +53,12 @@ impl Reservation {
 impl From<Reservation> for pb::Reservation {
     fn from(r: Reservation) -> Self {
         pb::Reservation {
-            id: r.id.to_string(),
+            // A validate_only answer has no id.
+            id: if r.id.uuid().is_nil() {
+                String::new()
+            } else {
+                r.id.to_string()
+            },
             user_id: r.user_id.into(),
             status: pb::ReservationStatus::from(r.status).into(),
             resource_id: r.resource_id.into(),
@@ -61,6 +68,7 @@ impl From<Reservation> for pb::Reservation {
             created_at: Some(to_timestamp(r.created_at)),
             updated_at: Some(to_timestamp(r.updated_at)),
             expires_at: r.expires_at.map(to_timestamp),
+            quantity: r.quantity,
         }
     }
 }
@@ -102,6 +110,12 @@ pub struct NewReservation {
     pub hold: Hold,
     /// Idempotency key, unique per user.
     pub request_id: Option<RequestId>,
+    /// Units to hold (1 to the capacity); 0 only for a block of every unit.
+    pub quantity: u32,
+    /// Check everything and answer as a reserve would, storing nothing.
+    pub validate_only: bool,
+    /// Book outside the resource's policy (never beyond its capacity).
+    pub override_policy: bool,
 }
 
 /// Raw values of a new reservation, checked by [`NewReservationBuilder::build`].
@@ -135,6 +149,15 @@ struct NewReservationFields {
     /// Idempotency key, at most 64 characters.
     #[builder(default, setter(into, strip_option))]
     request_id: Option<String>,
+    /// Units to hold; 0 means 1, except for a block (every unit).
+    #[builder(default)]
+    quantity: u32,
+    /// Store nothing: only check and answer.
+    #[builder(default)]
+    validate_only: bool,
+    /// Book outside the resource's policy.
+    #[builder(default)]
+    override_policy: bool,
 }
 
 impl NewReservationBuilder {
@@ -177,7 +200,21 @@ impl NewReservation {
     }
 
     fn from_fields(f: NewReservationFields) -> Result<Self> {
+        if f.quantity > super::MAX_CAPACITY {
+            return Err(Error::invalid(
+                "reservation.quantity",
+                "must be at most 1,000,000",
+            ));
+        }
+        let quantity = match (f.quantity, f.status) {
+            (0, InitialStatus::Blocked) => 0,
+            (0, _) => 1,
+            (q, _) => q,
+        };
         Ok(NewReservation {
+            quantity,
+            validate_only: f.validate_only,
+            override_policy: f.override_policy,
             user_id: UserId::parse(f.user_id).field("reservation.user_id")?,
             resource_id: ResourceId::parse(f.resource_id).field("reservation.resource_id")?,
             timespan: Timespan::new(f.start, f.end).field("reservation.start")?,
@@ -213,6 +250,7 @@ impl NewReservation {
         h.write_i64(self.timespan.start().timestamp_micros());
         h.write_i64(self.timespan.end().timestamp_micros());
         h.write_u8(self.status as u8);
+        h.write_u32(self.quantity);
         match self.hold {
             Hold::Default => h.write_u8(0),
             Hold::Never => h.write_u8(1),
@@ -252,6 +290,9 @@ impl TryFrom<pb::ReserveRequest> for NewReservation {
             resource_id: r.resource_id,
             note: r.note,
             request_id: Some(req.request_id),
+            quantity: r.quantity,
+            validate_only: req.validate_only,
+            override_policy: req.override_policy,
         };
         NewReservation::from_fields(fields)
     }
@@ -269,6 +310,10 @@ pub struct ReservationUpdate {
     pub note: Option<Note>,
     /// A new interval, checked for conflicts like a new reservation.
     pub timespan: Option<Timespan>,
+    /// A new number of units; more are checked against the capacity.
+    pub quantity: Option<u32>,
+    /// Change it outside the resource's policy.
+    pub override_policy: bool,
 }
 
 /// Raw values of an update, checked by [`ReservationUpdateBuilder::build`].
@@ -295,6 +340,12 @@ struct ReservationUpdateFields {
     /// The new end; needs `start` too.
     #[builder(default, setter(strip_option))]
     end: Option<DateTime<Utc>>,
+    /// The new number of units (at least 1).
+    #[builder(default, setter(strip_option))]
+    quantity: Option<u32>,
+    /// Change it outside the resource's policy.
+    #[builder(default)]
+    override_policy: bool,
 }
 
 impl ReservationUpdateBuilder {
@@ -321,6 +372,8 @@ impl ReservationUpdate {
             status: Some(change),
             note: None,
             timespan: None,
+            quantity: None,
+            override_policy: false,
         }
     }
 
@@ -342,11 +395,25 @@ impl ReservationUpdate {
                 ));
             }
         };
+        let quantity = match f.quantity {
+            Some(0) => {
+                return Err(Error::invalid(
+                    "quantity",
+                    "must be at least 1 (only a new block may take every unit)",
+                ));
+            }
+            Some(q) if q > super::MAX_CAPACITY => {
+                return Err(Error::invalid("quantity", "must be at most 1,000,000"));
+            }
+            q => q,
+        };
         Ok(ReservationUpdate {
             id,
             status: f.status,
             note: f.note.map(Note::parse).transpose().field("note")?,
             timespan,
+            quantity,
+            override_policy: f.override_policy,
         })
     }
 }
@@ -361,6 +428,8 @@ impl TryFrom<pb::UpdateRequest> for ReservationUpdate {
             note: req.note,
             start: optional_time(req.start.as_ref(), "start")?,
             end: optional_time(req.end.as_ref(), "end")?,
+            quantity: req.quantity,
+            override_policy: req.override_policy,
         };
         ReservationUpdate::from_fields(fields)
     }

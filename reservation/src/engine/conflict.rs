@@ -3,7 +3,7 @@
 //! Notes are left out (of the request too): a refusal stays a few KiB
 //! however long the notes in the way, so every client can read it.
 
-use abi::{Conflict, Error, NewReservation, Note, Requested, Reservation, Result};
+use abi::{Conflict, Error, NewReservation, Note, Requested, Reservation, Result, Timespan};
 use chrono::{DateTime, Utc};
 
 use super::plan::Write;
@@ -25,6 +25,7 @@ pub(super) fn new_reservation(
         status: request.status.into(),
         timespan: request.timespan,
         note: Note::default(),
+        quantity: request.quantity,
     };
     conflict(requested, blockers, at)
 }
@@ -44,6 +45,7 @@ pub(super) fn reschedule(
         status: write.status,
         timespan: write.timespan,
         note: Note::default(),
+        quantity: write.quantity,
     };
     conflict(requested, blockers, at)
 }
@@ -59,9 +61,17 @@ fn conflict(requested: Requested, blockers: Blockers, at: DateTime<Utc>) -> Resu
         })
         .collect::<Result<Vec<_>>>()?;
     let omitted = blockers.total.saturating_sub(existing.len() as u64);
+    let full = blockers
+        .full
+        .into_iter()
+        .take(MAX_LISTED)
+        .filter_map(|(start, end)| Timespan::new(start, end).ok())
+        .collect();
     Ok(Error::Conflict(Box::new(Conflict {
         requested,
         existing,
         omitted,
+        capacity: blockers.capacity.max(1),
+        full,
     })))
 }

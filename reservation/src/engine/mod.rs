@@ -14,13 +14,15 @@ mod batch;
 mod conflict;
 mod pages;
 mod plan;
+mod resources;
 mod write;
 
 use std::sync::Arc;
 
 use abi::{
     ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
-    ReservationQuery, ReservationUpdate, Result,
+    ReservationQuery, ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage,
+    ResourcePatch, ResourceSpec, Result,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -44,6 +46,7 @@ pub(crate) struct Engine<D: Dialect> {
     options: StoreOptions,
     time: WriteTime,
     placer: batch::Placer,
+    rules: resources::RulesCache,
     feed: OnceCell<RunningFeed<D>>,
 }
 
@@ -69,6 +72,7 @@ impl<D: Dialect> Engine<D> {
             dialect,
             options,
             placer,
+            rules: resources::RulesCache::default(),
             feed: OnceCell::new(),
         }
     }
@@ -180,5 +184,30 @@ impl<D: Dialect> Rsvp for Engine<D> {
 
     async fn ping(&self) -> Result<()> {
         self.dialect.ping().await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(resource = %spec.id))]
+    async fn create_resource(&self, spec: ResourceSpec) -> Result<Resource> {
+        Engine::create_resource(self, spec).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn get_resource(&self, id: ResourceId) -> Result<Resource> {
+        Engine::get_resource(self, id).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(resource = %patch.id))]
+    async fn update_resource(&self, patch: ResourcePatch) -> Result<Resource> {
+        Engine::update_resource(self, patch).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_resource(&self, id: ResourceId, force: bool) -> Result<Resource> {
+        Engine::delete_resource(self, id, force).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn list_resources(&self, listing: ResourceListing) -> Result<ResourcePage> {
+        Engine::list_resources(self, listing).await
     }
 }

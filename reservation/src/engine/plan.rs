@@ -10,8 +10,12 @@ pub(crate) struct Write {
     pub note: Note,
     pub timespan: Timespan,
     pub expires_at: Option<DateTime<Utc>>,
-    /// The interval moves: check it for conflicts first.
+    pub quantity: u32,
+    /// The interval moves.
     pub reschedule: bool,
+    /// The interval moves or more units are held: check the capacity
+    /// first.
+    pub check: bool,
 }
 
 /// Decides an update of `current` (read with its effective status) whose
@@ -39,6 +43,15 @@ pub(crate) fn plan_update(
             format!("cannot reschedule a reservation that is {status}").into(),
         ));
     }
+    let quantity = update.quantity.unwrap_or(current.quantity);
+    if quantity != current.quantity && !status.is_live() {
+        return Err(Error::FailedPrecondition(
+            format!("cannot change the units of a reservation that is {status}").into(),
+        ));
+    }
+    // A block of every unit (0) given a number holds fewer; anything else
+    // checks the capacity when it holds more.
+    let more_units = current.quantity != 0 && quantity > current.quantity;
     let note = update.note.clone().unwrap_or_else(|| current.note.clone());
     // A hold keeps its expiry (also once expired); anything else has none.
     let expires_at = match status {
@@ -48,12 +61,15 @@ pub(crate) fn plan_update(
     let unchanged = status == stored_status
         && note == current.note
         && reschedule.is_none()
+        && quantity == current.quantity
         && expires_at == current.expires_at;
     Ok((!unchanged).then(|| Write {
         status,
         note,
         timespan: reschedule.unwrap_or(current.timespan),
         expires_at,
+        quantity,
         reschedule: reschedule.is_some(),
+        check: reschedule.is_some() || more_units,
     }))
 }

@@ -7,8 +7,11 @@
 //! reports. Either way the store refuses a write that live reservations are
 //! in the way of, and changes nothing when it refuses.
 
-use abi::{Error, NewReservation, Reservation, ReservationId, ReservationUpdate, Result};
-use chrono::{DateTime, Utc};
+use abi::{
+    Ask, AskKind, Error, Hold, NewReservation, Reservation, ReservationId, ReservationStatus,
+    ReservationUpdate, Result, Rules,
+};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Engine, conflict, plan};
 use crate::{
@@ -22,21 +25,68 @@ const PLAN_ATTEMPTS: u32 = 8;
 
 impl<D: Dialect> Engine<D> {
     pub(super) async fn reserve_one(&self, request: NewReservation) -> Result<Reservation> {
-        let placement = Placement {
-            id: ReservationId::new(),
-            user_id: request.user_id.clone(),
-            resource_id: request.resource_id.clone(),
-            timespan: request.timespan,
-            status: request.status.into(),
-            note: request.note.clone(),
-            hold: request.hold_length(self.options.default_hold),
-            request: request
-                .request_id
-                .clone()
-                .map(|key| (key, request.fingerprint())),
-        };
-        let (at, placed) = self.placer.place(placement).await?;
-        answer(&request, placed, at)
+        let status: ReservationStatus = request.status.into();
+        for _ in 0..PLAN_ATTEMPTS {
+            let known = self.rules.get(&request.resource_id);
+            let ask = Ask {
+                span: request.timespan,
+                quantity: request.quantity,
+                status,
+                hold: request.hold,
+                kind: AskKind::New,
+                override_policy: request.override_policy,
+            };
+            let broken = known.rules.judge(&ask, self.now());
+            if !broken.is_empty() {
+                metrics::counter!("rsvp_policy_refusals_total", "write" => "reserve").increment(1);
+                return Err(Error::Policy(broken));
+            }
+            let hold = match status {
+                ReservationStatus::Pending => known
+                    .rules
+                    .hold_length(request.hold, self.options.default_hold),
+                _ => None,
+            };
+            let placement = Placement {
+                id: ReservationId::new(),
+                user_id: request.user_id.clone(),
+                resource_id: request.resource_id.clone(),
+                timespan: request.timespan,
+                status,
+                note: request.note.clone(),
+                hold,
+                request: request
+                    .request_id
+                    .clone()
+                    .filter(|_| !request.validate_only)
+                    .map(|key| (key, request.fingerprint())),
+                quantity: request.quantity,
+                // Blocks have no buffers.
+                buffers: if status == ReservationStatus::Blocked {
+                    (TimeDelta::zero(), TimeDelta::zero())
+                } else {
+                    known.rules.buffers()
+                },
+                resource_version: known.version,
+                dry: request.validate_only,
+            };
+            let (at, placed) = self.placer.place(placement).await?;
+            match placed {
+                Placed::Stale => {
+                    self.refresh_rules(&request.resource_id).await?;
+                }
+                Placed::Fits => return Ok(preview(&request, at, hold)),
+                placed => return answer(&request, placed, at),
+            }
+        }
+        Err(Error::Aborted {
+            reason: "the resource kept changing; try again".into(),
+            source: format!(
+                "{PLAN_ATTEMPTS} placements on {} went stale",
+                request.resource_id
+            )
+            .into(),
+        })
     }
 
     pub(super) async fn update_one(&self, update: ReservationUpdate) -> Result<Reservation> {
@@ -46,6 +96,9 @@ impl<D: Dialect> Engine<D> {
             .read(update.id)
             .await?
             .ok_or(Error::NotFound(update.id))?;
+        let resource = abi::ResourceId::parse(row.resource_id.clone())
+            .map_err(|e| Error::internal(format!("stored resource id: {e}")))?;
+        let mut known = self.rules.get(&resource);
         for _ in 0..PLAN_ATTEMPTS {
             let seen_lapsed = row.lapsed_at(now);
             let stored_status = row.status;
@@ -53,15 +106,18 @@ impl<D: Dialect> Engine<D> {
             let Some(write) = plan::plan_update(&current, stored_status, &update)? else {
                 return Ok(current);
             };
+            judge_update(&known.rules, &current, &write, &update, now)?;
             let revision = Revision {
                 id: update.id,
                 version: row.version,
                 seen_lapsed,
-                reschedule: write.reschedule,
+                check: write.check,
                 status: write.status,
                 note: write.note.clone(),
                 timespan: write.timespan,
                 expires_at: write.expires_at,
+                quantity: write.quantity,
+                resource_version: known.version,
             };
             let outcome = retry_aborted(|| {
                 self.dialect
@@ -73,20 +129,91 @@ impl<D: Dialect> Engine<D> {
             match outcome.revised {
                 Revised::Done(done) => return done.into_reservation(outcome.at),
                 Revised::Blocked(blockers) => {
+                    metrics::counter!("rsvp_conflicts_total", "write" => "revise").increment(1);
                     return Err(conflict::reschedule(
                         &current, &write, blockers, outcome.at,
                     )?);
                 }
                 Revised::Missing => return Err(Error::NotFound(update.id)),
                 // Plan again from the row as it is, judged by the time the
-                // store judged it by.
-                Revised::Stale(latest) => (row, now) = (latest, outcome.at),
+                // store judged it by, and by the resource as it is.
+                Revised::Stale(latest) => {
+                    (row, now) = (latest, outcome.at);
+                    if write.check {
+                        known = self.refresh_rules(&resource).await?;
+                    }
+                }
             }
         }
         Err(Error::Aborted {
             reason: "the reservation kept changing; try again".into(),
             source: format!("{PLAN_ATTEMPTS} plans of {} went stale", update.id).into(),
         })
+    }
+}
+
+/// Judges an update by the resource's rules: a reschedule or more units
+/// as a new reservation would be (with the cancel notice of a confirmed
+/// one), a cancel of a confirmed reservation by the cancel notice.
+///
+/// # Errors
+/// [`Error::Policy`] listing every rule broken.
+fn judge_update(
+    rules: &Rules,
+    current: &Reservation,
+    write: &plan::Write,
+    update: &ReservationUpdate,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut broken = Vec::new();
+    if write.check {
+        let ask = Ask {
+            span: write.timespan,
+            quantity: write.quantity,
+            status: write.status,
+            hold: Hold::Default,
+            kind: AskKind::Change {
+                status: current.status,
+                start: current.timespan.start(),
+                moves: write.reschedule,
+            },
+            override_policy: update.override_policy,
+        };
+        broken = rules.judge(&ask, now);
+    }
+    if write.status == ReservationStatus::Cancelled
+        && current.status != ReservationStatus::Cancelled
+        && !update.override_policy
+        && let Some(v) = rules.cancel_too_late(current.status, current.timespan.start(), now)
+    {
+        broken.push(v);
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        metrics::counter!("rsvp_policy_refusals_total", "write" => "update").increment(1);
+        Err(Error::Policy(broken))
+    }
+}
+
+/// What a reserve with `validate_only` answers: the reservation it would
+/// have made, without an id.
+fn preview(request: &NewReservation, at: DateTime<Utc>, hold: Option<TimeDelta>) -> Reservation {
+    let status: ReservationStatus = request.status.into();
+    Reservation {
+        id: ReservationId::from(uuid::Uuid::nil()),
+        user_id: request.user_id.clone(),
+        resource_id: request.resource_id.clone(),
+        status,
+        timespan: request.timespan,
+        note: request.note.clone(),
+        created_at: at,
+        updated_at: at,
+        expires_at: match status {
+            ReservationStatus::Pending => hold.and_then(|h| at.checked_add_signed(h)),
+            _ => None,
+        },
+        quantity: request.quantity,
     }
 }
 
@@ -105,6 +232,9 @@ fn answer(request: &NewReservation, placed: Placed, at: DateTime<Utc>) -> Result
             metrics::counter!("rsvp_conflicts_total", "write" => "reserve").increment(1);
             Err(conflict::new_reservation(request, blockers, at)?)
         }
+        Placed::Stale | Placed::Fits => Err(Error::internal(
+            "a placement's stale or dry outcome reached its answer",
+        )),
     }
 }
 

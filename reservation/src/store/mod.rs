@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use abi::{Error, Result};
+use abi::{Error, Resource, ResourceId, ResourceSpec, Result, pb};
+use chrono::{DateTime, TimeDelta, Utc};
+use prost::Message;
 
 use crate::{Rsvp, StoreOptions};
 
@@ -59,6 +61,36 @@ macro_rules! rsvp_store {
             async fn ping(&self) -> abi::Result<()> {
                 self.engine.ping().await
             }
+
+            async fn create_resource(&self, spec: abi::ResourceSpec) -> abi::Result<abi::Resource> {
+                self.engine.create_resource(spec).await
+            }
+
+            async fn get_resource(&self, id: abi::ResourceId) -> abi::Result<abi::Resource> {
+                self.engine.get_resource(id).await
+            }
+
+            async fn update_resource(
+                &self,
+                patch: abi::ResourcePatch,
+            ) -> abi::Result<abi::Resource> {
+                self.engine.update_resource(patch).await
+            }
+
+            async fn delete_resource(
+                &self,
+                id: abi::ResourceId,
+                force: bool,
+            ) -> abi::Result<abi::Resource> {
+                self.engine.delete_resource(id, force).await
+            }
+
+            async fn list_resources(
+                &self,
+                listing: abi::ResourceListing,
+            ) -> abi::Result<abi::ResourcePage> {
+                self.engine.list_resources(listing).await
+            }
         }
     };
 }
@@ -81,4 +113,64 @@ pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn Rsvp>> 
             "must start with postgres://, postgresql:// or sqlite:",
         ))
     }
+}
+
+/// A length in whole microseconds, as stored.
+pub(crate) fn micros(d: TimeDelta) -> i64 {
+    d.num_microseconds().unwrap_or(i64::MAX)
+}
+
+/// A resource's spec as stored: the wire form of everything but its id,
+/// capacity and the store's own columns.
+pub(crate) fn encode_spec(spec: &ResourceSpec) -> Vec<u8> {
+    let mut wire = pb::Resource::from(spec);
+    wire.id.clear();
+    wire.capacity = 0;
+    wire.encode_to_vec()
+}
+
+/// A stored resource, checked as a request is.
+///
+/// # Errors
+/// [`Error::Internal`] when what is stored does not decode or check.
+pub(crate) fn decode_resource(
+    id: &str,
+    capacity: i64,
+    spec: &[u8],
+    (created_at, updated_at, deleted_at): (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>),
+    version: i64,
+) -> Result<Resource> {
+    let corrupt = |why: String| Error::internal(format!("stored resource {id:?}: {why}"));
+    let mut wire = pb::Resource::decode(spec).map_err(|e| corrupt(e.to_string()))?;
+    wire.id = id.to_string();
+    wire.capacity = u32::try_from(capacity).map_err(|e| corrupt(e.to_string()))?;
+    let spec = ResourceSpec::try_from(wire).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Resource {
+        spec,
+        created_at,
+        updated_at,
+        deleted_at,
+        version,
+    })
+}
+
+/// A capacity cut refused: live reservations hold `used` units from
+/// `start` to `end`.
+pub(crate) fn capacity_in_use(
+    id: &ResourceId,
+    capacity: u32,
+    (start, end, used): (DateTime<Utc>, DateTime<Utc>, i64),
+) -> Error {
+    let when = if end == DateTime::<Utc>::MAX_UTC || end.timestamp() > 253_402_300_799 {
+        format!("from {}", start.to_rfc3339())
+    } else {
+        format!("from {} to {}", start.to_rfc3339(), end.to_rfc3339())
+    };
+    Error::CapacityInUse(
+        format!(
+            "live reservations of {id} hold {used} units {when}, more than the capacity {capacity} \
+             would allow"
+        )
+        .into(),
+    )
 }

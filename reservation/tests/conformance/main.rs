@@ -32,4 +32,5 @@ mod events;
 mod listen;
 mod query;
 mod reserve;
+mod resources;
 mod update;

@@ -83,6 +83,20 @@ impl Env {
         }
     }
 
+    /// A second store on the same database, with a cache and feed of its
+    /// own (another server, say), on the same clock.
+    pub async fn twin(&self) -> Arc<dyn Rsvp> {
+        if let Some(db) = &self._db {
+            return Arc::new(db.store(Env::options(&self.clock)).await);
+        }
+        let dir = self._dir.as_ref().expect("a store has a database");
+        Arc::new(
+            SqliteStore::open(dir.path().join("rsvp.db"), Env::options(&self.clock))
+                .await
+                .unwrap(),
+        )
+    }
+
     pub async fn reserve(
         &self,
         user: &str,

@@ -6,6 +6,7 @@ mod completions;
 mod listen;
 mod query;
 mod reserve;
+mod resource;
 mod single;
 
 use std::time::Duration;
@@ -53,5 +54,6 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<(), CliError> {
         Command::Query(args) => query::query(args, cx, &mut out).await,
         Command::List(args) => query::list(args, cx, &mut out).await,
         Command::Listen(args) => listen::run(args, cx, &mut out).await,
+        Command::Resource(command) => resource::run(command, cx, &mut out).await,
     }
 }

@@ -83,10 +83,13 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
             start: Some(to_timestamp(start)),
             end: Some(to_timestamp(end)),
             note: args.note.unwrap_or_default(),
+            quantity: args.quantity.unwrap_or(0),
             ..Default::default()
         }),
         hold,
         request_id: request_id.clone(),
+        validate_only: args.dry_run,
+        override_policy: args.override_policy,
     };
     // The server checks too; checking here answers without a round trip.
     NewReservation::try_from(request.clone())?;
@@ -108,7 +111,9 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
     })?;
     let made = made.reservation.unwrap_or_default();
     if cx.view.format == crate::cli::Format::Json {
-        crate::ids::remember([made.id.as_str()]);
+        if !made.id.is_empty() {
+            crate::ids::remember([made.id.as_str()]);
+        }
         output::json_line(
             out,
             &Reserved {
@@ -119,6 +124,10 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
         return Ok(out.flush()?);
     }
     output::reservation(&cx.view, out, &made)?;
+    if args.dry_run {
+        writeln!(out, "\nWould be made: nothing was stored (--dry-run).")?;
+        return Ok(out.flush()?);
+    }
     writeln!(out, "request   {request_id}")?;
     if made.status() == ReservationStatus::Pending {
         writeln!(

@@ -83,10 +83,14 @@ pub async fn get(args: IdArg, cx: &Context, out: &mut impl Write) -> Result<(), 
 /// # Errors
 /// Invalid input, nothing to change, a conflict, or a failed call.
 pub async fn update(args: UpdateArgs, cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
-    if args.note.is_none() && args.start.is_none() && args.status.is_none() {
+    if args.note.is_none()
+        && args.start.is_none()
+        && args.status.is_none()
+        && args.quantity.is_none()
+    {
         return Err(CliError::new(
             Exit::Usage,
-            "nothing to change: give --note, --start and --end, or --status",
+            "nothing to change: give --note, --start and --end, --quantity, or --status",
         ));
     }
     let zone = &cx.input;
@@ -111,6 +115,8 @@ pub async fn update(args: UpdateArgs, cx: &Context, out: &mut impl Write) -> Res
         note: args.note,
         start: start.map(to_timestamp),
         end: end.map(to_timestamp),
+        quantity: args.quantity,
+        override_policy: args.override_policy,
     };
     ReservationUpdate::try_from(request.clone())?;
     let mut client = cx.client().await?;

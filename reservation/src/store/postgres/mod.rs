@@ -16,7 +16,7 @@ mod rows;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use abi::{Error, ReservationId, Result};
+use abi::{Error, ReservationId, Resource, ResourceId, ResourceSpec, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
@@ -33,7 +33,10 @@ use self::{
 };
 use crate::{
     StoreOptions,
-    db_error::{DEADLOCK_DETECTED, EXCLUSION_VIOLATION, UNIQUE_VIOLATION, db_error, pool_error},
+    db_error::{
+        CHECK_VIOLATION, DEADLOCK_DETECTED, EXCLUSION_VIOLATION, UNIQUE_VIOLATION, db_error,
+        pool_error,
+    },
     dialect::{
         Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ReviseOutcome, Revised,
         Revision, Sql, WriteTime,
@@ -42,6 +45,7 @@ use crate::{
     probe::Probe,
     row::StoredReservation,
     statement::Statement,
+    store::{capacity_in_use, decode_resource, encode_spec, micros},
 };
 
 /// The PostgreSQL schema's migrations, applied when a store opens.
@@ -218,15 +222,103 @@ impl PgDialect {
     /// reads back; anything else is what it is.
     fn write_error(&self, e: sqlx::Error) -> Error {
         match crate::db_error::sqlstate(&e).as_deref() {
-            Some(EXCLUSION_VIOLATION) | Some(UNIQUE_VIOLATION) | Some(DEADLOCK_DETECTED) => {
-                Error::Aborted {
-                    reason: "lost a race with a concurrent write".into(),
-                    source: Box::new(e),
-                }
-            }
+            Some(EXCLUSION_VIOLATION)
+            | Some(UNIQUE_VIOLATION)
+            | Some(DEADLOCK_DETECTED)
+            | Some(CHECK_VIOLATION) => Error::Aborted {
+                reason: "lost a race with a concurrent write".into(),
+                source: Box::new(e),
+            },
             _ => pool_error(&self.pool, e),
         }
     }
+}
+
+const RESOURCE_SELECT: &str = "SELECT id, capacity, spec, created_at, updated_at, deleted_at, \
+     version FROM rsvp.resources WHERE id = $1";
+
+/// A resource row.
+#[derive(Debug, sqlx::FromRow)]
+struct PgResourceRow {
+    id: String,
+    capacity: i32,
+    spec: Vec<u8>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    version: i64,
+}
+
+impl PgResourceRow {
+    fn into_resource(self) -> Result<Resource> {
+        decode_resource(
+            &self.id,
+            self.capacity.into(),
+            &self.spec,
+            (self.created_at, self.updated_at, self.deleted_at),
+            self.version,
+        )
+    }
+}
+
+/// Takes a resource's lock and reads it.
+async fn lock_resource(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &ResourceId,
+) -> Result<Resource> {
+    sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key($1))")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    let row: Option<PgResourceRow> = sqlx::query_as(
+        "SELECT id, capacity, spec, created_at, updated_at, deleted_at, version \
+         FROM rsvp.resources WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    row.ok_or_else(|| Error::ResourceNotFound(id.clone()))?
+        .into_resource()
+}
+
+/// Marks a resource's overdue holds expired.
+async fn settle_resource(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &ResourceId,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE rsvp.reservations r SET status = 'expired', updated_at = $2, \
+         version = r.version + 1 WHERE r.resource_id = $1 AND r.status = 'pending' \
+         AND r.expires_at <= $2",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// The first stretch where live reservations hold more than `capacity`
+/// units, and how many they hold there.
+async fn over_capacity(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &ResourceId,
+    capacity: u32,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>, i64)>> {
+    sqlx::query_as(
+        "SELECT piece_start, piece_end, used FROM rsvp.usage($1, \
+         tstzrange('-infinity', 'infinity'), NULL, NULL, $2) WHERE used > $2 \
+         ORDER BY piece_start LIMIT 1",
+    )
+    .bind(id.as_str())
+    .bind(i32::try_from(capacity).unwrap_or(i32::MAX))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)
 }
 
 /// The rows of one item of a write: what happened to it, and its rows.
@@ -241,11 +333,32 @@ fn outcome_of(rows: Vec<PgWriteRow>) -> Result<(String, u64, Vec<PgWriteRow>)> {
     Ok((outcome, total, rows))
 }
 
+/// A refusal: its header row (the capacity and where it is full), then
+/// the reservations in the way.
 fn blockers(rows: Vec<PgWriteRow>, total: u64) -> Blockers {
-    Blockers {
-        rows: rows.into_iter().map(|r| r.reservation.into()).collect(),
+    let mut out = Blockers {
         total,
+        ..Blockers::default()
+    };
+    for row in rows {
+        match row.reservation() {
+            Some(r) => {
+                out.total = u64::try_from(row.total).unwrap_or(0);
+                out.rows.push(r);
+            }
+            None => {
+                out.capacity = row.capacity.map_or(1, |c| c.max(1) as u32);
+                out.full = row.full();
+            }
+        }
     }
+    out
+}
+
+/// The reservation a row of a write must carry.
+fn carried(row: &PgWriteRow) -> Result<StoredReservation> {
+    row.reservation()
+        .ok_or_else(|| Error::internal("a write returned an incomplete reservation"))
 }
 
 /// A duration the database reported in seconds.
@@ -287,7 +400,8 @@ impl Dialect for PgDialect {
         limit: u32,
     ) -> Result<PlaceOutcome> {
         let rows: Vec<PgWriteRow> = sqlx::query_as(
-            "SELECT * FROM rsvp.place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "SELECT * FROM rsvp.place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             $14, $15, $16)",
         )
         .bind(batch.iter().map(|p| p.id.uuid()).collect::<Vec<_>>())
         .bind(batch.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>())
@@ -318,6 +432,26 @@ impl Dialect for PgDialect {
                 .map(|p| p.request.as_ref().map(|(_, digest)| *digest))
                 .collect::<Vec<_>>(),
         )
+        .bind(
+            batch
+                .iter()
+                .map(|p| i32::try_from(p.quantity).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|p| micros(p.buffers.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|p| micros(p.buffers.1))
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|p| p.resource_version).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.dry).collect::<Vec<_>>())
         .bind(time.fixed())
         .bind(i32::try_from(limit).unwrap_or(i32::MAX))
         .fetch_all(&mut *self.conn().await?)
@@ -342,15 +476,17 @@ impl Dialect for PgDialect {
             .map(|rows| {
                 let (outcome, total, rows) = outcome_of(rows)?;
                 match outcome.as_str() {
-                    "created" => Ok(Placed::Created(single(rows)?.reservation.into())),
+                    "created" => Ok(Placed::Created(carried(&single(rows)?)?)),
                     "existing" => {
                         let row = single(rows)?;
                         Ok(Placed::Existing {
                             fingerprint: row.request_fingerprint,
-                            stored: row.reservation.into(),
+                            stored: carried(&row)?,
                         })
                     }
                     "conflict" => Ok(Placed::Blocked(blockers(rows, total))),
+                    "stale" => Ok(Placed::Stale),
+                    "fits" => Ok(Placed::Fits),
                     other => Err(Error::internal(format!(
                         "rsvp.place returned outcome {other:?}"
                     ))),
@@ -373,21 +509,24 @@ impl Dialect for PgDialect {
         time: &WriteTime,
         limit: u32,
     ) -> Result<ReviseOutcome> {
-        let rows: Vec<PgWriteRow> =
-            sqlx::query_as("SELECT * FROM rsvp.revise($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-                .bind(revision.id.uuid())
-                .bind(revision.version)
-                .bind(revision.seen_lapsed)
-                .bind(revision.reschedule)
-                .bind(revision.status.as_str())
-                .bind(revision.note.as_str())
-                .bind(range(revision.timespan.start(), revision.timespan.end()))
-                .bind(revision.expires_at)
-                .bind(time.fixed())
-                .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-                .fetch_all(&mut *self.conn().await?)
-                .await
-                .map_err(|e| self.write_error(e))?;
+        let rows: Vec<PgWriteRow> = sqlx::query_as(
+            "SELECT * FROM rsvp.revise($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(revision.id.uuid())
+        .bind(revision.version)
+        .bind(revision.seen_lapsed)
+        .bind(revision.check)
+        .bind(revision.status.as_str())
+        .bind(revision.note.as_str())
+        .bind(range(revision.timespan.start(), revision.timespan.end()))
+        .bind(revision.expires_at)
+        .bind(i32::try_from(revision.quantity).unwrap_or(i32::MAX))
+        .bind(revision.resource_version)
+        .bind(time.fixed())
+        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(|e| self.write_error(e))?;
         let Some(first) = rows.first() else {
             return Ok(ReviseOutcome {
                 at: time.now(),
@@ -400,9 +539,9 @@ impl Dialect for PgDialect {
         let revised = match outcome.as_str() {
             "revised" => {
                 self.announcer.committed();
-                Revised::Done(single(rows)?.reservation.into())
+                Revised::Done(carried(&single(rows)?)?)
             }
-            "stale" => Revised::Stale(single(rows)?.reservation.into()),
+            "stale" => Revised::Stale(carried(&single(rows)?)?),
             "conflict" => Revised::Blocked(blockers(rows, total)),
             other => {
                 return Err(Error::internal(format!(
@@ -428,6 +567,144 @@ impl Dialect for PgDialect {
         .await
         .map_err(|e| pool_error(&self.pool, e))?;
         Ok(row.map(Into::into))
+    }
+
+    async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {
+        let row: Option<PgResourceRow> = sqlx::query_as(RESOURCE_SELECT)
+            .bind(id.as_str())
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(|e| pool_error(&self.pool, e))?;
+        row.map(PgResourceRow::into_resource).transpose()
+    }
+
+    async fn create_resource(&self, spec: &ResourceSpec, now: DateTime<Utc>) -> Result<Resource> {
+        let row: Option<PgResourceRow> = sqlx::query_as(
+            "INSERT INTO rsvp.resources \
+                 (id, capacity, spec, created_at, updated_at, deleted_at, version) \
+             VALUES ($1, $2, $3, $4, $4, NULL, 1) ON CONFLICT (id) DO NOTHING \
+             RETURNING id, capacity, spec, created_at, updated_at, deleted_at, version",
+        )
+        .bind(spec.id.as_str())
+        .bind(i32::try_from(spec.capacity).unwrap_or(i32::MAX))
+        .bind(encode_spec(spec))
+        .bind(now)
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        match row {
+            Some(row) => row.into_resource(),
+            None => Err(Error::ResourceExists(spec.id.clone())),
+        }
+    }
+
+    async fn update_resource(
+        &self,
+        id: &ResourceId,
+        change: &(dyn for<'r> Fn(&'r Resource) -> Result<ResourceSpec> + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Resource> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| pool_error(&self.pool, e))?;
+        let current = lock_resource(&mut tx, id).await?;
+        let next = change(&current)?;
+        if next.capacity < current.spec.capacity {
+            settle_resource(&mut tx, id, now).await?;
+            if let Some(when) = over_capacity(&mut tx, id, next.capacity).await? {
+                return Err(capacity_in_use(id, next.capacity, when));
+            }
+        }
+        let row: PgResourceRow = sqlx::query_as(
+            "UPDATE rsvp.resources SET capacity = $2, spec = $3, updated_at = $4, \
+             version = version + 1 WHERE id = $1 \
+             RETURNING id, capacity, spec, created_at, updated_at, deleted_at, version",
+        )
+        .bind(id.as_str())
+        .bind(i32::try_from(next.capacity).unwrap_or(i32::MAX))
+        .bind(encode_spec(&next))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        tx.commit().await.map_err(|e| pool_error(&self.pool, e))?;
+        self.announcer.committed();
+        row.into_resource()
+    }
+
+    async fn delete_resource(
+        &self,
+        id: &ResourceId,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Resource> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| pool_error(&self.pool, e))?;
+        let current = lock_resource(&mut tx, id).await?;
+        if current.deleted_at.is_some() {
+            return Ok(current);
+        }
+        settle_resource(&mut tx, id, now).await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM rsvp.reservations WHERE resource_id = $1 \
+             AND status IN ('pending', 'confirmed', 'blocked') AND upper(timespan) > $2",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| pool_error(&self.pool, e))?;
+        if live > 0 && !force {
+            return Err(Error::CapacityInUse(
+                format!(
+                    "resource {id} has {live} live reservation(s) that have not ended; cancel \
+                     them or delete with force"
+                )
+                .into(),
+            ));
+        }
+        sqlx::query(
+            "UPDATE rsvp.reservations r SET status = 'cancelled', expires_at = NULL, \
+             updated_at = $2, version = r.version + 1 WHERE r.resource_id = $1 \
+             AND r.status IN ('pending', 'confirmed', 'blocked') AND upper(r.timespan) > $2",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        let row: PgResourceRow = sqlx::query_as(
+            "UPDATE rsvp.resources SET deleted_at = $2, updated_at = $2, version = version + 1 \
+             WHERE id = $1 \
+             RETURNING id, capacity, spec, created_at, updated_at, deleted_at, version",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        tx.commit().await.map_err(|e| pool_error(&self.pool, e))?;
+        self.announcer.committed();
+        row.into_resource()
+    }
+
+    async fn list_resources(
+        &self,
+        after: Option<&ResourceId>,
+        limit: i64,
+        show_deleted: bool,
+    ) -> Result<Vec<Resource>> {
+        let rows: Vec<PgResourceRow> = sqlx::query_as(
+            "SELECT id, capacity, spec, created_at, updated_at, deleted_at, version \
+             FROM rsvp.resources WHERE ($1::text IS NULL OR id > $1) \
+             AND ($2 OR deleted_at IS NULL) ORDER BY id LIMIT $3",
+        )
+        .bind(after.map(ResourceId::as_str))
+        .bind(show_deleted)
+        .bind(limit)
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(|e| pool_error(&self.pool, e))?;
+        rows.into_iter().map(PgResourceRow::into_resource).collect()
     }
 
     async fn select(&self, statement: Statement) -> Result<Vec<StoredReservation>> {

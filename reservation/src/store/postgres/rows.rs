@@ -17,7 +17,7 @@ use crate::{
 macro_rules! reservation_columns {
     () => {
         "id, user_id, resource_id, status, lower(timespan) AS start_at, \
-         upper(timespan) AS end_at, note, created_at, updated_at, expires_at, version"
+         upper(timespan) AS end_at, note, created_at, updated_at, expires_at, version, quantity"
     };
 }
 pub(crate) use reservation_columns;
@@ -28,7 +28,7 @@ macro_rules! change_columns {
     () => {
         "ch.id AS change_id, op, changed_at, reservation_id AS id, user_id, resource_id, \
          status, lower(timespan) AS start_at, upper(timespan) AS end_at, note, created_at, \
-         updated_at, expires_at, 0::bigint AS version"
+         updated_at, expires_at, 0::bigint AS version, quantity"
     };
 }
 pub(crate) use change_columns;
@@ -142,6 +142,7 @@ pub(crate) struct PgReservationRow {
     pub updated_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub version: i64,
+    pub quantity: i32,
 }
 
 impl From<PgReservationRow> for StoredReservation {
@@ -158,12 +159,15 @@ impl From<PgReservationRow> for StoredReservation {
             updated_at: r.updated_at,
             expires_at: r.expires_at,
             version: r.version,
+            // The schema keeps it within 0 to 1,000,000.
+            quantity: r.quantity.max(0) as u32,
         }
     }
 }
 
 /// A row of `rsvp.place(...)` or `rsvp.revise(...)`: which item, what
-/// happened, at what time, and a reservation.
+/// happened, at what time, and a reservation (none for a conflict's
+/// header, a stale resource or a dry placement that fits).
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct PgWriteRow {
     pub item: i32,
@@ -173,8 +177,51 @@ pub(crate) struct PgWriteRow {
     pub request_fingerprint: Option<i64>,
     /// Seconds the write waited for its locks.
     pub waited: f64,
-    #[sqlx(flatten)]
-    pub reservation: PgReservationRow,
+    /// The resource's capacity (outcomes that read it).
+    pub capacity: Option<i32>,
+    /// Where a refused write found too few units free.
+    pub full_starts: Option<Vec<DateTime<Utc>>>,
+    pub full_ends: Option<Vec<DateTime<Utc>>>,
+    id: Option<Uuid>,
+    user_id: Option<String>,
+    resource_id: Option<String>,
+    status: Option<PgStatus>,
+    start_at: Option<DateTime<Utc>>,
+    end_at: Option<DateTime<Utc>>,
+    note: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    version: Option<i64>,
+    quantity: Option<i32>,
+}
+
+impl PgWriteRow {
+    /// The reservation the row carries, if it carries one.
+    pub fn reservation(&self) -> Option<StoredReservation> {
+        Some(StoredReservation {
+            id: self.id?,
+            user_id: self.user_id.clone()?,
+            resource_id: self.resource_id.clone()?,
+            status: self.status?.into(),
+            start: self.start_at?,
+            end: self.end_at?,
+            note: self.note.clone()?,
+            created_at: self.created_at?,
+            updated_at: self.updated_at?,
+            expires_at: self.expires_at,
+            version: self.version?,
+            quantity: self.quantity?.max(0) as u32,
+        })
+    }
+
+    /// The stretches where too few units were free.
+    pub fn full(&self) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        match (&self.full_starts, &self.full_ends) {
+            (Some(s), Some(e)) => s.iter().copied().zip(e.iter().copied()).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A change row.

@@ -24,9 +24,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use abi::{Error, ReservationId, Result, Timespan};
+use abi::{Error, ReservationId, Resource, ResourceId, ResourceSpec, Result, Timespan};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::TryStreamExt;
 use sqlx::{
     Sqlite, SqliteConnection, SqlitePool, Transaction,
@@ -50,6 +50,7 @@ use crate::{
     probe::Probe,
     row::StoredReservation,
     statement::Statement,
+    store::{capacity_in_use, decode_resource, encode_spec},
 };
 
 /// The SQLite schema's migrations, applied when a store opens.
@@ -195,11 +196,34 @@ impl Write<'_> {
 }
 
 /// What lies in a span of a resource: the live reservations in the way
-/// (the first ones, and how many), and the overdue holds to settle before
-/// writing there.
+/// (the first ones, and how many) when the write does not fit, and the
+/// overdue holds to settle before writing there.
 struct InTheWay {
     blockers: Blockers,
     lapsed: Vec<String>,
+}
+
+impl InTheWay {
+    fn refused(&self) -> bool {
+        self.blockers.total > 0 || !self.blockers.full.is_empty()
+    }
+}
+
+/// A reservation row with its buffers.
+#[derive(Debug, sqlx::FromRow)]
+struct SqliteSpannedRow {
+    buffer_before_us: i64,
+    buffer_after_us: i64,
+    #[sqlx(flatten)]
+    reservation: SqliteReservationRow,
+}
+
+/// The occupied span of `span` with `buffers`.
+fn occupied(
+    span: &Timespan,
+    (before, after): (TimeDelta, TimeDelta),
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    (span.start() - before, span.end() + after)
 }
 
 impl SqliteDialect {
@@ -236,57 +260,284 @@ impl SqliteDialect {
     }
 }
 
-/// Reads what lies in `span` of `resource` at `now`, other than `except`.
+/// A resource's capacity and version as the store has it (1 and 0 when
+/// not registered).
+async fn capacity_of(tx: &mut Transaction<'static, Sqlite>, resource: &str) -> Result<(u32, i64)> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT capacity, version FROM resources WHERE id = ?")
+            .bind(resource)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    Ok(match row {
+        Some((capacity, version)) => (u32::try_from(capacity).unwrap_or(1).max(1), version),
+        None => (1, 0),
+    })
+}
+
+/// Reads what lies in the occupied span `[start, end)` of `resource` at
+/// `now`, other than `except`, and whether `quantity` more units fit
+/// there (of `capacity`).
 ///
-/// Live intervals never overlap one another, so reading them backwards from
-/// `span`'s end, the first one that ends by `span`'s start is the last that
-/// needs looking at.
+/// On a resource of one unit, live occupied spans never overlap one
+/// another, so reading them backwards from the span's end, the first one
+/// that ends by its start is the last that needs looking at. On a larger
+/// one, every live span that ends after the start is read.
+#[allow(clippy::too_many_arguments)]
 async fn in_the_way(
     tx: &mut Transaction<'static, Sqlite>,
     resource: &str,
-    span: &Timespan,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
     except: Option<ReservationId>,
     now: DateTime<Utc>,
     limit: u32,
+    capacity: u32,
+    quantity: u32,
 ) -> Result<InTheWay> {
     let except = except.map(|id| id.to_string());
     let mut found = InTheWay {
         blockers: Blockers {
-            rows: Vec::new(),
-            total: 0,
+            capacity,
+            ..Blockers::default()
         },
         lapsed: Vec::new(),
     };
-    let mut rows = sqlx::query_as::<_, SqliteReservationRow>(concat!(
-        "SELECT ",
-        reservation_columns!(),
-        " FROM reservations WHERE resource_id = ? \
-         AND status IN ('pending', 'confirmed', 'blocked') AND start_us < ? \
-         ORDER BY start_us DESC"
-    ))
-    .bind(resource)
-    .bind(micros(span.end()))
-    .fetch(&mut **tx);
+    let exclusive = capacity == 1;
+    let sql = if exclusive {
+        concat!(
+            "SELECT ",
+            reservation_columns!(),
+            ", buffer_before_us, buffer_after_us FROM reservations WHERE resource_id = ? \
+             AND status IN ('pending', 'confirmed', 'blocked') AND occ_start_us < ? \
+             ORDER BY occ_start_us DESC"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            reservation_columns!(),
+            ", buffer_before_us, buffer_after_us FROM reservations WHERE resource_id = ? \
+             AND status IN ('pending', 'confirmed', 'blocked') AND occ_start_us < ? \
+             AND occ_end_us > ? ORDER BY occ_end_us"
+        )
+    };
+    let query = sqlx::query_as::<_, SqliteSpannedRow>(sql)
+        .bind(resource)
+        .bind(micros(end));
+    let query = if exclusive {
+        query
+    } else {
+        query.bind(micros(start))
+    };
+    let mut rows = query.fetch(&mut **tx);
+    // Live reservations in the way, with their occupied spans.
     let mut live = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(db_error)? {
-        if row.end_us <= micros(span.start()) {
-            break;
-        }
-        if except.as_deref() == Some(row.id.as_str()) {
+        let occ_end = row.reservation.end_us + row.buffer_after_us;
+        let occ_start = row.reservation.start_us - row.buffer_before_us;
+        if occ_end <= micros(start) {
+            if exclusive {
+                break;
+            }
             continue;
         }
-        let row = row.stored()?;
-        if row.lapsed_at(now) {
-            found.lapsed.push(row.id.to_string());
+        if except.as_deref() == Some(row.reservation.id.as_str()) {
+            continue;
+        }
+        let stored = row.reservation.stored()?;
+        if stored.lapsed_at(now) {
+            found.lapsed.push(stored.id.to_string());
         } else {
-            live.push(row);
+            live.push((
+                occ_start.max(micros(start)),
+                occ_end.min(micros(end)),
+                stored,
+            ));
         }
     }
+    drop(rows);
+    let units = |q: u32| if q == 0 { capacity } else { q };
+    let wanted = units(quantity);
+    let pieces = usage(
+        live.iter().map(|(s, e, r)| (*s, *e, units(r.quantity))),
+        (micros(start), micros(end)),
+    );
+    let fits = wanted <= capacity
+        && pieces
+            .iter()
+            .all(|(_, _, used)| used + u64::from(wanted) <= u64::from(capacity));
+    if fits {
+        return Ok(found);
+    }
+    let mut full: Vec<(i64, i64)> = Vec::new();
+    for (s, e, used) in pieces {
+        if used + u64::from(wanted) <= u64::from(capacity) {
+            continue;
+        }
+        match full.last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ => full.push((s, e)),
+        }
+    }
+    found.blockers.full = full
+        .into_iter()
+        .take(abi::Conflict::MAX_LISTED)
+        .filter_map(|(s, e)| {
+            Some((
+                DateTime::from_timestamp_micros(s)?,
+                DateTime::from_timestamp_micros(e)?,
+            ))
+        })
+        .collect();
+    let mut live: Vec<StoredReservation> = live.into_iter().map(|(_, _, r)| r).collect();
+    live.sort_by_key(|r| (r.start, r.id));
     found.blockers.total = live.len() as u64;
-    live.reverse(); // by start
     live.truncate(limit as usize);
     found.blockers.rows = live;
+    // Refused, even with nothing in the way: more units than there are.
+    if found.blockers.total == 0 && found.blockers.full.is_empty() {
+        found.blockers.full = vec![(start, end)];
+    }
     Ok(found)
+}
+
+/// `[from, to)` cut into pieces of constant usage by `spans` (start, end,
+/// units), each with the units held there.
+fn usage(
+    spans: impl Iterator<Item = (i64, i64, u32)>,
+    (from, to): (i64, i64),
+) -> Vec<(i64, i64, u64)> {
+    let mut steps: std::collections::BTreeMap<i64, i64> =
+        [(from, 0), (to, 0)].into_iter().collect();
+    for (s, e, q) in spans {
+        *steps.entry(s).or_default() += i64::from(q);
+        *steps.entry(e).or_default() -= i64::from(q);
+    }
+    let mut pieces = Vec::new();
+    let mut used = 0i64;
+    let mut points = steps.into_iter().peekable();
+    while let Some((t, d)) = points.next() {
+        used += d;
+        if let Some((next, _)) = points.peek()
+            && t >= from
+            && *next <= to
+        {
+            pieces.push((t, *next, used.max(0) as u64));
+        }
+    }
+    pieces
+}
+
+/// The columns of a resource row, in [`SqliteResourceRow`]'s names.
+macro_rules! resource_columns {
+    () => {
+        "id, capacity, spec, created_us, updated_us, deleted_us, version"
+    };
+}
+
+/// A resource row.
+#[derive(Debug, sqlx::FromRow)]
+struct SqliteResourceRow {
+    id: String,
+    capacity: i64,
+    spec: Vec<u8>,
+    created_us: i64,
+    updated_us: i64,
+    deleted_us: Option<i64>,
+    version: i64,
+}
+
+impl SqliteResourceRow {
+    fn into_resource(self) -> Result<Resource> {
+        let time = |us: i64| {
+            DateTime::from_timestamp_micros(us)
+                .ok_or_else(|| Error::internal(format!("stored time {us} is out of range")))
+        };
+        decode_resource(
+            &self.id,
+            self.capacity,
+            &self.spec,
+            (
+                time(self.created_us)?,
+                time(self.updated_us)?,
+                self.deleted_us.map(time).transpose()?,
+            ),
+            self.version,
+        )
+    }
+}
+
+/// Reads a resource inside a write (which holds the only write lock).
+async fn read_resource(tx: &mut Transaction<'static, Sqlite>, id: &ResourceId) -> Result<Resource> {
+    let row: Option<SqliteResourceRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        resource_columns!(),
+        " FROM resources WHERE id = ?"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    row.ok_or_else(|| Error::ResourceNotFound(id.clone()))?
+        .into_resource()
+}
+
+/// Marks a resource's overdue holds expired.
+async fn settle_resource(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &ResourceId,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE reservations SET status = 'expired', updated_us = ?, version = version + 1 \
+         WHERE resource_id = ? AND status = 'pending' AND expires_us <= ?",
+    )
+    .bind(micros(now))
+    .bind(id.as_str())
+    .bind(micros(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// The first stretch where live reservations hold more than `capacity`
+/// units, and how many they hold there.
+async fn over_capacity(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &ResourceId,
+    capacity: u32,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>, i64)>> {
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT occ_start_us, occ_end_us, quantity FROM reservations WHERE resource_id = ? \
+         AND status IN ('pending', 'confirmed', 'blocked')",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    let units = |q: i64| {
+        if q == 0 {
+            capacity
+        } else {
+            u32::try_from(q).unwrap_or(u32::MAX)
+        }
+    };
+    let (Some(from), Some(to)) = (
+        rows.iter().map(|r| r.0).min(),
+        rows.iter().map(|r| r.1).max(),
+    ) else {
+        return Ok(None);
+    };
+    let over = usage(rows.iter().map(|r| (r.0, r.1, units(r.2))), (from, to))
+        .into_iter()
+        .find(|(_, _, used)| *used > u64::from(capacity));
+    Ok(over.and_then(|(s, e, used)| {
+        Some((
+            DateTime::from_timestamp_micros(s)?,
+            DateTime::from_timestamp_micros(e)?,
+            used as i64,
+        ))
+    }))
 }
 
 /// Marks `ids` (overdue holds) expired.
@@ -334,9 +585,26 @@ async fn place_one(
             });
         }
     }
-    let found = in_the_way(tx, p.resource_id.as_str(), &p.timespan, None, now, limit).await?;
-    if found.blockers.total > 0 {
+    let (capacity, version) = capacity_of(tx, p.resource_id.as_str()).await?;
+    if version != p.resource_version {
+        return Ok(Placed::Stale);
+    }
+    let found = in_the_way(
+        tx,
+        p.resource_id.as_str(),
+        occupied(&p.timespan, p.buffers),
+        None,
+        now,
+        limit,
+        capacity,
+        p.quantity,
+    )
+    .await?;
+    if found.refused() {
         return Ok(Placed::Blocked(found.blockers));
+    }
+    if p.dry {
+        return Ok(Placed::Fits);
     }
     settle(tx, &found.lapsed, now).await?;
     let expires_at = match p.status {
@@ -345,8 +613,9 @@ async fn place_one(
     };
     let row: SqliteReservationRow = sqlx::query_as(concat!(
         "INSERT INTO reservations (id, user_id, resource_id, status, start_us, end_us, note, \
-         created_us, updated_us, expires_us, request_id, request_fingerprint) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+         created_us, updated_us, expires_us, request_id, request_fingerprint, quantity, \
+         buffer_before_us, buffer_after_us) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
         reservation_columns!()
     ))
     .bind(p.id.to_string())
@@ -361,6 +630,9 @@ async fn place_one(
     .bind(expires_at.map(micros))
     .bind(p.request.as_ref().map(|(key, _)| key.as_str()))
     .bind(p.request.as_ref().map(|(_, digest)| *digest))
+    .bind(i64::from(p.quantity))
+    .bind(crate::store::micros(p.buffers.0))
+    .bind(crate::store::micros(p.buffers.1))
     .fetch_one(&mut **tx)
     .await
     .map_err(write_error)?;
@@ -370,8 +642,9 @@ async fn place_one(
 /// A write refused by the no-overlap triggers lost a race with a writer
 /// outside this store; the retry reads back what won.
 fn write_error(e: sqlx::Error) -> Error {
-    let overlap =
-        matches!(&e, sqlx::Error::Database(db) if db.message().contains("reservations_no_overlap"));
+    let overlap = matches!(&e, sqlx::Error::Database(db)
+        if db.message().contains("reservations_no_overlap")
+            || db.message().contains("reservations_within_capacity"));
     if overlap {
         Error::Aborted {
             reason: "lost a race with a concurrent write".into(),
@@ -450,25 +723,44 @@ impl Dialect for SqliteDialect {
                 lock_wait,
             });
         };
+        let buffers: (i64, i64) = sqlx::query_as(
+            "SELECT buffer_before_us, buffer_after_us FROM reservations WHERE id = ?",
+        )
+        .bind(revision.id.to_string())
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(db_error)?;
         let row = row.stored()?;
-        if row.version != revision.version || row.lapsed_at(at) != revision.seen_lapsed {
+        let (capacity, resource_version) = capacity_of(&mut w.tx, &row.resource_id).await?;
+        if row.version != revision.version
+            || row.lapsed_at(at) != revision.seen_lapsed
+            || (revision.check && resource_version != revision.resource_version)
+        {
             return Ok(ReviseOutcome {
                 at,
                 revised: Revised::Stale(row),
                 lock_wait,
             });
         }
-        if revision.reschedule {
+        if revision.check {
             let found = in_the_way(
                 &mut w.tx,
                 &row.resource_id,
-                &revision.timespan,
+                occupied(
+                    &revision.timespan,
+                    (
+                        TimeDelta::microseconds(buffers.0),
+                        TimeDelta::microseconds(buffers.1),
+                    ),
+                ),
                 Some(revision.id),
                 at,
                 limit,
+                capacity,
+                revision.quantity,
             )
             .await?;
-            if found.blockers.total > 0 {
+            if found.refused() {
                 return Ok(ReviseOutcome {
                     at,
                     revised: Revised::Blocked(found.blockers),
@@ -479,7 +771,8 @@ impl Dialect for SqliteDialect {
         }
         let row: SqliteReservationRow = sqlx::query_as(concat!(
             "UPDATE reservations SET status = ?, note = ?, start_us = ?, end_us = ?, \
-             expires_us = ?, updated_us = ?, version = version + 1 WHERE id = ? RETURNING ",
+             expires_us = ?, quantity = ?, updated_us = ?, version = version + 1 WHERE id = ? \
+             RETURNING ",
             reservation_columns!()
         ))
         .bind(revision.status.as_str())
@@ -487,6 +780,7 @@ impl Dialect for SqliteDialect {
         .bind(micros(revision.timespan.start()))
         .bind(micros(revision.timespan.end()))
         .bind(revision.expires_at.map(micros))
+        .bind(i64::from(revision.quantity))
         .bind(micros(at))
         .bind(revision.id.to_string())
         .fetch_one(&mut *w.tx)
@@ -511,6 +805,152 @@ impl Dialect for SqliteDialect {
         .await
         .map_err(db_error)?;
         row.map(SqliteReservationRow::stored).transpose()
+    }
+
+    async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {
+        let row: Option<SqliteResourceRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            resource_columns!(),
+            " FROM resources WHERE id = ?"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(SqliteResourceRow::into_resource).transpose()
+    }
+
+    async fn create_resource(&self, spec: &ResourceSpec, now: DateTime<Utc>) -> Result<Resource> {
+        let mut w = self.begin_write().await?;
+        let row: Option<SqliteResourceRow> = sqlx::query_as(concat!(
+            "INSERT INTO resources (id, capacity, spec, created_us, updated_us, deleted_us, \
+             version) VALUES (?, ?, ?, ?, ?, NULL, 1) ON CONFLICT (id) DO NOTHING RETURNING ",
+            resource_columns!()
+        ))
+        .bind(spec.id.as_str())
+        .bind(i64::from(spec.capacity))
+        .bind(encode_spec(spec))
+        .bind(micros(now))
+        .bind(micros(now))
+        .fetch_optional(&mut *w.tx)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Err(Error::ResourceExists(spec.id.clone()));
+        };
+        w.commit().await?;
+        row.into_resource()
+    }
+
+    async fn update_resource(
+        &self,
+        id: &ResourceId,
+        change: &(dyn for<'r> Fn(&'r Resource) -> Result<ResourceSpec> + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Resource> {
+        let mut w = self.begin_write().await?;
+        let current = read_resource(&mut w.tx, id).await?;
+        let next = change(&current)?;
+        if next.capacity < current.spec.capacity {
+            settle_resource(&mut w.tx, id, now).await?;
+            if let Some(when) = over_capacity(&mut w.tx, id, next.capacity).await? {
+                return Err(capacity_in_use(id, next.capacity, when));
+            }
+        }
+        let row: SqliteResourceRow = sqlx::query_as(concat!(
+            "UPDATE resources SET capacity = ?, spec = ?, updated_us = ?, version = version + 1 \
+             WHERE id = ? RETURNING ",
+            resource_columns!()
+        ))
+        .bind(i64::from(next.capacity))
+        .bind(encode_spec(&next))
+        .bind(micros(now))
+        .bind(id.as_str())
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(write_error)?;
+        w.commit().await?;
+        row.into_resource()
+    }
+
+    async fn delete_resource(
+        &self,
+        id: &ResourceId,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Resource> {
+        let mut w = self.begin_write().await?;
+        let current = read_resource(&mut w.tx, id).await?;
+        if current.deleted_at.is_some() {
+            return Ok(current);
+        }
+        settle_resource(&mut w.tx, id, now).await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM reservations WHERE resource_id = ? \
+             AND status IN ('pending', 'confirmed', 'blocked') AND end_us > ?",
+        )
+        .bind(id.as_str())
+        .bind(micros(now))
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(db_error)?;
+        if live > 0 && !force {
+            return Err(Error::CapacityInUse(
+                format!(
+                    "resource {id} has {live} live reservation(s) that have not ended; cancel \
+                     them or delete with force"
+                )
+                .into(),
+            ));
+        }
+        sqlx::query(
+            "UPDATE reservations SET status = 'cancelled', expires_us = NULL, updated_us = ?, \
+             version = version + 1 WHERE resource_id = ? \
+             AND status IN ('pending', 'confirmed', 'blocked') AND end_us > ?",
+        )
+        .bind(micros(now))
+        .bind(id.as_str())
+        .bind(micros(now))
+        .execute(&mut *w.tx)
+        .await
+        .map_err(write_error)?;
+        let row: SqliteResourceRow = sqlx::query_as(concat!(
+            "UPDATE resources SET deleted_us = ?, updated_us = ?, version = version + 1 \
+             WHERE id = ? RETURNING ",
+            resource_columns!()
+        ))
+        .bind(micros(now))
+        .bind(micros(now))
+        .bind(id.as_str())
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(write_error)?;
+        w.commit().await?;
+        row.into_resource()
+    }
+
+    async fn list_resources(
+        &self,
+        after: Option<&ResourceId>,
+        limit: i64,
+        show_deleted: bool,
+    ) -> Result<Vec<Resource>> {
+        let rows: Vec<SqliteResourceRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            resource_columns!(),
+            " FROM resources WHERE (? IS NULL OR id > ?) AND (? OR deleted_us IS NULL) \
+             ORDER BY id LIMIT ?"
+        ))
+        .bind(after.map(ResourceId::as_str))
+        .bind(after.map(ResourceId::as_str))
+        .bind(show_deleted)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(SqliteResourceRow::into_resource)
+            .collect()
     }
 
     async fn select(&self, statement: Statement) -> Result<Vec<StoredReservation>> {

@@ -16,7 +16,7 @@ use crate::{
 macro_rules! reservation_columns {
     () => {
         "id, user_id, resource_id, status, start_us, end_us, note, created_us, updated_us, \
-         expires_us, version"
+         expires_us, version, quantity"
     };
 }
 pub(crate) use reservation_columns;
@@ -25,7 +25,7 @@ pub(crate) use reservation_columns;
 macro_rules! change_columns {
     () => {
         "ch.id AS change_id, op, changed_us, reservation_id AS id, user_id, resource_id, \
-         status, start_us, end_us, note, created_us, updated_us, expires_us, 0 AS version"
+         status, start_us, end_us, note, created_us, updated_us, expires_us, 0 AS version, quantity"
     };
 }
 pub(crate) use change_columns;
@@ -92,6 +92,7 @@ pub(crate) struct SqliteReservationRow {
     pub updated_us: i64,
     pub expires_us: Option<i64>,
     pub version: i64,
+    pub quantity: i64,
 }
 
 impl SqliteReservationRow {
@@ -115,6 +116,9 @@ impl SqliteReservationRow {
             updated_at: time(self.updated_us)?,
             expires_at: self.expires_us.map(time).transpose()?,
             version: self.version,
+            quantity: u32::try_from(self.quantity).map_err(|_| {
+                Error::internal(format!("stored quantity {} is out of range", self.quantity))
+            })?,
         })
     }
 }

@@ -1,0 +1,248 @@
+//! The one function that judges a request by a resource's rules, tested on
+//! its own with arbitrary policies, zones and times: it never panics, each
+//! rule it reports is broken (and each rule broken is reported), overrides
+//! and blocks are judged only for deletion, and wall-clock rules follow the
+//! zone across daylight-saving changes.
+
+use abi::{
+    Ask, AskKind, Hold, Policy, ReservationStatus, Rule, Rules, Schedule, Timespan, WeeklyHours,
+};
+use chrono::{DateTime, Datelike, NaiveTime, TimeDelta, Utc, Weekday};
+use chrono_tz::Tz;
+use proptest::prelude::*;
+
+const ZONES: &[&str] = &[
+    "UTC",
+    "Europe/Paris",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+    "America/St_Johns",
+    "Pacific/Chatham",
+];
+
+fn any_zone() -> impl Strategy<Value = Tz> {
+    prop::sample::select(ZONES).prop_map(|z| z.parse().unwrap())
+}
+
+/// Times around the daylight-saving changes of 2026 and 2027.
+fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+    (1_767_225_600i64..1_830_297_600, 0..4i64)
+        .prop_map(|(s, q)| DateTime::from_timestamp(s - s % 60 + q * 15 * 60, 0).unwrap())
+}
+
+fn minutes(range: std::ops::Range<i64>) -> impl Strategy<Value = Option<TimeDelta>> {
+    prop::option::of(range.prop_map(TimeDelta::minutes))
+}
+
+fn any_policy() -> impl Strategy<Value = Policy> {
+    (
+        (
+            minutes(0..3000),
+            minutes(0..100_000),
+            prop::option::of(prop::sample::select(vec![5i64, 10, 15, 30, 60, 120])),
+            minutes(0..300),
+            minutes(1..3000),
+        ),
+        (
+            minutes(0..60),
+            minutes(0..60),
+            minutes(1..120),
+            prop::option::of(1u32..5),
+            minutes(0..3000),
+        ),
+    )
+        .prop_map(
+            |(
+                (min_notice, max_advance, grid, min_duration, max_duration),
+                (buffer_before, buffer_after, max_hold, max_quantity, min_cancel_notice),
+            )| Policy {
+                min_notice,
+                max_advance,
+                granularity: grid.map(TimeDelta::minutes),
+                min_duration,
+                max_duration,
+                buffer_before,
+                buffer_after,
+                max_hold,
+                max_quantity,
+                min_cancel_notice,
+                ..Policy::default()
+            },
+        )
+}
+
+fn any_hours() -> impl Strategy<Value = Vec<WeeklyHours>> {
+    prop::collection::vec(
+        (0..7u8, 0u16..1440, 1u16..600).prop_map(|(d, open, len)| WeeklyHours {
+            day: Weekday::try_from(d).unwrap(),
+            open_minute: open,
+            close_minute: (open + len).min(1440),
+        }),
+        0..4,
+    )
+}
+
+fn any_ask() -> impl Strategy<Value = (Ask, DateTime<Utc>)> {
+    (
+        any_time(),
+        1i64..600,
+        0u32..6,
+        any::<bool>(),
+        any::<bool>(),
+        -3000i64..100_000,
+    )
+        .prop_map(|(start, length, quantity, block, over, ahead)| {
+            let span = Timespan::new(start, start + TimeDelta::minutes(length)).unwrap();
+            let ask = Ask {
+                span,
+                quantity,
+                status: if block {
+                    ReservationStatus::Blocked
+                } else {
+                    ReservationStatus::Pending
+                },
+                hold: Hold::Default,
+                kind: AskKind::New,
+                override_policy: over,
+            };
+            (ask, start - TimeDelta::minutes(ahead))
+        })
+}
+
+/// Whether `t` falls on `grid` from local midnight in `zone`, computed
+/// apart from the code under test.
+fn on_grid(zone: Tz, t: DateTime<Utc>, grid: TimeDelta) -> bool {
+    let local = t.with_timezone(&zone).naive_local();
+    let since = local.time() - NaiveTime::MIN;
+    since.num_seconds() % grid.num_seconds() == 0 && since.subsec_nanos() == 0
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn each_rule_reported_is_broken_and_each_broken_is_reported(
+        policy in any_policy(),
+        zone in any_zone(),
+        (ask, now) in any_ask(),
+        deleted in any::<bool>(),
+    ) {
+        let rules = Rules {
+            capacity: 5,
+            deleted,
+            policy: policy.clone(),
+            schedule: Schedule { zone, ..Schedule::default() },
+        };
+        let broken: Vec<Rule> = rules.judge(&ask, now).into_iter().map(|v| v.rule).collect();
+        prop_assert_eq!(broken.contains(&Rule::ResourceDeleted), deleted);
+        if ask.override_policy || ask.status == ReservationStatus::Blocked {
+            prop_assert!(broken.iter().all(|r| *r == Rule::ResourceDeleted), "{:?}", broken);
+            return Ok(());
+        }
+        let (start, end) = (ask.span.start(), ask.span.end());
+        let expect = |rule: Rule, is_broken: bool| -> Result<(), TestCaseError> {
+            prop_assert_eq!(broken.contains(&rule), is_broken, "{:?}: {:?}", rule, broken);
+            Ok(())
+        };
+        expect(Rule::MinNotice, policy.min_notice.is_some_and(|n| start < now + n))?;
+        expect(Rule::MaxAdvance, policy.max_advance.is_some_and(|n| start > now + n))?;
+        expect(Rule::MinDuration, policy.min_duration.is_some_and(|d| end - start < d))?;
+        expect(Rule::MaxDuration, policy.max_duration.is_some_and(|d| end - start > d))?;
+        expect(Rule::MaxQuantity, policy.max_quantity.is_some_and(|q| ask.quantity > q))?;
+        expect(
+            Rule::Granularity,
+            policy
+                .granularity
+                .is_some_and(|g| !(on_grid(zone, start, g) && on_grid(zone, end, g))),
+        )?;
+        // Always open: no hours, no periods, not closed by default.
+        expect(Rule::OpeningHours, false)?;
+    }
+
+    #[test]
+    fn a_reservation_inside_an_open_period_is_in_open_time(
+        zone in any_zone(),
+        hours in any_hours(),
+        (ask, now) in any_ask(),
+        margin in 0i64..120,
+    ) {
+        let period = Timespan::new(
+            ask.span.start() - TimeDelta::minutes(margin),
+            ask.span.end() + TimeDelta::minutes(margin),
+        ).unwrap();
+        let rules = Rules {
+            schedule: Schedule {
+                zone,
+                hours,
+                periods: vec![period],
+                closed_by_default: true,
+            },
+            ..Rules::default()
+        };
+        let mut ask = ask;
+        ask.status = ReservationStatus::Pending;
+        ask.override_policy = false;
+        let broken: Vec<Rule> = rules.judge(&ask, now).into_iter().map(|v| v.rule).collect();
+        prop_assert!(!broken.contains(&Rule::OpeningHours), "{:?}", broken);
+        // One minute past the period is outside, unless weekly hours
+        // reach it.
+        let schedule = &rules.schedule;
+        let past = Timespan::new(ask.span.start(), period.end() + TimeDelta::minutes(1)).unwrap();
+        let weekly = Schedule { periods: Vec::new(), ..schedule.clone() };
+        if !weekly.hours.is_empty() {
+            return Ok(());
+        }
+        prop_assert!(!schedule.covers(&past));
+    }
+
+    #[test]
+    fn weekly_hours_open_at_their_wall_clock_times(
+        zone in any_zone(),
+        day in any_time(),
+        open in 0u16..1300,
+        len in 15u16..140,
+    ) {
+        let close = (open + len).min(1440);
+        let local_day = day.with_timezone(&zone).date_naive();
+        let schedule = Schedule {
+            zone,
+            hours: vec![WeeklyHours { day: local_day.weekday(), open_minute: open, close_minute: close }],
+            periods: Vec::new(),
+            closed_by_default: false,
+        };
+        let from = day - TimeDelta::days(2);
+        let to = day + TimeDelta::days(2);
+        let openings = schedule.open_between(from, to);
+        prop_assert!(!openings.is_empty());
+        for (s, e) in openings {
+            prop_assert!(s < e);
+            // Each opening starts at the wall-clock minute asked, or at the
+            // first minute after it that exists (clocks spring forward).
+            let local = s.with_timezone(&zone).naive_local();
+            let minute = (local.time() - NaiveTime::MIN).num_minutes();
+            let late = minute - i64::from(open);
+            prop_assert!((0..=60).contains(&late), "opens at {} for minute {}", local, open);
+            prop_assert!(schedule.covers(&Timespan::new(s, e).unwrap()));
+        }
+    }
+
+    #[test]
+    fn grid_points_are_on_the_grid_in_order(
+        zone in any_zone(),
+        from in any_time(),
+        step in prop::sample::select(vec![15i64, 30, 60, 90, 120]),
+    ) {
+        let step = TimeDelta::minutes(step);
+        let schedule = Schedule { zone, ..Schedule::default() };
+        let points = schedule.grid_points(from, from + TimeDelta::days(2), step);
+        prop_assert!(!points.is_empty());
+        for pair in points.windows(2) {
+            prop_assert!(pair[0] < pair[1]);
+        }
+        for p in points {
+            prop_assert!(schedule.on_grid(p, step), "{p} not on the grid in {zone}");
+            prop_assert!(on_grid(zone, p, step));
+        }
+    }
+}

@@ -1,0 +1,597 @@
+-- Resources with a capacity and rules, and reservations of several units
+-- with buffers around them.
+--
+-- - rsvp.resources: registered resources. A resource id never registered
+--   is a resource of capacity 1 with no rules.
+-- - A reservation holds `quantity` units over its occupied span: its
+--   interval widened by the buffers copied onto it when it was made.
+-- - The database refuses overbooking, whoever writes: the rows of a
+--   resource of capacity 1 keep the exclusion constraint (on the occupied
+--   span); the rows of a larger resource are `shared` and a constraint
+--   trigger, holding the resource's transaction lock, checks the peak
+--   usage over each row's span.
+
+CREATE TABLE rsvp.resources (
+    id           text PRIMARY KEY,
+    capacity     integer NOT NULL,
+    -- The rest of the resource (name, policy, opening hours, zone, admins,
+    -- labels) as the library encodes it; only the library reads it.
+    spec         bytea NOT NULL,
+    created_at   timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    deleted_at   timestamptz,
+    -- Changes with every update: the etag.
+    version      bigint NOT NULL,
+
+    CONSTRAINT resources_id_length CHECK (char_length(id) BETWEEN 1 AND 64),
+    CONSTRAINT resources_capacity CHECK (capacity BETWEEN 1 AND 1000000)
+);
+
+-- A reservation's occupied span: its interval with the buffers (in
+-- microseconds) before and after. Immutable in fact: the buffers are whole
+-- microseconds, which no time zone changes.
+CREATE FUNCTION rsvp.occupied(p_span tstzrange, p_before bigint, p_after bigint)
+RETURNS tstzrange
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT tstzrange(lower(p_span) - make_interval(secs => p_before / 1000000.0),
+                     upper(p_span) + make_interval(secs => p_after / 1000000.0), '[)')
+$$;
+
+ALTER TABLE rsvp.reservations
+    ADD COLUMN quantity integer NOT NULL DEFAULT 1,
+    ADD COLUMN buffer_before bigint NOT NULL DEFAULT 0,
+    ADD COLUMN buffer_after bigint NOT NULL DEFAULT 0,
+    -- True when the resource has more than one unit: the row is checked by
+    -- peak usage instead of the exclusion constraint.
+    ADD COLUMN shared boolean NOT NULL DEFAULT false,
+    ADD COLUMN occupied tstzrange
+        GENERATED ALWAYS AS (rsvp.occupied(timespan, buffer_before, buffer_after)) STORED,
+    ADD CONSTRAINT reservations_quantity CHECK (
+        quantity BETWEEN 0 AND 1000000
+        AND (quantity > 0 OR status IN ('blocked', 'cancelled'))
+        AND (shared OR quantity <= 1)),
+    ADD CONSTRAINT reservations_buffers CHECK (
+        buffer_before BETWEEN 0 AND 316224000000000
+        AND buffer_after BETWEEN 0 AND 316224000000000);
+
+ALTER TABLE rsvp.reservations DROP CONSTRAINT reservations_no_overlap;
+ALTER TABLE rsvp.reservations ADD CONSTRAINT reservations_no_overlap EXCLUDE USING gist
+    (resource_id WITH =, occupied WITH &&)
+    WHERE (status IN ('pending', 'confirmed', 'blocked') AND NOT shared);
+
+-- What is in the way on a resource of several units.
+CREATE INDEX reservations_shared_live
+    ON rsvp.reservations USING gist (resource_id, occupied)
+    WHERE (status IN ('pending', 'confirmed', 'blocked') AND shared);
+
+ALTER TABLE rsvp.reservation_changes
+    ADD COLUMN quantity integer NOT NULL DEFAULT 1;
+
+CREATE OR REPLACE FUNCTION rsvp.record_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    r         rsvp.reservations;
+    change_op rsvp.change_op;
+    stamp     timestamptz;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        r := OLD; change_op := 'delete'; stamp := now();
+    ELSIF TG_OP = 'INSERT' THEN
+        r := NEW; change_op := 'create'; stamp := NEW.updated_at;
+    ELSE
+        r := NEW; change_op := 'update'; stamp := NEW.updated_at;
+    END IF;
+
+    INSERT INTO rsvp.reservation_changes
+        (op, changed_at, reservation_id, user_id, resource_id, status,
+         timespan, note, created_at, updated_at, expires_at, quantity)
+    VALUES
+        (change_op, stamp, r.id, r.user_id, r.resource_id, r.status,
+         r.timespan, r.note, r.created_at, r.updated_at, r.expires_at, r.quantity);
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER reservations_record_update ON rsvp.reservations;
+CREATE TRIGGER reservations_record_update
+    AFTER UPDATE ON rsvp.reservations
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.note IS DISTINCT FROM NEW.note
+          OR OLD.timespan IS DISTINCT FROM NEW.timespan
+          OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+          OR OLD.user_id IS DISTINCT FROM NEW.user_id
+          OR OLD.resource_id IS DISTINCT FROM NEW.resource_id
+          OR OLD.quantity IS DISTINCT FROM NEW.quantity)
+    EXECUTE FUNCTION rsvp.record_change();
+
+-- The usage of a resource over `p_span`: the span cut into pieces of
+-- constant usage, each with the units live reservations (other than
+-- `p_except`) hold there. A hold overdue at `p_now` holds nothing; with
+-- `p_now` null every pending hold counts. A block of quantity 0 holds
+-- every unit, `p_capacity`.
+CREATE FUNCTION rsvp.usage(
+    p_resource text, p_span tstzrange, p_except uuid, p_now timestamptz, p_capacity int)
+RETURNS TABLE (piece_start timestamptz, piece_end timestamptz, used bigint)
+LANGUAGE sql STABLE AS $$
+    WITH live AS (
+        SELECT r.occupied * p_span AS o,
+               CASE WHEN r.quantity = 0 THEN p_capacity ELSE r.quantity END AS q
+        FROM rsvp.reservations r
+        WHERE r.resource_id = p_resource
+          AND r.occupied && p_span
+          AND r.status IN ('pending', 'confirmed', 'blocked')
+          AND (p_now IS NULL OR r.expires_at IS NULL OR r.expires_at > p_now)
+          AND r.id IS DISTINCT FROM p_except
+    ), steps AS (
+        SELECT t, sum(d) AS d FROM (
+            SELECT lower(o) AS t, q AS d FROM live
+            UNION ALL SELECT upper(o), -q FROM live
+            UNION ALL SELECT lower(p_span), 0
+            UNION ALL SELECT upper(p_span), 0
+        ) e GROUP BY t
+    ), profile AS (
+        SELECT t, lead(t) OVER (ORDER BY t) AS next_t,
+               sum(d) OVER (ORDER BY t) AS used
+        FROM steps
+    )
+    SELECT t, next_t, used FROM profile WHERE next_t IS NOT NULL ORDER BY t
+$$;
+
+-- Where, within `p_span`, fewer than `p_quantity` units are free: the
+-- starts and ends of those stretches, merged, at most 20.
+CREATE FUNCTION rsvp.full_within(
+    p_resource text, p_span tstzrange, p_except uuid, p_now timestamptz,
+    p_capacity int, p_quantity int,
+    OUT starts timestamptz[], OUT ends timestamptz[])
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(lower(f) ORDER BY f), array_agg(upper(f) ORDER BY f)
+    FROM (
+        SELECT f FROM unnest((
+            SELECT range_agg(tstzrange(u.piece_start, u.piece_end, '[)'))
+            FROM rsvp.usage(p_resource, p_span, p_except, p_now, p_capacity) u
+            WHERE u.used + p_quantity > p_capacity)) AS f
+        ORDER BY f
+        LIMIT 20
+    ) x
+$$;
+
+-- The live reservations of a resource whose occupied span overlaps
+-- `p_span` at `p_now`, other than `p_except`, by start then id: at most
+-- `p_limit`, each with how many there are in all. `p_shared` says which
+-- index holds them.
+DROP FUNCTION rsvp.blockers(text, tstzrange, uuid, timestamptz, int);
+CREATE FUNCTION rsvp.blockers(
+    p_resource text, p_span tstzrange, p_except uuid, p_now timestamptz, p_limit int,
+    p_shared boolean)
+RETURNS TABLE (
+    total       bigint,
+    id          uuid,
+    user_id     text,
+    resource_id text,
+    status      rsvp.reservation_status,
+    start_at    timestamptz,
+    end_at      timestamptz,
+    note        text,
+    created_at  timestamptz,
+    updated_at  timestamptz,
+    expires_at  timestamptz,
+    version     bigint,
+    quantity    integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    IF p_shared THEN
+        RETURN QUERY
+            SELECT count(*) OVER (), r.id, r.user_id, r.resource_id, r.status,
+                   lower(r.timespan), upper(r.timespan), r.note, r.created_at,
+                   r.updated_at, r.expires_at, r.version, r.quantity
+            FROM rsvp.reservations r
+            WHERE r.resource_id = p_resource
+              AND r.occupied && p_span
+              AND r.status IN ('pending', 'confirmed', 'blocked') AND r.shared
+              AND (r.expires_at IS NULL OR r.expires_at > p_now)
+              AND r.id IS DISTINCT FROM p_except
+            ORDER BY lower(r.timespan), r.id
+            LIMIT p_limit;
+    ELSE
+        RETURN QUERY
+            SELECT count(*) OVER (), r.id, r.user_id, r.resource_id, r.status,
+                   lower(r.timespan), upper(r.timespan), r.note, r.created_at,
+                   r.updated_at, r.expires_at, r.version, r.quantity
+            FROM rsvp.reservations r
+            WHERE r.resource_id = p_resource
+              AND r.occupied && p_span
+              AND r.status IN ('pending', 'confirmed', 'blocked') AND NOT r.shared
+              AND (r.expires_at IS NULL OR r.expires_at > p_now)
+              AND r.id IS DISTINCT FROM p_except
+            ORDER BY lower(r.timespan), r.id
+            LIMIT p_limit;
+    END IF;
+END
+$$;
+
+-- Marks the overdue holds of a resource whose occupied span overlaps
+-- `p_span` expired, so that a write may take their place.
+CREATE OR REPLACE FUNCTION rsvp.settle(
+    p_resource text, p_span tstzrange, p_except uuid, p_now timestamptz)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE rsvp.reservations r
+    SET status = 'expired', updated_at = p_now, version = r.version + 1
+    WHERE r.resource_id = p_resource
+      AND r.occupied && p_span
+      AND r.status = 'pending'
+      AND r.expires_at <= p_now
+      AND r.id IS DISTINCT FROM p_except;
+END
+$$;
+
+-- Whether `p_quantity` more units fit over `p_span` of a resource
+-- (`p_shared`: of several units), and if not, what is in the way:
+-- a header row (id null) with the capacity and the full stretches, then
+-- the first `p_limit` live reservations in the way.
+CREATE FUNCTION rsvp.refusal(
+    p_resource text, p_span tstzrange, p_except uuid, p_now timestamptz, p_limit int,
+    p_capacity int, p_shared boolean, p_quantity int)
+RETURNS TABLE (
+    total       bigint,
+    id          uuid,
+    user_id     text,
+    resource_id text,
+    status      rsvp.reservation_status,
+    start_at    timestamptz,
+    end_at      timestamptz,
+    note        text,
+    created_at  timestamptz,
+    updated_at  timestamptz,
+    expires_at  timestamptz,
+    version     bigint,
+    quantity    integer,
+    full_starts timestamptz[],
+    full_ends   timestamptz[])
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    v_units int := CASE WHEN p_quantity = 0 THEN p_capacity ELSE p_quantity END;
+    v_full  record;
+BEGIN
+    IF NOT p_shared AND v_units <= 1 THEN
+        -- One unit: anything live in the way refuses.
+        PERFORM 1 FROM rsvp.blockers(p_resource, p_span, p_except, p_now, 1, false);
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    ELSIF v_units <= p_capacity AND coalesce((
+            SELECT max(u.used) FROM rsvp.usage(p_resource, p_span, p_except, p_now, p_capacity) u),
+            0) + v_units <= p_capacity THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_full
+    FROM rsvp.full_within(p_resource, p_span, p_except, p_now, p_capacity, v_units);
+    RETURN QUERY SELECT 0::bigint, NULL::uuid, NULL::text, NULL::text,
+                        NULL::rsvp.reservation_status, NULL::timestamptz, NULL::timestamptz,
+                        NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
+                        NULL::bigint, NULL::integer, v_full.starts, v_full.ends;
+    RETURN QUERY SELECT b.*, NULL::timestamptz[], NULL::timestamptz[]
+                 FROM rsvp.blockers(p_resource, p_span, p_except, p_now, p_limit, p_shared) b;
+END
+$$;
+
+-- The last line of defence for every writer: a live row agrees with its
+-- resource's capacity (shared exactly when there are several units), and
+-- on a resource of several units, peak usage over the row's span stays
+-- within the capacity. Takes the resource's lock, as rsvp's writers do
+-- first.
+CREATE FUNCTION rsvp.check_capacity() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_capacity int;
+    v_peak     bigint;
+BEGIN
+    SELECT capacity INTO v_capacity FROM rsvp.resources WHERE id = NEW.resource_id;
+    v_capacity := coalesce(v_capacity, 1);
+    IF NEW.shared <> (v_capacity > 1) THEN
+        RAISE EXCEPTION 'reservation % of resource % (capacity %) must have shared = %',
+            NEW.id, NEW.resource_id, v_capacity, v_capacity > 1
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'reservations_within_capacity';
+    END IF;
+    IF NOT NEW.shared THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(rsvp.lock_key(NEW.resource_id));
+    SELECT max(u.used) INTO v_peak
+    FROM rsvp.usage(NEW.resource_id, NEW.occupied, NULL, NULL, v_capacity) u;
+    IF v_peak > v_capacity THEN
+        RAISE EXCEPTION 'resource % would hold % of its % units', NEW.resource_id, v_peak,
+            v_capacity
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'reservations_within_capacity';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE CONSTRAINT TRIGGER reservations_within_capacity
+    AFTER INSERT OR UPDATE OF status, timespan, quantity, buffer_before, buffer_after,
+        resource_id, shared
+    ON rsvp.reservations
+    FOR EACH ROW
+    WHEN (NEW.status IN ('pending', 'confirmed', 'blocked'))
+    EXECUTE FUNCTION rsvp.check_capacity();
+
+-- A resource's capacity, set or changed by anyone: its rows follow it
+-- (shared or not), and no live reservations may hold more than it.
+CREATE FUNCTION rsvp.apply_capacity() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_peak bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(rsvp.lock_key(NEW.id));
+    UPDATE rsvp.reservations r SET shared = (NEW.capacity > 1)
+    WHERE r.resource_id = NEW.id AND r.shared <> (NEW.capacity > 1);
+    SELECT max(u.used) INTO v_peak
+    FROM rsvp.usage(NEW.id, tstzrange('-infinity', 'infinity'), NULL, NULL, NEW.capacity) u;
+    IF v_peak > NEW.capacity THEN
+        RAISE EXCEPTION 'live reservations of resource % hold % units, more than %', NEW.id,
+            v_peak, NEW.capacity
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'resources_capacity_in_use';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER resources_apply_capacity
+    AFTER INSERT OR UPDATE OF capacity ON rsvp.resources
+    FOR EACH ROW EXECUTE FUNCTION rsvp.apply_capacity();
+
+-- Places new reservations, as before (rsvp.place of the writes migration),
+-- now of several units with buffers, on resources with a capacity. Each
+-- item names the version of its resource that the library judged it by
+-- (0: not registered); if the resource is not at that version any more the
+-- item is 'stale' and nothing is written for it (the library judges it
+-- again). A dry item ('fits' when it would be placed) writes nothing.
+DROP FUNCTION rsvp.place(uuid[], text[], text[], tstzrange[], text[], text[], interval[],
+                         text[], bigint[], timestamptz, int);
+CREATE FUNCTION rsvp.place(
+    p_ids          uuid[],
+    p_users        text[],
+    p_resources    text[],
+    p_spans        tstzrange[],
+    p_statuses     text[],
+    p_notes        text[],
+    p_holds        interval[],
+    p_request_ids  text[],
+    p_fingerprints bigint[],
+    p_quantities   int[],
+    p_befores      bigint[],
+    p_afters       bigint[],
+    p_versions     bigint[],
+    p_dry          boolean[],
+    p_now          timestamptz,
+    p_limit        int)
+RETURNS TABLE (
+    item                int,
+    outcome             text,
+    at                  timestamptz,
+    total               bigint,
+    id                  uuid,
+    user_id             text,
+    resource_id         text,
+    status              rsvp.reservation_status,
+    start_at            timestamptz,
+    end_at              timestamptz,
+    note                text,
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    expires_at          timestamptz,
+    version             bigint,
+    request_fingerprint bigint,
+    waited              double precision,
+    quantity            integer,
+    capacity            integer,
+    full_starts         timestamptz[],
+    full_ends           timestamptz[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_started  timestamptz := clock_timestamp();
+    v_waited   double precision;
+    v_key      bigint;
+    v_now      timestamptz;
+    v_capacity int;
+    v_version  bigint;
+    v_occupied tstzrange;
+BEGIN
+    FOR v_key IN
+        SELECT DISTINCT rsvp.lock_key(r) FROM unnest(p_resources) AS r ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(v_key);
+    END LOOP;
+    v_now := coalesce(p_now, clock_timestamp());
+    v_waited := extract(epoch FROM clock_timestamp() - v_started);
+
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        IF p_request_ids[i] IS NOT NULL AND NOT p_dry[i] THEN
+            RETURN QUERY
+                SELECT i, 'existing'::text, v_now, 0::bigint, r.id, r.user_id,
+                       r.resource_id, r.status, lower(r.timespan), upper(r.timespan),
+                       r.note, r.created_at, r.updated_at, r.expires_at, r.version,
+                       r.request_fingerprint, v_waited, r.quantity, NULL::int,
+                       NULL::timestamptz[], NULL::timestamptz[]
+                FROM rsvp.reservations r
+                WHERE r.user_id = p_users[i] AND r.request_id = p_request_ids[i];
+            IF FOUND THEN
+                CONTINUE;
+            END IF;
+        END IF;
+
+        SELECT res.capacity, res.version INTO v_capacity, v_version
+        FROM rsvp.resources res WHERE res.id = p_resources[i];
+        IF NOT FOUND THEN
+            v_capacity := 1;
+            v_version := 0;
+        END IF;
+        IF v_version <> p_versions[i] THEN
+            RETURN QUERY SELECT i, 'stale'::text, v_now, 0::bigint, NULL::uuid, NULL::text,
+                NULL::text, NULL::rsvp.reservation_status, NULL::timestamptz,
+                NULL::timestamptz, NULL::text, NULL::timestamptz, NULL::timestamptz,
+                NULL::timestamptz, NULL::bigint, NULL::bigint, v_waited, NULL::int,
+                v_capacity, NULL::timestamptz[], NULL::timestamptz[];
+            CONTINUE;
+        END IF;
+
+        v_occupied := rsvp.occupied(p_spans[i], p_befores[i], p_afters[i]);
+        RETURN QUERY
+            SELECT i, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
+                   b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
+                   b.expires_at, b.version, NULL::bigint, v_waited, b.quantity, v_capacity,
+                   b.full_starts, b.full_ends
+            FROM rsvp.refusal(p_resources[i], v_occupied, NULL, v_now, p_limit, v_capacity,
+                              v_capacity > 1, p_quantities[i]) b;
+        IF FOUND THEN
+            CONTINUE;
+        END IF;
+
+        IF p_dry[i] THEN
+            RETURN QUERY SELECT i, 'fits'::text, v_now, 0::bigint, NULL::uuid, NULL::text,
+                NULL::text, NULL::rsvp.reservation_status, NULL::timestamptz,
+                NULL::timestamptz, NULL::text, NULL::timestamptz, NULL::timestamptz,
+                NULL::timestamptz, NULL::bigint, NULL::bigint, v_waited, NULL::int,
+                v_capacity, NULL::timestamptz[], NULL::timestamptz[];
+            CONTINUE;
+        END IF;
+
+        PERFORM rsvp.settle(p_resources[i], v_occupied, NULL, v_now);
+        RETURN QUERY
+            INSERT INTO rsvp.reservations AS r
+                (id, user_id, resource_id, status, timespan, note, created_at,
+                 updated_at, expires_at, request_id, request_fingerprint, quantity,
+                 buffer_before, buffer_after, shared)
+            VALUES
+                (p_ids[i], p_users[i], p_resources[i],
+                 p_statuses[i]::rsvp.reservation_status, p_spans[i], p_notes[i], v_now,
+                 v_now,
+                 CASE WHEN p_statuses[i] = 'pending' THEN v_now + p_holds[i] END,
+                 p_request_ids[i], p_fingerprints[i], p_quantities[i], p_befores[i],
+                 p_afters[i], v_capacity > 1)
+            RETURNING i, 'created'::text, v_now, 0::bigint, r.id, r.user_id,
+                      r.resource_id, r.status, lower(r.timespan), upper(r.timespan),
+                      r.note, r.created_at, r.updated_at, r.expires_at, r.version,
+                      r.request_fingerprint, v_waited, r.quantity, v_capacity,
+                      NULL::timestamptz[], NULL::timestamptz[];
+    END LOOP;
+END
+$$;
+
+-- Applies one reservation's planned update, as before (rsvp.revise of the
+-- writes migration), now with a quantity. `p_check` (a reschedule or more
+-- units) takes the resource's lock first and refuses ('conflict') what
+-- the capacity does not leave room for; `p_resource_version` is the
+-- version of the resource the library judged the update by ('stale' if it
+-- changed since, like the row's own version).
+DROP FUNCTION rsvp.revise(uuid, bigint, boolean, boolean, text, text, tstzrange, timestamptz,
+                          timestamptz, int);
+CREATE FUNCTION rsvp.revise(
+    p_id               uuid,
+    p_version          bigint,
+    p_seen_lapsed      boolean,
+    p_check            boolean,
+    p_status           text,
+    p_note             text,
+    p_span             tstzrange,
+    p_expires_at       timestamptz,
+    p_quantity         int,
+    p_resource_version bigint,
+    p_now              timestamptz,
+    p_limit            int)
+RETURNS TABLE (
+    item                int,
+    outcome             text,
+    at                  timestamptz,
+    total               bigint,
+    id                  uuid,
+    user_id             text,
+    resource_id         text,
+    status              rsvp.reservation_status,
+    start_at            timestamptz,
+    end_at              timestamptz,
+    note                text,
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    expires_at          timestamptz,
+    version             bigint,
+    request_fingerprint bigint,
+    waited              double precision,
+    quantity            integer,
+    capacity            integer,
+    full_starts         timestamptz[],
+    full_ends           timestamptz[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_started  timestamptz := clock_timestamp();
+    v_waited   double precision;
+    v_row      rsvp.reservations;
+    v_now      timestamptz;
+    v_capacity int;
+    v_version  bigint;
+    v_occupied tstzrange;
+BEGIN
+    IF p_check THEN
+        PERFORM pg_advisory_xact_lock(rsvp.lock_key(r.resource_id))
+        FROM rsvp.reservations r WHERE r.id = p_id;
+    END IF;
+    v_now := coalesce(p_now, clock_timestamp());
+    v_waited := extract(epoch FROM clock_timestamp() - v_started);
+
+    SELECT * INTO v_row FROM rsvp.reservations r WHERE r.id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT res.capacity, res.version INTO v_capacity, v_version
+    FROM rsvp.resources res WHERE res.id = v_row.resource_id;
+    IF NOT FOUND THEN
+        v_capacity := 1;
+        v_version := 0;
+    END IF;
+    IF v_row.version <> p_version
+       OR (v_row.status = 'pending' AND coalesce(v_row.expires_at <= v_now, false))
+          <> p_seen_lapsed
+       OR (p_check AND v_version <> p_resource_version) THEN
+        RETURN QUERY
+            SELECT 1, 'stale'::text, v_now, 0::bigint, v_row.id, v_row.user_id,
+                   v_row.resource_id, v_row.status, lower(v_row.timespan),
+                   upper(v_row.timespan), v_row.note, v_row.created_at, v_row.updated_at,
+                   v_row.expires_at, v_row.version, NULL::bigint, v_waited, v_row.quantity,
+                   v_capacity, NULL::timestamptz[], NULL::timestamptz[];
+        RETURN;
+    END IF;
+
+    IF p_check THEN
+        v_occupied := rsvp.occupied(p_span, v_row.buffer_before, v_row.buffer_after);
+        RETURN QUERY
+            SELECT 1, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
+                   b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
+                   b.expires_at, b.version, NULL::bigint, v_waited, b.quantity, v_capacity,
+                   b.full_starts, b.full_ends
+            FROM rsvp.refusal(v_row.resource_id, v_occupied, p_id, v_now, p_limit, v_capacity,
+                              v_capacity > 1, p_quantity) b;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        PERFORM rsvp.settle(v_row.resource_id, v_occupied, p_id, v_now);
+    END IF;
+
+    RETURN QUERY
+        UPDATE rsvp.reservations r
+        SET status = p_status::rsvp.reservation_status, note = p_note, timespan = p_span,
+            expires_at = p_expires_at, quantity = p_quantity, updated_at = v_now,
+            version = r.version + 1
+        WHERE r.id = p_id
+        RETURNING 1, 'revised'::text, v_now, 0::bigint, r.id, r.user_id, r.resource_id,
+                  r.status, lower(r.timespan), upper(r.timespan), r.note, r.created_at,
+                  r.updated_at, r.expires_at, r.version, NULL::bigint, v_waited, r.quantity,
+                  v_capacity, NULL::timestamptz[], NULL::timestamptz[];
+END
+$$;

@@ -1,0 +1,213 @@
+-- Resources with a capacity and rules, and reservations of several units
+-- with buffers around them, as on PostgreSQL. A resource id never
+-- registered is a resource of capacity 1 with no rules.
+
+CREATE TABLE resources (
+    id         TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+    capacity   INTEGER NOT NULL CHECK (capacity BETWEEN 1 AND 1000000),
+    -- The rest of the resource as the library encodes it.
+    spec       BLOB NOT NULL,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    deleted_us INTEGER,
+    -- Changes with every update: the etag.
+    version    INTEGER NOT NULL
+) STRICT;
+
+ALTER TABLE reservations ADD COLUMN quantity INTEGER NOT NULL DEFAULT 1
+    CHECK (quantity BETWEEN 0 AND 1000000);
+ALTER TABLE reservations ADD COLUMN buffer_before_us INTEGER NOT NULL DEFAULT 0
+    CHECK (buffer_before_us >= 0);
+ALTER TABLE reservations ADD COLUMN buffer_after_us INTEGER NOT NULL DEFAULT 0
+    CHECK (buffer_after_us >= 0);
+-- The occupied span: the interval with its buffers.
+ALTER TABLE reservations ADD COLUMN occ_start_us INTEGER
+    GENERATED ALWAYS AS (start_us - buffer_before_us) VIRTUAL;
+ALTER TABLE reservations ADD COLUMN occ_end_us INTEGER
+    GENERATED ALWAYS AS (end_us + buffer_after_us) VIRTUAL;
+
+ALTER TABLE reservation_changes ADD COLUMN quantity INTEGER NOT NULL DEFAULT 1;
+
+-- Live occupied spans of a resource by start (on a resource of one unit
+-- they never overlap, so by start is by end too) and by end (what a
+-- resource of several units has in the way).
+DROP INDEX reservations_live;
+CREATE INDEX reservations_live
+    ON reservations (resource_id, occ_start_us)
+    WHERE status IN ('pending', 'confirmed', 'blocked');
+CREATE INDEX reservations_live_end
+    ON reservations (resource_id, occ_end_us)
+    WHERE status IN ('pending', 'confirmed', 'blocked');
+
+-- The last line of defence on a resource of one unit: no two live occupied
+-- spans overlap, and none holds more than the one unit.
+DROP TRIGGER reservations_no_overlap_insert;
+DROP TRIGGER reservations_no_overlap_update;
+
+CREATE TRIGGER reservations_no_overlap_insert
+BEFORE INSERT ON reservations
+WHEN NEW.status IN ('pending', 'confirmed', 'blocked')
+ AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) = 1
+BEGIN
+    SELECT RAISE(ABORT, 'reservations_no_overlap')
+    WHERE NEW.quantity > 1
+       OR (SELECT r.end_us + r.buffer_after_us FROM reservations r
+           WHERE r.resource_id = NEW.resource_id
+             AND r.status IN ('pending', 'confirmed', 'blocked')
+             AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
+           ORDER BY r.occ_start_us DESC LIMIT 1) > NEW.start_us - NEW.buffer_before_us;
+END;
+
+CREATE TRIGGER reservations_no_overlap_update
+BEFORE UPDATE OF status, start_us, end_us, resource_id, quantity, buffer_before_us,
+    buffer_after_us ON reservations
+WHEN NEW.status IN ('pending', 'confirmed', 'blocked')
+ AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) = 1
+BEGIN
+    SELECT RAISE(ABORT, 'reservations_no_overlap')
+    WHERE NEW.quantity > 1
+       OR (SELECT r.end_us + r.buffer_after_us FROM reservations r
+           WHERE r.resource_id = NEW.resource_id
+             AND r.status IN ('pending', 'confirmed', 'blocked')
+             AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
+             AND r.id <> NEW.id
+           ORDER BY r.occ_start_us DESC LIMIT 1) > NEW.start_us - NEW.buffer_before_us;
+END;
+
+-- On a resource of several units: peak usage over the new occupied span,
+-- with the new row, stays within the capacity. Every pending hold counts
+-- (writers settle the overdue ones first). A block of quantity 0 holds
+-- every unit.
+CREATE TRIGGER reservations_within_capacity_insert
+BEFORE INSERT ON reservations
+WHEN NEW.status IN ('pending', 'confirmed', 'blocked')
+ AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1
+BEGIN
+    SELECT RAISE(ABORT, 'reservations_within_capacity')
+    WHERE (SELECT coalesce(max(used), 0) FROM (
+              SELECT sum(d) OVER (ORDER BY t) AS used FROM (
+                  SELECT t, sum(d) AS d FROM (
+                      SELECT max(r.occ_start_us, NEW.start_us - NEW.buffer_before_us) AS t,
+                             CASE WHEN r.quantity = 0 THEN c.capacity ELSE r.quantity END AS d
+                      FROM reservations r, resources c
+                      WHERE c.id = NEW.resource_id AND r.resource_id = NEW.resource_id
+                        AND r.status IN ('pending', 'confirmed', 'blocked')
+                        AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
+                        AND r.occ_end_us > NEW.start_us - NEW.buffer_before_us
+                      UNION ALL
+                      SELECT min(r.occ_end_us, NEW.end_us + NEW.buffer_after_us),
+                             -(CASE WHEN r.quantity = 0 THEN c.capacity ELSE r.quantity END)
+                      FROM reservations r, resources c
+                      WHERE c.id = NEW.resource_id AND r.resource_id = NEW.resource_id
+                        AND r.status IN ('pending', 'confirmed', 'blocked')
+                        AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
+                        AND r.occ_end_us > NEW.start_us - NEW.buffer_before_us)
+                  GROUP BY t)))
+        + (SELECT CASE WHEN NEW.quantity = 0 THEN capacity ELSE NEW.quantity END
+           FROM resources WHERE id = NEW.resource_id)
+        > (SELECT capacity FROM resources WHERE id = NEW.resource_id);
+END;
+
+CREATE TRIGGER reservations_within_capacity_update
+BEFORE UPDATE OF status, start_us, end_us, resource_id, quantity, buffer_before_us,
+    buffer_after_us ON reservations
+WHEN NEW.status IN ('pending', 'confirmed', 'blocked')
+ AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1
+BEGIN
+    SELECT RAISE(ABORT, 'reservations_within_capacity')
+    WHERE (SELECT coalesce(max(used), 0) FROM (
+              SELECT sum(d) OVER (ORDER BY t) AS used FROM (
+                  SELECT t, sum(d) AS d FROM (
+                      SELECT max(r.occ_start_us, NEW.start_us - NEW.buffer_before_us) AS t,
+                             CASE WHEN r.quantity = 0 THEN c.capacity ELSE r.quantity END AS d
+                      FROM reservations r, resources c
+                      WHERE c.id = NEW.resource_id AND r.resource_id = NEW.resource_id
+                        AND r.status IN ('pending', 'confirmed', 'blocked')
+                        AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
+                        AND r.occ_end_us > NEW.start_us - NEW.buffer_before_us
+                        AND r.id <> NEW.id
+                      UNION ALL
+                      SELECT min(r.occ_end_us, NEW.end_us + NEW.buffer_after_us),
+                             -(CASE WHEN r.quantity = 0 THEN c.capacity ELSE r.quantity END)
+                      FROM reservations r, resources c
+                      WHERE c.id = NEW.resource_id AND r.resource_id = NEW.resource_id
+                        AND r.status IN ('pending', 'confirmed', 'blocked')
+                        AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
+                        AND r.occ_end_us > NEW.start_us - NEW.buffer_before_us
+                        AND r.id <> NEW.id)
+                  GROUP BY t)))
+        + (SELECT CASE WHEN NEW.quantity = 0 THEN capacity ELSE NEW.quantity END
+           FROM resources WHERE id = NEW.resource_id)
+        > (SELECT capacity FROM resources WHERE id = NEW.resource_id);
+END;
+
+-- A capacity set or cut by anyone: no live reservations may hold more.
+CREATE TRIGGER resources_capacity_in_use
+BEFORE UPDATE OF capacity ON resources
+BEGIN
+    SELECT RAISE(ABORT, 'resources_capacity_in_use')
+    WHERE (SELECT coalesce(max(used), 0) FROM (
+              SELECT sum(d) OVER (ORDER BY t) AS used FROM (
+                  SELECT t, sum(d) AS d FROM (
+                      SELECT r.occ_start_us AS t,
+                             CASE WHEN r.quantity = 0 THEN NEW.capacity ELSE r.quantity END AS d
+                      FROM reservations r
+                      WHERE r.resource_id = NEW.id
+                        AND r.status IN ('pending', 'confirmed', 'blocked')
+                      UNION ALL
+                      SELECT r.occ_end_us,
+                             -(CASE WHEN r.quantity = 0 THEN NEW.capacity ELSE r.quantity END)
+                      FROM reservations r
+                      WHERE r.resource_id = NEW.id
+                        AND r.status IN ('pending', 'confirmed', 'blocked'))
+                  GROUP BY t))) > NEW.capacity;
+END;
+
+-- The change feed carries the quantity.
+DROP TRIGGER reservations_record_insert;
+DROP TRIGGER reservations_record_update;
+DROP TRIGGER reservations_record_delete;
+
+CREATE TRIGGER reservations_record_insert
+AFTER INSERT ON reservations
+BEGIN
+    INSERT INTO reservation_changes
+        (op, changed_us, reservation_id, user_id, resource_id, status, start_us,
+         end_us, note, created_us, updated_us, expires_us, quantity)
+    VALUES
+        ('create', NEW.updated_us, NEW.id, NEW.user_id, NEW.resource_id, NEW.status,
+         NEW.start_us, NEW.end_us, NEW.note, NEW.created_us, NEW.updated_us, NEW.expires_us,
+         NEW.quantity);
+END;
+
+CREATE TRIGGER reservations_record_update
+AFTER UPDATE ON reservations
+WHEN OLD.status IS NOT NEW.status
+  OR OLD.note IS NOT NEW.note
+  OR OLD.start_us IS NOT NEW.start_us
+  OR OLD.end_us IS NOT NEW.end_us
+  OR OLD.expires_us IS NOT NEW.expires_us
+  OR OLD.user_id IS NOT NEW.user_id
+  OR OLD.resource_id IS NOT NEW.resource_id
+  OR OLD.quantity IS NOT NEW.quantity
+BEGIN
+    INSERT INTO reservation_changes
+        (op, changed_us, reservation_id, user_id, resource_id, status, start_us,
+         end_us, note, created_us, updated_us, expires_us, quantity)
+    VALUES
+        ('update', NEW.updated_us, NEW.id, NEW.user_id, NEW.resource_id, NEW.status,
+         NEW.start_us, NEW.end_us, NEW.note, NEW.created_us, NEW.updated_us, NEW.expires_us,
+         NEW.quantity);
+END;
+
+CREATE TRIGGER reservations_record_delete
+AFTER DELETE ON reservations
+BEGIN
+    INSERT INTO reservation_changes
+        (op, changed_us, reservation_id, user_id, resource_id, status, start_us,
+         end_us, note, created_us, updated_us, expires_us, quantity)
+    VALUES
+        ('delete', CAST(unixepoch('subsec') * 1000000 AS INTEGER), OLD.id, OLD.user_id,
+         OLD.resource_id, OLD.status, OLD.start_us, OLD.end_us, OLD.note, OLD.created_us,
+         OLD.updated_us, OLD.expires_us, OLD.quantity);
+END;

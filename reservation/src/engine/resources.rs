@@ -1,0 +1,177 @@
+//! Registered resources: their CRUD, and the rules each write is judged
+//! by, kept in a cache that every write checks against the database.
+//!
+//! A write names the version of its resource's rules it was judged by;
+//! the store refuses it ('stale') when the resource has changed since, and
+//! the write is judged again by the resource as it is. So a reserve stays
+//! one round trip, and no write is ever judged by rules that are no longer
+//! the resource's.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, PoisonError, RwLock},
+};
+
+use abi::{
+    Error, Resource, ResourceId, ResourceListing, ResourcePage, ResourcePatch, ResourceSpec,
+    Result, Rules,
+};
+
+use super::Engine;
+use crate::dialect::Dialect;
+
+/// How many resources' rules the cache keeps before it starts again.
+const CACHED_RESOURCES: usize = 10_000;
+
+/// A resource's rules, at a version of it (0: not registered).
+#[derive(Clone, Debug)]
+pub(crate) struct Known {
+    pub version: i64,
+    pub rules: Rules,
+}
+
+impl Known {
+    fn unregistered() -> Arc<Known> {
+        Arc::new(Known {
+            version: 0,
+            rules: Rules::default(),
+        })
+    }
+}
+
+/// The rules of the resources writes have touched.
+#[derive(Default)]
+pub(crate) struct RulesCache {
+    known: RwLock<HashMap<ResourceId, Arc<Known>>>,
+}
+
+impl RulesCache {
+    /// What is known of `id`; a resource not seen yet is taken to be
+    /// unregistered (the store says otherwise if it is).
+    pub fn get(&self, id: &ResourceId) -> Arc<Known> {
+        self.known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .unwrap_or_else(Known::unregistered)
+    }
+
+    fn put(&self, id: ResourceId, known: Arc<Known>) {
+        let mut map = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= CACHED_RESOURCES && !map.contains_key(&id) {
+            map.clear();
+        }
+        map.insert(id, known);
+    }
+}
+
+impl<D: Dialect> Engine<D> {
+    /// Reads `id`'s rules from the store (after a write found them stale).
+    pub(super) async fn refresh_rules(&self, id: &ResourceId) -> Result<Arc<Known>> {
+        let known = match self.dialect.resource(id).await? {
+            Some(r) => Arc::new(Known {
+                version: r.version,
+                rules: r.rules(),
+            }),
+            None => Known::unregistered(),
+        };
+        self.rules.put(id.clone(), known.clone());
+        Ok(known)
+    }
+
+    fn remember(&self, r: &Resource) {
+        self.rules.put(
+            r.spec.id.clone(),
+            Arc::new(Known {
+                version: r.version,
+                rules: r.rules(),
+            }),
+        );
+    }
+
+    pub(crate) async fn create_resource(&self, spec: ResourceSpec) -> Result<Resource> {
+        let r = self.dialect.create_resource(&spec, self.now()).await?;
+        self.remember(&r);
+        Ok(r)
+    }
+
+    pub(crate) async fn get_resource(&self, id: ResourceId) -> Result<Resource> {
+        let r = self
+            .dialect
+            .resource(&id)
+            .await?
+            .ok_or(Error::ResourceNotFound(id))?;
+        self.remember(&r);
+        Ok(r)
+    }
+
+    pub(crate) async fn update_resource(&self, patch: ResourcePatch) -> Result<Resource> {
+        let change = |current: &Resource| -> Result<ResourceSpec> {
+            if let Some(etag) = &patch.etag
+                && *etag != current.etag()
+            {
+                return Err(Error::EtagMismatch {
+                    given: etag.clone(),
+                    current: current.etag(),
+                });
+            }
+            if current.deleted_at.is_some() {
+                return Err(Error::FailedPrecondition(
+                    format!("resource {} is deleted: it cannot change", current.spec.id).into(),
+                ));
+            }
+            patch.apply(&current.spec)
+        };
+        let r = self
+            .dialect
+            .update_resource(&patch.id, &change, self.now())
+            .await?;
+        self.remember(&r);
+        Ok(r)
+    }
+
+    pub(crate) async fn delete_resource(&self, id: ResourceId, force: bool) -> Result<Resource> {
+        let r = self.dialect.delete_resource(&id, force, self.now()).await?;
+        self.remember(&r);
+        Ok(r)
+    }
+
+    pub(crate) async fn list_resources(&self, listing: ResourceListing) -> Result<ResourcePage> {
+        // Labels are matched here: resources are few next to reservations,
+        // and read in batches until the page is full.
+        let batch = (listing.page_size as i64 + 1).max(64);
+        let mut after = listing.after.clone();
+        let mut found: Vec<Resource> = Vec::new();
+        loop {
+            let rows = self
+                .dialect
+                .list_resources(after.as_ref(), batch, listing.show_deleted)
+                .await?;
+            let exhausted = (rows.len() as i64) < batch;
+            for r in rows {
+                after = Some(r.spec.id.clone());
+                let matches = listing
+                    .labels
+                    .iter()
+                    .all(|(k, v)| r.spec.labels.get(k) == Some(v));
+                if matches {
+                    if found.len() == listing.page_size {
+                        let next = found.last().map(|r| r.spec.id.clone());
+                        return Ok(ResourcePage {
+                            resources: found,
+                            next_after: next,
+                        });
+                    }
+                    found.push(r);
+                }
+            }
+            if exhausted {
+                return Ok(ResourcePage {
+                    resources: found,
+                    next_after: None,
+                });
+            }
+        }
+    }
+}

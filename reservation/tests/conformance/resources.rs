@@ -1,0 +1,807 @@
+//! Registered resources: their records, capacity, buffers and booking
+//! policy, the same on every store.
+
+use std::{sync::Arc, time::Duration};
+
+use abi::{
+    Error, NewReservation, ReservationStatus, ReservationUpdate, ResourceId, ResourceListing,
+    ResourcePatch, ResourceSpec, Rule, StatusChange, pb,
+};
+use chrono::TimeDelta;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use rsvp_testing::assert_within_capacity;
+
+use crate::support::{Env, at, hold, t0};
+
+conformance!(
+    resources_are_created_read_listed_and_updated,
+    a_stale_etag_is_refused_and_deleted_resources_do_not_change,
+    capacity_counts_the_units_of_overlapping_reservations,
+    a_block_of_quantity_zero_takes_every_unit,
+    buffers_are_occupied_time_and_stay_with_the_reservation,
+    a_refusal_by_policy_lists_every_rule_broken,
+    override_books_outside_the_policy_but_never_beyond_capacity,
+    validate_only_answers_like_reserve_and_stores_nothing,
+    more_units_are_checked_against_the_capacity,
+    confirmed_reservations_keep_their_cancel_notice,
+    a_capacity_cut_below_what_is_held_is_refused_naming_when,
+    deleting_a_resource_with_live_reservations_needs_force,
+    rules_changed_by_another_writer_apply_at_once,
+    sixty_four_buyers_of_ten_units_make_ten_winners,
+    random_writes_never_exceed_the_capacity,
+);
+
+fn minutes(m: i64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: m * 60,
+        nanos: 0,
+    })
+}
+
+fn spec(id: &str, capacity: u32, policy: pb::BookingPolicy) -> ResourceSpec {
+    ResourceSpec::try_from(pb::Resource {
+        id: id.into(),
+        capacity,
+        policy: Some(policy),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn units(user: &str, resource: &str, from: i64, to: i64, quantity: u32) -> NewReservation {
+    NewReservation::builder()
+        .user_id(user)
+        .resource_id(resource)
+        .start(at(from))
+        .end(at(to))
+        .quantity(quantity)
+        .build()
+        .unwrap()
+}
+
+fn patch(id: &str, etag: &str, paths: &[&str], values: pb::Resource) -> ResourcePatch {
+    ResourcePatch::from_request(pb::UpdateResourceRequest {
+        resource: Some(pb::Resource {
+            id: id.into(),
+            etag: etag.into(),
+            ..values
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(ToString::to_string).collect(),
+        }),
+    })
+    .unwrap()
+}
+
+fn rules_of(e: Error) -> Vec<Rule> {
+    match e {
+        Error::Policy(v) => v.into_iter().map(|v| v.rule).collect(),
+        other => panic!("expected a policy refusal, got {other:?}"),
+    }
+}
+
+async fn resources_are_created_read_listed_and_updated(env: Env) {
+    let store = &env.store;
+    let id = ResourceId::parse("hotel-double").unwrap();
+    assert!(matches!(
+        store.get_resource(id.clone()).await,
+        Err(Error::ResourceNotFound(_))
+    ));
+    let mut hotel = spec("hotel-double", 12, pb::BookingPolicy::default());
+    hotel.labels.insert("kind".into(), "room".into());
+    let made = store.create_resource(hotel.clone()).await.unwrap();
+    assert_eq!(made.spec, hotel);
+    assert_eq!(made.created_at, t0());
+    assert!(matches!(
+        store.create_resource(hotel.clone()).await,
+        Err(Error::ResourceExists(_))
+    ));
+    for i in 0..5 {
+        let mut s = spec(&format!("seat-{i}"), 1, pb::BookingPolicy::default());
+        s.labels.insert("kind".into(), "seat".into());
+        store.create_resource(s).await.unwrap();
+    }
+
+    // Pages by id, with a label filter.
+    let mut listing = ResourceListing {
+        labels: [("kind".to_string(), "seat".to_string())].into(),
+        page_size: 2,
+        ..ResourceListing::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.list_resources(listing.clone()).await.unwrap();
+        seen.extend(page.resources.iter().map(|r| r.spec.id.to_string()));
+        match page.next_after {
+            Some(after) => listing.after = Some(after),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["seat-0", "seat-1", "seat-2", "seat-3", "seat-4"]);
+
+    // An update changes only what its mask names, and the etag.
+    env.advance(1);
+    let updated = store
+        .update_resource(patch(
+            "hotel-double",
+            &made.etag(),
+            &["capacity", "display_name"],
+            pb::Resource {
+                capacity: 10,
+                display_name: "Double rooms".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(updated.spec.capacity, 10);
+    assert_eq!(updated.spec.display_name, "Double rooms");
+    assert_eq!(updated.spec.labels, hotel.labels);
+    assert_ne!(updated.etag(), made.etag());
+    assert_eq!(updated.updated_at, at(1));
+    assert_eq!(store.get_resource(id).await.unwrap(), updated);
+
+    // Deleted ones are listed only on request.
+    store
+        .delete_resource(ResourceId::parse("seat-0").unwrap(), false)
+        .await
+        .unwrap();
+    let page = store
+        .list_resources(ResourceListing {
+            page_size: 100,
+            ..ResourceListing::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.resources.len(), 5);
+    let page = store
+        .list_resources(ResourceListing {
+            page_size: 100,
+            show_deleted: true,
+            ..ResourceListing::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.resources.len(), 6);
+}
+
+async fn a_stale_etag_is_refused_and_deleted_resources_do_not_change(env: Env) {
+    let store = &env.store;
+    let made = store
+        .create_resource(spec("room", 1, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let cap = |n| pb::Resource {
+        capacity: n,
+        ..Default::default()
+    };
+    let next = store
+        .update_resource(patch("room", &made.etag(), &["capacity"], cap(2)))
+        .await
+        .unwrap();
+    let stale = store
+        .update_resource(patch("room", &made.etag(), &["capacity"], cap(3)))
+        .await;
+    assert!(
+        matches!(stale, Err(Error::EtagMismatch { .. })),
+        "{stale:?}"
+    );
+    // An empty etag skips the check.
+    store
+        .update_resource(patch("room", "", &["capacity"], cap(3)))
+        .await
+        .unwrap();
+    let gone = store
+        .delete_resource(next.spec.id.clone(), false)
+        .await
+        .unwrap();
+    assert!(gone.deleted_at.is_some());
+    let again = store
+        .delete_resource(next.spec.id.clone(), false)
+        .await
+        .unwrap();
+    assert_eq!(again, gone, "deleting twice changes nothing");
+    assert!(matches!(
+        store
+            .update_resource(patch("room", "", &["capacity"], cap(4)))
+            .await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert!(matches!(
+        store
+            .update_resource(patch("nowhere", "", &["capacity"], cap(4)))
+            .await,
+        Err(Error::ResourceNotFound(_))
+    ));
+}
+
+async fn capacity_counts_the_units_of_overlapping_reservations(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec("hall", 3, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let two = store.reserve(units("a", "hall", 60, 120, 2)).await.unwrap();
+    assert_eq!(two.quantity, 2);
+    let Err(Error::Conflict(c)) = store.reserve(units("b", "hall", 90, 150, 2)).await else {
+        panic!("two more units do not fit over [90, 120)");
+    };
+    assert_eq!(c.capacity, 3);
+    assert_eq!(c.requested.quantity, 2);
+    assert_eq!(c.existing.len(), 1);
+    assert_eq!(c.existing[0].id, two.id);
+    assert_eq!(c.full.len(), 1);
+    assert_eq!((c.full[0].start(), c.full[0].end()), (at(90), at(120)));
+    // One more fits; then nothing over that hour.
+    store.reserve(units("b", "hall", 90, 150, 1)).await.unwrap();
+    let Err(Error::Conflict(c)) = store.reserve(units("c", "hall", 0, 200, 1)).await else {
+        panic!("the hall is full over [90, 120)");
+    };
+    assert_eq!(c.existing.len(), 2);
+    assert_eq!((c.full[0].start(), c.full[0].end()), (at(90), at(120)));
+    // More units than there are never fit.
+    let Err(Error::Conflict(c)) = store.reserve(units("d", "hall", 300, 360, 4)).await else {
+        panic!("4 units of 3");
+    };
+    assert!(c.existing.is_empty());
+    assert_eq!((c.full[0].start(), c.full[0].end()), (at(300), at(360)));
+    // A cancel frees its units.
+    store.cancel(two.id).await.unwrap();
+    store.reserve(units("c", "hall", 0, 200, 2)).await.unwrap();
+    assert_within_capacity(store.as_ref()).await;
+}
+
+async fn a_block_of_quantity_zero_takes_every_unit(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec("hall", 5, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let closure = NewReservation::builder()
+        .user_id("admin")
+        .resource_id("hall")
+        .start(at(0))
+        .end(at(60))
+        .status(abi::InitialStatus::Blocked)
+        .build()
+        .unwrap();
+    let block = store.reserve(closure.clone()).await.unwrap();
+    assert_eq!(block.quantity, 0);
+    assert_eq!(block.status, ReservationStatus::Blocked);
+    assert!(matches!(
+        store.reserve(units("a", "hall", 30, 90, 1)).await,
+        Err(Error::Conflict(_))
+    ));
+    store.reserve(units("a", "hall", 60, 90, 5)).await.unwrap();
+    let Err(Error::Conflict(c)) = store
+        .reserve(NewReservation {
+            timespan: abi::Timespan::new(at(70), at(80)).unwrap(),
+            ..closure
+        })
+        .await
+    else {
+        panic!("a closure needs every unit free");
+    };
+    assert_eq!(c.requested.quantity, 0);
+}
+
+async fn buffers_are_occupied_time_and_stay_with_the_reservation(env: Env) {
+    let store = &env.store;
+    let made = store
+        .create_resource(spec(
+            "room",
+            1,
+            pb::BookingPolicy {
+                buffer_after: minutes(15),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    store.reserve(hold("a", "room", 60, 120)).await.unwrap();
+    let Err(Error::Conflict(c)) = store.reserve(hold("b", "room", 120, 180)).await else {
+        panic!("the cleaning after the first takes [120, 135)");
+    };
+    assert_eq!((c.full[0].start(), c.full[0].end()), (at(120), at(135)));
+    store.reserve(hold("b", "room", 135, 180)).await.unwrap();
+    // A new policy applies to new reservations only.
+    store
+        .update_resource(patch(
+            "room",
+            &made.etag(),
+            &["policy"],
+            pb::Resource::default(),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.reserve(hold("c", "room", 190, 200)).await,
+            Err(Error::Conflict(_))
+        ),
+        "the second keeps its cleaning until 195"
+    );
+    store.reserve(hold("c", "room", 195, 210)).await.unwrap();
+    store.reserve(hold("d", "room", 210, 220)).await.unwrap();
+}
+
+fn clinic() -> ResourceSpec {
+    // Tuesdays 09:00 to 17:00 in Paris, 15-minute grid, a day's notice.
+    ResourceSpec::try_from(pb::Resource {
+        id: "dr-lee".into(),
+        time_zone: "Europe/Paris".into(),
+        opening_hours: vec![pb::OpeningHours {
+            day: pb::DayOfWeek::Tuesday.into(),
+            open_minute: 9 * 60,
+            close_minute: 17 * 60,
+        }],
+        policy: Some(pb::BookingPolicy {
+            min_notice: minutes(24 * 60),
+            granularity: minutes(15),
+            max_hold: minutes(30),
+            max_quantity: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Minutes after t0 of `hh:mm` Paris time (UTC+1 in December) on the
+/// Tuesday a week after t0 (t0 is Tuesday 2026-12-01, 00:00 UTC).
+fn next_tuesday(hh: i64, mm: i64) -> i64 {
+    7 * 24 * 60 + (hh - 1) * 60 + mm
+}
+
+async fn a_refusal_by_policy_lists_every_rule_broken(env: Env) {
+    let store = &env.store;
+    store.create_resource(clinic()).await.unwrap();
+    let ok = hold(
+        "client",
+        "dr-lee",
+        next_tuesday(10, 0),
+        next_tuesday(10, 30),
+    );
+    store.reserve(ok).await.unwrap();
+    // Today, off the grid, before opening, two units.
+    let bad = units("client", "dr-lee", 8 * 60 - 10, 8 * 60 + 20, 2);
+    let broken = rules_of(store.reserve(bad).await.unwrap_err());
+    assert_eq!(
+        broken,
+        [
+            Rule::MinNotice,
+            Rule::Granularity,
+            Rule::OpeningHours,
+            Rule::MaxQuantity
+        ]
+    );
+    // A hold longer than allowed, or one that never expires.
+    let long = NewReservation::builder()
+        .user_id("client")
+        .resource_id("dr-lee")
+        .start(at(next_tuesday(11, 0)))
+        .end(at(next_tuesday(11, 15)))
+        .hold(TimeDelta::hours(2))
+        .build()
+        .unwrap();
+    assert_eq!(
+        rules_of(store.reserve(long).await.unwrap_err()),
+        [Rule::MaxHold]
+    );
+    // Policy first: a request breaking a rule is refused for it even when
+    // the time is taken.
+    let taken = hold("other", "dr-lee", next_tuesday(10, 0), next_tuesday(10, 7));
+    assert_eq!(
+        rules_of(store.reserve(taken).await.unwrap_err()),
+        [Rule::Granularity]
+    );
+    // The default hold is cut to the longest allowed.
+    let held = store
+        .reserve(hold(
+            "client",
+            "dr-lee",
+            next_tuesday(12, 0),
+            next_tuesday(12, 15),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(held.expires_at, Some(t0() + TimeDelta::minutes(30)));
+}
+
+async fn override_books_outside_the_policy_but_never_beyond_capacity(env: Env) {
+    let store = &env.store;
+    store.create_resource(clinic()).await.unwrap();
+    let mut soon = hold("admin", "dr-lee", 60, 67);
+    soon.override_policy = true;
+    let made = store.reserve(soon.clone()).await.unwrap();
+    assert_eq!(made.timespan.start(), at(60));
+    let mut again = soon.clone();
+    again.user_id = abi::UserId::parse("admin-2").unwrap();
+    assert!(matches!(
+        store.reserve(again).await,
+        Err(Error::Conflict(_))
+    ));
+    // Blocks are exempt from the policy.
+    let closure = NewReservation::builder()
+        .user_id("admin")
+        .resource_id("dr-lee")
+        .start(at(120))
+        .end(at(127))
+        .status(abi::InitialStatus::Blocked)
+        .build()
+        .unwrap();
+    store.reserve(closure).await.unwrap();
+    // A deleted resource takes nothing, override or not.
+    store
+        .delete_resource(ResourceId::parse("dr-lee").unwrap(), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        rules_of(store.reserve(soon).await.unwrap_err()),
+        [Rule::ResourceDeleted]
+    );
+}
+
+async fn validate_only_answers_like_reserve_and_stores_nothing(env: Env) {
+    let store = &env.store;
+    store.create_resource(clinic()).await.unwrap();
+    let mut dry = hold(
+        "client",
+        "dr-lee",
+        next_tuesday(10, 0),
+        next_tuesday(10, 30),
+    );
+    dry.validate_only = true;
+    dry.request_id = Some(abi::RequestId::parse("key-1").unwrap());
+    let answer = store.reserve(dry.clone()).await.unwrap();
+    assert!(answer.id.uuid().is_nil(), "no id: nothing was made");
+    assert_eq!(answer.status, ReservationStatus::Pending);
+    assert_eq!(answer.expires_at, Some(t0() + TimeDelta::minutes(30)));
+    assert!(env.all().await.is_empty());
+    // Refusals are the same as Reserve's.
+    let mut early = dry.clone();
+    early.timespan = abi::Timespan::new(at(60), at(75)).unwrap();
+    assert_eq!(
+        rules_of(store.reserve(early).await.unwrap_err()),
+        [Rule::MinNotice, Rule::OpeningHours]
+    );
+    let mut real = dry.clone();
+    real.validate_only = false;
+    store.reserve(real).await.unwrap();
+    assert!(matches!(store.reserve(dry).await, Err(Error::Conflict(_))));
+    assert_eq!(env.all().await.len(), 1);
+}
+
+async fn more_units_are_checked_against_the_capacity(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec("bus", 4, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let a = store.reserve(units("a", "bus", 0, 60, 2)).await.unwrap();
+    store.reserve(units("b", "bus", 30, 90, 1)).await.unwrap();
+    let more = |n| ReservationUpdate {
+        quantity: Some(n),
+        ..ReservationUpdate::status(a.id, StatusChange::Confirm)
+    };
+    let Err(Error::Conflict(c)) = store.update(more(4)).await else {
+        panic!("4 + 1 units over [30, 60)");
+    };
+    assert_eq!((c.full[0].start(), c.full[0].end()), (at(30), at(60)));
+    assert_eq!(
+        store.get(a.id).await.unwrap().quantity,
+        2,
+        "nothing changed"
+    );
+    let done = store.update(more(3)).await.unwrap();
+    assert_eq!(
+        (done.quantity, done.status),
+        (3, ReservationStatus::Confirmed)
+    );
+    let fewer = store
+        .update(ReservationUpdate {
+            quantity: Some(1),
+            ..ReservationUpdate::status(a.id, StatusChange::Confirm)
+        })
+        .await
+        .unwrap();
+    assert_eq!(fewer.quantity, 1);
+    assert!(matches!(
+        ReservationUpdate::builder()
+            .id(a.id.to_string())
+            .quantity(0)
+            .build(),
+        Err(Error::InvalidArgument {
+            field: "quantity",
+            ..
+        })
+    ));
+    assert_within_capacity(store.as_ref()).await;
+}
+
+async fn confirmed_reservations_keep_their_cancel_notice(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "table",
+            1,
+            pb::BookingPolicy {
+                min_cancel_notice: minutes(120),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let held = store.reserve(hold("a", "table", 60, 120)).await.unwrap();
+    // A hold can always be released.
+    store.cancel(held.id).await.unwrap();
+    let booked = env.confirmed("a", "table", 60, 120).await;
+    assert_eq!(
+        rules_of(store.cancel(booked.id).await.unwrap_err()),
+        [Rule::CancelNotice]
+    );
+    let moved = ReservationUpdate::builder()
+        .id(booked.id.to_string())
+        .start(at(300))
+        .end(at(360))
+        .build()
+        .unwrap();
+    assert_eq!(
+        rules_of(store.update(moved.clone()).await.unwrap_err()),
+        [Rule::CancelNotice]
+    );
+    let forced = store
+        .update(ReservationUpdate {
+            override_policy: true,
+            ..moved
+        })
+        .await
+        .unwrap();
+    assert_eq!(forced.timespan.start(), at(300));
+    store.cancel(forced.id).await.unwrap();
+}
+
+async fn a_capacity_cut_below_what_is_held_is_refused_naming_when(env: Env) {
+    let store = &env.store;
+    // Reservations made before the resource was registered count too.
+    store.reserve(hold("a", "court", 60, 120)).await.unwrap();
+    let made = store
+        .create_resource(spec("court", 3, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let b = store
+        .reserve(units("b", "court", 90, 150, 2))
+        .await
+        .unwrap();
+    store.confirm(b.id).await.unwrap();
+    let cut = |n| {
+        patch(
+            "court",
+            "",
+            &["capacity"],
+            pb::Resource {
+                capacity: n,
+                ..Default::default()
+            },
+        )
+    };
+    let err = store.update_resource(cut(2)).await.unwrap_err();
+    let Error::CapacityInUse(why) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(why.contains(&at(90).to_rfc3339()), "{why}");
+    assert_eq!(
+        store
+            .get_resource(made.spec.id.clone())
+            .await
+            .unwrap()
+            .spec
+            .capacity,
+        3
+    );
+    // An overdue hold holds nothing.
+    env.advance(31);
+    store.update_resource(cut(2)).await.unwrap();
+    store.reserve(units("c", "court", 0, 30, 2)).await.unwrap();
+    assert!(matches!(
+        store.reserve(units("c", "court", 100, 110, 1)).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_within_capacity(store.as_ref()).await;
+}
+
+async fn deleting_a_resource_with_live_reservations_needs_force(env: Env) {
+    let store = &env.store;
+    let id = ResourceId::parse("studio").unwrap();
+    store
+        .create_resource(spec("studio", 2, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let past = env.confirmed("a", "studio", 0, 10).await;
+    let future = env.confirmed("b", "studio", 100, 200).await;
+    env.advance(20);
+    assert!(matches!(
+        store.delete_resource(id.clone(), false).await,
+        Err(Error::CapacityInUse(_))
+    ));
+    let mut feed = env
+        .listen(abi::ListenFilter {
+            after_change_id: None,
+            ..abi::ListenFilter::default()
+        })
+        .await;
+    let gone = store.delete_resource(id.clone(), true).await.unwrap();
+    assert!(gone.deleted_at.is_some());
+    assert_eq!(
+        env.get(future.id).await.status,
+        ReservationStatus::Cancelled
+    );
+    assert_eq!(env.get(past.id).await.status, ReservationStatus::Confirmed);
+    let change = crate::support::next(&mut feed).await;
+    assert_eq!(change.reservation.id, future.id);
+    assert_eq!(change.reservation.status, ReservationStatus::Cancelled);
+    // Gone for reservations, but still readable.
+    assert_eq!(
+        rules_of(
+            store
+                .reserve(hold("c", "studio", 300, 310))
+                .await
+                .unwrap_err()
+        ),
+        [Rule::ResourceDeleted]
+    );
+    assert!(store.get_resource(id).await.unwrap().deleted_at.is_some());
+}
+
+async fn rules_changed_by_another_writer_apply_at_once(env: Env) {
+    // A second store on the same database: its rules cache knows nothing
+    // of what the first does.
+    let other = env.twin().await;
+    let store = &env.store;
+    store.reserve(hold("a", "room", 0, 10)).await.unwrap();
+    other.reserve(hold("a", "room", 10, 20)).await.unwrap();
+    store
+        .create_resource(spec(
+            "room",
+            2,
+            pb::BookingPolicy {
+                min_notice: minutes(60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    // `other` last saw the room unregistered: its next write is judged by
+    // the rules as they are now.
+    assert_eq!(
+        rules_of(other.reserve(hold("b", "room", 30, 40)).await.unwrap_err()),
+        [Rule::MinNotice]
+    );
+    other
+        .reserve(hold("b", "room", 0, 90).tap_start(60))
+        .await
+        .unwrap();
+    other.reserve(hold("c", "room", 60, 90)).await.unwrap();
+    assert!(matches!(
+        other.reserve(hold("d", "room", 60, 90)).await,
+        Err(Error::Conflict(_))
+    ));
+}
+
+trait TapStart {
+    fn tap_start(self, minute: i64) -> Self;
+}
+
+impl TapStart for NewReservation {
+    fn tap_start(mut self, minute: i64) -> Self {
+        self.timespan = abi::Timespan::new(at(minute), self.timespan.end()).unwrap();
+        self
+    }
+}
+
+async fn sixty_four_buyers_of_ten_units_make_ten_winners(env: Env) {
+    let store = env.store.clone();
+    store
+        .create_resource(spec("concert", 10, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for buyer in 0..64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .reserve(units(&format!("buyer-{buyer}"), "concert", 600, 720, 1))
+                .await
+        }));
+    }
+    let (mut won, mut lost) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::Conflict(c)) => {
+                assert_eq!(c.capacity, 10);
+                lost += 1;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((won, lost), (10, 54));
+    assert_within_capacity(store.as_ref()).await;
+}
+
+async fn random_writes_never_exceed_the_capacity(env: Env) {
+    let store = env.store.clone();
+    for (id, capacity) in [("pool-a", 3), ("pool-b", 5)] {
+        store
+            .create_resource(spec(
+                id,
+                capacity,
+                pb::BookingPolicy {
+                    buffer_before: minutes(5),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for task in 0..16u64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(task);
+            let mut mine = Vec::new();
+            for _ in 0..24 {
+                let resource = if rng.random_bool(0.5) {
+                    "pool-a"
+                } else {
+                    "pool-b"
+                };
+                match rng.random_range(0..4) {
+                    0 | 1 => {
+                        let start = rng.random_range(0..300);
+                        let request = units(
+                            &format!("user-{task}"),
+                            resource,
+                            start,
+                            start + rng.random_range(5..60),
+                            rng.random_range(1..4),
+                        );
+                        match store.reserve(request).await {
+                            Ok(r) => mine.push(r.id),
+                            Err(Error::Conflict(_)) => {}
+                            Err(e) => panic!("reserve: {e:?}"),
+                        }
+                    }
+                    2 if !mine.is_empty() => {
+                        let id = mine[rng.random_range(0..mine.len())];
+                        let start = rng.random_range(0..300);
+                        let update = ReservationUpdate::builder()
+                            .id(id.to_string())
+                            .start(at(start))
+                            .end(at(start + rng.random_range(5..60)))
+                            .quantity(rng.random_range(1..4))
+                            .build()
+                            .unwrap();
+                        match store.update(update).await {
+                            Ok(_) | Err(Error::Conflict(_)) | Err(Error::FailedPrecondition(_)) => {
+                            }
+                            Err(e) => panic!("update: {e:?}"),
+                        }
+                    }
+                    _ if !mine.is_empty() => {
+                        let id = mine.swap_remove(rng.random_range(0..mine.len()));
+                        store.cancel(id).await.unwrap();
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(120), t)
+            .await
+            .expect("writers finish")
+            .unwrap();
+    }
+    assert_within_capacity(store.as_ref()).await;
+}

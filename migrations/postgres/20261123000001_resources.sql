@@ -113,7 +113,10 @@ CREATE TRIGGER reservations_record_update
 CREATE FUNCTION rsvp.usage(
     p_resource text, p_span tstzrange, p_except uuid, p_now timestamptz, p_capacity int)
 RETURNS TABLE (piece_start timestamptz, piece_end timestamptz, used bigint)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH live AS (
         SELECT r.occupied * p_span AS o,
                CASE WHEN r.quantity = 0 THEN p_capacity ELSE r.quantity END AS q
@@ -132,10 +135,11 @@ LANGUAGE sql STABLE AS $$
         ) e GROUP BY t
     ), profile AS (
         SELECT t, lead(t) OVER (ORDER BY t) AS next_t,
-               sum(d) OVER (ORDER BY t) AS used
+               (sum(d) OVER (ORDER BY t))::bigint AS used
         FROM steps
     )
-    SELECT t, next_t, used FROM profile WHERE next_t IS NOT NULL ORDER BY t
+    SELECT t, next_t, used FROM profile WHERE next_t IS NOT NULL ORDER BY t;
+END
 $$;
 
 -- Where, within `p_span`, fewer than `p_quantity` units are free: the
@@ -180,10 +184,19 @@ RETURNS TABLE (
     quantity    integer)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
+DECLARE
+    v_total bigint;
 BEGIN
     IF p_shared THEN
+        SELECT count(*) INTO v_total
+        FROM rsvp.reservations r
+        WHERE r.resource_id = p_resource
+          AND r.occupied && p_span
+          AND r.status IN ('pending', 'confirmed', 'blocked') AND r.shared
+          AND (r.expires_at IS NULL OR r.expires_at > p_now)
+          AND r.id IS DISTINCT FROM p_except;
         RETURN QUERY
-            SELECT count(*) OVER (), r.id, r.user_id, r.resource_id, r.status,
+            SELECT v_total, r.id, r.user_id, r.resource_id, r.status,
                    lower(r.timespan), upper(r.timespan), r.note, r.created_at,
                    r.updated_at, r.expires_at, r.version, r.quantity
             FROM rsvp.reservations r
@@ -195,8 +208,15 @@ BEGIN
             ORDER BY lower(r.timespan), r.id
             LIMIT p_limit;
     ELSE
+        SELECT count(*) INTO v_total
+        FROM rsvp.reservations r
+        WHERE r.resource_id = p_resource
+          AND r.occupied && p_span
+          AND r.status IN ('pending', 'confirmed', 'blocked') AND NOT r.shared
+          AND (r.expires_at IS NULL OR r.expires_at > p_now)
+          AND r.id IS DISTINCT FROM p_except;
         RETURN QUERY
-            SELECT count(*) OVER (), r.id, r.user_id, r.resource_id, r.status,
+            SELECT v_total, r.id, r.user_id, r.resource_id, r.status,
                    lower(r.timespan), upper(r.timespan), r.note, r.created_at,
                    r.updated_at, r.expires_at, r.version, r.quantity
             FROM rsvp.reservations r
@@ -232,10 +252,9 @@ $$;
 -- (`p_shared`: of several units), and if not, what is in the way:
 -- a header row (id null) with the capacity and the full stretches, then
 -- the first `p_limit` live reservations in the way.
-CREATE FUNCTION rsvp.refusal(
-    p_resource text, p_span tstzrange, p_except uuid, p_now timestamptz, p_limit int,
-    p_capacity int, p_shared boolean, p_quantity int)
-RETURNS TABLE (
+-- A row of a refusal: the header (id null: the capacity's full stretches)
+-- or a reservation in the way.
+CREATE TYPE rsvp.refusal_row AS (
     total       bigint,
     id          uuid,
     user_id     text,
@@ -250,26 +269,70 @@ RETURNS TABLE (
     version     bigint,
     quantity    integer,
     full_starts timestamptz[],
-    full_ends   timestamptz[])
+    full_ends   timestamptz[]);
+
+CREATE FUNCTION rsvp.refusal(
+    p_resource text, p_span tstzrange, p_except uuid, p_now timestamptz, p_limit int,
+    p_capacity int, p_shared boolean, p_quantity int)
+RETURNS SETOF rsvp.refusal_row
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
-    v_units int := CASE WHEN p_quantity = 0 THEN p_capacity ELSE p_quantity END;
-    v_full  record;
+    v_units     int := CASE WHEN p_quantity = 0 THEN p_capacity ELSE p_quantity END;
+    v_full      record;
+    v_have_full boolean := false;
 BEGIN
     IF NOT p_shared AND v_units <= 1 THEN
-        -- One unit: anything live in the way refuses.
-        PERFORM 1 FROM rsvp.blockers(p_resource, p_span, p_except, p_now, 1, false);
-        IF NOT FOUND THEN
+        -- One unit: anything live in the way refuses, and is full where
+        -- it lies.
+        SELECT array_agg(lower(f) ORDER BY f) AS starts, array_agg(upper(f) ORDER BY f) AS ends
+        INTO v_full
+        FROM (
+            SELECT f FROM unnest((
+                SELECT range_agg(r.occupied * p_span) FROM rsvp.reservations r
+                WHERE r.resource_id = p_resource
+                  AND r.occupied && p_span
+                  AND r.status IN ('pending', 'confirmed', 'blocked') AND NOT r.shared
+                  AND (r.expires_at IS NULL OR r.expires_at > p_now)
+                  AND r.id IS DISTINCT FROM p_except)) AS f
+            ORDER BY f LIMIT 20
+        ) x;
+        IF v_full.starts IS NULL THEN
             RETURN;
         END IF;
+        v_have_full := true;
+    ELSIF p_except IS NULL AND NOT EXISTS (
+            SELECT 1 FROM rsvp.reservations r
+            WHERE r.status = 'pending' AND r.expires_at <= p_now
+              AND r.resource_id = p_resource AND r.occupied && p_span) THEN
+        -- Nothing overdue in the way: the usage pieces are exact.
+        IF v_units <= p_capacity AND coalesce((
+                SELECT max(u.used) FROM rsvp.usage_pieces u
+                WHERE u.resource_id = p_resource AND u.span && p_span), 0)
+                + v_units <= p_capacity THEN
+            RETURN;
+        END IF;
+        SELECT array_agg(lower(f) ORDER BY f) AS starts, array_agg(upper(f) ORDER BY f) AS ends
+        INTO v_full
+        FROM (
+            SELECT f FROM unnest(CASE WHEN v_units > p_capacity
+                THEN tstzmultirange(p_span)
+                ELSE (SELECT range_agg(u.span * p_span) FROM rsvp.usage_pieces u
+                      WHERE u.resource_id = p_resource AND u.span && p_span
+                        AND u.used + v_units > p_capacity)
+                END) AS f
+            ORDER BY f LIMIT 20
+        ) x;
+        v_have_full := true;
     ELSIF v_units <= p_capacity AND coalesce((
             SELECT max(u.used) FROM rsvp.usage(p_resource, p_span, p_except, p_now, p_capacity) u),
             0) + v_units <= p_capacity THEN
         RETURN;
     END IF;
-    SELECT * INTO v_full
-    FROM rsvp.full_within(p_resource, p_span, p_except, p_now, p_capacity, v_units);
+    IF NOT v_have_full THEN
+        SELECT * INTO v_full
+        FROM rsvp.full_within(p_resource, p_span, p_except, p_now, p_capacity, v_units);
+    END IF;
     RETURN QUERY SELECT 0::bigint, NULL::uuid, NULL::text, NULL::text,
                         NULL::rsvp.reservation_status, NULL::timestamptz, NULL::timestamptz,
                         NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
@@ -279,10 +342,63 @@ BEGIN
 END
 $$;
 
+-- The units held on each resource of several units, as pieces of time of
+-- constant usage (none where nothing is held). The trigger below keeps it
+-- for every write of a shared row, under the resource's lock, so a
+-- capacity check reads the few pieces under a span, not every reservation
+-- there: a hot resource selling 1,000 seats of one show checks one piece.
+CREATE TABLE rsvp.usage_pieces (
+    resource_id text NOT NULL,
+    span        tstzrange NOT NULL,
+    used        bigint NOT NULL CHECK (used >= 0)
+);
+CREATE INDEX usage_pieces_span ON rsvp.usage_pieces USING gist (resource_id, span);
+
+-- Adds `p_units` (negative: removes) to the usage of a resource over
+-- `p_span`. The caller holds the resource's lock.
+CREATE FUNCTION rsvp.hold_units(p_resource text, p_span tstzrange, p_units bigint)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_piece record;
+BEGIN
+    IF p_units = 0 OR isempty(p_span) THEN
+        RETURN;
+    END IF;
+    -- Cut the pieces that reach past the span's ends.
+    FOR v_piece IN
+        DELETE FROM rsvp.usage_pieces u
+        WHERE u.resource_id = p_resource AND u.span && p_span AND NOT u.span <@ p_span
+        RETURNING u.span, u.used
+    LOOP
+        INSERT INTO rsvp.usage_pieces (resource_id, span, used)
+        SELECT p_resource, piece, v_piece.used
+        FROM unnest(tstzmultirange(v_piece.span) - tstzmultirange(p_span)) AS piece
+        UNION ALL
+        SELECT p_resource, v_piece.span * p_span, v_piece.used;
+    END LOOP;
+    UPDATE rsvp.usage_pieces u SET used = u.used + p_units
+    WHERE u.resource_id = p_resource AND u.span <@ p_span;
+    IF p_units > 0 THEN
+        INSERT INTO rsvp.usage_pieces (resource_id, span, used)
+        SELECT p_resource, gap, p_units
+        FROM unnest(tstzmultirange(p_span) - coalesce(
+            (SELECT range_agg(u.span) FROM rsvp.usage_pieces u
+             WHERE u.resource_id = p_resource AND u.span <@ p_span),
+            '{}'::tstzmultirange)) AS gap;
+    ELSE
+        DELETE FROM rsvp.usage_pieces u
+        WHERE u.resource_id = p_resource AND u.span <@ p_span AND u.used = 0;
+    END IF;
+END
+$$;
+
 -- The last line of defence for every writer: a live row agrees with its
 -- resource's capacity (shared exactly when there are several units), and
--- on a resource of several units, peak usage over the row's span stays
--- within the capacity. Takes the resource's lock, as rsvp's writers do
+-- on a resource of several units the usage pieces follow every write of a
+-- live row, and no piece under a new or moved row holds more than the
+-- capacity. Takes the resource's lock, as rsvp's writers do first. Every
+-- pending hold counts, overdue or not: writers settle those in their way
 -- first.
 CREATE FUNCTION rsvp.check_capacity() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -290,6 +406,16 @@ DECLARE
     v_capacity int;
     v_peak     bigint;
 BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.shared
+       AND OLD.status IN ('pending', 'confirmed', 'blocked') THEN
+        PERFORM pg_advisory_xact_lock(rsvp.lock_key(OLD.resource_id));
+        SELECT capacity INTO v_capacity FROM rsvp.resources WHERE id = OLD.resource_id;
+        PERFORM rsvp.hold_units(OLD.resource_id, OLD.occupied,
+            -(CASE WHEN OLD.quantity = 0 THEN coalesce(v_capacity, 1) ELSE OLD.quantity END));
+    END IF;
+    IF TG_OP = 'DELETE' OR NEW.status NOT IN ('pending', 'confirmed', 'blocked') THEN
+        RETURN NULL;
+    END IF;
     SELECT capacity INTO v_capacity FROM rsvp.resources WHERE id = NEW.resource_id;
     v_capacity := coalesce(v_capacity, 1);
     IF NEW.shared <> (v_capacity > 1) THEN
@@ -301,8 +427,10 @@ BEGIN
         RETURN NULL;
     END IF;
     PERFORM pg_advisory_xact_lock(rsvp.lock_key(NEW.resource_id));
-    SELECT max(u.used) INTO v_peak
-    FROM rsvp.usage(NEW.resource_id, NEW.occupied, NULL, NULL, v_capacity) u;
+    PERFORM rsvp.hold_units(NEW.resource_id, NEW.occupied,
+        CASE WHEN NEW.quantity = 0 THEN v_capacity ELSE NEW.quantity END);
+    SELECT max(u.used) INTO v_peak FROM rsvp.usage_pieces u
+    WHERE u.resource_id = NEW.resource_id AND u.span && NEW.occupied;
     IF v_peak > v_capacity THEN
         RAISE EXCEPTION 'resource % would hold % of its % units', NEW.resource_id, v_peak,
             v_capacity
@@ -313,29 +441,54 @@ END
 $$;
 
 CREATE CONSTRAINT TRIGGER reservations_within_capacity
-    AFTER INSERT OR UPDATE OF status, timespan, quantity, buffer_before, buffer_after,
-        resource_id, shared
-    ON rsvp.reservations
+    AFTER INSERT ON rsvp.reservations
     FOR EACH ROW
     WHEN (NEW.status IN ('pending', 'confirmed', 'blocked'))
     EXECUTE FUNCTION rsvp.check_capacity();
 
+CREATE CONSTRAINT TRIGGER reservations_within_capacity_update
+    AFTER UPDATE OF status, timespan, quantity, buffer_before, buffer_after, resource_id, shared
+    ON rsvp.reservations
+    FOR EACH ROW
+    WHEN (NEW.status IN ('pending', 'confirmed', 'blocked') OR OLD.shared)
+    EXECUTE FUNCTION rsvp.check_capacity();
+
+CREATE CONSTRAINT TRIGGER reservations_within_capacity_delete
+    AFTER DELETE ON rsvp.reservations
+    FOR EACH ROW
+    WHEN (OLD.shared)
+    EXECUTE FUNCTION rsvp.check_capacity();
+
 -- A resource's capacity, set or changed by anyone: its rows follow it
--- (shared or not), and no live reservations may hold more than it.
+-- (shared or not), its usage pieces are counted again (a block of every
+-- unit holds the new number), and no live reservations may hold more than
+-- it.
 CREATE FUNCTION rsvp.apply_capacity() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_peak bigint;
+    v_row  record;
 BEGIN
     PERFORM pg_advisory_xact_lock(rsvp.lock_key(NEW.id));
+    DELETE FROM rsvp.usage_pieces WHERE resource_id = NEW.id;
     UPDATE rsvp.reservations r SET shared = (NEW.capacity > 1)
     WHERE r.resource_id = NEW.id AND r.shared <> (NEW.capacity > 1);
-    SELECT max(u.used) INTO v_peak
-    FROM rsvp.usage(NEW.id, tstzrange('-infinity', 'infinity'), NULL, NULL, NEW.capacity) u;
-    IF v_peak > NEW.capacity THEN
-        RAISE EXCEPTION 'live reservations of resource % hold % units, more than %', NEW.id,
-            v_peak, NEW.capacity
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'resources_capacity_in_use';
+    DELETE FROM rsvp.usage_pieces WHERE resource_id = NEW.id;
+    IF NEW.capacity > 1 THEN
+        FOR v_row IN
+            SELECT r.occupied, r.quantity FROM rsvp.reservations r
+            WHERE r.resource_id = NEW.id AND r.shared
+              AND r.status IN ('pending', 'confirmed', 'blocked')
+        LOOP
+            PERFORM rsvp.hold_units(NEW.id, v_row.occupied,
+                CASE WHEN v_row.quantity = 0 THEN NEW.capacity ELSE v_row.quantity END);
+        END LOOP;
+        SELECT max(u.used) INTO v_peak FROM rsvp.usage_pieces u WHERE u.resource_id = NEW.id;
+        IF v_peak > NEW.capacity THEN
+            RAISE EXCEPTION 'live reservations of resource % hold % units, more than %',
+                NEW.id, v_peak, NEW.capacity
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'resources_capacity_in_use';
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -399,9 +552,12 @@ DECLARE
     v_waited   double precision;
     v_key      bigint;
     v_now      timestamptz;
-    v_capacity int;
-    v_version  bigint;
-    v_occupied tstzrange;
+    v_capacity   int;
+    v_version    bigint;
+    v_occupied   tstzrange;
+    v_ask        text;
+    v_refused_ask text;
+    v_refused    rsvp.refusal_row[];
 BEGIN
     FOR v_key IN
         SELECT DISTINCT rsvp.lock_key(r) FROM unnest(p_resources) AS r ORDER BY 1
@@ -442,14 +598,22 @@ BEGIN
         END IF;
 
         v_occupied := rsvp.occupied(p_spans[i], p_befores[i], p_afters[i]);
-        RETURN QUERY
-            SELECT i, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
-                   b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
-                   b.expires_at, b.version, NULL::bigint, v_waited, b.quantity, v_capacity,
-                   b.full_starts, b.full_ends
-            FROM rsvp.refusal(p_resources[i], v_occupied, NULL, v_now, p_limit, v_capacity,
-                              v_capacity > 1, p_quantities[i]) b;
-        IF FOUND THEN
+        -- A rush on one show: the items of a call that ask what the last
+        -- refused item asked, with nothing written since, get its refusal.
+        v_ask := p_resources[i] || ' ' || v_occupied::text || ' ' || p_quantities[i];
+        IF v_refused_ask IS DISTINCT FROM v_ask THEN
+            v_refused := ARRAY(
+                SELECT b FROM rsvp.refusal(p_resources[i], v_occupied, NULL, v_now, p_limit,
+                                           v_capacity, v_capacity > 1, p_quantities[i]) b);
+            v_refused_ask := CASE WHEN cardinality(v_refused) > 0 THEN v_ask END;
+        END IF;
+        IF v_refused_ask IS NOT DISTINCT FROM v_ask THEN
+            RETURN QUERY
+                SELECT i, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
+                       b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
+                       b.expires_at, b.version, NULL::bigint, v_waited, b.quantity,
+                       v_capacity, b.full_starts, b.full_ends
+                FROM unnest(v_refused) b;
             CONTINUE;
         END IF;
 
@@ -462,6 +626,7 @@ BEGIN
             CONTINUE;
         END IF;
 
+        v_refused_ask := NULL;
         PERFORM rsvp.settle(p_resources[i], v_occupied, NULL, v_now);
         RETURN QUERY
             INSERT INTO rsvp.reservations AS r

@@ -381,6 +381,14 @@ pub enum Workload {
     Get,
     /// Reserve, confirm, cancel, query and get, as an application would.
     Mixed,
+    /// One resource of capacity 1,000 (registered anew for the run): every
+    /// client reserves one unit of the same hour, until it is sold out and
+    /// after.
+    ReserveCapacity,
+    /// As reserve-spread, on resources registered with capacity 1 and no
+    /// policy (the first --resources of them, at most 1,000, registered
+    /// before the run).
+    ReserveRegistered,
 }
 
 /// `rsvp completions`.

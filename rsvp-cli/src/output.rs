@@ -77,7 +77,7 @@ const fn col(heading: &'static str, min: usize, max: usize, default: usize) -> C
 }
 
 /// The reservation table.
-const RESERVATION_COLUMNS: [Column; 8] = [
+const RESERVATION_COLUMNS: [Column; 9] = [
     col("ID", 9, 36, SHORT_ID),
     col("USER", 6, 32, 12),
     col("RESOURCE", 8, 40, 16),
@@ -85,8 +85,13 @@ const RESERVATION_COLUMNS: [Column; 8] = [
     col("START", 16, 28, 16),
     col("END", 5, 19, 11),
     col("EXPIRES", 7, 9, 7),
+    col("UNITS", 5, 7, 5),
     col("NOTE", 4, 200, 24),
 ];
+
+/// Where the units are in a reservation row (shown only when a row holds
+/// other than one unit).
+const UNITS_COLUMN: usize = 7;
 
 /// The change table.
 const CHANGE_COLUMNS: [Column; 9] = [
@@ -103,12 +108,13 @@ const CHANGE_COLUMNS: [Column; 9] = [
 
 /// One step of giving way: the column, and the width it may shrink to
 /// (`None`: it may be left out).
-const GIVE_WAY: [(&str, Option<usize>); 9] = [
+const GIVE_WAY: [(&str, Option<usize>); 10] = [
     ("NOTE", Some(20)),
     ("ID", Some(SHORT_ID)),
     ("NOTE", Some(10)),
     ("NOTE", None),
     ("EXPIRES", None),
+    ("UNITS", None),
     ("END", Some(11)),
     ("ID", Some(9)),
     ("RESOURCE", Some(8)),
@@ -121,7 +127,8 @@ fn layout(columns: &[Column], want: &[usize], width: usize) -> Vec<Option<usize>
     let mut widths: Vec<Option<usize>> = columns
         .iter()
         .zip(want)
-        .map(|(c, &w)| Some(w.clamp(c.min, c.max)))
+        // A want of 0: the column is left out.
+        .map(|(c, &w)| (w > 0).then(|| w.clamp(c.min, c.max)))
         .collect();
     let total = |widths: &[Option<usize>]| {
         let shown: Vec<usize> = widths.iter().flatten().copied().collect();
@@ -246,6 +253,7 @@ pub struct ReservationJson<'a> {
     created_at: Option<String>,
     updated_at: Option<String>,
     expires_at: Option<String>,
+    quantity: u32,
 }
 
 /// A time in RFC 3339, UTC.
@@ -266,6 +274,7 @@ impl<'a> From<&'a pb::Reservation> for ReservationJson<'a> {
             created_at: rfc3339(&r.created_at),
             updated_at: rfc3339(&r.updated_at),
             expires_at: rfc3339(&r.expires_at),
+            quantity: r.quantity,
         }
     }
 }
@@ -321,6 +330,10 @@ impl View {
                 _ => String::new(),
             },
             expires,
+            match r.quantity {
+                0 => "all".into(),
+                q => q.to_string(),
+            },
             one_line(&r.note),
         ]
     }
@@ -330,6 +343,7 @@ impl View {
         let r = c.reservation.as_ref().unwrap_or(&default);
         let mut cells = self.reservation_cells(r);
         let note = cells.pop().unwrap_or_default();
+        cells.pop(); // the units
         cells.pop(); // the expiry: a change shows the reservation as it was then
         let mut row = vec![c.change_id.to_string(), op_name(c.op).into()];
         row.extend(cells);
@@ -439,6 +453,14 @@ impl<'w, W: Write> Rows<'w, W> {
             } else {
                 self.columns.iter().map(|c| c.default).collect()
             };
+            // Units are shown when some row holds other than one.
+            let mut want = want;
+            let units = self.columns.len() == RESERVATION_COLUMNS.len()
+                && self.wait
+                && self.pending.iter().any(|row| row[UNITS_COLUMN] != "1");
+            if self.columns.len() == RESERVATION_COLUMNS.len() && !units {
+                want[UNITS_COLUMN] = 0;
+            }
             let mut widths = layout(self.columns, &want, self.view.width);
             // A note column with no note in it is left out.
             let note = self.columns.len() - 1;
@@ -504,7 +526,7 @@ pub fn reservation(view: &View, out: &mut impl Write, r: &pb::Reservation) -> io
         (_, Some(_)) => full(&r.expires_at),
         _ => "-".into(),
     };
-    let rows = vec![
+    let mut rows = vec![
         vec!["id".into(), r.id.clone()],
         vec!["user".into(), r.user_id.clone()],
         vec!["resource".into(), r.resource_id.clone()],
@@ -512,10 +534,22 @@ pub fn reservation(view: &View, out: &mut impl Write, r: &pb::Reservation) -> io
         vec!["start".into(), full(&r.start)],
         vec!["end".into(), full(&r.end)],
         vec!["expires".into(), expires],
+    ];
+    // Units, when other than the one a resource without capacity has.
+    if r.quantity != 1 {
+        rows.push(vec![
+            "units".into(),
+            match r.quantity {
+                0 => "all (a closure)".into(),
+                q => q.to_string(),
+            },
+        ]);
+    }
+    rows.extend([
         vec!["note".into(), one_line(&r.note)],
         vec!["created".into(), full(&r.created_at)],
         vec!["updated".into(), full(&r.updated_at)],
-    ];
+    ]);
     let value_width = view.width.saturating_sub(10).max(20);
     out.write_all(render(rows, &[Some(9), Some(value_width)]).as_bytes())?;
     out.flush()
@@ -534,19 +568,19 @@ mod tests {
     fn tables_fit_eighty_columns_keeping_users_and_resources_whole() {
         // A 36-digit id, a 19-character user, an 18-character resource,
         // a pending hold, a long note.
-        let want = [36, 19, 18, 7, 16, 5, 7, 70];
+        let want = [36, 19, 18, 7, 16, 5, 7, 5, 70];
         let widths = layout(&RESERVATION_COLUMNS, &want, 80);
         assert!(shown(&widths) <= 80, "{widths:?}");
         assert_eq!(widths[1], Some(19), "the user whole: {widths:?}");
         assert_eq!(widths[2], Some(18), "the resource whole: {widths:?}");
-        assert_eq!(widths[7], None, "the note gives way first");
-        let roomy = layout(&RESERVATION_COLUMNS, &[36, 12, 10, 9, 16, 5, 7, 70], 100);
+        assert_eq!(widths[8], None, "the note gives way first");
+        let roomy = layout(&RESERVATION_COLUMNS, &[36, 12, 10, 9, 16, 5, 7, 5, 70], 100);
         assert!(
             roomy[0].is_some_and(|w| (SHORT_ID..36).contains(&w)),
             "the id by its last digits: {roomy:?}"
         );
         assert!(
-            roomy[7].is_some(),
+            roomy[8].is_some(),
             "the note while there is room: {roomy:?}"
         );
 
@@ -556,8 +590,8 @@ mod tests {
 
     #[test]
     fn a_wide_terminal_shows_everything_whole() {
-        let want = [36, 20, 25, 9, 16, 5, 7, 70];
-        let widths = layout(&RESERVATION_COLUMNS, &want, 200);
+        let want = [36, 20, 25, 9, 16, 5, 7, 5, 70];
+        let widths = layout(&RESERVATION_COLUMNS, &want, 210);
         assert_eq!(
             widths,
             want.iter()

@@ -1190,3 +1190,231 @@ fn listen_shows_each_change_with_its_note() {
         "a note change shows: {noted}"
     );
 }
+
+#[test]
+fn resources_are_registered_listed_updated_and_deleted() {
+    let server = Server::start();
+    server
+        .rsvp()
+        .args([
+            "resource",
+            "create",
+            "dr-lee",
+            "--name",
+            "Dr. Lee",
+            "--zone",
+            "Europe/Paris",
+            "--open",
+            "mon-fri 09:00-17:00",
+            "--grid",
+            "15m",
+            "--min-notice",
+            "24h",
+            "--max-hold",
+            "30m",
+            "--label",
+            "kind=doctor",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Europe/Paris")
+                .and(predicate::str::contains("mon 09:00-17:00, tue 09:00-17:00"))
+                .and(predicate::str::contains("grid           15m"))
+                .and(predicate::str::contains("min notice     1day")),
+        );
+    server
+        .rsvp()
+        .args(["resource", "create", "dr-lee"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("already registered"));
+    server
+        .rsvp()
+        .args(["resource", "create", "hall", "--capacity", "3"])
+        .assert()
+        .success();
+    server
+        .rsvp()
+        .args(["resource", "list", "--label", "kind=doctor"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("dr-lee").and(predicate::str::contains("hall").not()));
+    let json = server
+        .rsvp()
+        .args(["-o", "json", "resource", "get", "hall"])
+        .output()
+        .unwrap();
+    let hall: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(hall["capacity"], 3);
+    let etag = hall["etag"].as_str().unwrap().to_string();
+    server
+        .rsvp()
+        .args([
+            "resource",
+            "update",
+            "hall",
+            "--capacity",
+            "4",
+            "--etag",
+            &etag,
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("capacity       4"));
+    // The etag is now stale.
+    server
+        .rsvp()
+        .args([
+            "resource",
+            "update",
+            "hall",
+            "--capacity",
+            "5",
+            "--etag",
+            &etag,
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("read it again"));
+    server
+        .rsvp()
+        .args(["resource", "update", "hall"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing to change"));
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "hall",
+            "-u",
+            "a",
+            "-s",
+            "2026-12-07 10:00",
+            "-d",
+            "1h",
+            "--confirm",
+        ])
+        .assert()
+        .success();
+    server
+        .rsvp()
+        .args(["resource", "delete", "hall"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("--force"));
+    server
+        .rsvp()
+        .args(["resource", "delete", "hall", "--force"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("deleted"));
+    server
+        .rsvp()
+        .args(["resource", "get", "nowhere"])
+        .assert()
+        .code(4);
+}
+
+#[test]
+fn units_are_reserved_up_to_the_capacity_and_rules_refuse_with_exit_8() {
+    let server = Server::start();
+    server
+        .rsvp()
+        .args(["resource", "create", "hall", "--capacity", "3"])
+        .assert()
+        .success();
+    let reserve = |quantity: &str, extra: &[&str]| {
+        let mut cmd = server.rsvp();
+        cmd.args([
+            "reserve",
+            "-r",
+            "hall",
+            "-u",
+            "a",
+            "-s",
+            "2026-12-07 10:00",
+            "-d",
+            "1h",
+            "--quantity",
+            quantity,
+        ])
+        .args(extra);
+        cmd
+    };
+    reserve("2", &[]).assert().success();
+    reserve("2", &["--dry-run"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "rsvp: hall is full: 2 of its 3 units are not free for all that time",
+        ));
+    reserve("1", &["--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing was stored"));
+    reserve("4", &[]).assert().code(3);
+    // Tables show units once a row holds other than one.
+    server
+        .rsvp()
+        .args(["query", "-r", "hall"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("UNITS").and(predicate::str::contains(" 2 ")));
+
+    server
+        .rsvp()
+        .args([
+            "resource",
+            "create",
+            "clinic",
+            "--zone",
+            "Europe/Paris",
+            "--open",
+            "mon-fri 09:00-17:00",
+            "--grid",
+            "15m",
+        ])
+        .assert()
+        .success();
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "clinic",
+            "-u",
+            "a",
+            "-s",
+            "2026-12-05 10:07",
+            "-d",
+            "30m",
+        ])
+        .assert()
+        .code(8)
+        .stderr(
+            predicate::str::contains("not allowed by the resource's booking policy:")
+                .and(predicate::str::contains(
+                    "  - granularity: starts and ends on a 15m grid",
+                ))
+                .and(predicate::str::contains("  - opening hours: lies within")),
+        );
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "clinic",
+            "-u",
+            "a",
+            "-s",
+            "2026-12-05 10:07",
+            "-d",
+            "30m",
+            "--override-policy",
+        ])
+        .assert()
+        .success();
+}

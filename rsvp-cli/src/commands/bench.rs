@@ -14,7 +14,7 @@ use std::{
 };
 
 use abi::{
-    pb::{self, ReservationStatus},
+    pb::{self, ReservationStatus, resource_service_client::ResourceServiceClient},
     time::to_timestamp,
 };
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
@@ -91,6 +91,8 @@ struct Worker {
     sample: Arc<Vec<String>>,
     /// The mixed workload's own pending holds, to confirm or cancel.
     holds: Vec<String>,
+    /// The resource of reserve-capacity.
+    target: String,
 }
 
 impl Worker {
@@ -111,6 +113,7 @@ impl Worker {
                 status: status.into(),
                 start: Some(to_timestamp(start)),
                 end: Some(to_timestamp(start + TimeDelta::hours(1))),
+                quantity: 1,
                 ..Default::default()
             }),
             ..Default::default()
@@ -162,6 +165,20 @@ impl Worker {
             Workload::ReserveHot => {
                 let start = year_start() + TimeDelta::minutes(self.rng.random_range(0..60));
                 self.reserve("bench-hot".into(), start, ReservationStatus::Confirmed)
+                    .await
+            }
+            Workload::ReserveCapacity => {
+                let resource = self.target.clone();
+                self.reserve(resource, year_start(), ReservationStatus::Confirmed)
+                    .await
+            }
+            Workload::ReserveRegistered => {
+                let resource = format!(
+                    "bench-registered-{}",
+                    self.rng.random_range(0..registered(self.resources))
+                );
+                let start = year_start() + TimeDelta::hours(self.rng.random_range(0..8760));
+                self.reserve(resource, start, ReservationStatus::Confirmed)
                     .await
             }
             Workload::Query => self.query_week().await,
@@ -218,6 +235,56 @@ struct Latency {
     max: f64,
 }
 
+/// How many resources reserve-registered spreads over.
+fn registered(resources: u64) -> u64 {
+    resources.clamp(1, 1000)
+}
+
+/// The units of the resource reserve-capacity sells.
+const CAPACITY: u32 = 1000;
+
+/// Registers what a workload needs before it runs: a new resource of
+/// [`CAPACITY`] units (its id returned), or the resources of
+/// reserve-registered (those registered by an earlier run are kept).
+async fn prepare(
+    channel: Channel,
+    workload: Workload,
+    resources: u64,
+) -> Result<String, tonic::Status> {
+    let mut admin = ResourceServiceClient::new(channel);
+    let mut create = async |id: String, capacity: u32| {
+        let request = pb::CreateResourceRequest {
+            resource: Some(pb::Resource {
+                id,
+                capacity,
+                ..Default::default()
+            }),
+        };
+        match admin.create_resource(request).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+            Err(s) => Err(s),
+        }
+    };
+    match workload {
+        Workload::ReserveCapacity => {
+            let id = format!(
+                "bench-capacity-{}",
+                &uuid::Uuid::now_v7().simple().to_string()[20..]
+            );
+            create(id.clone(), CAPACITY).await?;
+            Ok(id)
+        }
+        Workload::ReserveRegistered => {
+            for i in 0..registered(resources) {
+                create(format!("bench-registered-{i}"), 1).await?;
+            }
+            Ok(String::new())
+        }
+        _ => Ok(String::new()),
+    }
+}
+
 async fn sample_ids(client: &mut Client) -> Result<Vec<String>, tonic::Status> {
     let page = client
         .filter(pb::FilterRequest {
@@ -259,6 +326,10 @@ pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<
         ));
     }
 
+    let target = prepare(channels[0].clone(), args.workload, args.resources)
+        .await
+        .map_err(|s| CliError::from_status(s, &cx.server))?;
+
     let duration = args.duration.0;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -273,6 +344,7 @@ pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<
                 user: format!("bench-{i}"),
                 sample: sample.clone(),
                 holds: Vec::new(),
+                target: target.clone(),
             };
             let done = done.clone();
             tokio::spawn(async move {

@@ -144,7 +144,17 @@ impl Drop for Server {
 
 /// `rsvp bench` for one workload; its JSON report.
 fn bench(s: &Settings, server: &Server, workload: &str) -> anyhow::Result<Value> {
-    eprintln!("== {workload}: {} clients for {}", s.clients, s.duration);
+    bench_with(s, server, workload, s.clients)
+}
+
+/// `rsvp bench` for one workload with `clients` clients; its JSON report.
+fn bench_with(
+    s: &Settings,
+    server: &Server,
+    workload: &str,
+    clients: usize,
+) -> anyhow::Result<Value> {
+    eprintln!("== {workload}: {clients} clients for {}", s.duration);
     let out = Command::new(s.bin.join("rsvp"))
         .args([
             "--server",
@@ -155,12 +165,7 @@ fn bench(s: &Settings, server: &Server, workload: &str) -> anyhow::Result<Value>
             "--workload",
             workload,
         ])
-        .args([
-            "--clients",
-            &s.clients.to_string(),
-            "--duration",
-            &s.duration,
-        ])
+        .args(["--clients", &clients.to_string(), "--duration", &s.duration])
         .args(["--resources", &s.resources.to_string()])
         .stderr(Stdio::inherit())
         .output()
@@ -254,7 +259,8 @@ impl Script {
                 resources,
                 "SELECT count(*) FROM rsvp.place(ARRAY[gen_random_uuid()], ARRAY['pgbench'], \
                  ARRAY['bench-' || :r], ARRAY[bench.span(:h)], ARRAY['confirmed'], ARRAY[''], \
-                 ARRAY[NULL::interval], ARRAY[NULL::text], ARRAY[NULL::bigint], NULL, 20);",
+                 ARRAY[NULL::interval], ARRAY[NULL::text], ARRAY[NULL::bigint], ARRAY[1], \
+                 ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[false], NULL, 20);",
             ),
         ]
     }
@@ -541,6 +547,8 @@ fn markdown(summary: &Value) -> String {
         "pgbench insert",
         "reserve-spread",
         "reserve-hot",
+        "reserve-capacity",
+        "reserve-registered",
         "pgbench select",
         "query",
         "get",
@@ -549,7 +557,7 @@ fn markdown(summary: &Value) -> String {
         md.push_str(&row(&format!("PostgreSQL {w}"), &pg[w]));
     }
     let lite = &summary["embedded"];
-    for w in ["reserve-spread", "reserve-hot", "query"] {
+    for w in ["reserve-spread", "reserve-hot", "reserve-capacity", "query"] {
         md.push_str(&row(&format!("embedded {w}"), &lite[w]));
     }
     let sq = &lite["sqlite ceiling"];
@@ -597,6 +605,26 @@ fn markdown(summary: &Value) -> String {
             "reserve-hot outcomes other than ok/conflict",
             "hot_other_outcomes",
             "0",
+        ),
+        (
+            "reserve-capacity units sold (PostgreSQL / embedded), 64 clients",
+            "capacity_sold",
+            "1000 / 1000",
+        ),
+        (
+            "reserve-capacity outcomes other than ok/conflict",
+            "capacity_other_outcomes",
+            "0",
+        ),
+        (
+            "reserve-capacity attempts ÷ reserve-spread",
+            "capacity_over_spread",
+            "≥ 0.5",
+        ),
+        (
+            "reserve-registered (capacity 1, no policy) ÷ reserve-spread",
+            "registered_over_spread",
+            "≥ 0.9 (same cost)",
         ),
         (
             "embedded reserve-spread ÷ SQLite's ceiling",
@@ -679,6 +707,8 @@ async fn main() -> anyhow::Result<()> {
     let query = bench(&s, &server, "query")?;
     let get = bench(&s, &server, "get")?;
     let mixed = bench(&s, &server, "mixed")?;
+    let capacity = bench_with(&s, &server, "reserve-capacity", 64)?;
+    let registered = bench(&s, &server, "reserve-registered")?;
     let stream = stream_everything(&s, &server)?;
     let second = Server::start(&s, &["--database-url", &url])?;
     let listen = listen::measure(
@@ -707,6 +737,7 @@ async fn main() -> anyhow::Result<()> {
     let lite_spread = bench(&s, &lite, "reserve-spread")?;
     let lite_hot = bench(&s, &lite, "reserve-hot")?;
     let lite_query = bench(&s, &lite, "query")?;
+    let lite_capacity = bench_with(&s, &lite, "reserve-capacity", 64)?;
     drop(lite);
 
     let other = |report: &Value| -> u64 {
@@ -721,6 +752,11 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(0)
     };
     let hot_other = other(&hot);
+    let sold = |report: &Value| report["outcomes"]["ok"].as_u64().unwrap_or(0);
+    let capacity_other = other(&capacity) + other(&lite_capacity);
+    let capacity_sold = (sold(&capacity), sold(&lite_capacity));
+    let capacity_ratio = rate(&capacity) / rate(&spread);
+    let registered_ratio = rate(&registered) / rate(&spread);
     let spread_over_ceiling = rate(&spread) / rate(&ceiling);
     let spread_ratio = rate(&spread) / rate(&pgbench_insert);
     let query_ratio = rate(&query) / rate(&pgbench_select);
@@ -747,6 +783,8 @@ async fn main() -> anyhow::Result<()> {
             "query": query,
             "get": get,
             "mixed": mixed,
+            "reserve-capacity": capacity,
+            "reserve-registered": registered,
             "stream_all": stream,
             "listen": listen,
             "pieces": pieces,
@@ -756,11 +794,19 @@ async fn main() -> anyhow::Result<()> {
             "reserve-spread": lite_spread,
             "reserve-hot": lite_hot,
             "query": lite_query,
+            "reserve-capacity": lite_capacity,
         },
         "targets": {
             "spread_over_ceiling": { "value": round2(spread_over_ceiling), "met": spread_over_ceiling >= 0.8 },
             "hot_over_spread": { "value": round2(hot_ratio), "met": hot_ratio >= 0.5 },
             "hot_other_outcomes": { "value": hot_other, "met": hot_other == 0 },
+            "capacity_sold": {
+                "value": format!("{} / {}", capacity_sold.0, capacity_sold.1),
+                "met": capacity_sold == (1000, 1000),
+            },
+            "capacity_other_outcomes": { "value": capacity_other, "met": capacity_other == 0 },
+            "capacity_over_spread": { "value": round2(capacity_ratio), "met": capacity_ratio >= 0.5 },
+            "registered_over_spread": { "value": round2(registered_ratio), "met": registered_ratio >= 0.9 },
             "embedded_spread_over_sqlite_ceiling": { "value": round2(lite_ratio), "met": lite_ratio >= 0.8 },
             "listen_p99_ms": { "value": round2(listen_p99), "met": listen_p99 < 10.0 },
             "query_p99_ms": { "value": round2(query_p99), "met": query_p99 < 5.0 },

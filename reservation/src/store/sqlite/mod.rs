@@ -209,13 +209,16 @@ impl InTheWay {
     }
 }
 
-/// A reservation row with its buffers.
+/// What a conflict check reads of a live reservation.
 #[derive(Debug, sqlx::FromRow)]
-struct SqliteSpannedRow {
-    buffer_before_us: i64,
-    buffer_after_us: i64,
-    #[sqlx(flatten)]
-    reservation: SqliteReservationRow,
+struct SqliteSpan {
+    id: String,
+    start_us: i64,
+    occ_start_us: i64,
+    occ_end_us: i64,
+    quantity: i64,
+    status: String,
+    expires_us: Option<i64>,
 }
 
 /// The occupied span of `span` with `buffers`.
@@ -304,23 +307,17 @@ async fn in_the_way(
     };
     let exclusive = capacity == 1;
     let sql = if exclusive {
-        concat!(
-            "SELECT ",
-            reservation_columns!(),
-            ", buffer_before_us, buffer_after_us FROM reservations WHERE resource_id = ? \
-             AND status IN ('pending', 'confirmed', 'blocked') AND occ_start_us < ? \
-             ORDER BY occ_start_us DESC"
-        )
+        "SELECT id, start_us, occ_start_us, occ_end_us, quantity, status, expires_us \
+         FROM reservations WHERE resource_id = ? \
+         AND status IN ('pending', 'confirmed', 'blocked') AND occ_start_us < ? \
+         ORDER BY occ_start_us DESC"
     } else {
-        concat!(
-            "SELECT ",
-            reservation_columns!(),
-            ", buffer_before_us, buffer_after_us FROM reservations WHERE resource_id = ? \
-             AND status IN ('pending', 'confirmed', 'blocked') AND occ_start_us < ? \
-             AND occ_end_us > ? ORDER BY occ_end_us"
-        )
+        "SELECT id, start_us, occ_start_us, occ_end_us, quantity, status, expires_us \
+         FROM reservations WHERE resource_id = ? \
+         AND status IN ('pending', 'confirmed', 'blocked') AND occ_start_us < ? \
+         AND occ_end_us > ? ORDER BY occ_end_us"
     };
-    let query = sqlx::query_as::<_, SqliteSpannedRow>(sql)
+    let query = sqlx::query_as::<_, SqliteSpan>(sql)
         .bind(resource)
         .bind(micros(end));
     let query = if exclusive {
@@ -329,28 +326,27 @@ async fn in_the_way(
         query.bind(micros(start))
     };
     let mut rows = query.fetch(&mut **tx);
-    // Live reservations in the way, with their occupied spans.
-    let mut live = Vec::new();
+    // Live reservations in the way: their occupied spans and units; only
+    // a refusal reads them whole.
+    let now_us = micros(now);
+    let mut live: Vec<(i64, i64, SqliteSpan)> = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(db_error)? {
-        let occ_end = row.reservation.end_us + row.buffer_after_us;
-        let occ_start = row.reservation.start_us - row.buffer_before_us;
-        if occ_end <= micros(start) {
+        if row.occ_end_us <= micros(start) {
             if exclusive {
                 break;
             }
             continue;
         }
-        if except.as_deref() == Some(row.reservation.id.as_str()) {
+        if except.as_deref() == Some(row.id.as_str()) {
             continue;
         }
-        let stored = row.reservation.stored()?;
-        if stored.lapsed_at(now) {
-            found.lapsed.push(stored.id.to_string());
+        if row.status == "pending" && row.expires_us.is_some_and(|at| at <= now_us) {
+            found.lapsed.push(row.id);
         } else {
             live.push((
-                occ_start.max(micros(start)),
-                occ_end.min(micros(end)),
-                stored,
+                row.occ_start_us.max(micros(start)),
+                row.occ_end_us.min(micros(end)),
+                row,
             ));
         }
     }
@@ -358,7 +354,8 @@ async fn in_the_way(
     let units = |q: u32| if q == 0 { capacity } else { q };
     let wanted = units(quantity);
     let pieces = usage(
-        live.iter().map(|(s, e, r)| (*s, *e, units(r.quantity))),
+        live.iter()
+            .map(|(s, e, r)| (*s, *e, units(u32::try_from(r.quantity).unwrap_or(u32::MAX)))),
         (micros(start), micros(end)),
     );
     let fits = wanted <= capacity
@@ -388,11 +385,35 @@ async fn in_the_way(
             ))
         })
         .collect();
-    let mut live: Vec<StoredReservation> = live.into_iter().map(|(_, _, r)| r).collect();
-    live.sort_by_key(|r| (r.start, r.id));
     found.blockers.total = live.len() as u64;
-    live.truncate(limit as usize);
-    found.blockers.rows = live;
+    let mut first: Vec<(i64, String)> = live
+        .into_iter()
+        .map(|(_, _, r)| (r.start_us, r.id))
+        .collect();
+    first.sort();
+    first.truncate(limit as usize);
+    found.blockers.rows = if first.is_empty() {
+        Vec::new()
+    } else {
+        let mut select = sqlx::QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            reservation_columns!(),
+            " FROM reservations WHERE id IN ("
+        ));
+        let mut ids = select.separated(", ");
+        for (_, id) in &first {
+            ids.push_bind(id.as_str());
+        }
+        select.push(") ORDER BY start_us, id");
+        select
+            .build_query_as::<SqliteReservationRow>()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(SqliteReservationRow::stored)
+            .collect::<Result<Vec<_>>>()?
+    };
     // Refused, even with nothing in the way: more units than there are.
     if found.blockers.total == 0 && found.blockers.full.is_empty() {
         found.blockers.full = vec![(start, end)];

@@ -1362,7 +1362,7 @@ fn units_are_reserved_up_to_the_capacity_and_rules_refuse_with_exit_8() {
         .args(["query", "-r", "hall"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("UNITS").and(predicate::str::contains(" 2 ")));
+        .stdout(predicate::str::contains("UNITS").and(predicate::str::contains("in 30m  2\n")));
 
     server
         .rsvp()

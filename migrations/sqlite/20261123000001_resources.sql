@@ -74,72 +74,178 @@ BEGIN
            ORDER BY r.occ_start_us DESC LIMIT 1) > NEW.start_us - NEW.buffer_before_us;
 END;
 
--- On a resource of several units: peak usage over the new occupied span,
--- with the new row, stays within the capacity. Every pending hold counts
--- (writers settle the overdue ones first). A block of quantity 0 holds
--- every unit.
-CREATE TRIGGER reservations_within_capacity_insert
-BEFORE INSERT ON reservations
-WHEN NEW.status IN ('pending', 'confirmed', 'blocked')
- AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1
+-- The units held on each resource of several units, as pieces of time of
+-- constant usage (none where nothing is held): `used` units of
+-- reservations of some units, and `closed` blocks of every unit. Triggers
+-- keep them for every write of a live row, whoever writes (writers are
+-- serialized), so a capacity check reads the few pieces under a span, not
+-- every reservation there. Every pending hold counts until it is marked
+-- expired: writers settle those in their way first.
+CREATE TABLE usage_pieces (
+    resource_id TEXT NOT NULL,
+    start_us    INTEGER NOT NULL,
+    end_us      INTEGER NOT NULL,
+    used        INTEGER NOT NULL CHECK (used >= 0),
+    closed      INTEGER NOT NULL CHECK (closed >= 0),
+    CHECK (start_us < end_us)
+) STRICT;
+CREATE INDEX usage_pieces_span ON usage_pieces (resource_id, end_us);
+
+-- On a resource of several units no piece under a new or moved row may
+-- hold more than the capacity, nor a block of every unit share its time.
+CREATE TRIGGER reservations_usage_insert
+AFTER INSERT ON reservations
+WHEN (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1)
 BEGIN
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT resource_id, (NEW.start_us - NEW.buffer_before_us), end_us, used, closed FROM usage_pieces
+        WHERE 1 AND resource_id = NEW.resource_id AND start_us < (NEW.start_us - NEW.buffer_before_us) AND end_us > (NEW.start_us - NEW.buffer_before_us);
+    UPDATE usage_pieces SET end_us = (NEW.start_us - NEW.buffer_before_us)
+        WHERE 1 AND resource_id = NEW.resource_id AND start_us < (NEW.start_us - NEW.buffer_before_us) AND end_us > (NEW.start_us - NEW.buffer_before_us);
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT resource_id, (NEW.end_us + NEW.buffer_after_us), end_us, used, closed FROM usage_pieces
+        WHERE 1 AND resource_id = NEW.resource_id AND start_us < (NEW.end_us + NEW.buffer_after_us) AND end_us > (NEW.end_us + NEW.buffer_after_us);
+    UPDATE usage_pieces SET end_us = (NEW.end_us + NEW.buffer_after_us)
+        WHERE 1 AND resource_id = NEW.resource_id AND start_us < (NEW.end_us + NEW.buffer_after_us) AND end_us > (NEW.end_us + NEW.buffer_after_us);
+    UPDATE usage_pieces SET used = used + (CASE WHEN NEW.quantity = 0 THEN 0 ELSE NEW.quantity END), closed = closed + (CASE WHEN NEW.quantity = 0 THEN 1 ELSE 0 END)
+        WHERE 1 AND resource_id = NEW.resource_id AND start_us >= (NEW.start_us - NEW.buffer_before_us) AND end_us <= (NEW.end_us + NEW.buffer_after_us);
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT NEW.resource_id, gap_start, gap_end, (CASE WHEN NEW.quantity = 0 THEN 0 ELSE NEW.quantity END), (CASE WHEN NEW.quantity = 0 THEN 1 ELSE 0 END) FROM (
+            SELECT coalesce(lag(end_us) OVER (ORDER BY start_us), (NEW.start_us - NEW.buffer_before_us)) AS gap_start,
+                   start_us AS gap_end
+            FROM usage_pieces
+            WHERE resource_id = NEW.resource_id AND start_us >= (NEW.start_us - NEW.buffer_before_us) AND end_us <= (NEW.end_us + NEW.buffer_after_us)
+            UNION ALL
+            SELECT coalesce((SELECT max(end_us) FROM usage_pieces
+                             WHERE resource_id = NEW.resource_id AND start_us >= (NEW.start_us - NEW.buffer_before_us) AND end_us <= (NEW.end_us + NEW.buffer_after_us)),
+                            (NEW.start_us - NEW.buffer_before_us)),
+                   (NEW.end_us + NEW.buffer_after_us))
+        WHERE 1 AND gap_start < gap_end;
     SELECT RAISE(ABORT, 'reservations_within_capacity')
-    WHERE (SELECT coalesce(max(used), 0) FROM (
-              SELECT sum(d) OVER (ORDER BY t) AS used FROM (
-                  SELECT t, sum(d) AS d FROM (
-                      SELECT max(r.occ_start_us, NEW.start_us - NEW.buffer_before_us) AS t,
-                             CASE WHEN r.quantity = 0 THEN c.capacity ELSE r.quantity END AS d
-                      FROM reservations r, resources c
-                      WHERE c.id = NEW.resource_id AND r.resource_id = NEW.resource_id
-                        AND r.status IN ('pending', 'confirmed', 'blocked')
-                        AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
-                        AND r.occ_end_us > NEW.start_us - NEW.buffer_before_us
-                      UNION ALL
-                      SELECT min(r.occ_end_us, NEW.end_us + NEW.buffer_after_us),
-                             -(CASE WHEN r.quantity = 0 THEN c.capacity ELSE r.quantity END)
-                      FROM reservations r, resources c
-                      WHERE c.id = NEW.resource_id AND r.resource_id = NEW.resource_id
-                        AND r.status IN ('pending', 'confirmed', 'blocked')
-                        AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
-                        AND r.occ_end_us > NEW.start_us - NEW.buffer_before_us)
-                  GROUP BY t)))
-        + (SELECT CASE WHEN NEW.quantity = 0 THEN capacity ELSE NEW.quantity END
-           FROM resources WHERE id = NEW.resource_id)
-        > (SELECT capacity FROM resources WHERE id = NEW.resource_id);
+    WHERE 1 AND EXISTS (
+        SELECT 1 FROM usage_pieces
+        WHERE resource_id = NEW.resource_id AND end_us > (NEW.start_us - NEW.buffer_before_us) AND start_us < (NEW.end_us + NEW.buffer_after_us)
+          AND (used > coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) OR (closed > 0 AND (used > 0 OR closed > 1))));
 END;
 
-CREATE TRIGGER reservations_within_capacity_update
-BEFORE UPDATE OF status, start_us, end_us, resource_id, quantity, buffer_before_us,
+CREATE TRIGGER reservations_usage_update
+AFTER UPDATE OF status, start_us, end_us, resource_id, quantity, buffer_before_us,
     buffer_after_us ON reservations
-WHEN NEW.status IN ('pending', 'confirmed', 'blocked')
- AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1
+WHEN (OLD.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = OLD.resource_id), 1) > 1) OR (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1)
 BEGIN
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT resource_id, (OLD.start_us - OLD.buffer_before_us), end_us, used, closed FROM usage_pieces
+        WHERE (OLD.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = OLD.resource_id), 1) > 1) AND resource_id = OLD.resource_id AND start_us < (OLD.start_us - OLD.buffer_before_us) AND end_us > (OLD.start_us - OLD.buffer_before_us);
+    UPDATE usage_pieces SET end_us = (OLD.start_us - OLD.buffer_before_us)
+        WHERE (OLD.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = OLD.resource_id), 1) > 1) AND resource_id = OLD.resource_id AND start_us < (OLD.start_us - OLD.buffer_before_us) AND end_us > (OLD.start_us - OLD.buffer_before_us);
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT resource_id, (OLD.end_us + OLD.buffer_after_us), end_us, used, closed FROM usage_pieces
+        WHERE (OLD.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = OLD.resource_id), 1) > 1) AND resource_id = OLD.resource_id AND start_us < (OLD.end_us + OLD.buffer_after_us) AND end_us > (OLD.end_us + OLD.buffer_after_us);
+    UPDATE usage_pieces SET end_us = (OLD.end_us + OLD.buffer_after_us)
+        WHERE (OLD.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = OLD.resource_id), 1) > 1) AND resource_id = OLD.resource_id AND start_us < (OLD.end_us + OLD.buffer_after_us) AND end_us > (OLD.end_us + OLD.buffer_after_us);
+    UPDATE usage_pieces SET used = used + -(CASE WHEN OLD.quantity = 0 THEN 0 ELSE OLD.quantity END), closed = closed + -(CASE WHEN OLD.quantity = 0 THEN 1 ELSE 0 END)
+        WHERE (OLD.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = OLD.resource_id), 1) > 1) AND resource_id = OLD.resource_id AND start_us >= (OLD.start_us - OLD.buffer_before_us) AND end_us <= (OLD.end_us + OLD.buffer_after_us);
+    DELETE FROM usage_pieces
+        WHERE (OLD.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = OLD.resource_id), 1) > 1) AND resource_id = OLD.resource_id AND start_us >= (OLD.start_us - OLD.buffer_before_us) AND end_us <= (OLD.end_us + OLD.buffer_after_us)
+          AND used = 0 AND closed = 0;
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT resource_id, (NEW.start_us - NEW.buffer_before_us), end_us, used, closed FROM usage_pieces
+        WHERE (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1) AND resource_id = NEW.resource_id AND start_us < (NEW.start_us - NEW.buffer_before_us) AND end_us > (NEW.start_us - NEW.buffer_before_us);
+    UPDATE usage_pieces SET end_us = (NEW.start_us - NEW.buffer_before_us)
+        WHERE (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1) AND resource_id = NEW.resource_id AND start_us < (NEW.start_us - NEW.buffer_before_us) AND end_us > (NEW.start_us - NEW.buffer_before_us);
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT resource_id, (NEW.end_us + NEW.buffer_after_us), end_us, used, closed FROM usage_pieces
+        WHERE (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1) AND resource_id = NEW.resource_id AND start_us < (NEW.end_us + NEW.buffer_after_us) AND end_us > (NEW.end_us + NEW.buffer_after_us);
+    UPDATE usage_pieces SET end_us = (NEW.end_us + NEW.buffer_after_us)
+        WHERE (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1) AND resource_id = NEW.resource_id AND start_us < (NEW.end_us + NEW.buffer_after_us) AND end_us > (NEW.end_us + NEW.buffer_after_us);
+    UPDATE usage_pieces SET used = used + (CASE WHEN NEW.quantity = 0 THEN 0 ELSE NEW.quantity END), closed = closed + (CASE WHEN NEW.quantity = 0 THEN 1 ELSE 0 END)
+        WHERE (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1) AND resource_id = NEW.resource_id AND start_us >= (NEW.start_us - NEW.buffer_before_us) AND end_us <= (NEW.end_us + NEW.buffer_after_us);
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT NEW.resource_id, gap_start, gap_end, (CASE WHEN NEW.quantity = 0 THEN 0 ELSE NEW.quantity END), (CASE WHEN NEW.quantity = 0 THEN 1 ELSE 0 END) FROM (
+            SELECT coalesce(lag(end_us) OVER (ORDER BY start_us), (NEW.start_us - NEW.buffer_before_us)) AS gap_start,
+                   start_us AS gap_end
+            FROM usage_pieces
+            WHERE resource_id = NEW.resource_id AND start_us >= (NEW.start_us - NEW.buffer_before_us) AND end_us <= (NEW.end_us + NEW.buffer_after_us)
+            UNION ALL
+            SELECT coalesce((SELECT max(end_us) FROM usage_pieces
+                             WHERE resource_id = NEW.resource_id AND start_us >= (NEW.start_us - NEW.buffer_before_us) AND end_us <= (NEW.end_us + NEW.buffer_after_us)),
+                            (NEW.start_us - NEW.buffer_before_us)),
+                   (NEW.end_us + NEW.buffer_after_us))
+        WHERE (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1) AND gap_start < gap_end;
     SELECT RAISE(ABORT, 'reservations_within_capacity')
-    WHERE (SELECT coalesce(max(used), 0) FROM (
-              SELECT sum(d) OVER (ORDER BY t) AS used FROM (
-                  SELECT t, sum(d) AS d FROM (
-                      SELECT max(r.occ_start_us, NEW.start_us - NEW.buffer_before_us) AS t,
-                             CASE WHEN r.quantity = 0 THEN c.capacity ELSE r.quantity END AS d
-                      FROM reservations r, resources c
-                      WHERE c.id = NEW.resource_id AND r.resource_id = NEW.resource_id
-                        AND r.status IN ('pending', 'confirmed', 'blocked')
-                        AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
-                        AND r.occ_end_us > NEW.start_us - NEW.buffer_before_us
-                        AND r.id <> NEW.id
-                      UNION ALL
-                      SELECT min(r.occ_end_us, NEW.end_us + NEW.buffer_after_us),
-                             -(CASE WHEN r.quantity = 0 THEN c.capacity ELSE r.quantity END)
-                      FROM reservations r, resources c
-                      WHERE c.id = NEW.resource_id AND r.resource_id = NEW.resource_id
-                        AND r.status IN ('pending', 'confirmed', 'blocked')
-                        AND r.occ_start_us < NEW.end_us + NEW.buffer_after_us
-                        AND r.occ_end_us > NEW.start_us - NEW.buffer_before_us
-                        AND r.id <> NEW.id)
-                  GROUP BY t)))
-        + (SELECT CASE WHEN NEW.quantity = 0 THEN capacity ELSE NEW.quantity END
-           FROM resources WHERE id = NEW.resource_id)
-        > (SELECT capacity FROM resources WHERE id = NEW.resource_id);
+    WHERE (NEW.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) > 1) AND EXISTS (
+        SELECT 1 FROM usage_pieces
+        WHERE resource_id = NEW.resource_id AND end_us > (NEW.start_us - NEW.buffer_before_us) AND start_us < (NEW.end_us + NEW.buffer_after_us)
+          AND (used > coalesce((SELECT capacity FROM resources WHERE id = NEW.resource_id), 1) OR (closed > 0 AND (used > 0 OR closed > 1))));
 END;
+
+CREATE TRIGGER reservations_usage_delete
+AFTER DELETE ON reservations
+WHEN (OLD.status IN ('pending', 'confirmed', 'blocked') AND coalesce((SELECT capacity FROM resources WHERE id = OLD.resource_id), 1) > 1)
+BEGIN
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT resource_id, (OLD.start_us - OLD.buffer_before_us), end_us, used, closed FROM usage_pieces
+        WHERE 1 AND resource_id = OLD.resource_id AND start_us < (OLD.start_us - OLD.buffer_before_us) AND end_us > (OLD.start_us - OLD.buffer_before_us);
+    UPDATE usage_pieces SET end_us = (OLD.start_us - OLD.buffer_before_us)
+        WHERE 1 AND resource_id = OLD.resource_id AND start_us < (OLD.start_us - OLD.buffer_before_us) AND end_us > (OLD.start_us - OLD.buffer_before_us);
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+        SELECT resource_id, (OLD.end_us + OLD.buffer_after_us), end_us, used, closed FROM usage_pieces
+        WHERE 1 AND resource_id = OLD.resource_id AND start_us < (OLD.end_us + OLD.buffer_after_us) AND end_us > (OLD.end_us + OLD.buffer_after_us);
+    UPDATE usage_pieces SET end_us = (OLD.end_us + OLD.buffer_after_us)
+        WHERE 1 AND resource_id = OLD.resource_id AND start_us < (OLD.end_us + OLD.buffer_after_us) AND end_us > (OLD.end_us + OLD.buffer_after_us);
+    UPDATE usage_pieces SET used = used + -(CASE WHEN OLD.quantity = 0 THEN 0 ELSE OLD.quantity END), closed = closed + -(CASE WHEN OLD.quantity = 0 THEN 1 ELSE 0 END)
+        WHERE 1 AND resource_id = OLD.resource_id AND start_us >= (OLD.start_us - OLD.buffer_before_us) AND end_us <= (OLD.end_us + OLD.buffer_after_us);
+    DELETE FROM usage_pieces
+        WHERE 1 AND resource_id = OLD.resource_id AND start_us >= (OLD.start_us - OLD.buffer_before_us) AND end_us <= (OLD.end_us + OLD.buffer_after_us)
+          AND used = 0 AND closed = 0;
+END;
+
+CREATE TRIGGER resources_usage_insert
+AFTER INSERT ON resources
+BEGIN
+    DELETE FROM usage_pieces WHERE resource_id = NEW.id;
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+    SELECT NEW.id, t, next_t, used, closed FROM (
+        SELECT t, lead(t) OVER (ORDER BY t) AS next_t,
+               sum(dq) OVER (ORDER BY t) AS used, sum(dc) OVER (ORDER BY t) AS closed
+        FROM (
+            SELECT t, sum(dq) AS dq, sum(dc) AS dc FROM (
+                SELECT occ_start_us AS t,
+                       CASE WHEN quantity = 0 THEN 0 ELSE quantity END AS dq,
+                       CASE WHEN quantity = 0 THEN 1 ELSE 0 END AS dc
+                FROM reservations WHERE resource_id = NEW.id AND status IN ('pending', 'confirmed', 'blocked')
+                UNION ALL
+                SELECT occ_end_us,
+                       -(CASE WHEN quantity = 0 THEN 0 ELSE quantity END),
+                       -(CASE WHEN quantity = 0 THEN 1 ELSE 0 END)
+                FROM reservations WHERE resource_id = NEW.id AND status IN ('pending', 'confirmed', 'blocked'))
+            GROUP BY t))
+    WHERE NEW.capacity > 1 AND next_t IS NOT NULL AND (used > 0 OR closed > 0);
+END;
+
+CREATE TRIGGER resources_usage_capacity
+AFTER UPDATE OF capacity ON resources
+BEGIN
+    DELETE FROM usage_pieces WHERE resource_id = NEW.id;
+    INSERT INTO usage_pieces (resource_id, start_us, end_us, used, closed)
+    SELECT NEW.id, t, next_t, used, closed FROM (
+        SELECT t, lead(t) OVER (ORDER BY t) AS next_t,
+               sum(dq) OVER (ORDER BY t) AS used, sum(dc) OVER (ORDER BY t) AS closed
+        FROM (
+            SELECT t, sum(dq) AS dq, sum(dc) AS dc FROM (
+                SELECT occ_start_us AS t,
+                       CASE WHEN quantity = 0 THEN 0 ELSE quantity END AS dq,
+                       CASE WHEN quantity = 0 THEN 1 ELSE 0 END AS dc
+                FROM reservations WHERE resource_id = NEW.id AND status IN ('pending', 'confirmed', 'blocked')
+                UNION ALL
+                SELECT occ_end_us,
+                       -(CASE WHEN quantity = 0 THEN 0 ELSE quantity END),
+                       -(CASE WHEN quantity = 0 THEN 1 ELSE 0 END)
+                FROM reservations WHERE resource_id = NEW.id AND status IN ('pending', 'confirmed', 'blocked'))
+            GROUP BY t))
+    WHERE NEW.capacity > 1 AND next_t IS NOT NULL AND (used > 0 OR closed > 0);
+END;
+
 
 -- A capacity set or cut by anyone: no live reservations may hold more.
 CREATE TRIGGER resources_capacity_in_use

@@ -71,7 +71,7 @@ pub(crate) struct Placement {
 }
 
 /// Live reservations in the way of a write.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Blockers {
     /// The first of them, by start then id (at most the limit asked for).
     pub rows: Vec<StoredReservation>,

@@ -306,6 +306,12 @@ async fn in_the_way(
         lapsed: Vec::new(),
     };
     let exclusive = capacity == 1;
+    if !exclusive
+        && except.is_none()
+        && fits_by_pieces(tx, resource, (start, end), now, capacity, quantity).await?
+    {
+        return Ok(found);
+    }
     let sql = if exclusive {
         "SELECT id, start_us, occ_start_us, occ_end_us, quantity, status, expires_us \
          FROM reservations WHERE resource_id = ? \
@@ -419,6 +425,52 @@ async fn in_the_way(
         found.blockers.full = vec![(start, end)];
     }
     Ok(found)
+}
+
+/// Whether `quantity` units (0: every unit) fit over `[start, end)` of a
+/// resource of several units, read from its usage pieces — exact when no
+/// overdue hold lies there (they count until settled). `false` when they
+/// do not fit, or an overdue hold makes the pieces inexact: the caller then
+/// reads the reservations themselves.
+async fn fits_by_pieces(
+    tx: &mut Transaction<'static, Sqlite>,
+    resource: &str,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+    capacity: u32,
+    quantity: u32,
+) -> Result<bool> {
+    let overdue: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM reservations INDEXED BY reservations_pending_expiry \
+         WHERE status = 'pending' AND expires_us <= ? AND resource_id = ? \
+         AND occ_start_us < ? AND occ_end_us > ? LIMIT 1",
+    )
+    .bind(micros(now))
+    .bind(resource)
+    .bind(micros(end))
+    .bind(micros(start))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    if overdue.is_some() {
+        return Ok(false);
+    }
+    let (used, closed): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(max(used), 0), coalesce(max(closed), 0) FROM usage_pieces \
+         WHERE resource_id = ? AND end_us > ? AND start_us < ?",
+    )
+    .bind(resource)
+    .bind(micros(start))
+    .bind(micros(end))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(closed == 0
+        && if quantity == 0 {
+            used == 0
+        } else {
+            used + i64::from(quantity) <= i64::from(capacity)
+        })
 }
 
 /// `[from, to)` cut into pieces of constant usage by `spans` (start, end,
@@ -582,12 +634,29 @@ async fn settle(
 }
 
 /// Places one reservation inside a write transaction.
-async fn place_one(
-    tx: &mut Transaction<'static, Sqlite>,
-    p: &Placement,
-    now: DateTime<Utc>,
-    limit: u32,
-) -> Result<Placed> {
+/// What a placement asks of its resource: two placements that ask the same,
+/// with nothing written between them, get the same refusal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ask<'a> {
+    resource: &'a str,
+    span: (DateTime<Utc>, DateTime<Utc>),
+    quantity: u32,
+    version: i64,
+}
+
+impl<'a> Ask<'a> {
+    fn of(p: &'a Placement) -> Self {
+        Ask {
+            resource: p.resource_id.as_str(),
+            span: occupied(&p.timespan, p.buffers),
+            quantity: p.quantity,
+            version: p.resource_version,
+        }
+    }
+}
+
+/// What the first call made with a retried `(user, request id)`, if any.
+async fn retried(tx: &mut Transaction<'static, Sqlite>, p: &Placement) -> Result<Option<Placed>> {
     if let Some((key, _)) = &p.request {
         let first: Option<SqliteKeyedRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -600,12 +669,22 @@ async fn place_one(
         .await
         .map_err(db_error)?;
         if let Some(first) = first {
-            return Ok(Placed::Existing {
+            return Ok(Some(Placed::Existing {
                 fingerprint: first.request_fingerprint,
                 stored: first.reservation.stored()?,
-            });
+            }));
         }
     }
+    Ok(None)
+}
+
+/// Places one new reservation inside a write transaction (not a retry).
+async fn place_one(
+    tx: &mut Transaction<'static, Sqlite>,
+    p: &Placement,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Placed> {
     let (capacity, version) = capacity_of(tx, p.resource_id.as_str()).await?;
     if version != p.resource_version {
         return Ok(Placed::Stale);
@@ -708,8 +787,28 @@ impl Dialect for SqliteDialect {
         let at = time.now();
         let lock_wait = w.waited;
         let mut placed = Vec::with_capacity(batch.len());
+        // A rush on one show: the placements that ask what the last refused
+        // one asked, with nothing written since, get its refusal.
+        let mut refused: Option<(Ask<'_>, Blockers)> = None;
         for p in batch {
-            placed.push(place_one(&mut w.tx, p, at, limit).await?);
+            if let Some(first) = retried(&mut w.tx, p).await? {
+                placed.push(first);
+                continue;
+            }
+            let ask = Ask::of(p);
+            if let Some((asked, blockers)) = &refused
+                && *asked == ask
+            {
+                placed.push(Placed::Blocked(blockers.clone()));
+                continue;
+            }
+            let outcome = place_one(&mut w.tx, p, at, limit).await?;
+            refused = match &outcome {
+                Placed::Blocked(blockers) => Some((ask, blockers.clone())),
+                Placed::Created(_) => None,
+                _ => refused,
+            };
+            placed.push(outcome);
         }
         w.commit().await?;
         Ok(PlaceOutcome {

@@ -635,3 +635,32 @@ async fn a_write_waits_for_a_lock_no_longer_than_lock_timeout() {
     holder.rollback().await.unwrap();
     store.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_pieces_always_match_the_reservations() {
+    for seed in 0..4 {
+        let env = Env::postgres().await;
+        support::churn(&env, "pool", 4, 300, seed).await;
+        // At every boundary of a piece or a live reservation, the pieces
+        // and the reservations say the same units (a closure: all 4).
+        let mismatches: i64 = sqlx::query_scalar(
+            "WITH points AS (
+                 SELECT lower(span) AS t FROM rsvp.usage_pieces WHERE resource_id = 'pool'
+                 UNION SELECT upper(span) FROM rsvp.usage_pieces WHERE resource_id = 'pool'
+                 UNION SELECT lower(occupied) FROM rsvp.reservations WHERE resource_id = 'pool'
+                 UNION SELECT upper(occupied) FROM rsvp.reservations WHERE resource_id = 'pool')
+             SELECT count(*) FROM points p
+             WHERE coalesce((SELECT sum(used) FROM rsvp.usage_pieces u
+                             WHERE u.resource_id = 'pool' AND u.span @> p.t), 0)
+                   <> coalesce((SELECT sum(CASE WHEN quantity = 0 THEN 4 ELSE quantity END)
+                                FROM rsvp.reservations r
+                                WHERE r.resource_id = 'pool'
+                                  AND r.status IN ('pending', 'confirmed', 'blocked')
+                                  AND r.occupied @> p.t), 0)",
+        )
+        .fetch_one(pool(&env))
+        .await
+        .unwrap();
+        assert_eq!(mismatches, 0, "seed {seed}");
+    }
+}

@@ -310,3 +310,50 @@ async fn an_in_memory_store_keeps_its_data_and_serves_concurrent_calls() {
         "a store of its own"
     );
 }
+
+#[tokio::test]
+async fn usage_pieces_always_match_the_reservations() {
+    for seed in 0..4 {
+        let env = support::Env::sqlite().await;
+        support::churn(&env, "pool", 4, 300, seed).await;
+        let store = env.store.clone();
+        drop(store);
+        let pool = sqlx::SqlitePool::connect(&format!(
+            "sqlite:{}",
+            env.db_path().expect("a file").display()
+        ))
+        .await
+        .unwrap();
+        // At every boundary of a piece or a live reservation, the pieces
+        // and the reservations say the same units (and closures).
+        let mismatches: i64 = sqlx::query_scalar(
+            "WITH points AS (
+                 SELECT start_us AS t FROM usage_pieces WHERE resource_id = 'pool'
+                 UNION SELECT end_us FROM usage_pieces WHERE resource_id = 'pool'
+                 UNION SELECT occ_start_us FROM reservations WHERE resource_id = 'pool'
+                 UNION SELECT occ_end_us FROM reservations WHERE resource_id = 'pool')
+             SELECT count(*) FROM points p
+             WHERE coalesce((SELECT used FROM usage_pieces u WHERE u.resource_id = 'pool'
+                             AND u.start_us <= p.t AND u.end_us > p.t), 0)
+                   <> coalesce((SELECT sum(quantity) FROM reservations r
+                             WHERE r.resource_id = 'pool'
+                               AND r.status IN ('pending', 'confirmed', 'blocked')
+                               AND r.occ_start_us <= p.t AND r.occ_end_us > p.t), 0)
+                OR coalesce((SELECT closed FROM usage_pieces u WHERE u.resource_id = 'pool'
+                             AND u.start_us <= p.t AND u.end_us > p.t), 0)
+                   <> (SELECT count(*) FROM reservations r
+                       WHERE r.resource_id = 'pool' AND r.quantity = 0
+                         AND r.status IN ('pending', 'confirmed', 'blocked')
+                         AND r.occ_start_us <= p.t AND r.occ_end_us > p.t)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(mismatches, 0, "seed {seed}");
+        let pieces: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_pieces")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(pieces > 0, "seed {seed}: the churn left something held");
+    }
+}

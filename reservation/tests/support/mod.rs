@@ -83,6 +83,11 @@ impl Env {
         }
     }
 
+    /// The embedded store's file.
+    pub fn db_path(&self) -> Option<std::path::PathBuf> {
+        self._dir.as_ref().map(|d| d.path().join("rsvp.db"))
+    }
+
     /// A second store on the same database, with a cache and feed of its
     /// own (another server, say), on the same clock.
     pub async fn twin(&self) -> Arc<dyn Rsvp> {
@@ -156,4 +161,88 @@ pub async fn nothing_more(stream: &mut ChangeStream) {
 /// The statuses of `changes`, for compact assertions.
 pub fn statuses(changes: &[Change]) -> Vec<ReservationStatus> {
     changes.iter().map(|c| c.reservation.status).collect()
+}
+
+/// Registers `resource` with `capacity` units and a 5-minute buffer
+/// before each reservation, then makes `ops` random writes on it: holds,
+/// bookings and closures of random units, moves, unit changes, cancels,
+/// and the clock moving on (holds lapse; the sweeper marks some expired).
+pub async fn churn(env: &Env, resource: &str, capacity: u32, ops: usize, seed: u64) {
+    use abi::{InitialStatus, ReservationUpdate, ResourceSpec, pb};
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    let store = &env.store;
+    store
+        .create_resource(
+            ResourceSpec::try_from(pb::Resource {
+                id: resource.into(),
+                capacity,
+                policy: Some(pb::BookingPolicy {
+                    buffer_before: Some(prost_types::Duration {
+                        seconds: 300,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut mine: Vec<ReservationId> = Vec::new();
+    for _ in 0..ops {
+        match rng.random_range(0..10) {
+            0..=3 => {
+                let start = rng.random_range(0..600);
+                let status = match rng.random_range(0..10) {
+                    0 => InitialStatus::Blocked,
+                    1..=4 => InitialStatus::Confirmed,
+                    _ => InitialStatus::Pending,
+                };
+                let request = NewReservation::builder()
+                    .user_id("churn")
+                    .resource_id(resource)
+                    .start(at(start))
+                    .end(at(start + rng.random_range(5..120)))
+                    .status(status)
+                    .quantity(
+                        if status == InitialStatus::Blocked && rng.random_bool(0.5) {
+                            0
+                        } else {
+                            rng.random_range(1..=capacity)
+                        },
+                    )
+                    .build()
+                    .unwrap();
+                if let Ok(r) = store.reserve(request).await {
+                    mine.push(r.id);
+                }
+            }
+            4..=5 if !mine.is_empty() => {
+                let id = mine[rng.random_range(0..mine.len())];
+                let start = rng.random_range(0..600);
+                let mut update = ReservationUpdate::builder().id(id.to_string());
+                if rng.random_bool(0.5) {
+                    update = update
+                        .start(at(start))
+                        .end(at(start + rng.random_range(5..120)));
+                }
+                if rng.random_bool(0.5) {
+                    update = update.quantity(rng.random_range(1..=capacity));
+                }
+                let _ = store.update(update.build().unwrap()).await;
+            }
+            6 if !mine.is_empty() => {
+                let id = mine.swap_remove(rng.random_range(0..mine.len()));
+                let _ = store.cancel(id).await;
+            }
+            7 => env.advance(rng.random_range(1..20)),
+            8 => {
+                store.sweep().await.unwrap();
+            }
+            _ => {}
+        }
+    }
 }

@@ -203,6 +203,14 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Reads one reservation.
     async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>>;
 
+    /// What a user's reserve with this idempotency key made, and the digest
+    /// of the request that made it.
+    async fn by_request(
+        &self,
+        user: &UserId,
+        key: &RequestId,
+    ) -> Result<Option<(StoredReservation, Option<i64>)>>;
+
     /// Reads one registered resource (deleted ones too).
     async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>>;
 

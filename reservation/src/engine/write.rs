@@ -36,8 +36,27 @@ impl<D: Dialect> Engine<D> {
                 kind: AskKind::New,
                 override_policy: request.override_policy,
             };
-            let broken = known.rules.judge(&ask, self.now());
+            let now = self.now();
+            let broken = known.rules.judge(&ask, now);
             if !broken.is_empty() {
+                // A retry of a reserve that went ahead returns what it made,
+                // though the rules would refuse it now (its notice passed).
+                if let Some(key) = request
+                    .request_id
+                    .as_ref()
+                    .filter(|_| !request.validate_only)
+                    && let Some((stored, fingerprint)) =
+                        self.dialect.by_request(&request.user_id, key).await?
+                {
+                    return answer(
+                        &request,
+                        Placed::Existing {
+                            stored,
+                            fingerprint,
+                        },
+                        now,
+                    );
+                }
                 metrics::counter!("rsvp_policy_refusals_total", "write" => "reserve").increment(1);
                 return Err(Error::Policy(broken));
             }

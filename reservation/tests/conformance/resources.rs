@@ -27,6 +27,7 @@ conformance!(
     a_capacity_cut_below_what_is_held_is_refused_naming_when,
     deleting_a_resource_with_live_reservations_needs_force,
     rules_changed_by_another_writer_apply_at_once,
+    a_retry_returns_what_the_first_call_made_though_the_rules_now_refuse,
     sixty_four_buyers_of_ten_units_make_ten_winners,
     random_writes_never_exceed_the_capacity,
 );
@@ -804,4 +805,29 @@ async fn random_writes_never_exceed_the_capacity(env: Env) {
             .unwrap();
     }
     assert_within_capacity(store.as_ref()).await;
+}
+
+async fn a_retry_returns_what_the_first_call_made_though_the_rules_now_refuse(env: Env) {
+    let store = &env.store;
+    store.create_resource(clinic()).await.unwrap();
+    let mut first = hold(
+        "client",
+        "dr-lee",
+        next_tuesday(10, 0),
+        next_tuesday(10, 30),
+    );
+    first.status = abi::InitialStatus::Confirmed;
+    first.request_id = Some(abi::RequestId::parse("booking-1").unwrap());
+    let made = store.reserve(first.clone()).await.unwrap();
+    // The retry comes when a day's notice no longer holds.
+    env.advance(7 * 24 * 60);
+    let again = store.reserve(first.clone()).await.unwrap();
+    assert_eq!(again.id, made.id);
+    // A new request is judged by the rules.
+    first.request_id = Some(abi::RequestId::parse("booking-2").unwrap());
+    first.timespan = abi::Timespan::new(at(next_tuesday(11, 0)), at(next_tuesday(11, 30))).unwrap();
+    assert_eq!(
+        rules_of(store.reserve(first).await.unwrap_err()),
+        [Rule::MinNotice]
+    );
 }

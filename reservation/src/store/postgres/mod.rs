@@ -16,7 +16,7 @@ mod rows;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use abi::{Error, ReservationId, Resource, ResourceId, ResourceSpec, Result};
+use abi::{Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
@@ -232,6 +232,14 @@ impl PgDialect {
             _ => pool_error(&self.pool, e),
         }
     }
+}
+
+/// A reservation row with the digest of the request that made it.
+#[derive(Debug, sqlx::FromRow)]
+struct PgKeyedRow {
+    request_fingerprint: Option<i64>,
+    #[sqlx(flatten)]
+    reservation: PgReservationRow,
 }
 
 const RESOURCE_SELECT: &str = "SELECT id, capacity, spec, created_at, updated_at, deleted_at, \
@@ -567,6 +575,24 @@ impl Dialect for PgDialect {
         .await
         .map_err(|e| pool_error(&self.pool, e))?;
         Ok(row.map(Into::into))
+    }
+
+    async fn by_request(
+        &self,
+        user: &UserId,
+        key: &RequestId,
+    ) -> Result<Option<(StoredReservation, Option<i64>)>> {
+        let row: Option<PgKeyedRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            reservation_columns!(),
+            ", request_fingerprint FROM rsvp.reservations WHERE user_id = $1 AND request_id = $2"
+        ))
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(|e| pool_error(&self.pool, e))?;
+        Ok(row.map(|r| (r.reservation.into(), r.request_fingerprint)))
     }
 
     async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {

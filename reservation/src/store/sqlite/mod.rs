@@ -24,7 +24,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use abi::{Error, ReservationId, Resource, ResourceId, ResourceSpec, Result, Timespan};
+use abi::{
+    Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result, Timespan, UserId,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::TryStreamExt;
@@ -925,6 +927,25 @@ impl Dialect for SqliteDialect {
         .await
         .map_err(db_error)?;
         row.map(SqliteReservationRow::stored).transpose()
+    }
+
+    async fn by_request(
+        &self,
+        user: &UserId,
+        key: &RequestId,
+    ) -> Result<Option<(StoredReservation, Option<i64>)>> {
+        let row: Option<SqliteKeyedRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            reservation_columns!(),
+            ", request_fingerprint FROM reservations WHERE user_id = ? AND request_id = ?"
+        ))
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|r| Ok((r.reservation.stored()?, r.request_fingerprint)))
+            .transpose()
     }
 
     async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {

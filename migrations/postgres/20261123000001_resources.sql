@@ -33,8 +33,10 @@ CREATE TABLE rsvp.resources (
 CREATE FUNCTION rsvp.occupied(p_span tstzrange, p_before bigint, p_after bigint)
 RETURNS tstzrange
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT tstzrange(lower(p_span) - make_interval(secs => p_before / 1000000.0),
-                     upper(p_span) + make_interval(secs => p_after / 1000000.0), '[)')
+    SELECT CASE WHEN p_before = 0 AND p_after = 0 THEN p_span
+                ELSE tstzrange(lower(p_span) - p_before * interval '1 microsecond',
+                               upper(p_span) + p_after * interval '1 microsecond', '[)')
+           END
 $$;
 
 ALTER TABLE rsvp.reservations
@@ -556,6 +558,7 @@ DECLARE
     v_version    bigint;
     v_occupied   tstzrange;
     v_ask        text;
+    v_in_the_way boolean;
     v_refused_ask text;
     v_refused    rsvp.refusal_row[];
 BEGIN
@@ -582,12 +585,17 @@ BEGIN
             END IF;
         END IF;
 
-        SELECT res.capacity, res.version INTO v_capacity, v_version
-        FROM rsvp.resources res WHERE res.id = p_resources[i];
-        IF NOT FOUND THEN
-            v_capacity := 1;
-            v_version := 0;
-        END IF;
+        v_occupied := rsvp.occupied(p_spans[i], p_befores[i], p_afters[i]);
+        -- The resource as it is, and (for one unit) whether anything live
+        -- is in the way, in one look.
+        SELECT coalesce(res.capacity, 1), coalesce(res.version, 0),
+               EXISTS (SELECT 1 FROM rsvp.reservations r
+                       WHERE r.resource_id = p_resources[i]
+                         AND r.occupied && v_occupied
+                         AND r.status IN ('pending', 'confirmed', 'blocked') AND NOT r.shared
+                         AND (r.expires_at IS NULL OR r.expires_at > v_now))
+        INTO v_capacity, v_version, v_in_the_way
+        FROM (SELECT 1) one LEFT JOIN rsvp.resources res ON res.id = p_resources[i];
         IF v_version <> p_versions[i] THEN
             RETURN QUERY SELECT i, 'stale'::text, v_now, 0::bigint, NULL::uuid, NULL::text,
                 NULL::text, NULL::rsvp.reservation_status, NULL::timestamptz,
@@ -597,17 +605,55 @@ BEGIN
             CONTINUE;
         END IF;
 
-        v_occupied := rsvp.occupied(p_spans[i], p_befores[i], p_afters[i]);
-        -- A rush on one show: the items of a call that ask what the last
-        -- refused item asked, with nothing written since, get its refusal.
-        v_ask := p_resources[i] || ' ' || v_occupied::text || ' ' || p_quantities[i];
-        IF v_refused_ask IS DISTINCT FROM v_ask THEN
+        -- One unit: nothing live in the way (the common case), or a
+        -- refusal read in one statement: where it is full (the spans in the
+        -- way never overlap one another), how many are in the way, the
+        -- first of them.
+        IF v_capacity = 1 AND p_quantities[i] <= 1 THEN
+            IF v_in_the_way THEN
+                RETURN QUERY
+                    WITH b AS MATERIALIZED (
+                        SELECT r.* FROM rsvp.reservations r
+                        WHERE r.resource_id = p_resources[i]
+                          AND r.occupied && v_occupied
+                          AND r.status IN ('pending', 'confirmed', 'blocked') AND NOT r.shared
+                          AND (r.expires_at IS NULL OR r.expires_at > v_now)),
+                    f AS (
+                        SELECT array_agg(lower(x) ORDER BY x) AS s,
+                               array_agg(upper(x) ORDER BY x) AS e
+                        FROM (SELECT x FROM unnest((SELECT range_agg(b.occupied * v_occupied)
+                                                    FROM b)) AS x
+                              ORDER BY x LIMIT 20) y),
+                    n AS (SELECT count(*) AS total FROM b)
+                    (SELECT i, 'conflict'::text, v_now, 0::bigint, NULL::uuid, NULL::text,
+                            NULL::text, NULL::rsvp.reservation_status, NULL::timestamptz,
+                            NULL::timestamptz, NULL::text, NULL::timestamptz,
+                            NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::bigint,
+                            v_waited, NULL::int, v_capacity, f.s, f.e
+                     FROM f)
+                    UNION ALL
+                    (SELECT i, 'conflict'::text, v_now, n.total, b.id, b.user_id,
+                            b.resource_id, b.status, lower(b.timespan), upper(b.timespan),
+                            b.note, b.created_at, b.updated_at, b.expires_at, b.version,
+                            NULL::bigint, v_waited, b.quantity, v_capacity,
+                            NULL::timestamptz[], NULL::timestamptz[]
+                     FROM b, n ORDER BY lower(b.timespan), b.id LIMIT p_limit);
+                CONTINUE;
+            END IF;
+            v_ask := NULL;
+        ELSE
+            -- A rush on one show: the items of a call that ask what the
+            -- last refused item asked, with nothing written since, get its
+            -- refusal.
+            v_ask := p_resources[i] || ' ' || v_occupied::text || ' ' || p_quantities[i];
+        END IF;
+        IF v_ask IS NOT NULL AND v_refused_ask IS DISTINCT FROM v_ask THEN
             v_refused := ARRAY(
                 SELECT b FROM rsvp.refusal(p_resources[i], v_occupied, NULL, v_now, p_limit,
                                            v_capacity, v_capacity > 1, p_quantities[i]) b);
             v_refused_ask := CASE WHEN cardinality(v_refused) > 0 THEN v_ask END;
         END IF;
-        IF v_refused_ask IS NOT DISTINCT FROM v_ask THEN
+        IF v_ask IS NOT NULL AND v_refused_ask IS NOT DISTINCT FROM v_ask THEN
             RETURN QUERY
                 SELECT i, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
                        b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,

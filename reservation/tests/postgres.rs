@@ -125,8 +125,37 @@ async fn the_database_refuses_plain_sql_past_the_capacity() {
     let err = raw(45, 50, 1, true).await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
     assert!(err.to_string().contains("hall"), "{err}");
-    // A row that pretends the resource has one unit is refused too.
+    // A row that pretends the resource has one unit is refused too, live
+    // or not (it could be made live later).
     let err = raw(200, 210, 1, false).await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
+    let err = sqlx::query(
+        "INSERT INTO rsvp.reservations (id, user_id, resource_id, status, timespan, \
+         created_at, updated_at) VALUES ($1, 'script', 'hall', 'cancelled', $2, $3, $3)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(span(0, 60))
+    .bind(at(0))
+    .execute(pool(&env))
+    .await
+    .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
+    // So is a row of one unit moved onto it.
+    sqlx::query(RAW_INSERT)
+        .bind(Uuid::now_v7())
+        .bind("elsewhere")
+        .bind("confirmed")
+        .bind(span(0, 60))
+        .bind(at(0))
+        .execute(pool(&env))
+        .await
+        .unwrap();
+    let err = sqlx::query(
+        "UPDATE rsvp.reservations SET resource_id = 'hall' WHERE resource_id = 'elsewhere'",
+    )
+    .execute(pool(&env))
+    .await
+    .unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
     // Holding more units by an UPDATE is refused.
     let err = sqlx::query("UPDATE rsvp.reservations SET quantity = 3 WHERE quantity = 1")

@@ -53,6 +53,14 @@ async fn a_conflict_lists_twenty_without_notes_and_counts_the_rest(env: Env) {
     );
     assert!(c.existing.iter().all(|r| r.note.as_str().is_empty()));
     assert!(c.requested.note.as_str().is_empty());
+    // Where it is full: every booked half hour, the first twenty, even
+    // past the ones listed.
+    assert_eq!(c.full.len(), 20);
+    assert_eq!((c.full[0].start(), c.full[0].end()), (at(0), at(30)));
+    assert_eq!(
+        (c.full[19].start(), c.full[19].end()),
+        (at(19 * 60), at(19 * 60 + 30))
+    );
     // The reservations themselves keep their notes.
     assert_eq!(env.get(c.existing[0].id).await.note.as_str(), long);
 }

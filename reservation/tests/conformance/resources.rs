@@ -324,6 +324,13 @@ async fn buffers_are_occupied_time_and_stay_with_the_reservation(env: Env) {
     );
     store.reserve(hold("c", "room", 195, 210)).await.unwrap();
     store.reserve(hold("d", "room", 210, 220)).await.unwrap();
+    // Stretches taken by several reservations that meet are one.
+    let Err(Error::Conflict(c)) = store.reserve(hold("e", "room", 190, 230)).await else {
+        panic!("b's cleaning, c and d are in the way");
+    };
+    assert_eq!(c.existing.len(), 3);
+    assert_eq!(c.full.len(), 1);
+    assert_eq!((c.full[0].start(), c.full[0].end()), (at(190), at(220)));
 }
 
 fn clinic() -> ResourceSpec {
@@ -608,6 +615,14 @@ async fn a_capacity_cut_below_what_is_held_is_refused_naming_when(env: Env) {
         store.reserve(units("c", "court", 100, 110, 1)).await,
         Err(Error::Conflict(_))
     ));
+    assert_within_capacity(store.as_ref()).await;
+    // Reservations of several units that are cancelled hold nothing: one
+    // unit is enough once they are.
+    for r in env.all().await.iter().filter(|r| r.status.is_live()) {
+        store.cancel(r.id).await.unwrap();
+    }
+    store.update_resource(cut(1)).await.unwrap();
+    store.reserve(hold("d", "court", 90, 150)).await.unwrap();
     assert_within_capacity(store.as_ref()).await;
 }
 

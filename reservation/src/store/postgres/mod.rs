@@ -342,22 +342,43 @@ fn outcome_of(rows: Vec<PgWriteRow>) -> Result<(String, u64, Vec<PgWriteRow>)> {
 }
 
 /// A refusal: its header row (the capacity and where it is full), then
-/// the reservations in the way.
+/// the reservations in the way. Without a header row (one unit, all of
+/// what is in the way listed) each reservation carries the part of the
+/// span it fills, and those merged are the full stretches.
 fn blockers(rows: Vec<PgWriteRow>, total: u64) -> Blockers {
     let mut out = Blockers {
         total,
         ..Blockers::default()
     };
+    let mut header = None;
+    let mut parts = Vec::new();
     for row in rows {
+        let capacity = row.capacity.map_or(1, |c| c.max(1) as u32);
         match row.reservation() {
             Some(r) => {
                 out.total = u64::try_from(row.total).unwrap_or(0);
+                out.capacity = capacity;
+                parts.extend(row.full());
                 out.rows.push(r);
             }
             None => {
-                out.capacity = row.capacity.map_or(1, |c| c.max(1) as u32);
-                out.full = row.full();
+                out.capacity = capacity;
+                header = Some(row.full());
             }
+        }
+    }
+    out.full = header.unwrap_or_else(|| merged(parts));
+    out
+}
+
+/// Stretches of time sorted and merged where they meet or overlap.
+fn merged(mut parts: Vec<(DateTime<Utc>, DateTime<Utc>)>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    parts.sort();
+    let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::with_capacity(parts.len());
+    for (start, end) in parts {
+        match out.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
         }
     }
     out
@@ -797,5 +818,30 @@ impl Dialect for PgDialect {
             wake: self.wake.clone(),
             guard: Some(stop.drop_guard()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::merged;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 1, h, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn parts_in_any_order_merge_where_they_meet_or_overlap() {
+        let parts = vec![
+            (at(9), at(10)),
+            (at(1), at(2)),
+            (at(2), at(4)),
+            (at(3), at(5)),
+        ];
+        assert_eq!(merged(parts), vec![(at(1), at(5)), (at(9), at(10))]);
+        assert!(merged(Vec::new()).is_empty());
     }
 }

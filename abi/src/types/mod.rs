@@ -1,6 +1,7 @@
 //! Domain types: each value that exists is valid. Wire messages become these
 //! once, at the edge, through `TryFrom`; builders check raw values the same way.
 
+mod availability;
 mod change;
 mod conflict;
 mod ids;
@@ -12,6 +13,7 @@ mod resource;
 mod status;
 mod timespan;
 
+pub use availability::{Availability, Segment, Slot, SlotAsk, Usage};
 pub use change::{Change, ChangeOp, ListenFilter};
 pub use conflict::{Conflict, Requested};
 pub use ids::{MAX_ID_CHARS, RequestId, ReservationId, ResourceId, UserId};

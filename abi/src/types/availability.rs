@@ -23,6 +23,59 @@ pub struct Usage {
     pub held: u64,
 }
 
+impl Usage {
+    /// The pieces of use that reservations make: each given as its span
+    /// (already cut to what is read), its units and whether it is a
+    /// pending hold; pieces in order, where something is in use only.
+    pub fn sweep(
+        reservations: impl IntoIterator<Item = (DateTime<Utc>, DateTime<Utc>, u64, bool)>,
+    ) -> Vec<Usage> {
+        let mut steps: Vec<(DateTime<Utc>, i128, i128)> = Vec::new();
+        for (start, end, units, pending) in reservations {
+            if start < end && units > 0 {
+                let held = if pending { i128::from(units) } else { 0 };
+                steps.push((start, i128::from(units), held));
+                steps.push((end, -i128::from(units), -held));
+            }
+        }
+        steps.sort_by_key(|s| s.0);
+        // The level of use from each instant where it changes on.
+        let mut levels: Vec<(DateTime<Utc>, u64, u64)> = Vec::new();
+        let (mut used, mut held) = (0i128, 0i128);
+        for (at, du, dh) in steps {
+            used += du;
+            held += dh;
+            let level = (
+                u64::try_from(used).unwrap_or(0),
+                u64::try_from(held).unwrap_or(0),
+            );
+            match levels.last_mut() {
+                Some(last) if last.0 == at => (last.1, last.2) = level,
+                _ => levels.push((at, level.0, level.1)),
+            }
+        }
+        let mut out: Vec<Usage> = Vec::new();
+        for pair in levels.windows(2) {
+            let ((start, used, held), (end, _, _)) = (pair[0], pair[1]);
+            if used == 0 {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.end == start && (last.used, last.held) == (used, held) => {
+                    last.end = end;
+                }
+                _ => out.push(Usage {
+                    start,
+                    end,
+                    used,
+                    held,
+                }),
+            }
+        }
+        out
+    }
+}
+
 /// A piece of the window over which nothing changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -298,6 +351,33 @@ mod tests {
         // 09:30 starts inside the cleaning; 10:30 ends at closing.
         assert_eq!(starts, vec!["08:00", "10:00", "10:30"]);
         assert!(a.slots.iter().all(|s| s.free == 1));
+    }
+
+    #[test]
+    fn a_sweep_sums_overlapping_reservations_into_pieces() {
+        let h = |x: u32| utc("2030-01-08T00:00:00Z") + TimeDelta::hours(i64::from(x));
+        let pieces = Usage::sweep([
+            (h(1), h(3), 2, false),
+            (h(2), h(4), 1, true),
+            (h(4), h(5), 3, false),
+            (h(6), h(6), 9, false),
+            (h(7), h(8), 1, false),
+            (h(8), h(9), 1, false),
+        ]);
+        let got: Vec<_> = pieces
+            .iter()
+            .map(|u| (u.start, u.end, u.used, u.held))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (h(1), h(2), 2, 0),
+                (h(2), h(3), 3, 1),
+                (h(3), h(4), 1, 1),
+                (h(4), h(5), 3, 0),
+                (h(7), h(9), 1, 0),
+            ]
+        );
     }
 
     #[test]

@@ -83,6 +83,15 @@ pub(crate) struct Blockers {
     pub full: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
+/// A resource as it is and the units in use over the span read.
+#[derive(Clone, Debug)]
+pub(crate) struct ResourceUsage {
+    /// `None`: never registered.
+    pub resource: Option<Resource>,
+    /// Pieces in order where units are in use.
+    pub usage: Vec<abi::Usage>,
+}
+
 /// What became of one placement.
 #[derive(Debug)]
 pub(crate) enum Placed {
@@ -254,6 +263,15 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         limit: i64,
         show_deleted: bool,
     ) -> Result<Vec<Resource>>;
+
+    /// For each of `asks` (a resource and the span to read), in order: the
+    /// resource as it is and the units live reservations hold there at
+    /// `now` (an overdue hold holds nothing), all from one snapshot.
+    async fn usage(
+        &self,
+        asks: &[(ResourceId, Timespan)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ResourceUsage>>;
 
     /// Runs a selection of reservations built by the engine, reading every
     /// row before returning (no connection is held while the caller uses

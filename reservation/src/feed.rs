@@ -176,6 +176,12 @@ impl<S: ChangeSource> Feed<S> {
         })
     }
 
+    /// The highest change id delivered: every change up to it has
+    /// committed (or will never).
+    pub fn delivered(&self) -> i64 {
+        self.shared.lock().delivered
+    }
+
     /// A stream of the changes `filter` selects: with `after_change_id`,
     /// first every retained change after it, then live ones, with no gap.
     ///

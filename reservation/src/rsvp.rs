@@ -2,9 +2,9 @@
 //! same behaviour.
 
 use abi::{
-    Change, ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
-    ReservationQuery, ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage,
-    ResourcePatch, ResourceSpec, Result, StatusChange,
+    AvailabilityAnswer, AvailabilityRequest, Change, ListenFilter, NewReservation, Page,
+    Reservation, ReservationFilter, ReservationId, ReservationQuery, ReservationUpdate, Resource,
+    ResourceId, ResourceListing, ResourcePage, ResourcePatch, ResourceSpec, Result, StatusChange,
 };
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -149,4 +149,15 @@ pub trait Rsvp: Send + Sync + 'static {
 
     /// A page of registered resources, by id.
     async fn list_resources(&self, listing: ResourceListing) -> Result<ResourcePage>;
+
+    /// For each resource asked, the window cut into segments of constant
+    /// state and (when the request gives a slot length) every slot a
+    /// Reserve of its quantity would accept now, judged by the rules
+    /// Reserve uses; all from one snapshot, whose change-feed position the
+    /// answer gives.
+    ///
+    /// # Errors
+    /// [`abi::Error::Unavailable`] when the resources' rules keep changing
+    /// while they are read.
+    async fn availability(&self, request: AvailabilityRequest) -> Result<AvailabilityAnswer>;
 }

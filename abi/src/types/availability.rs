@@ -6,7 +6,114 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{Ask, AskKind, Hold, ReservationStatus, Rules, Timespan};
+use super::{Ask, AskKind, Hold, ReservationStatus, ResourceId, Rules, Timespan};
+use crate::Error;
+
+/// The most resources one Availability request asks about.
+pub const MAX_AVAILABILITY_RESOURCES: usize = 100;
+/// The longest window of one Availability request, in days.
+pub const MAX_AVAILABILITY_DAYS: i64 = 92;
+
+/// What an Availability request asks, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvailabilityRequest {
+    /// 1 to [`MAX_AVAILABILITY_RESOURCES`] resources, each once, in the
+    /// order asked.
+    pub resource_ids: Vec<ResourceId>,
+    /// At most [`MAX_AVAILABILITY_DAYS`] long.
+    pub window: Timespan,
+    /// Units wanted (at least 1).
+    pub quantity: u32,
+    /// The slots to list, if any: their length, and the spacing of their
+    /// starts (unset: the resource's granularity, else the length).
+    pub slot: Option<(TimeDelta, Option<TimeDelta>)>,
+}
+
+impl AvailabilityRequest {
+    /// Checks an Availability request.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the field: no resources or more
+    /// than 100, a window longer than 92 days, a slot length or step that
+    /// is not positive.
+    pub fn new(
+        resource_ids: Vec<ResourceId>,
+        window: Timespan,
+        quantity: u32,
+        slot: Option<(TimeDelta, Option<TimeDelta>)>,
+    ) -> Result<Self, Error> {
+        if resource_ids.is_empty() || resource_ids.len() > MAX_AVAILABILITY_RESOURCES {
+            return Err(Error::invalid(
+                "resource_ids",
+                format!("must name 1 to {MAX_AVAILABILITY_RESOURCES} resources"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = resource_ids.iter().find(|id| !seen.insert(*id)) {
+            return Err(Error::invalid(
+                "resource_ids",
+                format!("names {twice} twice"),
+            ));
+        }
+        if window.end() - window.start() > TimeDelta::days(MAX_AVAILABILITY_DAYS) {
+            return Err(Error::invalid(
+                "end",
+                format!("the window must be at most {MAX_AVAILABILITY_DAYS} days long"),
+            ));
+        }
+        if let Some((duration, step)) = slot {
+            if duration <= TimeDelta::zero() || duration > TimeDelta::days(MAX_AVAILABILITY_DAYS) {
+                return Err(Error::invalid(
+                    "slot_duration",
+                    "must be positive and at most the longest window",
+                ));
+            }
+            if step.is_some_and(|s| s < TimeDelta::minutes(1)) {
+                return Err(Error::invalid("slot_step", "must be at least a minute"));
+            }
+        }
+        Ok(AvailabilityRequest {
+            resource_ids,
+            window,
+            quantity: quantity.max(1),
+            slot,
+        })
+    }
+}
+
+/// One resource's part of an Availability answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceAvailability {
+    /// The resource.
+    pub resource_id: ResourceId,
+    /// Its capacity (1 if never registered).
+    pub capacity: u32,
+    /// Deleted: no segments, no slots.
+    pub deleted: bool,
+    /// Its segments and slots.
+    pub availability: Availability,
+}
+
+/// An Availability answer: one snapshot of every resource asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvailabilityAnswer {
+    /// In the order asked.
+    pub resources: Vec<ResourceAvailability>,
+    /// The change-feed position the answer reflects: every change up to it
+    /// (later ones may be reflected too).
+    pub as_of_change_id: i64,
+}
+
+impl Rules {
+    /// The spacing of slot starts when a request gives none: the
+    /// resource's granularity, else the slot's length.
+    pub fn slot_step(&self, duration: TimeDelta) -> TimeDelta {
+        self.policy
+            .granularity
+            .filter(|g| *g > TimeDelta::zero())
+            .unwrap_or(duration)
+    }
+}
 
 /// Units in use over a stretch of time, as a store reads them: pieces in
 /// order, not overlapping; time outside every piece has nothing in use.

@@ -13,7 +13,10 @@ mod resource;
 mod status;
 mod timespan;
 
-pub use availability::{Availability, Segment, Slot, SlotAsk, Usage};
+pub use availability::{
+    Availability, AvailabilityAnswer, AvailabilityRequest, MAX_AVAILABILITY_DAYS,
+    MAX_AVAILABILITY_RESOURCES, ResourceAvailability, Segment, Slot, SlotAsk, Usage,
+};
 pub use change::{Change, ChangeOp, ListenFilter};
 pub use conflict::{Conflict, Requested};
 pub use ids::{MAX_ID_CHARS, RequestId, ReservationId, ResourceId, UserId};

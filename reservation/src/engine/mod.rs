@@ -20,9 +20,9 @@ mod write;
 use std::sync::Arc;
 
 use abi::{
-    ListenFilter, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
-    ReservationQuery, ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage,
-    ResourcePatch, ResourceSpec, Result,
+    AvailabilityAnswer, AvailabilityRequest, ListenFilter, NewReservation, Page, Reservation,
+    ReservationFilter, ReservationId, ReservationQuery, ReservationUpdate, Resource, ResourceId,
+    ResourceListing, ResourcePage, ResourcePatch, ResourceSpec, Result,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -209,5 +209,10 @@ impl<D: Dialect> Rsvp for Engine<D> {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn list_resources(&self, listing: ResourceListing) -> Result<ResourcePage> {
         Engine::list_resources(self, listing).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn availability(&self, request: AvailabilityRequest) -> Result<AvailabilityAnswer> {
+        Engine::availability(self, request).await
     }
 }

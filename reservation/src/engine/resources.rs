@@ -13,8 +13,8 @@ use std::{
 };
 
 use abi::{
-    Error, Resource, ResourceId, ResourceListing, ResourcePage, ResourcePatch, ResourceSpec,
-    Result, Rules,
+    AvailabilityAnswer, AvailabilityRequest, Error, Resource, ResourceAvailability, ResourceId,
+    ResourceListing, ResourcePage, ResourcePatch, ResourceSpec, Result, Rules, SlotAsk, Timespan,
 };
 
 use super::Engine;
@@ -137,6 +137,81 @@ impl<D: Dialect> Engine<D> {
         Ok(r)
     }
 
+    /// Segments and slots of every resource asked, from one snapshot,
+    /// judged by the rules Reserve uses.
+    pub(crate) async fn availability(
+        &self,
+        request: AvailabilityRequest,
+    ) -> Result<AvailabilityAnswer> {
+        // Every change up to this position committed before the read below
+        // began, so the read reflects it.
+        let as_of_change_id = self.feed().await?.delivered();
+        let now = self.now();
+        let window = request.window;
+        let mut assumed: Vec<Arc<Known>> = request
+            .resource_ids
+            .iter()
+            .map(|id| self.rules.get(id))
+            .collect();
+        // The usage is read over the window widened by each resource's
+        // buffers (a slot's buffers reach past the window), as the cache
+        // knows them; read again if a resource's buffers have grown since.
+        for _ in 0..3 {
+            let asks: Vec<(ResourceId, Timespan)> = request
+                .resource_ids
+                .iter()
+                .zip(&assumed)
+                .map(|(id, known)| (id.clone(), widened(window, &known.rules)))
+                .collect();
+            let read = self.dialect.usage(&asks, now).await?;
+            let mut stale = false;
+            for ((id, usage), known) in request.resource_ids.iter().zip(&read).zip(&mut assumed) {
+                let current = usage.resource.as_ref().map_or(0, |r| r.version);
+                if current != known.version {
+                    if let Some(r) = &usage.resource {
+                        self.remember(r);
+                    }
+                    let fresh = self.rules.get(id);
+                    stale |= covers_less(&known.rules, &fresh.rules);
+                    *known = fresh;
+                }
+            }
+            if stale {
+                continue;
+            }
+            let resources = request
+                .resource_ids
+                .iter()
+                .zip(read)
+                .map(|(id, usage)| {
+                    let rules = usage
+                        .resource
+                        .as_ref()
+                        .map_or_else(Rules::default, Resource::rules);
+                    let slots = request.slot.map(|(duration, step)| SlotAsk {
+                        duration,
+                        step: step.unwrap_or_else(|| rules.slot_step(duration)),
+                        quantity: request.quantity,
+                    });
+                    ResourceAvailability {
+                        resource_id: id.clone(),
+                        capacity: rules.capacity,
+                        deleted: rules.deleted,
+                        availability: rules.availability(window, &usage.usage, slots, now),
+                    }
+                })
+                .collect();
+            return Ok(AvailabilityAnswer {
+                resources,
+                as_of_change_id,
+            });
+        }
+        Err(Error::Unavailable(
+            "the resources' rules kept changing while their availability was read; try again"
+                .into(),
+        ))
+    }
+
     pub(crate) async fn list_resources(&self, listing: ResourceListing) -> Result<ResourcePage> {
         // Labels are matched here: resources are few next to reservations,
         // and read in batches until the page is full.
@@ -174,4 +249,22 @@ impl<D: Dialect> Engine<D> {
             }
         }
     }
+}
+
+/// `window` widened by the buffers of `rules`.
+fn widened(window: Timespan, rules: &Rules) -> Timespan {
+    let (before, after) = rules.buffers();
+    window
+        .start()
+        .checked_sub_signed(before)
+        .zip(window.end().checked_add_signed(after))
+        .and_then(|(start, end)| Timespan::new(start, end).ok())
+        .unwrap_or(window)
+}
+
+/// Whether a read widened by `assumed`'s buffers misses some of what
+/// `fresh`'s buffers need.
+fn covers_less(assumed: &Rules, fresh: &Rules) -> bool {
+    let (a, b) = (assumed.buffers(), fresh.buffers());
+    b.0 > a.0 || b.1 > a.1
 }

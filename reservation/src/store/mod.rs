@@ -91,6 +91,13 @@ macro_rules! rsvp_store {
             ) -> abi::Result<abi::ResourcePage> {
                 self.engine.list_resources(listing).await
             }
+
+            async fn availability(
+                &self,
+                request: abi::AvailabilityRequest,
+            ) -> abi::Result<abi::AvailabilityAnswer> {
+                self.engine.availability(request).await
+            }
         }
     };
 }

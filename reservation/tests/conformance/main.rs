@@ -26,6 +26,7 @@ macro_rules! conformance {
     };
 }
 
+mod availability;
 mod bounds;
 mod concurrency;
 mod events;

@@ -16,7 +16,9 @@ mod rows;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use abi::{Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result, UserId};
+use abi::{
+    Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result, Timespan, UserId,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
@@ -38,8 +40,8 @@ use crate::{
         pool_error,
     },
     dialect::{
-        Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ReviseOutcome, Revised,
-        Revision, Sql, WriteTime,
+        Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ResourceUsage,
+        ReviseOutcome, Revised, Revision, Sql, WriteTime,
     },
     engine::Engine,
     probe::Probe,
@@ -266,6 +268,57 @@ impl PgResourceRow {
             (self.created_at, self.updated_at, self.deleted_at),
             self.version,
         )
+    }
+}
+
+/// A resource asked about by Availability: the resource (null columns:
+/// never registered) and the pieces where units are in use.
+#[derive(sqlx::FromRow)]
+struct PgUsageRow {
+    id: String,
+    capacity: Option<i32>,
+    spec: Option<Vec<u8>>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+    deleted_at: Option<DateTime<Utc>>,
+    version: Option<i64>,
+    starts: Option<Vec<DateTime<Utc>>>,
+    ends: Option<Vec<DateTime<Utc>>>,
+    used: Option<Vec<i64>>,
+    held: Option<Vec<i64>>,
+}
+
+impl PgUsageRow {
+    fn into_usage(self) -> Result<ResourceUsage> {
+        let resource = match (self.capacity, self.spec, self.created_at, self.updated_at) {
+            (Some(capacity), Some(spec), Some(created_at), Some(updated_at)) => {
+                Some(decode_resource(
+                    &self.id,
+                    capacity.into(),
+                    &spec,
+                    (created_at, updated_at, self.deleted_at),
+                    self.version.unwrap_or(0),
+                )?)
+            }
+            _ => None,
+        };
+        let (starts, ends) = (
+            self.starts.unwrap_or_default(),
+            self.ends.unwrap_or_default(),
+        );
+        let (used, held) = (self.used.unwrap_or_default(), self.held.unwrap_or_default());
+        let usage = starts
+            .into_iter()
+            .zip(ends)
+            .zip(used.into_iter().zip(held))
+            .map(|((start, end), (used, held))| abi::Usage {
+                start,
+                end,
+                used: u64::try_from(used).unwrap_or(0),
+                held: u64::try_from(held).unwrap_or(0),
+            })
+            .collect();
+        Ok(ResourceUsage { resource, usage })
     }
 }
 
@@ -732,6 +785,28 @@ impl Dialect for PgDialect {
         tx.commit().await.map_err(|e| pool_error(&self.pool, e))?;
         self.announcer.committed();
         row.into_resource()
+    }
+
+    async fn usage(
+        &self,
+        asks: &[(ResourceId, Timespan)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ResourceUsage>> {
+        let rows: Vec<PgUsageRow> = sqlx::query_as(
+            "SELECT resource_id AS id, capacity, spec, created_at, updated_at, deleted_at, \
+             version, starts, ends, used, held FROM rsvp.availability($1, $2, $3)",
+        )
+        .bind(asks.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+        .bind(
+            asks.iter()
+                .map(|(_, span)| range(span.start(), span.end()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(PgUsageRow::into_usage).collect()
     }
 
     async fn list_resources(

@@ -45,8 +45,8 @@ use crate::{
     StoreOptions,
     db_error::db_error,
     dialect::{
-        Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ReviseOutcome, Revised,
-        Revision, Sql, WriteTime,
+        Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ResourceUsage,
+        ReviseOutcome, Revised, Revision, Sql, WriteTime,
     },
     engine::Engine,
     probe::Probe,
@@ -1068,6 +1068,63 @@ impl Dialect for SqliteDialect {
         .map_err(write_error)?;
         w.commit().await?;
         row.into_resource()
+    }
+
+    async fn usage(
+        &self,
+        asks: &[(ResourceId, Timespan)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ResourceUsage>> {
+        // One read transaction: one snapshot of every resource asked.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let now_us = micros(now);
+        let mut out = Vec::with_capacity(asks.len());
+        for (id, span) in asks {
+            let row: Option<SqliteResourceRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                resource_columns!(),
+                " FROM resources WHERE id = ?"
+            ))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let resource = row.map(SqliteResourceRow::into_resource).transpose()?;
+            let capacity = resource.as_ref().map_or(1, |r| u64::from(r.spec.capacity));
+            let live: Vec<(i64, i64, i64, String, Option<i64>)> = sqlx::query_as(
+                "SELECT occ_start_us, occ_end_us, quantity, status, expires_us FROM reservations \
+                 WHERE resource_id = ? AND status IN ('pending', 'confirmed', 'blocked') \
+                 AND occ_start_us < ? AND occ_end_us > ?",
+            )
+            .bind(id.as_str())
+            .bind(micros(span.end()))
+            .bind(micros(span.start()))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let (from, to) = (micros(span.start()), micros(span.end()));
+            let usage = abi::Usage::sweep(live.into_iter().filter_map(
+                |(start, end, quantity, status, expires)| {
+                    let pending = status == "pending";
+                    if pending && expires.is_some_and(|at| at <= now_us) {
+                        return None;
+                    }
+                    let units = match u64::try_from(quantity).unwrap_or(0) {
+                        0 => capacity,
+                        q => q,
+                    };
+                    Some((
+                        DateTime::from_timestamp_micros(start.max(from))?,
+                        DateTime::from_timestamp_micros(end.min(to))?,
+                        units,
+                        pending,
+                    ))
+                },
+            ));
+            out.push(ResourceUsage { resource, usage });
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(out)
     }
 
     async fn list_resources(

@@ -5,7 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use abi::{
-    ListenFilter, NewReservation, ReservationFilter, ReservationQuery, ReservationUpdate, parse_id,
+    AvailabilityRequest, Error, ListenFilter, MAX_AVAILABILITY_BYTES, NewReservation,
+    ReservationFilter, ReservationQuery, ReservationUpdate, parse_id,
     pb::{self, reservation_service_server::ReservationService},
 };
 use futures::stream::BoxStream;
@@ -121,6 +122,23 @@ impl ReservationService for RsvpService {
         let filter = ReservationFilter::try_from(request.into_inner()).map_err(status)?;
         let page = self.store.filter(filter).await.map_err(status)?;
         Ok(Response::new(page.into()))
+    }
+
+    async fn availability(
+        &self,
+        request: Request<pb::AvailabilityRequest>,
+    ) -> Result<Response<pb::AvailabilityResponse>, Status> {
+        let request = AvailabilityRequest::try_from(request.into_inner()).map_err(status)?;
+        let answer = self.store.availability(request).await.map_err(status)?;
+        let answer = pb::AvailabilityResponse::from(answer);
+        if prost::Message::encoded_len(&answer) > MAX_AVAILABILITY_BYTES {
+            return Err(status(Error::invalid(
+                "resource_ids",
+                "the answer would exceed 4 MiB: ask for fewer resources, a shorter window or \
+                 a longer slot_step",
+            )));
+        }
+        Ok(Response::new(answer))
     }
 
     type ListenStream = BoxStream<'static, Result<pb::ReservationChange, Status>>;

@@ -277,3 +277,73 @@ async fn units_of_a_resource_are_sold_up_to_its_capacity() {
         "{status:?}"
     );
 }
+
+#[tokio::test]
+async fn availability_answers_segments_and_slots_and_refuses_what_is_too_big() {
+    let app = TestApp::spawn().await;
+    let mut client = resources(&app).await;
+    client
+        .create_resource(pb::CreateResourceRequest {
+            resource: Some(pb::Resource {
+                id: "show".into(),
+                capacity: 5,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut reservations = app.client.clone();
+    let mut three = reserve_request("a", "show", 600, 720);
+    three.reservation.as_mut().unwrap().quantity = 3;
+    reservations.reserve(three).await.unwrap();
+    let ask = |ids: &[&str], days: i64, slot: i64| pb::AvailabilityRequest {
+        resource_ids: ids.iter().map(ToString::to_string).collect(),
+        start: Some(ts(540)),
+        end: Some(ts(540 + days * 24 * 60)),
+        quantity: 3,
+        slot_duration: minutes(slot),
+        slot_step: None,
+    };
+    let answer = reservations
+        .availability(ask(&["show"], 1, 60))
+        .await
+        .unwrap()
+        .into_inner();
+    let show = &answer.resources[0];
+    assert_eq!(show.capacity, 5);
+    let free: Vec<_> = show.segments.iter().map(|s| (s.start, s.free)).collect();
+    assert_eq!(
+        free,
+        vec![(Some(ts(540)), 5), (Some(ts(600)), 2), (Some(ts(720)), 5)]
+    );
+    // Three more units fit every hour on the hour but 10:00 and 11:00.
+    let starts: Vec<_> = show.slots.iter().map(|s| s.start).collect();
+    assert_eq!(starts.len(), 22);
+    assert!(starts.contains(&Some(ts(540))) && starts.contains(&Some(ts(720))));
+    assert!(!starts.contains(&Some(ts(600))) && !starts.contains(&Some(ts(660))));
+    assert!(show.slots.iter().all(|s| s.free == 5));
+    assert!(answer.as_of_change_id > 0);
+    // Bad requests name their field.
+    let status = expect_code(
+        reservations.availability(ask(&[], 1, 60)).await,
+        Code::InvalidArgument,
+    );
+    assert!(status.message().starts_with("resource_ids"), "{status:?}");
+    let status = expect_code(
+        reservations.availability(ask(&["show"], 93, 60)).await,
+        Code::InvalidArgument,
+    );
+    assert!(status.message().starts_with("end"), "{status:?}");
+    // An answer past 4 MiB is refused; so is a request that would judge
+    // far more slots than any answer could hold.
+    let hundred: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+    let hundred: Vec<&str> = hundred.iter().map(String::as_str).collect();
+    let mut big = ask(&hundred, 92, 60);
+    big.quantity = 1;
+    let status = expect_code(reservations.availability(big).await, Code::InvalidArgument);
+    assert!(status.message().contains("4 MiB"), "{status:?}");
+    let mut huge = ask(&hundred, 92, 15);
+    huge.quantity = 1;
+    let status = expect_code(reservations.availability(huge).await, Code::InvalidArgument);
+    assert!(status.message().starts_with("slot_step"), "{status:?}");
+}

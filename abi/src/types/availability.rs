@@ -6,13 +6,22 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{Ask, AskKind, Hold, ReservationStatus, ResourceId, Rules, Timespan};
-use crate::Error;
+use super::{
+    Ask, AskKind, Hold, ReservationStatus, ResourceId, Rules, Timespan, reservation::required_time,
+};
+use crate::{
+    Error,
+    error::FieldContext,
+    pb,
+    time::{from_duration, to_timestamp},
+};
 
 /// The most resources one Availability request asks about.
 pub const MAX_AVAILABILITY_RESOURCES: usize = 100;
 /// The longest window of one Availability request, in days.
 pub const MAX_AVAILABILITY_DAYS: i64 = 92;
+/// The largest Availability answer, encoded.
+pub const MAX_AVAILABILITY_BYTES: usize = 4 << 20;
 
 /// What an Availability request asks, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +87,76 @@ impl AvailabilityRequest {
             quantity: quantity.max(1),
             slot,
         })
+    }
+}
+
+impl TryFrom<pb::AvailabilityRequest> for AvailabilityRequest {
+    type Error = Error;
+
+    fn try_from(r: pb::AvailabilityRequest) -> Result<Self, Error> {
+        let ids = r
+            .resource_ids
+            .into_iter()
+            .map(|id| ResourceId::parse(id).field("resource_ids"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let start = required_time(r.start.as_ref(), "start")?;
+        let end = required_time(r.end.as_ref(), "end")?;
+        let window = Timespan::new(start, end).field("end")?;
+        let duration = r
+            .slot_duration
+            .as_ref()
+            .map(from_duration)
+            .transpose()
+            .field("slot_duration")?;
+        let step = r
+            .slot_step
+            .as_ref()
+            .map(from_duration)
+            .transpose()
+            .field("slot_step")?;
+        if step.is_some() && duration.is_none() {
+            return Err(Error::invalid("slot_step", "needs slot_duration"));
+        }
+        AvailabilityRequest::new(ids, window, r.quantity, duration.map(|d| (d, step)))
+    }
+}
+
+impl From<AvailabilityAnswer> for pb::AvailabilityResponse {
+    fn from(a: AvailabilityAnswer) -> Self {
+        pb::AvailabilityResponse {
+            resources: a
+                .resources
+                .into_iter()
+                .map(|r| pb::ResourceAvailability {
+                    resource_id: r.resource_id.to_string(),
+                    capacity: r.capacity,
+                    segments: r
+                        .availability
+                        .segments
+                        .iter()
+                        .map(|s| pb::AvailabilitySegment {
+                            start: Some(to_timestamp(s.start)),
+                            end: Some(to_timestamp(s.end)),
+                            free: s.free,
+                            held: s.held,
+                            open: s.open,
+                        })
+                        .collect(),
+                    slots: r
+                        .availability
+                        .slots
+                        .iter()
+                        .map(|s| pb::Slot {
+                            start: Some(to_timestamp(s.span.start())),
+                            end: Some(to_timestamp(s.span.end())),
+                            free: s.free,
+                        })
+                        .collect(),
+                    deleted: r.deleted,
+                })
+                .collect(),
+            as_of_change_id: a.as_of_change_id,
+        }
     }
 }
 

@@ -14,8 +14,9 @@ mod status;
 mod timespan;
 
 pub use availability::{
-    Availability, AvailabilityAnswer, AvailabilityRequest, MAX_AVAILABILITY_DAYS,
-    MAX_AVAILABILITY_RESOURCES, ResourceAvailability, Segment, Slot, SlotAsk, Usage,
+    Availability, AvailabilityAnswer, AvailabilityRequest, MAX_AVAILABILITY_BYTES,
+    MAX_AVAILABILITY_DAYS, MAX_AVAILABILITY_RESOURCES, ResourceAvailability, Segment, Slot,
+    SlotAsk, Usage,
 };
 pub use change::{Change, ChangeOp, ListenFilter};
 pub use conflict::{Conflict, Requested};

@@ -20,6 +20,11 @@ use abi::{
 use super::Engine;
 use crate::dialect::Dialect;
 
+/// The most slot starts one Availability request may have judged, over
+/// all its resources (an answer listing that many would be far past the
+/// 4 MiB an answer may take).
+const MAX_SLOT_STARTS: i64 = 400_000;
+
 /// How many resources' rules the cache keeps before it starts again.
 const CACHED_RESOURCES: usize = 10_000;
 
@@ -178,6 +183,29 @@ impl<D: Dialect> Engine<D> {
             }
             if stale {
                 continue;
+            }
+            if let Some((duration, step)) = request.slot {
+                let starts: i64 = read
+                    .iter()
+                    .map(|usage| {
+                        let rules = usage
+                            .resource
+                            .as_ref()
+                            .map_or_else(Rules::default, Resource::rules);
+                        let step = step.unwrap_or_else(|| rules.slot_step(duration));
+                        (window.end() - window.start()).num_seconds() / step.num_seconds().max(1)
+                    })
+                    .sum();
+                if starts > MAX_SLOT_STARTS {
+                    return Err(Error::invalid(
+                        "slot_step",
+                        format!(
+                            "the request would judge {starts} slot starts, more than \
+                             {MAX_SLOT_STARTS}: ask for fewer resources, a shorter window or a \
+                             longer slot_step"
+                        ),
+                    ));
+                }
             }
             let resources = request
                 .resource_ids

@@ -122,6 +122,21 @@ pub enum Command {
     /// Example: rsvp listen --resource room-42 --after 120
     Listen(ListenArgs),
 
+    /// Show what can be booked: a timeline per resource, and the slots a
+    /// reservation would get.
+    ///
+    /// Each cell of a timeline shows the worst of its stretch of time:
+    /// free (every unit), some units taken, held by pending holds (which
+    /// may expire), taken, or closed. With --slot, every slot of that
+    /// length that a reserve would accept now, by the resource's rules.
+    ///
+    /// Examples:
+    ///   rsvp free --resource room-1,room-2 --from 2026-12-01 --to 2026-12-02
+    ///   rsvp free --resource dr-lee --from 2026-12-07 --to 2026-12-12 --slot 30m
+    ///   rsvp free --resource hotel-double --from 2026-12-20 --to 2027-01-03 --quantity 2
+    #[command(verbatim_doc_comment)]
+    Free(FreeArgs),
+
     /// Register and manage resources: capacity, booking policy, opening
     /// hours.
     ///
@@ -341,6 +356,45 @@ pub struct ListenArgs {
     /// First replay every retained change after this id.
     #[arg(long, value_name = "CHANGE_ID")]
     pub after: Option<i64>,
+}
+
+/// `rsvp free`.
+#[derive(Debug, Args)]
+pub struct FreeArgs {
+    /// The resources, 1 to 100: comma-separated or repeated.
+    #[arg(
+        long,
+        short = 'r',
+        value_name = "RESOURCE",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub resource: Vec<String>,
+
+    /// Where the window starts [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<TimeArg>,
+
+    /// Where it ends, at most 92 days later [default: a day after --from]
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<TimeArg>,
+
+    /// Units wanted [default: 1]
+    #[arg(long, short = 'q', value_name = "N")]
+    pub quantity: Option<u32>,
+
+    /// List the slots of this length a reserve would accept now.
+    #[arg(long, value_name = "DURATION")]
+    pub slot: Option<Duration>,
+
+    /// Spacing of slot starts [default: the resource's grid, else --slot]
+    #[arg(long, value_name = "DURATION", requires = "slot")]
+    pub step: Option<Duration>,
+
+    /// Also list the stretches of constant state: free and held units,
+    /// open or closed.
+    #[arg(long)]
+    pub segments: bool,
 }
 
 /// `rsvp bench`.

@@ -4,7 +4,8 @@
 //! - `cli.rs`: the arguments (clap); `time.rs`: times and durations.
 //! - `commands/`: one module per command.
 //! - `client.rs`: the connection and calls with deadlines.
-//! - `output.rs`: tables and JSON lines; `ids.rs`: ids as tables show
+//! - `output.rs`: tables and JSON lines; `timeline.rs`: availability
+//!   drawn across the terminal; `ids.rs`: ids as tables show
 //!   them; `error.rs` and `exit.rs`: what went wrong, in the user's words,
 //!   and the exit code for it.
 
@@ -16,6 +17,7 @@ mod exit;
 mod ids;
 mod output;
 mod time;
+mod timeline;
 
 use std::{io::Write, process::ExitCode};
 

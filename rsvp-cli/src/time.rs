@@ -62,16 +62,7 @@ impl TimeArg {
             TimeArg::Now => Ok(Utc::now()),
             TimeArg::Absolute(t) => Ok(t.with_timezone(&Utc)),
             TimeArg::Local(naive) => {
-                let found = match zone {
-                    Zone::Utc => Utc
-                        .from_local_datetime(naive)
-                        .map(|t| t.with_timezone(&Utc)),
-                    Zone::Named(tz) => tz.from_local_datetime(naive).map(|t| t.with_timezone(&Utc)),
-                    Zone::Local => Local
-                        .from_local_datetime(naive)
-                        .map(|t| t.with_timezone(&Utc)),
-                };
-                match found {
+                match zone.instants(naive) {
                     LocalResult::Single(t) => Ok(t),
                     // A time that occurs twice (clocks going back): the first.
                     LocalResult::Ambiguous(first, _) => Ok(first),
@@ -129,6 +120,27 @@ impl Zone {
             Zone::Utc => "UTC".into(),
             Zone::Named(tz) => tz.name().into(),
             Zone::Local => "the local zone".into(),
+        }
+    }
+
+    /// The instants a local date and time names here: one, two (clocks
+    /// going back) or none (clocks skipping it).
+    pub fn instants(&self, naive: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
+        match self {
+            Zone::Utc => Utc.from_local_datetime(naive),
+            Zone::Named(tz) => tz.from_local_datetime(naive).map(|t| t.with_timezone(&Utc)),
+            Zone::Local => Local
+                .from_local_datetime(naive)
+                .map(|t| t.with_timezone(&Utc)),
+        }
+    }
+
+    /// `t` as a local date and time here.
+    pub fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+        match self {
+            Zone::Utc => t.naive_utc(),
+            Zone::Named(tz) => t.with_timezone(tz).naive_local(),
+            Zone::Local => t.with_timezone(&Local).naive_local(),
         }
     }
 
@@ -226,6 +238,22 @@ pub fn until(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
     }
 }
 
+/// `d` as people write it: `30m`, `1d`, `2h30m`, `45s` (whole seconds).
+pub fn compact(d: chrono::TimeDelta) -> String {
+    let mut secs = d.num_seconds().max(0);
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut text = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            text.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    text
+}
+
 /// A duration as typed: `90s`, `30m`, `2h`, `1d`, `1h30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Duration(pub std::time::Duration);
@@ -307,6 +335,9 @@ mod tests {
             );
         }
         assert!("soon".parse::<Duration>().is_err());
+        for (secs, text) in [(1800, "30m"), (86_400, "1d"), (9000, "2h30m"), (45, "45s")] {
+            assert_eq!(compact(chrono::TimeDelta::seconds(secs)), text);
+        }
     }
 
     #[test]

@@ -1418,3 +1418,170 @@ fn units_are_reserved_up_to_the_capacity_and_rules_refuse_with_exit_8() {
         .assert()
         .success();
 }
+
+#[test]
+fn free_draws_a_timeline_lists_slots_and_prints_json() {
+    let server = Server::start();
+    let rsvp = || server.rsvp_in("Europe/Paris");
+    let ok = |args: &[&str]| {
+        rsvp().args(args).assert().success();
+    };
+    ok(&[
+        "resource",
+        "create",
+        "dr-lee",
+        "--zone",
+        "Europe/Paris",
+        "--open",
+        "mon-fri 09:00-17:00",
+        "--closed-by-default",
+        "--grid",
+        "15m",
+    ]);
+    ok(&["resource", "create", "hall", "--capacity", "3"]);
+    ok(&["resource", "create", "old-room"]);
+    ok(&["resource", "delete", "old-room"]);
+    // 2030-12-03 is a Tuesday: Dr. Lee is booked 10:00-11:00 and held
+    // 13:00-13:30; two of the hall's three units are taken 14:00-16:00.
+    let day = ["--from", "2030-12-03", "--to", "2030-12-04"];
+    let reserve = |resource: &str, start: &str, duration: &str, extra: &[&str]| {
+        let mut cmd = rsvp();
+        cmd.args([
+            "reserve", "-r", resource, "-u", "u", "-s", start, "-d", duration,
+        ]);
+        cmd.args(extra).assert().success();
+    };
+    reserve("dr-lee", "2030-12-03 10:00", "1h", &["--confirm"]);
+    reserve("dr-lee", "2030-12-03 13:00", "30m", &["--hold", "0s"]);
+    reserve("hall", "2030-12-03 14:00", "2h", &["--confirm", "-q", "2"]);
+
+    let table = stdout(
+        rsvp()
+            .args(["free", "-r", "dr-lee,hall,old-room"])
+            .args(day),
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0]
+            .starts_with("2030-12-03 00:00 – 12-04 00:00 (Europe/Paris), 1 unit; a cell is 30m"),
+        "{table}"
+    );
+    assert!(
+        table.contains("\n         00  02  04  06  08  10"),
+        "a mark every two hours, local time: {table}"
+    );
+    // Half-hour cells: closed until 09:00, free, booked, free, held,
+    // free until 17:00, closed.
+    let want = format!(
+        "dr-lee   {}░░██░░░░▓{}{}",
+        "·".repeat(18),
+        "░".repeat(7),
+        "·".repeat(14)
+    );
+    assert!(lines.contains(&want.as_str()), "{want}\n{table}");
+    let hall = format!(
+        "hall (3) {}{}{}",
+        "░".repeat(28),
+        "▒".repeat(4),
+        "░".repeat(16)
+    );
+    assert!(lines.contains(&hall.as_str()), "{hall}\n{table}");
+    assert!(lines.contains(&"old-room deleted"), "{table}");
+    assert!(table.contains("░ free  ▒ some units taken  ▓ held (pending)  █ taken  · closed"));
+    assert!(table.contains("\nas of change "), "{table}");
+    // Two units wanted: the hall has one while the two are taken.
+    let two = stdout(rsvp().args(["free", "-r", "hall", "-q", "2"]).args(day));
+    assert!(
+        two.contains(&format!("{}{}", "░".repeat(28), "█".repeat(4))),
+        "{two}"
+    );
+
+    // Hour slots on Dr. Lee's 15-minute grid: 09:00, then 11:00 to 12:00,
+    // then 13:30 to 16:00.
+    let slots = stdout(
+        rsvp()
+            .args(["free", "-r", "dr-lee", "--slot", "1h", "--segments"])
+            .args(day),
+    );
+    let rows: Vec<&str> = slots
+        .lines()
+        .filter(|l| l.starts_with("dr-lee ") && l.ends_with(" 1"))
+        .collect();
+    let starts: Vec<&str> = rows
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let mut want = vec!["09:00"];
+    want.extend(["11:00", "11:15", "11:30", "11:45", "12:00"]);
+    want.extend([
+        "13:30", "13:45", "14:00", "14:15", "14:30", "14:45", "15:00", "15:15", "15:30", "15:45",
+        "16:00",
+    ]);
+    assert_eq!(starts, want, "{slots}");
+    assert!(
+        slots.contains("dr-lee   2030-12-03 13:00     13:30       0    1    open"),
+        "the segments table: {slots}"
+    );
+
+    // JSON: the same answer, whole, with the change it stands at.
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        rsvp()
+            .args([
+                "-o",
+                "json",
+                "free",
+                "-r",
+                "dr-lee,old-room",
+                "--slot",
+                "1h",
+            ])
+            .args(day),
+    ))
+    .unwrap();
+    // Three reservations made three changes; the answer reflects them all,
+    // and a listener from its position misses nothing after it.
+    let as_of = json["as_of_change_id"].as_i64().unwrap();
+    assert!((0..=3).contains(&as_of), "{json}");
+    let lee = &json["resources"][0];
+    assert_eq!(lee["resource_id"], "dr-lee");
+    assert_eq!(lee["slots"].as_array().unwrap().len(), 17, "{json}");
+    assert_eq!(lee["slots"][0]["start"], "2030-12-03T08:00:00Z");
+    assert_eq!(lee["segments"][1]["start"], "2030-12-03T08:00:00Z");
+    assert_eq!(lee["segments"][1]["free"], 1);
+    assert_eq!(json["resources"][1]["deleted"], true);
+
+    // Refused before anything is sent, in the flags' words.
+    rsvp()
+        .args([
+            "free",
+            "-r",
+            "dr-lee",
+            "--from",
+            "2030-12-03",
+            "--to",
+            "2031-06-01",
+        ])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(
+            "--to: the window must be at most 92 days",
+        ));
+    rsvp()
+        .args(["free", "-r", "hall,hall"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("--resource: names hall twice"));
+    rsvp()
+        .args([
+            "free",
+            "-r",
+            "hall",
+            "--from",
+            "2030-12-03",
+            "--to",
+            "2030-12-02",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--to"));
+}

@@ -3,6 +3,7 @@
 
 mod bench;
 mod completions;
+mod free;
 mod listen;
 mod query;
 mod reserve;
@@ -54,6 +55,7 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<(), CliError> {
         Command::Query(args) => query::query(args, cx, &mut out).await,
         Command::List(args) => query::list(args, cx, &mut out).await,
         Command::Listen(args) => listen::run(args, cx, &mut out).await,
+        Command::Free(args) => free::run(args, cx, &mut out).await,
         Command::Resource(command) => resource::run(command, cx, &mut out).await,
     }
 }

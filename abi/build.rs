@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
 
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ProstCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -5,7 +5,8 @@
 //! edge, with `TryFrom`; a domain value that exists is valid.
 //!
 //! # Layout
-//! - [`pb`]: generated protobuf types and gRPC client/server stubs.
+//! - [`pb`]: generated protobuf types and gRPC client/server stubs, which
+//!   encode with [`codec`].
 //! - [`types`]: ids, notes, timespans, statuses, reservations, queries, the
 //!   change feed, conflicts — each parsed with the field it came from named.
 //! - [`time`]: protobuf `Timestamp`/`Duration` ⇄ chrono, to the microsecond.
@@ -32,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+pub mod codec;
 mod error;
 mod grpc;
 pub mod pb;

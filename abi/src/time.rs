@@ -48,6 +48,9 @@ pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
 
 /// Truncates `time` to whole microseconds, the precision rsvp stores.
 pub fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
+    if time.timestamp_subsec_nanos() % 1000 == 0 {
+        return time;
+    }
     DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time) // ok: same instant, coarser
 }
 

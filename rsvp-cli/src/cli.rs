@@ -416,8 +416,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub connections: Option<usize>,
 
-    /// How many resources the spread, query and mixed workloads pick from
-    /// (`bench-0` to `bench-<M-1>`).
+    /// How many resources the spread, query, availability and mixed
+    /// workloads pick from (`bench-0` to `bench-<M-1>`).
     #[arg(long, value_name = "M", default_value_t = 100_000)]
     pub resources: u64,
 }
@@ -443,6 +443,9 @@ pub enum Workload {
     /// policy (the first --resources of them, at most 1,000, registered
     /// before the run).
     ReserveRegistered,
+    /// Availability of 10 random resources over a random week, with
+    /// 30-minute slots.
+    Availability,
 }
 
 /// `rsvp completions`.

@@ -768,10 +768,17 @@ fn bench_runs_each_workload_and_reports_what_the_server_did() {
         "{hot}"
     );
 
-    for w in ["query", "get", "mixed"] {
+    for w in ["query", "get", "mixed", "availability"] {
         let report = bench(&server, &["-w", w, "--resources", "50"]);
         assert_eq!(report["workload"], w);
         assert!(count(&report, "ok") > 0, "{report}");
+        if w == "availability" {
+            assert_eq!(
+                Some(count(&report, "ok")),
+                report["calls"].as_u64(),
+                "every call answered: {report}"
+            );
+        }
     }
 
     let table = stdout(

@@ -379,7 +379,22 @@ impl Rules {
             return Vec::new();
         }
         let (before, after) = self.buffers();
+        // The open time once, a day either side, for every slot.
+        let margin = TimeDelta::days(2);
+        let open = self.schedule.open_between(
+            window
+                .start()
+                .checked_sub_signed(margin)
+                .unwrap_or(window.start()),
+            window
+                .end()
+                .checked_add_signed(margin)
+                .unwrap_or(window.end()),
+        );
         let mut out = Vec::new();
+        // The first piece of use that may reach a slot (slots come in
+        // order of start, and so do the pieces).
+        let mut first = 0;
         for start in self
             .schedule
             .grid_points(window.start(), window.end(), ask.step)
@@ -401,18 +416,29 @@ impl Rules {
                 kind: AskKind::New,
                 override_policy: false,
             };
-            if !self.judge(&reserve, now).is_empty() {
+            if !self.accepts(&reserve, now, &open) {
                 continue;
             }
             let (Some(from), Some(to)) = (
-                start.checked_sub_signed(before),
-                end.checked_add_signed(after),
+                if before.is_zero() {
+                    Some(start)
+                } else {
+                    start.checked_sub_signed(before)
+                },
+                if after.is_zero() {
+                    Some(end)
+                } else {
+                    end.checked_add_signed(after)
+                },
             ) else {
                 continue;
             };
-            let peak = usage
+            while usage.get(first).is_some_and(|u| u.end <= from) {
+                first += 1;
+            }
+            let peak = usage[first..]
                 .iter()
-                .filter(|u| u.start < to && from < u.end)
+                .take_while(|u| u.start < to)
                 .map(|u| u.used)
                 .max()
                 .unwrap_or(0);

@@ -6,7 +6,8 @@
 use std::fmt;
 
 use chrono::{
-    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc, Weekday,
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
+    TimeZone, Utc, Weekday,
 };
 use chrono_tz::Tz;
 
@@ -263,15 +264,62 @@ impl Rules {
     /// `override_policy`, so is anything else.
     pub fn judge(&self, ask: &Ask, now: DateTime<Utc>) -> Vec<Violation> {
         let mut broken = Vec::new();
-        let mut no = |rule, message: String| broken.push(Violation { rule, message });
+        self.check(
+            ask,
+            now,
+            |span| self.schedule.covers(span),
+            &mut |rule, message| {
+                broken.push(Violation {
+                    rule,
+                    message: message(),
+                });
+            },
+        );
+        broken
+    }
+
+    /// Whether a new reservation `ask` breaks no rule at `now`, by the
+    /// rules of [`Rules::judge`], the resource's open time being `open`
+    /// (as [`Schedule::open_between`] gives it, over at least the day
+    /// either side of the span): for judging many asks at once without
+    /// working out the open time, or the words of a refusal, for each.
+    pub fn accepts(
+        &self,
+        ask: &Ask,
+        now: DateTime<Utc>,
+        open: &[(DateTime<Utc>, DateTime<Utc>)],
+    ) -> bool {
+        let mut ok = true;
+        self.check(
+            ask,
+            now,
+            |span| {
+                let at = open.partition_point(|(_, e)| *e < span.end());
+                open.get(at)
+                    .is_some_and(|(s, e)| *s <= span.start() && span.end() <= *e)
+            },
+            &mut |_, _| ok = false,
+        );
+        ok
+    }
+
+    /// The rules themselves: `no` is told each rule broken, with the words
+    /// for it (made only when asked); `covers` says whether the resource
+    /// is open all through a span.
+    fn check(
+        &self,
+        ask: &Ask,
+        now: DateTime<Utc>,
+        covers: impl Fn(&Timespan) -> bool,
+        no: &mut dyn FnMut(Rule, &dyn Fn() -> String),
+    ) {
         if self.deleted {
-            no(
-                Rule::ResourceDeleted,
-                "the resource is deleted: it takes no new reservations".into(),
-            );
+            no(Rule::ResourceDeleted, &|| {
+                "the resource is deleted: it takes no new reservations".into()
+            });
         }
         if ask.override_policy || ask.status == ReservationStatus::Blocked {
-            return broken;
+            return;
         }
         let p = &self.policy;
         let (start, end) = (ask.span.start(), ask.span.end());
@@ -288,86 +336,80 @@ impl Rules {
             && moves
             && now > current - notice
         {
-            no(
-                Rule::CancelNotice,
+            no(Rule::CancelNotice, &|| {
                 format!(
                     "a confirmed reservation moves at least {} before its start",
                     words(notice)
-                ),
-            );
+                )
+            });
         }
         if moves {
             if let Some(n) = p.min_notice
                 && start < now + n
             {
-                no(
-                    Rule::MinNotice,
-                    format!("starts at least {} after now", words(n)),
-                );
+                no(Rule::MinNotice, &|| {
+                    format!("starts at least {} after now", words(n))
+                });
             }
             if let Some(n) = p.max_advance
                 && start > now + n
             {
-                no(
-                    Rule::MaxAdvance,
-                    format!("starts at most {} after now", words(n)),
-                );
+                no(Rule::MaxAdvance, &|| {
+                    format!("starts at most {} after now", words(n))
+                });
             }
             if let Some(g) = p.granularity
                 && !(self.schedule.on_grid(start, g) && self.schedule.on_grid(end, g))
             {
-                no(
-                    Rule::Granularity,
+                no(Rule::Granularity, &|| {
                     format!(
                         "starts and ends on a {} grid from midnight in {}",
                         words(g),
                         self.schedule.zone.name()
-                    ),
-                );
+                    )
+                });
             }
-            let length = end - start;
+            let length = || end - start;
             if let Some(d) = p.min_duration
-                && length < d
+                && length() < d
             {
-                no(Rule::MinDuration, format!("lasts at least {}", words(d)));
+                no(Rule::MinDuration, &|| {
+                    format!("lasts at least {}", words(d))
+                });
             }
             if let Some(d) = p.max_duration
-                && length > d
+                && length() > d
             {
-                no(Rule::MaxDuration, format!("lasts at most {}", words(d)));
+                no(Rule::MaxDuration, &|| format!("lasts at most {}", words(d)));
             }
-            if !self.schedule.covers(&ask.span) {
-                no(
-                    Rule::OpeningHours,
+            if !covers(&ask.span) {
+                no(Rule::OpeningHours, &|| {
                     format!(
                         "lies within the resource's open time ({})",
                         self.schedule.zone.name()
-                    ),
-                );
+                    )
+                });
             }
         }
         if let Some(q) = p.max_quantity
             && ask.quantity > q
         {
-            no(Rule::MaxQuantity, format!("takes at most {q} units"));
+            no(Rule::MaxQuantity, &|| format!("takes at most {q} units"));
         }
         if ask.status == ReservationStatus::Pending
             && matches!(ask.kind, AskKind::New)
             && let Some(max) = p.max_hold
         {
             match ask.hold {
-                Hold::Never => no(
-                    Rule::MaxHold,
-                    format!("a hold expires, at most {} after it is made", words(max)),
-                ),
-                Hold::For(h) if h > max => no(
-                    Rule::MaxHold,
-                    format!("a hold lasts at most {}", words(max)),
-                ),
+                Hold::Never => no(Rule::MaxHold, &|| {
+                    format!("a hold expires, at most {} after it is made", words(max))
+                }),
+                Hold::For(h) if h > max => no(Rule::MaxHold, &|| {
+                    format!("a hold lasts at most {}", words(max))
+                }),
                 _ => {}
             }
         }
-        broken
     }
 
     /// The length of a pending hold asked as `hold`, the server's default
@@ -526,6 +568,13 @@ impl Schedule {
         let last = to.with_timezone(&self.zone).date_naive();
         while day <= last {
             let midnight = day.and_time(NaiveTime::MIN);
+            if self.day_by_arithmetic(midnight, step, &mut points) {
+                match day.checked_add_days(Days::new(1)) {
+                    Some(next) => day = next,
+                    None => break,
+                }
+                continue;
+            }
             let mut offset = TimeDelta::zero();
             while offset < TimeDelta::days(1) {
                 match self.zone.from_local_datetime(&(midnight + offset)) {
@@ -547,6 +596,46 @@ impl Schedule {
         points.sort();
         points.dedup();
         points
+    }
+
+    /// The grid points of the local day starting at `midnight`, by adding
+    /// `step` to the instant of midnight, when the day has one offset
+    /// throughout (the same at midnight and 24 hours later: the clocks
+    /// change at most once a day in every zone the time zone database
+    /// has); `false`, with nothing added, on a day the clocks change, whose
+    /// local times must each be looked up.
+    fn day_by_arithmetic(
+        &self,
+        midnight: NaiveDateTime,
+        step: TimeDelta,
+        points: &mut Vec<DateTime<Utc>>,
+    ) -> bool {
+        let LocalResult::Single(start) = self.zone.from_local_datetime(&midnight) else {
+            return false;
+        };
+        let offset = start.offset().fix();
+        let start = start.with_timezone(&Utc);
+        let same =
+            |t: DateTime<Utc>| self.zone.offset_from_utc_datetime(&t.naive_utc()).fix() == offset;
+        if !start
+            .checked_add_signed(TimeDelta::days(1))
+            .is_some_and(same)
+        {
+            return false;
+        }
+        let mark = points.len();
+        let mut since = TimeDelta::zero();
+        while since < TimeDelta::days(1) {
+            match start.checked_add_signed(since) {
+                Some(t) => points.push(t),
+                None => {
+                    points.truncate(mark);
+                    return false;
+                }
+            }
+            since += step;
+        }
+        true
     }
 }
 
@@ -664,6 +753,54 @@ mod tests {
         );
         r.schedule.periods = vec![span("2026-12-07T15:00:00Z", "2026-12-07T18:00:00Z")];
         assert_eq!(rules_broken(&r, &a, "2026-12-01T00:00:00Z"), []);
+    }
+
+    proptest::proptest! {
+        /// The grid worked out by adding steps to midnight, on days the
+        /// clocks do not change, is the grid of looking up every local
+        /// time: in zones with half-hour shifts, changes at midnight and
+        /// odd offsets.
+        #[test]
+        fn the_grid_by_arithmetic_is_the_grid_by_lookup(
+            zone in proptest::sample::select(vec![
+                "Europe/Paris", "America/Santiago", "Australia/Lord_Howe",
+                "Asia/Kathmandu", "America/St_Johns", "Africa/Casablanca",
+                "Pacific/Apia", "America/Havana", "UTC",
+            ]),
+            day in 0i64..(366 * 12),
+            hours in 0i64..72,
+            step in proptest::sample::select(vec![1i64, 5, 15, 20, 30, 45, 60, 90, 180, 1440]),
+        ) {
+            let schedule = Schedule {
+                zone: zone.parse().unwrap(),
+                ..Schedule::default()
+            };
+            let from = utc("2024-01-01T00:00:00Z") + TimeDelta::days(day);
+            let to = from + TimeDelta::hours(hours + 1);
+            let step = TimeDelta::minutes(step);
+            let mut want = Vec::new();
+            let mut day = from.with_timezone(&schedule.zone).date_naive() - Days::new(1);
+            while day <= to.with_timezone(&schedule.zone).date_naive() {
+                let mut since = TimeDelta::zero();
+                while since < TimeDelta::days(1) {
+                    let local = day.and_time(NaiveTime::MIN) + since;
+                    match schedule.zone.from_local_datetime(&local) {
+                        LocalResult::Single(t) => want.push(t.with_timezone(&Utc)),
+                        LocalResult::Ambiguous(a, b) => {
+                            want.push(a.with_timezone(&Utc));
+                            want.push(b.with_timezone(&Utc));
+                        }
+                        LocalResult::None => {}
+                    }
+                    since += step;
+                }
+                day = day + Days::new(1);
+            }
+            want.retain(|t| *t >= from && *t < to);
+            want.sort();
+            want.dedup();
+            proptest::prop_assert_eq!(schedule.grid_points(from, to, step), want);
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::{
 
 use abi::{
     pb::{self, ReservationStatus, resource_service_client::ResourceServiceClient},
-    time::to_timestamp,
+    time::{to_duration, to_timestamp},
 };
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use clap::ValueEnum;
@@ -143,6 +143,27 @@ impl Worker {
         Ok(())
     }
 
+    /// What a booking page asks: [`AVAILABILITY_RESOURCES`] resources over
+    /// a week of 2027, with the 30-minute slots a reserve would get.
+    async fn availability_week(&mut self) -> Result<(), tonic::Status> {
+        let week = self.rng.random_range(0..52);
+        let start = year_start() + TimeDelta::weeks(week);
+        let wanted = AVAILABILITY_RESOURCES.min(usize::try_from(self.resources).unwrap_or(1));
+        let mut ids = std::collections::BTreeSet::new();
+        while ids.len() < wanted.max(1) {
+            ids.insert(self.resource());
+        }
+        let request = pb::AvailabilityRequest {
+            resource_ids: ids.into_iter().collect(),
+            start: Some(to_timestamp(start)),
+            end: Some(to_timestamp(start + TimeDelta::weeks(1))),
+            quantity: 1,
+            slot_duration: Some(to_duration(TimeDelta::minutes(30))),
+            slot_step: None,
+        };
+        self.client.availability(request).await.map(drop)
+    }
+
     async fn get(&mut self) -> Result<(), tonic::Status> {
         let id = match self.holds.last() {
             Some(id) if self.rng.random_bool(0.5) => id.clone(),
@@ -182,6 +203,7 @@ impl Worker {
                     .await
             }
             Workload::Query => self.query_week().await,
+            Workload::Availability => self.availability_week().await,
             Workload::Get => self.get().await,
             Workload::Mixed => match self.rng.random_range(0..100) {
                 0..35 => {
@@ -239,6 +261,9 @@ struct Latency {
 fn registered(resources: u64) -> u64 {
     resources.clamp(1, 1000)
 }
+
+/// How many resources one call of the availability workload asks about.
+const AVAILABILITY_RESOURCES: usize = 10;
 
 /// The units of the resource reserve-capacity sells.
 const CAPACITY: u32 = 1000;

@@ -366,6 +366,52 @@ fn pgbench(
     Ok(report)
 }
 
+/// How PostgreSQL runs the statement of one availability call (10 resources
+/// over a week, as the workload asks), with its timings and buffers: the
+/// function's inner statement as `auto_explain` reports it to the client.
+fn availability_plan(cluster: &TestCluster, resources: i64) -> anyhow::Result<String> {
+    let ids: Vec<String> = (0..10)
+        .map(|i| format!("'bench-{}'", (i * 7919) % resources.max(1)))
+        .collect();
+    let spans = vec!["'[2027-03-01 00:00+00,2027-03-08 00:00+00)'"; ids.len()];
+    let sql = format!(
+        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; \
+         SET auto_explain.log_analyze = on; SET auto_explain.log_buffers = on; \
+         SET auto_explain.log_timing = on; SET auto_explain.log_nested_statements = on; \
+         SET auto_explain.log_level = notice; SET client_min_messages = notice; \
+         SELECT count(*) FROM rsvp.availability(ARRAY[{}], ARRAY[{}]::tstzrange[], now());",
+        ids.join(","),
+        spans.join(",")
+    );
+    // Twice: the first call plans and reads from disk; the second is the
+    // steady state the workload sees.
+    let mut plan = String::new();
+    for _ in 0..2 {
+        let out = Command::new(cluster.bin_dir().join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port().to_string(),
+            ])
+            .args(["-U", "postgres", "-d", "rsvp", "-c", &sql])
+            .output()
+            .context("running psql")?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        // The first notice is the inner statement's; the next is the call's.
+        plan = text
+            .split("NOTICE:  ")
+            .find(|n| n.contains("Query Text:"))
+            .unwrap_or(&text)
+            .trim_end()
+            .to_string();
+    }
+    eprintln!("== availability plan\n{plan}");
+    Ok(plan)
+}
+
 /// Streams every reservation through the server, sampling its memory.
 fn stream_everything(s: &Settings, server: &Server) -> anyhow::Result<Value> {
     eprintln!("== query streaming every row");
@@ -567,13 +613,21 @@ fn markdown(summary: &Value) -> String {
         "reserve-registered",
         "pgbench select",
         "query",
+        "availability, 4 clients",
+        "availability",
         "get",
         "mixed",
     ] {
         md.push_str(&row(&format!("PostgreSQL {w}"), &pg[w]));
     }
     let lite = &summary["embedded"];
-    for w in ["reserve-spread", "reserve-hot", "reserve-capacity", "query"] {
+    for w in [
+        "reserve-spread",
+        "reserve-hot",
+        "reserve-capacity",
+        "query",
+        "availability",
+    ] {
         md.push_str(&row(&format!("embedded {w}"), &lite[w]));
     }
     let sq = &lite["sqlite ceiling"];
@@ -654,6 +708,21 @@ fn markdown(summary: &Value) -> String {
         ),
         ("query p99 (ms), 1M rows", "query_p99_ms", "< 5"),
         (
+            "availability p99 (ms), 10 resources × 7 days, 30-minute slots, 4 clients",
+            "availability_p99_ms",
+            "< 5",
+        ),
+        (
+            "availability ÷ query calls/s",
+            "availability_over_query",
+            "≥ 0.5",
+        ),
+        (
+            "availability outcomes other than ok",
+            "availability_other_outcomes",
+            "0",
+        ),
+        (
             "server RSS streaming every row (MiB)",
             "stream_rss_peak_mib",
             "< 200",
@@ -674,6 +743,10 @@ fn markdown(summary: &Value) -> String {
         "\nreserve-spread ÷ pgbench insert into rsvp's own table: {}; query ÷ pgbench select: {}\n",
         summary["ratios"]["spread_over_pgbench_insert"],
         summary["ratios"]["query_over_pgbench_select"]
+    ));
+    md.push_str(&format!(
+        "\nThe statement of one availability call (10 resources, a week), as PostgreSQL ran it:\n\n```text\n{}\n```\n",
+        pg["availability plan"].as_str().unwrap_or("")
     ));
     md
 }
@@ -721,6 +794,9 @@ async fn main() -> anyhow::Result<()> {
     let hot = bench(&s, &server, "reserve-hot")?;
     let pgbench_select = pgbench(&s, &cluster, &Script::select(s.resources), &s.duration)?;
     let query = bench(&s, &server, "query")?;
+    let availability_4 = bench_with(&s, &server, "availability", 4)?;
+    let availability = bench(&s, &server, "availability")?;
+    let availability_plan = availability_plan(&cluster, s.resources)?;
     let get = bench(&s, &server, "get")?;
     let mixed = bench(&s, &server, "mixed")?;
     let capacity = bench_with(&s, &server, "reserve-capacity", 64)?;
@@ -763,6 +839,7 @@ async fn main() -> anyhow::Result<()> {
     let lite_spread = bench(&s, &lite, "reserve-spread")?;
     let lite_hot = bench(&s, &lite, "reserve-hot")?;
     let lite_query = bench(&s, &lite, "query")?;
+    let lite_availability = bench(&s, &lite, "availability")?;
     let lite_capacity = bench_with(&s, &lite, "reserve-capacity", 64)?;
     drop(lite);
 
@@ -793,6 +870,11 @@ async fn main() -> anyhow::Result<()> {
     let lite_ratio = rate(&lite_spread) / lite_ceiling;
     let listen_p99 = listen["latency_ms"]["p99"].as_f64().unwrap_or(f64::MAX);
     let query_p99 = query["latency_ms"]["p99"].as_f64().unwrap_or(f64::MAX);
+    let availability_p99 = availability_4["latency_ms"]["p99"]
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    let availability_ratio = rate(&availability) / rate(&query);
+    let availability_other = other(&availability_4) + other(&availability);
     let rss = stream["server_rss_peak_mib"].as_f64().unwrap_or(f64::MAX);
     let summary = json!({
         "machine": machine(),
@@ -807,6 +889,9 @@ async fn main() -> anyhow::Result<()> {
             "reserve-spread": spread,
             "reserve-hot": hot,
             "query": query,
+            "availability, 4 clients": availability_4,
+            "availability": availability,
+            "availability plan": availability_plan,
             "get": get,
             "mixed": mixed,
             "reserve-capacity": capacity,
@@ -821,6 +906,7 @@ async fn main() -> anyhow::Result<()> {
             "reserve-spread": lite_spread,
             "reserve-hot": lite_hot,
             "query": lite_query,
+            "availability": lite_availability,
             "reserve-capacity": lite_capacity,
         },
         "targets": {
@@ -837,6 +923,9 @@ async fn main() -> anyhow::Result<()> {
             "embedded_spread_over_sqlite_ceiling": { "value": round2(lite_ratio), "met": lite_ratio >= 0.8 },
             "listen_p99_ms": { "value": round2(listen_p99), "met": listen_p99 < 10.0 },
             "query_p99_ms": { "value": round2(query_p99), "met": query_p99 < 5.0 },
+            "availability_p99_ms": { "value": round2(availability_p99), "met": availability_p99 < 5.0 },
+            "availability_over_query": { "value": round2(availability_ratio), "met": availability_ratio >= 0.5 },
+            "availability_other_outcomes": { "value": availability_other, "met": availability_other == 0 },
             "stream_rss_peak_mib": { "value": rss.round(), "met": rss < 200.0 },
         },
         "ratios": {

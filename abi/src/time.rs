@@ -48,7 +48,7 @@ pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
 
 /// Truncates `time` to whole microseconds, the precision rsvp stores.
 pub fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
-    if time.timestamp_subsec_nanos() % 1000 == 0 {
+    if time.timestamp_subsec_nanos().is_multiple_of(1000) {
         return time;
     }
     DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time) // ok: same instant, coarser

@@ -66,14 +66,16 @@ impl Shade {
         let quantity = quantity.max(1);
         if !open {
             Shade::Closed
+        } else if free < quantity {
+            if free.saturating_add(held) >= quantity {
+                Shade::Held
+            } else {
+                Shade::Taken
+            }
         } else if free >= capacity {
             Shade::Free
-        } else if free >= quantity {
-            Shade::Partly
-        } else if free.saturating_add(held) >= quantity {
-            Shade::Held
         } else {
-            Shade::Taken
+            Shade::Partly
         }
     }
 
@@ -363,6 +365,8 @@ mod tests {
         assert_eq!(Shade::of(10, 0, true, 10, 3), Shade::Free);
         assert_eq!(Shade::of(0, 0, false, 10, 1), Shade::Closed);
         assert_eq!(Shade::of(0, 1, true, 1, 0), Shade::Held);
+        // More units wanted than the resource has: never bookable.
+        assert_eq!(Shade::of(3, 0, true, 3, 5), Shade::Taken);
     }
 
     #[test]

@@ -87,9 +87,39 @@ pub fn to_duration(d: TimeDelta) -> Duration {
     Duration { seconds, nanos }
 }
 
+/// `d` as people write it: `30m`, `1d`, `2h30m`, `45s`; under a second,
+/// in microseconds.
+pub fn short(d: TimeDelta) -> String {
+    let secs = d.num_seconds();
+    let (days, hours, minutes, seconds) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    let mut out = String::new();
+    for (n, unit) in [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")] {
+        if n != 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        format!("{}µs", d.num_microseconds().unwrap_or(0))
+    } else {
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_said_as_people_write_them() {
+        for (secs, text) in [(1800, "30m"), (86_400, "1d"), (9000, "2h30m"), (45, "45s")] {
+            assert_eq!(short(TimeDelta::seconds(secs)), text);
+        }
+    }
 
     #[test]
     fn timestamp_truncates_to_microseconds() {

@@ -238,22 +238,6 @@ pub fn until(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
     }
 }
 
-/// `d` as people write it: `30m`, `1d`, `2h30m`, `45s` (whole seconds).
-pub fn compact(d: chrono::TimeDelta) -> String {
-    let mut secs = d.num_seconds().max(0);
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut text = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            text.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    text
-}
-
 /// A duration as typed: `90s`, `30m`, `2h`, `1d`, `1h30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Duration(pub std::time::Duration);
@@ -335,9 +319,6 @@ mod tests {
             );
         }
         assert!("soon".parse::<Duration>().is_err());
-        for (secs, text) in [(1800, "30m"), (86_400, "1d"), (9000, "2h30m"), (45, "45s")] {
-            assert_eq!(compact(chrono::TimeDelta::seconds(secs)), text);
-        }
     }
 
     #[test]

@@ -237,27 +237,6 @@ pub enum AskKind {
     },
 }
 
-fn words(d: TimeDelta) -> String {
-    let secs = d.num_seconds();
-    let (days, hours, minutes, seconds) = (
-        secs / 86_400,
-        secs % 86_400 / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-    );
-    let mut out = String::new();
-    for (n, unit) in [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")] {
-        if n != 0 {
-            out.push_str(&format!("{n}{unit}"));
-        }
-    }
-    if out.is_empty() {
-        format!("{}µs", d.num_microseconds().unwrap_or(0))
-    } else {
-        out
-    }
-}
-
 impl Rules {
     /// Every rule `ask` breaks at `now` (none: it may go ahead). A block
     /// is judged only for the resource being deleted; with
@@ -339,7 +318,7 @@ impl Rules {
             no(Rule::CancelNotice, &|| {
                 format!(
                     "a confirmed reservation moves at least {} before its start",
-                    words(notice)
+                    crate::time::short(notice)
                 )
             });
         }
@@ -348,14 +327,14 @@ impl Rules {
                 && start < now + n
             {
                 no(Rule::MinNotice, &|| {
-                    format!("starts at least {} after now", words(n))
+                    format!("starts at least {} after now", crate::time::short(n))
                 });
             }
             if let Some(n) = p.max_advance
                 && start > now + n
             {
                 no(Rule::MaxAdvance, &|| {
-                    format!("starts at most {} after now", words(n))
+                    format!("starts at most {} after now", crate::time::short(n))
                 });
             }
             if let Some(g) = p.granularity
@@ -364,7 +343,7 @@ impl Rules {
                 no(Rule::Granularity, &|| {
                     format!(
                         "starts and ends on a {} grid from midnight in {}",
-                        words(g),
+                        crate::time::short(g),
                         self.schedule.zone.name()
                     )
                 });
@@ -374,13 +353,15 @@ impl Rules {
                 && length() < d
             {
                 no(Rule::MinDuration, &|| {
-                    format!("lasts at least {}", words(d))
+                    format!("lasts at least {}", crate::time::short(d))
                 });
             }
             if let Some(d) = p.max_duration
                 && length() > d
             {
-                no(Rule::MaxDuration, &|| format!("lasts at most {}", words(d)));
+                no(Rule::MaxDuration, &|| {
+                    format!("lasts at most {}", crate::time::short(d))
+                });
             }
             if !covers(&ask.span) {
                 no(Rule::OpeningHours, &|| {
@@ -402,10 +383,13 @@ impl Rules {
         {
             match ask.hold {
                 Hold::Never => no(Rule::MaxHold, &|| {
-                    format!("a hold expires, at most {} after it is made", words(max))
+                    format!(
+                        "a hold expires, at most {} after it is made",
+                        crate::time::short(max)
+                    )
                 }),
                 Hold::For(h) if h > max => no(Rule::MaxHold, &|| {
-                    format!("a hold lasts at most {}", words(max))
+                    format!("a hold lasts at most {}", crate::time::short(max))
                 }),
                 _ => {}
             }
@@ -444,7 +428,7 @@ impl Rules {
             rule: Rule::CancelNotice,
             message: format!(
                 "a confirmed reservation is cancelled at least {} before its start",
-                words(notice)
+                crate::time::short(notice)
             ),
         })
     }

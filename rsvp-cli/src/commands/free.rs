@@ -140,7 +140,7 @@ fn print(
         zone.end_after(from, to),
         zone.heading(),
         if quantity == 1 { "" } else { "s" },
-        crate::time::compact(timeline.cell()),
+        abi::time::short(timeline.cell()),
     )?;
     writeln!(out)?;
     let pad = " ".repeat(label_width + 1);
@@ -196,26 +196,16 @@ fn segments(
     out: &mut impl Write,
     answer: &AvailabilityResponse,
 ) -> std::io::Result<()> {
-    let zone = view.zone;
-    let mut rows = vec![vec![
-        "RESOURCE".to_string(),
-        format!("START ({})", zone.heading()),
-        "END".into(),
-        "FREE".into(),
-        "HELD".into(),
-        "OPEN".into(),
-    ]];
+    let mut rows = vec![heading(view, &["FREE", "HELD", "OPEN"])];
     for r in answer.resources.iter().filter(|r| !r.deleted) {
         for s in &r.segments {
-            let (start, end) = (at(&s.start), at(&s.end));
-            rows.push(vec![
-                r.resource_id.clone(),
-                zone.date_time(start),
-                zone.end_after(start, end),
+            let mut row = stretch(view, &r.resource_id, &s.start, &s.end);
+            row.extend([
                 s.free.to_string(),
                 s.held.to_string(),
                 if s.open { "open" } else { "closed" }.into(),
             ]);
+            rows.push(row);
         }
     }
     table(out, rows)
@@ -228,32 +218,22 @@ fn slots(
     request: &pb::AvailabilityRequest,
     answer: &AvailabilityResponse,
 ) -> std::io::Result<()> {
-    let zone = view.zone;
     let length = request
         .slot_duration
         .as_ref()
         .and_then(|d| abi::time::from_duration(d).ok())
-        .map(crate::time::compact)
+        .map(abi::time::short)
         .unwrap_or_default();
-    let mut rows = vec![vec![
-        "RESOURCE".to_string(),
-        format!("START ({})", zone.heading()),
-        "END".into(),
-        "FREE".into(),
-    ]];
+    let mut rows = vec![heading(view, &["FREE"])];
     let mut none = Vec::new();
     for r in answer.resources.iter().filter(|r| !r.deleted) {
         if r.slots.is_empty() {
             none.push(r.resource_id.as_str());
         }
         for s in &r.slots {
-            let (start, end) = (at(&s.start), at(&s.end));
-            rows.push(vec![
-                r.resource_id.clone(),
-                zone.date_time(start),
-                zone.end_after(start, end),
-                s.free.to_string(),
-            ]);
+            let mut row = stretch(view, &r.resource_id, &s.start, &s.end);
+            row.push(s.free.to_string());
+            rows.push(row);
         }
     }
     if rows.len() > 1 {
@@ -266,6 +246,32 @@ fn slots(
         )?;
     }
     Ok(())
+}
+
+/// The heading of a table of stretches of time, then `more` columns.
+fn heading(view: &View, more: &[&str]) -> Vec<String> {
+    let mut row = vec![
+        "RESOURCE".to_string(),
+        format!("START ({})", view.zone.heading()),
+        "END".into(),
+    ];
+    row.extend(more.iter().map(|m| m.to_string()));
+    row
+}
+
+/// The first cells of a row of a stretch of a resource's time.
+fn stretch(
+    view: &View,
+    resource: &str,
+    start: &Option<prost_types::Timestamp>,
+    end: &Option<prost_types::Timestamp>,
+) -> Vec<String> {
+    let (start, end) = (at(start), at(end));
+    vec![
+        resource.to_string(),
+        view.zone.date_time(start),
+        view.zone.end_after(start, end),
+    ]
 }
 
 /// Prints rows as a table, each column as wide as its widest cell.

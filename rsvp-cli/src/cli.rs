@@ -125,10 +125,14 @@ pub enum Command {
     /// Show what can be booked: a timeline per resource, and the slots a
     /// reservation would get.
     ///
-    /// Each cell of a timeline shows the worst of its stretch of time:
-    /// free (every unit), some units taken, held by pending holds (which
-    /// may expire), taken, or closed. With --slot, every slot of that
-    /// length that a reserve would accept now, by the resource's rules.
+    /// Each cell of a timeline is a stretch of local time (cells start on
+    /// the clock: 09:00, 09:30, ...; days at midnight), shaded by the units
+    /// free in it: free (every unit, all its open time), partly free (some
+    /// units or some of the time taken), held by pending holds (which may
+    /// expire), taken, or closed (all of it). Shades count units and
+    /// opening hours only; notice, advance and durations are the policy's,
+    /// applied by --slot: every slot of that length that a reserve would
+    /// accept now, by the resource's rules.
     ///
     /// Examples:
     ///   rsvp free --resource room-1,room-2 --from 2026-12-01 --to 2026-12-02

@@ -8,7 +8,7 @@ use abi::{
     pb::{self, AvailabilityResponse},
     time::{to_duration, to_timestamp},
 };
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use serde::Serialize;
 
 use super::Context;
@@ -101,10 +101,6 @@ fn request(args: &FreeArgs, cx: &Context) -> Result<pb::AvailabilityRequest, Cli
     Ok(request)
 }
 
-fn at(ts: &Option<prost_types::Timestamp>) -> DateTime<Utc> {
-    time(ts).unwrap_or_default()
-}
-
 /// The timelines, the legend, the segments and slots asked for, and where
 /// the answer stands in the change feed.
 fn print(
@@ -114,24 +110,28 @@ fn print(
     answer: &AvailabilityResponse,
     show_segments: bool,
 ) -> std::io::Result<()> {
-    let (from, to) = (at(&request.start), at(&request.end));
+    // The request was made here, with both ends.
+    let (Some(from), Some(to)) = (time(&request.start), time(&request.end)) else {
+        return Ok(());
+    };
     let quantity = request.quantity.max(1);
     let zone = view.zone;
     let labels: Vec<String> = answer
         .resources
         .iter()
         .map(|r| {
-            let label = if r.capacity == 1 {
-                r.resource_id.clone()
+            let capacity = if r.capacity == 1 {
+                String::new()
             } else {
-                format!("{} ({})", r.resource_id, r.capacity)
+                format!(" ({})", r.capacity)
             };
-            shortened(&label, LABEL)
+            let room = LABEL.saturating_sub(capacity.chars().count());
+            format!("{}{capacity}", shortened(&r.resource_id, room))
         })
         .collect();
     let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let bar_width = view.width.saturating_sub(label_width + 1).max(10);
-    let timeline = Timeline::new(from, to, bar_width);
+    let timeline = Timeline::new(from, to, bar_width, &zone);
 
     writeln!(
         out,
@@ -151,18 +151,23 @@ fn print(
         let bar = if r.deleted {
             "deleted".to_string()
         } else {
-            timeline.bar(r.segments.iter().map(|s| {
-                (
-                    at(&s.start),
-                    at(&s.end),
+            timeline.bar(r.segments.iter().filter_map(|s| {
+                Some((
+                    time(&s.start)?,
+                    time(&s.end)?,
                     Shade::of(s.free, s.held, s.open, r.capacity, quantity),
-                )
+                ))
             }))
         };
         writeln!(out, "{label:<label_width$} {bar}")?;
     }
     writeln!(out)?;
-    writeln!(out, "{pad}{}", Shade::legend())?;
+    let legend = Shade::legend();
+    if pad.len() + legend.chars().count() <= view.width {
+        writeln!(out, "{pad}{legend}")?;
+    } else {
+        writeln!(out, "{legend}")?;
+    }
 
     if show_segments {
         writeln!(out)?;
@@ -266,11 +271,15 @@ fn stretch(
     start: &Option<prost_types::Timestamp>,
     end: &Option<prost_types::Timestamp>,
 ) -> Vec<String> {
-    let (start, end) = (at(start), at(end));
+    let (start, end) = (time(start), time(end));
     vec![
         resource.to_string(),
-        view.zone.date_time(start),
-        view.zone.end_after(start, end),
+        start.map_or_else(|| "?".into(), |t| view.zone.date_time(t)),
+        match (start, end) {
+            (Some(start), Some(end)) => view.zone.end_after(start, end),
+            (None, Some(end)) => view.zone.date_time(end),
+            (_, None) => "?".into(),
+        },
     ]
 }
 

@@ -46,6 +46,9 @@ fn reservation(i: i64) -> Reservation {
         updated_at: start,
         expires_at: None,
         quantity: 1,
+        booking_id: None,
+        checked_in_at: None,
+        checked_out_at: None,
     }
 }
 

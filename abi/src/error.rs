@@ -29,6 +29,10 @@ pub enum Error {
     #[error("reservation {0} not found")]
     NotFound(ReservationId),
 
+    /// No booking has this id.
+    #[error("booking {0} not found")]
+    BookingNotFound(crate::BookingId),
+
     /// No registered resource has this id.
     #[error("resource {0} not found")]
     ResourceNotFound(ResourceId),
@@ -45,6 +49,10 @@ pub enum Error {
     /// The resource's rules refuse the request: every rule broken.
     #[error("not allowed by the resource's policy: {}", list_violations(.0))]
     Policy(Vec<Violation>),
+
+    /// A booking refused: every part that could not be made. Nothing was.
+    #[error("booking refused: {}", list_parts(.0))]
+    BookingRejected(Vec<crate::PartRejection>),
 
     /// A capacity cut, or a delete, refused because live reservations hold
     /// more than it would leave.
@@ -189,3 +197,11 @@ impl<T> FieldContext<T> for Result<T, InvalidValue> {
 
 /// `Result` with rsvp's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn list_parts(parts: &[crate::PartRejection]) -> String {
+    parts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -44,7 +44,9 @@ impl From<Error> for Status {
                 e.to_string(),
                 ErrorDetails::with_bad_request_violation(*field, reason.to_string()),
             ),
-            Error::NotFound(_) | Error::ResourceNotFound(_) => Status::not_found(e.to_string()),
+            Error::NotFound(_) | Error::ResourceNotFound(_) | Error::BookingNotFound(_) => {
+                Status::not_found(e.to_string())
+            }
             Error::ResourceExists(_) => Status::already_exists(e.to_string()),
             Error::Conflict(conflict) => {
                 let any = prost_types::Any {
@@ -67,6 +69,18 @@ impl From<Error> for Status {
                     Code::FailedPrecondition,
                     e.to_string(),
                     "POLICY_VIOLATION",
+                    Some(any),
+                )
+            }
+            Error::BookingRejected(parts) => {
+                let any = prost_types::Any {
+                    type_url: pb::BOOKING_REJECTION_TYPE_URL.to_string(),
+                    value: crate::types::booking::booking_rejection(parts).encode_to_vec(),
+                };
+                status_with(
+                    Code::FailedPrecondition,
+                    e.to_string(),
+                    "BOOKING_REJECTED",
                     Some(any),
                 )
             }
@@ -125,6 +139,19 @@ pub fn policy_from_status(status: &Status) -> Option<pb::PolicyViolation> {
         .and_then(|any| pb::PolicyViolation::decode(any.value.as_slice()).ok())
 }
 
+/// The [`pb::BookingRejection`] carried in a FAILED_PRECONDITION status'
+/// details, if there is one.
+pub fn booking_rejection_from_status(status: &Status) -> Option<pb::BookingRejection> {
+    if status.code() != Code::FailedPrecondition || status.details().is_empty() {
+        return None;
+    }
+    let rpc = tonic_types::pb::Status::decode(status.details()).ok()?;
+    rpc.details
+        .iter()
+        .find(|any| any.type_url == pb::BOOKING_REJECTION_TYPE_URL)
+        .and_then(|any| pb::BookingRejection::decode(any.value.as_slice()).ok())
+}
+
 /// The [`pb::ReservationConflict`] carried in a FAILED_PRECONDITION status'
 /// details, if there is one.
 pub fn conflict_from_status(status: &Status) -> Option<pb::ReservationConflict> {
@@ -158,6 +185,9 @@ mod tests {
             updated_at: at(0),
             expires_at: None,
             quantity: 1,
+            booking_id: None,
+            checked_in_at: None,
+            checked_out_at: None,
         }
     }
 

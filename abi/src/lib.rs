@@ -41,5 +41,5 @@ pub mod time;
 pub mod types;
 
 pub use error::{BoxError, Error, FieldContext, InvalidValue, Result};
-pub use grpc::{conflict_from_status, policy_from_status};
+pub use grpc::{booking_rejection_from_status, conflict_from_status, policy_from_status};
 pub use types::*;

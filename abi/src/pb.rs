@@ -17,3 +17,7 @@ pub const RESERVATION_CONFLICT_TYPE_URL: &str =
 /// The `type_url` under which a [`PolicyViolation`] is packed into a
 /// `google.protobuf.Any` in a status' details.
 pub const POLICY_VIOLATION_TYPE_URL: &str = "type.googleapis.com/reservation.PolicyViolation";
+
+/// The `type_url` under which a [`BookingRejection`] is packed into a
+/// `google.protobuf.Any` in a status' details.
+pub const BOOKING_REJECTION_TYPE_URL: &str = "type.googleapis.com/reservation.BookingRejection";

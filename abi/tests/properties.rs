@@ -187,6 +187,7 @@ proptest! {
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             expires_at: None, quantity: 1,
+            booking_id: None, checked_in_at: None, checked_out_at: None,
         };
         let token = filter.next_page_token(&last);
         let next = filter.clone().with_page_token(&token).unwrap();

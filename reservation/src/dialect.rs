@@ -12,8 +12,8 @@
 use std::{sync::Arc, time::Duration};
 
 use abi::{
-    Note, RequestId, ReservationId, ReservationStatus, Resource, ResourceId, ResourceSpec, Result,
-    Timespan, UserId,
+    BookingId, Note, RequestId, ReservationId, ReservationStatus, Resource, ResourceId,
+    ResourceSpec, Result, Timespan, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -68,6 +68,56 @@ pub(crate) struct Placement {
     pub resource_version: i64,
     /// Only check: write nothing.
     pub dry: bool,
+    /// For a confirmed reservation: when it stops holding the resource
+    /// unless checked in (a no-show).
+    pub release_at: Option<DateTime<Utc>>,
+}
+
+/// A booking for the store to make, all or nothing.
+#[derive(Clone, Debug)]
+pub(crate) struct BookingPlacement {
+    pub id: BookingId,
+    pub user_id: UserId,
+    /// The idempotency key, and the digest of the booking it came with.
+    pub request: Option<(RequestId, i64)>,
+    /// Its parts, in order (their own keys are ignored).
+    pub parts: Vec<Placement>,
+    /// Only check: place the parts against one another, then undo it all.
+    pub dry: bool,
+}
+
+/// What became of a booking.
+#[derive(Debug)]
+pub(crate) enum Booked {
+    /// Made, or (dry) would have been: one outcome per part, each
+    /// `Created` (or `Fits`).
+    Made(Vec<Placed>),
+    /// Refused: one outcome per part, some `Blocked` or `Stale`. Nothing
+    /// was written.
+    Refused(Vec<Placed>),
+    /// The user made a booking under the same key before: its parts, and
+    /// the digest of the request that made it.
+    Existing {
+        parts: Vec<StoredReservation>,
+        fingerprint: Option<i64>,
+    },
+}
+
+/// What a booking did, at the time it read after its locks.
+#[derive(Debug)]
+pub(crate) struct BookOutcome {
+    pub at: DateTime<Utc>,
+    pub booked: Booked,
+}
+
+/// A booking as stored.
+#[derive(Clone, Debug)]
+pub(crate) struct StoredBooking {
+    pub id: uuid::Uuid,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+    /// Its parts, in order.
+    pub parts: Vec<StoredReservation>,
 }
 
 /// Live reservations in the way of a write.
@@ -142,6 +192,9 @@ pub(crate) struct Revision {
     /// The version of the resource the plan was judged by (0: not
     /// registered); checked with `check`.
     pub resource_version: i64,
+    /// When it was checked in and out.
+    pub checked_in_at: Option<DateTime<Utc>>,
+    pub checked_out_at: Option<DateTime<Utc>>,
 }
 
 /// What became of a revision.
@@ -208,6 +261,28 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         time: &WriteTime,
         limit: u32,
     ) -> Result<ReviseOutcome>;
+
+    /// Makes a booking, all or nothing, in one transaction holding the
+    /// locks of every resource involved (taken in one global order); each
+    /// refused part lists at most `limit` of what is in the way.
+    async fn book(
+        &self,
+        booking: &BookingPlacement,
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<BookOutcome>;
+
+    /// Reads a booking and its parts.
+    async fn booking(&self, id: BookingId) -> Result<Option<StoredBooking>>;
+
+    /// Applies every revision (none of which checks capacity) if every row
+    /// is still as it was planned from, or none: the rows that were not
+    /// are answered as they stand now.
+    async fn revise_all(
+        &self,
+        revisions: &[Revision],
+        time: &WriteTime,
+    ) -> Result<(DateTime<Utc>, Vec<Revised>)>;
 
     /// Reads one reservation.
     async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>>;
@@ -303,8 +378,10 @@ pub(crate) struct Sql {
     pub start: &'static str,
     /// Overlap with a window, around its two (nullable) bounds.
     pub overlaps: [&'static str; 3],
-    /// The hold expiry column.
+    /// The hold expiry (and release time) column.
     pub expires_at: &'static str,
+    /// The check-in time column.
+    pub checked_in_at: &'static str,
     /// `SELECT <change columns> FROM <changes> ch WHERE TRUE`.
     pub select_changes: &'static str,
 }

@@ -26,16 +26,33 @@ pub(crate) struct StoredReservation {
     pub version: i64,
     /// Units held (0: every unit, a block).
     pub quantity: u32,
+    /// The booking it is a part of.
+    pub booking_id: Option<Uuid>,
+    /// When it was checked in (it is stored as confirmed).
+    pub checked_in_at: Option<DateTime<Utc>>,
+    /// When it was checked out.
+    pub checked_out_at: Option<DateTime<Utc>>,
 }
 
 impl StoredReservation {
     /// Whether the row holds nothing any more at `now` although its stored
-    /// status says it does: an overdue hold.
+    /// status says it does: an overdue hold, or a confirmed reservation
+    /// past its release time that nobody checked in.
     pub fn lapsed_at(&self, now: DateTime<Utc>) -> bool {
-        self.status.effective(self.expires_at, now) != self.status
+        matches!(
+            self.effective_at(now),
+            ReservationStatus::Expired | ReservationStatus::NoShow
+        ) && self.status.is_live()
     }
 
-    /// The reservation as it reads at `now`: an overdue hold is expired.
+    /// The status it reads as at `now`.
+    pub fn effective_at(&self, now: DateTime<Utc>) -> ReservationStatus {
+        self.status
+            .effective(self.expires_at, self.checked_in_at.is_some(), now)
+    }
+
+    /// The reservation as it reads at `now`: an overdue hold is expired, a
+    /// confirmed reservation past its release time a no-show.
     ///
     /// # Errors
     /// [`Error::Internal`] when the stored values are not valid, which the
@@ -47,18 +64,29 @@ impl StoredReservation {
                 "stored reservation {id} has an invalid {what}: {e}"
             ))
         };
+        let status = self.effective_at(now);
         Ok(Reservation {
             id: ReservationId::from(self.id),
             user_id: UserId::parse(self.user_id).map_err(|e| corrupt("user_id", e))?,
             resource_id: ResourceId::parse(self.resource_id)
                 .map_err(|e| corrupt("resource_id", e))?,
-            status: self.status.effective(self.expires_at, now),
+            status,
             timespan: Timespan::new(self.start, self.end).map_err(|e| corrupt("timespan", e))?,
             note: Note::parse(self.note).map_err(|e| corrupt("note", e))?,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            expires_at: self.expires_at,
+            // Only a hold says when it expires (or expired); a confirmed
+            // reservation's release time is its resource's rule.
+            expires_at: self.expires_at.filter(|_| {
+                matches!(
+                    self.status,
+                    ReservationStatus::Pending | ReservationStatus::Expired
+                )
+            }),
             quantity: self.quantity,
+            booking_id: self.booking_id.map(abi::BookingId::from),
+            checked_in_at: self.checked_in_at,
+            checked_out_at: self.checked_out_at,
         })
     }
 }

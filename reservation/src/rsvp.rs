@@ -2,9 +2,10 @@
 //! same behaviour.
 
 use abi::{
-    AvailabilityAnswer, AvailabilityRequest, Change, ListenFilter, NewReservation, Page,
-    Reservation, ReservationFilter, ReservationId, ReservationQuery, ReservationUpdate, Resource,
-    ResourceId, ResourceListing, ResourcePage, ResourcePatch, ResourceSpec, Result, StatusChange,
+    AvailabilityAnswer, AvailabilityRequest, Booking, BookingId, Change, ListenFilter, NewBooking,
+    NewReservation, Page, Reservation, ReservationFilter, ReservationId, ReservationQuery,
+    ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage, ResourcePatch,
+    ResourceSpec, Result, StatusChange,
 };
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -78,6 +79,60 @@ pub trait Rsvp: Send + Sync + 'static {
         self.update(ReservationUpdate::status(id, StatusChange::Cancel))
             .await
     }
+
+    /// Makes every part of a booking, for one user, in one transaction:
+    /// all or nothing. Each part is judged as a reserve would be (policy,
+    /// capacity, and the booking's other parts); pending parts share one
+    /// expiry. A retry with the same (user, request id) returns what the
+    /// first call made.
+    ///
+    /// # Errors
+    /// [`abi::Error::BookingRejected`] naming every part that could not be
+    /// made, with its conflict or the rules it breaks (nothing is made);
+    /// [`abi::Error::InvalidArgument`] on `request_id` when the key was
+    /// already used by this user for a different request;
+    /// [`abi::Error::Aborted`] when the resources' rules kept changing.
+    async fn book(&self, booking: NewBooking) -> Result<Booking>;
+
+    /// Reads a booking and its parts, in the order they were asked for.
+    ///
+    /// # Errors
+    /// [`abi::Error::BookingNotFound`].
+    async fn get_booking(&self, id: BookingId) -> Result<Booking>;
+
+    /// Confirms every pending part of a booking, all or nothing; parts
+    /// cancelled on purpose are left as they are.
+    ///
+    /// # Errors
+    /// [`abi::Error::BookingNotFound`]; [`abi::Error::FailedPrecondition`]
+    /// naming a part that cannot be confirmed (an expired hold).
+    async fn confirm_booking(&self, id: BookingId) -> Result<Booking>;
+
+    /// Cancels every pending, confirmed or blocked part of a booking, all
+    /// or nothing; checked-in parts, and parts that ended, stay.
+    ///
+    /// # Errors
+    /// [`abi::Error::BookingNotFound`]; [`abi::Error::BookingRejected`]
+    /// naming the parts within their resource's cancel notice.
+    async fn cancel_booking(&self, id: BookingId) -> Result<Booking>;
+
+    /// Checks a confirmed reservation in, from its resource's
+    /// `check_in_opens` before its start until its end. Checking in a
+    /// checked-in (or completed) reservation returns it unchanged.
+    ///
+    /// # Errors
+    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] for
+    /// another status or outside the window.
+    async fn check_in(&self, id: ReservationId) -> Result<Reservation>;
+
+    /// Checks a checked-in reservation out: COMPLETED. Before its end, the
+    /// end becomes the check-out time (rounded up to the grid) and the rest
+    /// is free. Checking out a completed one returns it unchanged.
+    ///
+    /// # Errors
+    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] for
+    /// another status or before the start.
+    async fn check_out(&self, id: ReservationId) -> Result<Reservation>;
 
     /// Reads one reservation.
     ///

@@ -93,6 +93,8 @@ impl Statement {
         match query.status {
             None => {}
             // Statuses as they read now: an overdue hold is expired.
+            // A confirmed reservation past its release time, not checked
+            // in, is a no-show; a checked-in one is stored as confirmed.
             Some(ReservationStatus::Pending) => {
                 s.sql(" AND status = 'pending' AND (")
                     .sql(sql.expires_at)
@@ -102,8 +104,31 @@ impl Statement {
                     .bind(Value::Time(now))
                     .sql(")");
             }
+            Some(ReservationStatus::Confirmed) => {
+                s.sql(" AND status = 'confirmed' AND ")
+                    .sql(sql.checked_in_at)
+                    .sql(" IS NULL AND (")
+                    .sql(sql.expires_at)
+                    .sql(" IS NULL OR ")
+                    .sql(sql.expires_at)
+                    .sql(" > ")
+                    .bind(Value::Time(now))
+                    .sql(")");
+            }
+            Some(ReservationStatus::CheckedIn) => {
+                s.sql(" AND status = 'confirmed' AND ")
+                    .sql(sql.checked_in_at)
+                    .sql(" IS NOT NULL");
+            }
             Some(ReservationStatus::Expired) => {
                 s.sql(" AND (status = 'expired' OR (status = 'pending' AND ")
+                    .sql(sql.expires_at)
+                    .sql(" <= ")
+                    .bind(Value::Time(now))
+                    .sql("))");
+            }
+            Some(ReservationStatus::NoShow) => {
+                s.sql(" AND (status = 'no_show' OR (status = 'confirmed' AND ")
                     .sql(sql.expires_at)
                     .sql(" <= ")
                     .bind(Value::Time(now))
@@ -183,6 +208,7 @@ mod tests {
         start: "s",
         overlaps: [" AND o(", ", ", ")"],
         expires_at: "x",
+        checked_in_at: "c",
         select_changes: "SELECT * FROM c ch WHERE TRUE",
     };
 

@@ -53,6 +53,11 @@ impl CliError {
             Code::InvalidArgument => CliError::new(Exit::InvalidArgument, in_words(&message)),
             Code::NotFound => CliError::new(Exit::NotFound, message),
             Code::FailedPrecondition => {
+                if let Some(rejection) = abi::booking_rejection_from_status(&status) {
+                    let taken = rejection.parts.iter().any(|p| p.conflict.is_some());
+                    let exit = if taken { Exit::Conflict } else { Exit::Policy };
+                    return CliError::new(exit, rejection_lines(&rejection));
+                }
                 if let Some(policy) = abi::policy_from_status(&status) {
                     return CliError::new(Exit::Policy, policy_lines(&policy));
                 }
@@ -118,6 +123,13 @@ fn flag(field: &str) -> Option<&'static str> {
 
 /// `field: reason` said with the flag the field came from.
 fn in_words(message: &str) -> String {
+    // A booking's part: `reservations[2].start` is the third --part.
+    if let Some(rest) = message.strip_prefix("reservations[")
+        && let Some((index, rest)) = rest.split_once("].")
+        && let Ok(index) = index.parse::<usize>()
+    {
+        return format!("--part #{}: {rest}", index + 1);
+    }
     match message.split_once(": ") {
         Some((field, reason)) => match flag(field) {
             Some(flag) => format!("{flag}: {reason}"),
@@ -147,6 +159,30 @@ fn conflict_line(conflict: &pb::ReservationConflict) -> String {
         "{resource} is taken: {n} live reservation{} in the way",
         if n == 1 { "" } else { "s" }
     )
+}
+
+/// A refused booking: every failing part, one per line, numbered as the
+/// `--part`s were given.
+fn rejection_lines(rejection: &pb::BookingRejection) -> String {
+    let mut text = String::from("booking refused; nothing was made:");
+    for p in &rejection.parts {
+        let why = match (&p.conflict, &p.policy) {
+            (Some(conflict), _) => conflict_line(conflict),
+            (None, Some(policy)) => policy
+                .violations
+                .iter()
+                .map(|v| v.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            (None, None) => "refused".into(),
+        };
+        text.push_str(&format!(
+            "\n  --part #{} ({}): {why}",
+            p.index + 1,
+            p.resource_id
+        ));
+    }
+    text
 }
 
 /// A policy refusal: every rule broken, one per line.

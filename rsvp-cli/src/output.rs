@@ -222,6 +222,9 @@ pub fn status_name(status: i32) -> &'static str {
         Ok(ReservationStatus::Blocked) => "blocked",
         Ok(ReservationStatus::Cancelled) => "cancelled",
         Ok(ReservationStatus::Expired) => "expired",
+        Ok(ReservationStatus::CheckedIn) => "checked_in",
+        Ok(ReservationStatus::Completed) => "completed",
+        Ok(ReservationStatus::NoShow) => "no_show",
         _ => "unknown",
     }
 }
@@ -254,6 +257,12 @@ pub struct ReservationJson<'a> {
     updated_at: Option<String>,
     expires_at: Option<String>,
     quantity: u32,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    booking_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checked_in_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checked_out_at: Option<String>,
 }
 
 /// A time in RFC 3339, UTC.
@@ -275,6 +284,9 @@ impl<'a> From<&'a pb::Reservation> for ReservationJson<'a> {
             updated_at: rfc3339(&r.updated_at),
             expires_at: rfc3339(&r.expires_at),
             quantity: r.quantity,
+            booking_id: &r.booking_id,
+            checked_in_at: rfc3339(&r.checked_in_at),
+            checked_out_at: rfc3339(&r.checked_out_at),
         }
     }
 }
@@ -544,6 +556,14 @@ pub fn reservation(view: &View, out: &mut impl Write, r: &pb::Reservation) -> io
                 q => q.to_string(),
             },
         ]);
+    }
+    if !r.booking_id.is_empty() {
+        rows.push(vec!["booking".into(), r.booking_id.clone()]);
+    }
+    for (label, at) in [("arrived", &r.checked_in_at), ("left", &r.checked_out_at)] {
+        if at.is_some() {
+            rows.push(vec![label.into(), full(at)]);
+        }
     }
     rows.extend([
         vec!["note".into(), one_line(&r.note)],

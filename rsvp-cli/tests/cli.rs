@@ -768,10 +768,17 @@ fn bench_runs_each_workload_and_reports_what_the_server_did() {
         "{hot}"
     );
 
-    for w in ["query", "get", "mixed", "availability"] {
+    for w in ["query", "get", "mixed", "availability", "book"] {
         let report = bench(&server, &["-w", w, "--resources", "50"]);
         assert_eq!(report["workload"], w);
         assert!(count(&report, "ok") > 0, "{report}");
+        if w == "book" {
+            assert_eq!(
+                Some(count(&report, "ok") + count(&report, "conflict")),
+                report["calls"].as_u64(),
+                "nothing but bookings made or refused: {report}"
+            );
+        }
         if w == "availability" {
             assert_eq!(
                 Some(count(&report, "ok")),
@@ -1685,4 +1692,163 @@ fn free_draws_a_timeline_lists_slots_and_prints_json() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--to"));
+}
+
+#[test]
+fn book_makes_every_part_or_names_the_ones_that_failed() {
+    let server = Server::start();
+    let rsvp = || server.rsvp_in("Europe/Paris");
+    rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "flight",
+            "-u",
+            "bob",
+            "-s",
+            "2030-12-03 10:00",
+            "-d",
+            "1h",
+            "--confirm",
+        ])
+        .assert()
+        .success();
+    // The flight is taken: nothing is made, and the failing part is named
+    // as it was given.
+    rsvp()
+        .args([
+            "book",
+            "--user",
+            "ann",
+            "--part",
+            "hotel,2030-12-03 15:00,2030-12-05 11:00",
+            "--part",
+            "flight,2030-12-03 10:30,2030-12-03 11:30",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "booking refused; nothing was made:\n  --part #2 (flight): flight is taken: 1 live \
+             reservation in the way",
+        ));
+    rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "hotel",
+            "-u",
+            "cy",
+            "-s",
+            "2030-12-03 15:00",
+            "-d",
+            "1h",
+        ])
+        .args(["--dry-run"])
+        .assert()
+        .success();
+
+    let made = stdout(rsvp().args([
+        "book",
+        "-u",
+        "ann",
+        "-p",
+        "hotel,2030-12-03 15:00,2030-12-05 11:00",
+        "-p",
+        "flight,2030-12-03 12:00,2030-12-03 13:00",
+        "--request-id",
+        "trip-1",
+    ]));
+    let id = made
+        .lines()
+        .find_map(|l| l.strip_prefix("booking   "))
+        .unwrap()
+        .to_string();
+    assert!(
+        made.contains("\nuser      ann\nrequest   trip-1\n"),
+        "{made}"
+    );
+    let rows: Vec<&str> = made.lines().filter(|l| l.contains(" pending ")).collect();
+    assert_eq!(rows.len(), 2, "{made}");
+    assert!(
+        rows[0].contains(" hotel ") && rows[1].contains(" flight "),
+        "{made}"
+    );
+    assert!(
+        made.ends_with(&format!(
+            "\nHeld: confirm every part with  rsvp booking confirm {id}\n"
+        )),
+        "{made}"
+    );
+    // The same command again returns the same booking.
+    let again = stdout(rsvp().args([
+        "book",
+        "-u",
+        "ann",
+        "-p",
+        "hotel,2030-12-03 15:00,2030-12-05 11:00",
+        "-p",
+        "flight,2030-12-03 12:00,2030-12-03 13:00",
+        "--request-id",
+        "trip-1",
+    ]));
+    assert!(again.starts_with(&format!("booking   {id}\n")), "{again}");
+
+    let confirmed = stdout(rsvp().args(["booking", "confirm", &id]));
+    assert_eq!(confirmed.matches(" confirmed ").count(), 2, "{confirmed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(rsvp().args(["-o", "json", "booking", "get", &id]))).unwrap();
+    assert_eq!(json["id"], id.as_str());
+    assert_eq!(json["parts"][0]["resource_id"], "hotel");
+    assert_eq!(json["parts"][1]["status"], "confirmed");
+    assert_eq!(json["parts"][1]["booking_id"], id.as_str());
+    let cancelled = stdout(rsvp().args(["booking", "cancel", &id]));
+    assert_eq!(cancelled.matches(" cancelled ").count(), 2, "{cancelled}");
+
+    // Refused before anything is sent, in the flags' words.
+    rsvp()
+        .args(["book", "-u", "ann", "-p", "flight,2030-12-03 10:00"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--part #1"));
+    rsvp().args(["booking", "get", "nope"]).assert().code(5);
+}
+
+#[test]
+fn check_in_and_out_show_when() {
+    let server = Server::start();
+    let rsvp = || server.rsvp_in("UTC");
+    let made = stdout(rsvp().args([
+        "-o",
+        "json",
+        "reserve",
+        "-r",
+        "desk",
+        "-u",
+        "ann",
+        "-s",
+        "now",
+        "-d",
+        "1h",
+        "--confirm",
+    ]));
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let id = made["id"].as_str().unwrap().to_string();
+    let arrived = stdout(rsvp().args(["check-in", &id]));
+    assert!(arrived.contains("\nstatus    checked_in\n"), "{arrived}");
+    assert!(arrived.contains("\narrived   "), "{arrived}");
+    let left = stdout(rsvp().args(["check-out", &id]));
+    assert!(left.contains("\nstatus    completed\n"), "{left}");
+    assert!(left.contains("\nleft      "), "{left}");
+    // Not confirmed: no check-in.
+    let held = stdout(rsvp().args([
+        "-o", "json", "reserve", "-r", "desk-2", "-u", "ann", "-s", "now", "-d", "1h",
+    ]));
+    let held: serde_json::Value = serde_json::from_str(&held).unwrap();
+    rsvp()
+        .args(["check-in", held["id"].as_str().unwrap()])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains(
+            "cannot check in a reservation that is pending",
+        ));
 }

@@ -5,8 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use abi::{
-    AvailabilityRequest, Error, ListenFilter, MAX_AVAILABILITY_BYTES, NewReservation,
-    ReservationFilter, ReservationQuery, ReservationUpdate, parse_id,
+    AvailabilityRequest, Error, ListenFilter, MAX_AVAILABILITY_BYTES, NewBooking, NewReservation,
+    ReservationFilter, ReservationQuery, ReservationUpdate, parse_booking_id, parse_id,
     pb::{self, reservation_service_server::ReservationService},
 };
 use futures::stream::BoxStream;
@@ -57,6 +57,72 @@ impl ReservationService for RsvpService {
         let made = self.store.reserve(request).await.map_err(status)?;
         Ok(Response::new(pb::ReserveResponse {
             reservation: reservation(made),
+        }))
+    }
+
+    async fn book(
+        &self,
+        request: Request<pb::BookRequest>,
+    ) -> Result<Response<pb::BookResponse>, Status> {
+        let booking = NewBooking::try_from(request.into_inner()).map_err(status)?;
+        let made = self.store.book(booking).await.map_err(status)?;
+        Ok(Response::new(pb::BookResponse {
+            booking: Some(made.into()),
+        }))
+    }
+
+    async fn get_booking(
+        &self,
+        request: Request<pb::GetBookingRequest>,
+    ) -> Result<Response<pb::GetBookingResponse>, Status> {
+        let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
+        let booking = self.store.get_booking(id).await.map_err(status)?;
+        Ok(Response::new(pb::GetBookingResponse {
+            booking: Some(booking.into()),
+        }))
+    }
+
+    async fn confirm_booking(
+        &self,
+        request: Request<pb::ConfirmBookingRequest>,
+    ) -> Result<Response<pb::ConfirmBookingResponse>, Status> {
+        let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
+        let booking = self.store.confirm_booking(id).await.map_err(status)?;
+        Ok(Response::new(pb::ConfirmBookingResponse {
+            booking: Some(booking.into()),
+        }))
+    }
+
+    async fn cancel_booking(
+        &self,
+        request: Request<pb::CancelBookingRequest>,
+    ) -> Result<Response<pb::CancelBookingResponse>, Status> {
+        let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
+        let booking = self.store.cancel_booking(id).await.map_err(status)?;
+        Ok(Response::new(pb::CancelBookingResponse {
+            booking: Some(booking.into()),
+        }))
+    }
+
+    async fn check_in(
+        &self,
+        request: Request<pb::CheckInRequest>,
+    ) -> Result<Response<pb::CheckInResponse>, Status> {
+        let id = parse_id(&request.into_inner().id).map_err(status)?;
+        let arrived = self.store.check_in(id).await.map_err(status)?;
+        Ok(Response::new(pb::CheckInResponse {
+            reservation: reservation(arrived),
+        }))
+    }
+
+    async fn check_out(
+        &self,
+        request: Request<pb::CheckOutRequest>,
+    ) -> Result<Response<pb::CheckOutResponse>, Status> {
+        let id = parse_id(&request.into_inner().id).map_err(status)?;
+        let left = self.store.check_out(id).await.map_err(status)?;
+        Ok(Response::new(pb::CheckOutResponse {
+            reservation: reservation(left),
         }))
     }
 

@@ -11,7 +11,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 enum Call {
-    Reserve(pb::ReserveRequest),
+    Reserve(Box<pb::ReserveRequest>),
     Confirm(&'static str),
     Cancel(&'static str),
     Get(&'static str),
@@ -23,7 +23,7 @@ enum Call {
 
 async fn send(client: &mut RsvpClient, call: Call) -> Result<(), Status> {
     match call {
-        Call::Reserve(r) => client.reserve(r).await.map(drop),
+        Call::Reserve(r) => client.reserve(*r).await.map(drop),
         Call::Confirm(id) => client
             .confirm(pb::ConfirmRequest { id: id.into() })
             .await
@@ -44,7 +44,7 @@ async fn send(client: &mut RsvpClient, call: Call) -> Result<(), Status> {
 fn reserve(f: impl FnOnce(&mut pb::ReserveRequest)) -> Call {
     let mut r = reserve_request("alice", "room-1", 60, 120);
     f(&mut r);
-    Call::Reserve(r)
+    Call::Reserve(Box::new(r))
 }
 
 fn res(r: &mut pb::ReserveRequest) -> &mut pb::Reservation {
@@ -72,7 +72,7 @@ fn cases() -> Vec<(&'static str, Call, &'static str)> {
     vec![
         (
             "no reservation",
-            Call::Reserve(pb::ReserveRequest::default()),
+            Call::Reserve(Box::default()),
             "reservation",
         ),
         (

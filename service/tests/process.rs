@@ -212,8 +212,8 @@ async fn migrate_applies_migrations_and_exits() {
     .await
     .unwrap();
     assert_eq!(
-        tables, 5,
-        "reservations, reservation_changes, feed_state, resources, usage_pieces"
+        tables, 6,
+        "reservations, reservation_changes, feed_state, resources, usage_pieces, bookings"
     );
 }
 

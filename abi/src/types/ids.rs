@@ -113,58 +113,74 @@ bounded_id! {
     RequestId
 }
 
-/// A reservation's id, a UUID assigned by rsvp.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ReservationId(Uuid);
+/// An id that is a UUID assigned by rsvp.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
 
-impl ReservationId {
-    /// A new, time-ordered id (UUIDv7).
-    pub fn new() -> Self {
-        ReservationId(Uuid::now_v7())
-    }
+        impl $name {
+            /// A new, time-ordered id (UUIDv7).
+            pub fn new() -> Self {
+                $name(Uuid::now_v7())
+            }
 
-    /// Parses a UUID in any of its usual spellings.
-    ///
-    /// # Errors
-    /// When the text is not a UUID.
-    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        if value.is_empty() {
-            return Err(InvalidValue::new("must not be empty"));
+            /// Parses a UUID in any of its usual spellings.
+            ///
+            /// # Errors
+            /// When the text is not a UUID.
+            pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+                if value.is_empty() {
+                    return Err(InvalidValue::new("must not be empty"));
+                }
+                Uuid::parse_str(value)
+                    .map($name)
+                    .map_err(|_| InvalidValue::new("must be a UUID"))
+            }
+
+            /// The UUID.
+            pub fn uuid(&self) -> Uuid {
+                self.0
+            }
         }
-        Uuid::parse_str(value)
-            .map(ReservationId)
-            .map_err(|_| InvalidValue::new("must be a UUID"))
-    }
 
-    /// The UUID.
-    pub fn uuid(&self) -> Uuid {
-        self.0
-    }
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                $name(id)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
 }
 
-impl Default for ReservationId {
-    fn default() -> Self {
-        Self::new()
-    }
+uuid_id! {
+    /// A reservation's id, a UUID assigned by rsvp.
+    ReservationId
 }
 
-impl From<Uuid> for ReservationId {
-    fn from(id: Uuid) -> Self {
-        ReservationId(id)
-    }
-}
-
-impl fmt::Display for ReservationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.hyphenated(), f)
-    }
-}
-
-impl FromStr for ReservationId {
-    type Err = InvalidValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
+uuid_id! {
+    /// A booking's id (several reservations made together), a UUID
+    /// assigned by rsvp.
+    BookingId
 }
 
 #[cfg(test)]

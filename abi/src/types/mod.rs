@@ -2,6 +2,7 @@
 //! once, at the edge, through `TryFrom`; builders check raw values the same way.
 
 mod availability;
+pub(crate) mod booking;
 mod change;
 mod conflict;
 mod ids;
@@ -18,9 +19,10 @@ pub use availability::{
     MAX_AVAILABILITY_DAYS, MAX_AVAILABILITY_RESOURCES, ResourceAvailability, Segment, Slot,
     SlotAsk, Usage,
 };
+pub use booking::{Booking, MAX_LISTED_PER_PART, MAX_PARTS, NewBooking, PartRejection, part_field};
 pub use change::{Change, ChangeOp, ListenFilter};
 pub use conflict::{Conflict, Requested};
-pub use ids::{MAX_ID_CHARS, RequestId, ReservationId, ResourceId, UserId};
+pub use ids::{BookingId, MAX_ID_CHARS, RequestId, ReservationId, ResourceId, UserId};
 pub use note::{MAX_NOTE_BYTES, Note};
 pub use policy::{Ask, AskKind, Policy, Rule, Rules, Schedule, Violation, WeeklyHours};
 pub use query::{
@@ -29,7 +31,7 @@ pub use query::{
 };
 pub use reservation::{
     NewReservation, NewReservationBuilder, Reservation, ReservationUpdate,
-    ReservationUpdateBuilder, parse_id,
+    ReservationUpdateBuilder, parse_booking_id, parse_id,
 };
 pub use resource::{
     DEFAULT_RESOURCE_PAGE_SIZE, MAX_CAPACITY, Resource, ResourceListing, ResourcePage,

@@ -433,6 +433,19 @@ impl Rules {
         })
     }
 
+    /// When a confirmed reservation starting at `start` that nobody has
+    /// checked in stops holding the resource (a no-show); `None`: never.
+    pub fn release_at(&self, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        start.checked_add_signed(self.policy.auto_release_after?)
+    }
+
+    /// When check-in opens for a reservation starting at `start`.
+    pub fn check_in_opens(&self, start: DateTime<Utc>) -> DateTime<Utc> {
+        start
+            .checked_sub_signed(self.policy.check_in_opens.unwrap_or_default())
+            .unwrap_or(start)
+    }
+
     /// The occupied span of `span`: with the policy's buffers.
     pub fn buffers(&self) -> (TimeDelta, TimeDelta) {
         (

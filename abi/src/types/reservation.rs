@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use derive_builder::Builder;
 
 use super::{
-    Hold, InitialStatus, Note, RequestId, ReservationId, ReservationStatus, ResourceId,
+    BookingId, Hold, InitialStatus, Note, RequestId, ReservationId, ReservationStatus, ResourceId,
     StatusChange, Timespan, UserId,
 };
 use crate::{
@@ -38,13 +38,19 @@ pub struct Reservation {
     pub expires_at: Option<DateTime<Utc>>,
     /// Units held; 0 only for a block of every unit.
     pub quantity: u32,
+    /// The booking it is a part of, if any.
+    pub booking_id: Option<BookingId>,
+    /// When the holder checked in.
+    pub checked_in_at: Option<DateTime<Utc>>,
+    /// When the holder checked out.
+    pub checked_out_at: Option<DateTime<Utc>>,
 }
 
 impl Reservation {
     /// At least as many bytes as the reservation takes on the wire.
     pub fn wire_size_bound(&self) -> usize {
-        // Fixed fields (id, status, times, tags and lengths) take under 160.
-        160 + self.user_id.as_str().len()
+        // Fixed fields (ids, status, times, tags and lengths) take under 240.
+        240 + self.user_id.as_str().len()
             + self.resource_id.as_str().len()
             + self.note.as_str().len()
     }
@@ -69,6 +75,9 @@ impl From<Reservation> for pb::Reservation {
             updated_at: Some(to_timestamp(r.updated_at)),
             expires_at: r.expires_at.map(to_timestamp),
             quantity: r.quantity,
+            booking_id: r.booking_id.map(|b| b.to_string()).unwrap_or_default(),
+            checked_in_at: r.checked_in_at.map(to_timestamp),
+            checked_out_at: r.checked_out_at.map(to_timestamp),
         }
     }
 }
@@ -126,38 +135,38 @@ pub struct NewReservation {
     pattern = "owned",
     build_fn(private, name = "fields", error = "Error")
 )]
-struct NewReservationFields {
+pub(crate) struct NewReservationFields {
     /// Who holds it: 1 to 64 characters, no control characters.
     #[builder(setter(into))]
-    user_id: String,
+    pub(crate) user_id: String,
     /// What it holds: 1 to 64 characters, no control characters.
     #[builder(setter(into))]
-    resource_id: String,
+    pub(crate) resource_id: String,
     /// Start of the interval (inclusive).
-    start: DateTime<Utc>,
+    pub(crate) start: DateTime<Utc>,
     /// End of the interval (exclusive).
-    end: DateTime<Utc>,
+    pub(crate) end: DateTime<Utc>,
     /// Free text, at most 4096 bytes.
     #[builder(default, setter(into))]
-    note: String,
+    pub(crate) note: String,
     /// Initial status; a pending hold unless set.
     #[builder(default)]
-    status: InitialStatus,
+    pub(crate) status: InitialStatus,
     /// Hold length; the store's default unless set, zero for never.
     #[builder(default, setter(strip_option))]
-    hold: Option<TimeDelta>,
+    pub(crate) hold: Option<TimeDelta>,
     /// Idempotency key, at most 64 characters.
     #[builder(default, setter(into, strip_option))]
-    request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// Units to hold; 0 means 1, except for a block (every unit).
     #[builder(default)]
-    quantity: u32,
+    pub(crate) quantity: u32,
     /// Store nothing: only check and answer.
     #[builder(default)]
-    validate_only: bool,
+    pub(crate) validate_only: bool,
     /// Book outside the resource's policy.
     #[builder(default)]
-    override_policy: bool,
+    pub(crate) override_policy: bool,
 }
 
 impl NewReservationBuilder {
@@ -199,7 +208,7 @@ impl NewReservation {
         }
     }
 
-    fn from_fields(f: NewReservationFields) -> Result<Self> {
+    pub(crate) fn from_fields(f: NewReservationFields) -> Result<Self> {
         if f.quantity > super::MAX_CAPACITY {
             return Err(Error::invalid(
                 "reservation.quantity",
@@ -441,6 +450,14 @@ impl TryFrom<pb::UpdateRequest> for ReservationUpdate {
 /// [`Error::InvalidArgument`] naming `id` when it is not a UUID.
 pub fn parse_id(id: &str) -> Result<ReservationId> {
     ReservationId::parse(id).field("id")
+}
+
+/// Reads the `id` field of a booking request.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] on `id` when it is not a UUID.
+pub fn parse_booking_id(id: &str) -> Result<BookingId> {
+    BookingId::parse(id).field("id")
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! Reservation statuses and the transitions between them.
 //!
 //! ```text
-//! reserve ─► PENDING ──confirm──► CONFIRMED
-//!    │          │ └─expires_at passes─► EXPIRED
-//!    │          └──────cancel──────┐
-//!    ├─► CONFIRMED ────cancel──────┼─► CANCELLED
+//! reserve ─► PENDING ──confirm──► CONFIRMED ──check in──► CHECKED_IN ──check out──► COMPLETED
+//!    │          │ └─expires_at passes─► EXPIRED    │ └─not checked in auto_release_after
+//!    │          └──────cancel──────┐               │   its start, or marked─► NO_SHOW
+//!    ├─► CONFIRMED ────cancel──────┼─► CANCELLED ◄─┘ cancel
 //!    └─► BLOCKED ──────cancel──────┘
 //! ```
+//!
+//! A checked-in reservation is stored as confirmed with its check-in time
+//! set; only what this module reports depends on that.
 
 use std::fmt;
 
@@ -27,37 +30,64 @@ pub enum ReservationStatus {
     Cancelled,
     /// A hold that was not confirmed before it expired; holds nothing.
     Expired,
+    /// The holder has arrived; holds the resource until check-out or its end.
+    CheckedIn,
+    /// Checked out; history.
+    Completed,
+    /// Confirmed but never checked in in time (or marked so); holds nothing.
+    NoShow,
 }
 
 impl ReservationStatus {
     /// Every status, in wire order.
-    pub const ALL: [ReservationStatus; 5] = [
+    pub const ALL: [ReservationStatus; 8] = [
         ReservationStatus::Pending,
         ReservationStatus::Confirmed,
         ReservationStatus::Blocked,
         ReservationStatus::Cancelled,
         ReservationStatus::Expired,
+        ReservationStatus::CheckedIn,
+        ReservationStatus::Completed,
+        ReservationStatus::NoShow,
     ];
 
     /// Whether a reservation in this status holds its resource.
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            ReservationStatus::Pending | ReservationStatus::Confirmed | ReservationStatus::Blocked
+            ReservationStatus::Pending
+                | ReservationStatus::Confirmed
+                | ReservationStatus::Blocked
+                | ReservationStatus::CheckedIn
         )
     }
 
-    /// The status as rsvp reports it at `now`: a pending hold whose
-    /// `expires_at` has passed is expired, whether or not anything has
-    /// rewritten it yet.
+    /// The status as rsvp reports it at `now`, from the stored status, its
+    /// `lapses_at` and whether it was checked in: a pending hold whose time
+    /// has passed is expired, a confirmed reservation not checked in by its
+    /// release time is a no-show (whether or not anything has rewritten
+    /// it yet), and a checked-in one is stored as confirmed.
     pub fn effective(
         self,
-        expires_at: Option<DateTime<Utc>>,
+        lapses_at: Option<DateTime<Utc>>,
+        checked_in: bool,
         now: DateTime<Utc>,
     ) -> ReservationStatus {
-        match (self, expires_at) {
-            (ReservationStatus::Pending, Some(at)) if at <= now => ReservationStatus::Expired,
+        use ReservationStatus::*;
+        match (self, lapses_at) {
+            (Confirmed, _) if checked_in => CheckedIn,
+            (Pending, Some(at)) if at <= now => Expired,
+            (Confirmed, Some(at)) if at <= now => NoShow,
             (status, _) => status,
+        }
+    }
+
+    /// The status a store keeps for this one (a checked-in reservation is
+    /// kept as confirmed, with its check-in time).
+    pub fn stored(self) -> ReservationStatus {
+        match self {
+            ReservationStatus::CheckedIn => ReservationStatus::Confirmed,
+            other => other,
         }
     }
 
@@ -75,6 +105,8 @@ impl ReservationStatus {
             (Confirmed, StatusChange::Confirm) => Ok(false),
             (Pending | Confirmed | Blocked, StatusChange::Cancel) => Ok(true),
             (Cancelled, StatusChange::Cancel) => Ok(false),
+            (Confirmed, StatusChange::NoShow) => Ok(true),
+            (NoShow, StatusChange::NoShow) => Ok(false),
             (from, change) => Err(format!(
                 "cannot {} a reservation that is {}",
                 change.verb(),
@@ -91,6 +123,9 @@ impl ReservationStatus {
             ReservationStatus::Blocked => "blocked",
             ReservationStatus::Cancelled => "cancelled",
             ReservationStatus::Expired => "expired",
+            ReservationStatus::CheckedIn => "checked_in",
+            ReservationStatus::Completed => "completed",
+            ReservationStatus::NoShow => "no_show",
         }
     }
 
@@ -117,6 +152,9 @@ impl ReservationStatus {
             Ok(pb::ReservationStatus::Blocked) => Ok(Some(ReservationStatus::Blocked)),
             Ok(pb::ReservationStatus::Cancelled) => Ok(Some(ReservationStatus::Cancelled)),
             Ok(pb::ReservationStatus::Expired) => Ok(Some(ReservationStatus::Expired)),
+            Ok(pb::ReservationStatus::CheckedIn) => Ok(Some(ReservationStatus::CheckedIn)),
+            Ok(pb::ReservationStatus::Completed) => Ok(Some(ReservationStatus::Completed)),
+            Ok(pb::ReservationStatus::NoShow) => Ok(Some(ReservationStatus::NoShow)),
             Err(_) => Err(InvalidValue::new(format!("unknown status value {value}"))),
         }
     }
@@ -136,6 +174,9 @@ impl From<ReservationStatus> for pb::ReservationStatus {
             ReservationStatus::Blocked => pb::ReservationStatus::Blocked,
             ReservationStatus::Cancelled => pb::ReservationStatus::Cancelled,
             ReservationStatus::Expired => pb::ReservationStatus::Expired,
+            ReservationStatus::CheckedIn => pb::ReservationStatus::CheckedIn,
+            ReservationStatus::Completed => pb::ReservationStatus::Completed,
+            ReservationStatus::NoShow => pb::ReservationStatus::NoShow,
         }
     }
 }
@@ -187,6 +228,8 @@ pub enum StatusChange {
     Confirm,
     /// PENDING, CONFIRMED or BLOCKED to CANCELLED.
     Cancel,
+    /// CONFIRMED, after its start, to NO_SHOW (an admin's mark).
+    NoShow,
 }
 
 impl StatusChange {
@@ -199,8 +242,9 @@ impl StatusChange {
             None => Ok(None),
             Some(ReservationStatus::Confirmed) => Ok(Some(StatusChange::Confirm)),
             Some(ReservationStatus::Cancelled) => Ok(Some(StatusChange::Cancel)),
+            Some(ReservationStatus::NoShow) => Ok(Some(StatusChange::NoShow)),
             Some(other) => Err(InvalidValue::new(format!(
-                "can only change to CONFIRMED or CANCELLED, not {}",
+                "can only change to CONFIRMED, CANCELLED or NO_SHOW, not {}",
                 other.as_str().to_uppercase()
             ))),
         }
@@ -211,6 +255,7 @@ impl StatusChange {
         match self {
             StatusChange::Confirm => ReservationStatus::Confirmed,
             StatusChange::Cancel => ReservationStatus::Cancelled,
+            StatusChange::NoShow => ReservationStatus::NoShow,
         }
     }
 
@@ -218,6 +263,7 @@ impl StatusChange {
         match self {
             StatusChange::Confirm => "confirm",
             StatusChange::Cancel => "cancel",
+            StatusChange::NoShow => "mark as a no-show",
         }
     }
 }
@@ -240,6 +286,13 @@ mod tests {
             (Blocked, StatusChange::Cancel, Ok(true)),
             (Cancelled, StatusChange::Cancel, Ok(false)),
             (Expired, StatusChange::Cancel, Err(())),
+            (CheckedIn, StatusChange::Cancel, Err(())),
+            (CheckedIn, StatusChange::Confirm, Err(())),
+            (Completed, StatusChange::Cancel, Err(())),
+            (Confirmed, StatusChange::NoShow, Ok(true)),
+            (NoShow, StatusChange::NoShow, Ok(false)),
+            (Pending, StatusChange::NoShow, Err(())),
+            (NoShow, StatusChange::Cancel, Err(())),
         ];
         for (from, change, want) in cases {
             assert_eq!(
@@ -253,18 +306,22 @@ mod tests {
     #[test]
     fn an_overdue_hold_is_expired() {
         let now = Utc::now();
-        assert_eq!(Pending.effective(Some(now), now), Expired);
-        assert_eq!(
-            Pending.effective(Some(now + chrono::TimeDelta::seconds(1)), now),
-            Pending
-        );
-        assert_eq!(Pending.effective(None, now), Pending);
-        assert_eq!(Confirmed.effective(Some(now), now), Confirmed);
+        let later = now + chrono::TimeDelta::seconds(1);
+        assert_eq!(Pending.effective(Some(now), false, now), Expired);
+        assert_eq!(Pending.effective(Some(later), false, now), Pending);
+        assert_eq!(Pending.effective(None, false, now), Pending);
+        // Past its release time a confirmed reservation is a no-show,
+        // unless checked in.
+        assert_eq!(Confirmed.effective(Some(now), false, now), NoShow);
+        assert_eq!(Confirmed.effective(Some(later), false, now), Confirmed);
+        assert_eq!(Confirmed.effective(None, true, now), CheckedIn);
+        assert_eq!(Confirmed.effective(None, false, now), Confirmed);
     }
 
     #[test]
     fn wire_statuses_outside_the_enum_are_rejected() {
-        assert!(ReservationStatus::from_wire(6).is_err());
+        assert!(ReservationStatus::from_wire(9).is_err());
+        assert_eq!(ReservationStatus::from_wire(8), Ok(Some(NoShow)));
         assert!(ReservationStatus::from_wire(-1).is_err());
         assert!(InitialStatus::from_wire(4).is_err());
         assert!(InitialStatus::from_wire(5).is_err());

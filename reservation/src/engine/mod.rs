@@ -11,6 +11,7 @@
 //! how a database is asked, in the store's dialect.
 
 mod batch;
+mod bookings;
 mod conflict;
 mod pages;
 mod plan;
@@ -20,9 +21,10 @@ mod write;
 use std::sync::Arc;
 
 use abi::{
-    AvailabilityAnswer, AvailabilityRequest, ListenFilter, NewReservation, Page, Reservation,
-    ReservationFilter, ReservationId, ReservationQuery, ReservationUpdate, Resource, ResourceId,
-    ResourceListing, ResourcePage, ResourcePatch, ResourceSpec, Result,
+    AvailabilityAnswer, AvailabilityRequest, Booking, BookingId, ListenFilter, NewBooking,
+    NewReservation, Page, Reservation, ReservationFilter, ReservationId, ReservationQuery,
+    ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage, ResourcePatch,
+    ResourceSpec, Result,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -133,6 +135,36 @@ impl<D: Dialect> Rsvp for Engine<D> {
     #[tracing::instrument(level = "debug", skip_all, fields(id = %update.id))]
     async fn update(&self, update: ReservationUpdate) -> Result<Reservation> {
         self.update_one(update).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %booking.user_id))]
+    async fn book(&self, booking: NewBooking) -> Result<Booking> {
+        self.book_all(booking).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn get_booking(&self, id: BookingId) -> Result<Booking> {
+        self.read_booking(id).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn confirm_booking(&self, id: BookingId) -> Result<Booking> {
+        self.change_booking(id, abi::StatusChange::Confirm).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn cancel_booking(&self, id: BookingId) -> Result<Booking> {
+        self.change_booking(id, abi::StatusChange::Cancel).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn check_in(&self, id: ReservationId) -> Result<Reservation> {
+        self.arrive(id, true).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn check_out(&self, id: ReservationId) -> Result<Reservation> {
+        self.arrive(id, false).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

@@ -58,7 +58,7 @@ pub(crate) fn plan_update(
         ReservationStatus::Pending | ReservationStatus::Expired => current.expires_at,
         _ => None,
     };
-    let unchanged = status == stored_status
+    let unchanged = status.stored() == stored_status
         && note == current.note
         && reschedule.is_none()
         && quantity == current.quantity

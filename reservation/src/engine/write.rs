@@ -88,6 +88,12 @@ impl<D: Dialect> Engine<D> {
                 },
                 resource_version: known.version,
                 dry: request.validate_only,
+                release_at: match status {
+                    ReservationStatus::Confirmed => {
+                        known.rules.release_at(request.timespan.start())
+                    }
+                    _ => None,
+                },
             };
             let (at, placed) = self.placer.place(placement).await?;
             match placed {
@@ -125,6 +131,26 @@ impl<D: Dialect> Engine<D> {
             let Some(write) = plan::plan_update(&current, stored_status, &update)? else {
                 return Ok(current);
             };
+            if write.status == ReservationStatus::NoShow
+                && current.status != ReservationStatus::NoShow
+                && now < current.timespan.start()
+            {
+                return Err(Error::FailedPrecondition(
+                    "a reservation is marked a no-show only after its start".into(),
+                ));
+            }
+            // A confirmed reservation not checked in is released at its
+            // resource's time after its start: set when it is confirmed or
+            // moved, kept otherwise.
+            let expires_at = match write.status {
+                ReservationStatus::Confirmed
+                    if current.status == ReservationStatus::Pending || write.reschedule =>
+                {
+                    known.rules.release_at(write.timespan.start())
+                }
+                ReservationStatus::Confirmed => row.expires_at,
+                _ => write.expires_at,
+            };
             judge_update(&known.rules, &current, &write, &update, now)?;
             let revision = Revision {
                 id: update.id,
@@ -134,9 +160,11 @@ impl<D: Dialect> Engine<D> {
                 status: write.status,
                 note: write.note.clone(),
                 timespan: write.timespan,
-                expires_at: write.expires_at,
+                expires_at,
                 quantity: write.quantity,
                 resource_version: known.version,
+                checked_in_at: row.checked_in_at,
+                checked_out_at: row.checked_out_at,
             };
             let outcome = retry_aborted(|| {
                 self.dialect
@@ -233,6 +261,9 @@ fn preview(request: &NewReservation, at: DateTime<Utc>, hold: Option<TimeDelta>)
             _ => None,
         },
         quantity: request.quantity,
+        booking_id: None,
+        checked_in_at: None,
+        checked_out_at: None,
     }
 }
 

@@ -42,6 +42,30 @@ macro_rules! rsvp_store {
                 self.engine.get(id).await
             }
 
+            async fn book(&self, booking: abi::NewBooking) -> abi::Result<abi::Booking> {
+                self.engine.book(booking).await
+            }
+
+            async fn get_booking(&self, id: abi::BookingId) -> abi::Result<abi::Booking> {
+                self.engine.get_booking(id).await
+            }
+
+            async fn confirm_booking(&self, id: abi::BookingId) -> abi::Result<abi::Booking> {
+                self.engine.confirm_booking(id).await
+            }
+
+            async fn cancel_booking(&self, id: abi::BookingId) -> abi::Result<abi::Booking> {
+                self.engine.cancel_booking(id).await
+            }
+
+            async fn check_in(&self, id: abi::ReservationId) -> abi::Result<abi::Reservation> {
+                self.engine.check_in(id).await
+            }
+
+            async fn check_out(&self, id: abi::ReservationId) -> abi::Result<abi::Reservation> {
+                self.engine.check_out(id).await
+            }
+
             fn query(&self, query: abi::ReservationQuery) -> $crate::ReservationStream {
                 self.engine.query(query)
             }

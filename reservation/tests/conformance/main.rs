@@ -27,6 +27,7 @@ macro_rules! conformance {
 }
 
 mod availability;
+mod bookings;
 mod bounds;
 mod concurrency;
 mod events;

@@ -72,7 +72,9 @@ fn outcome(result: Result<(), tonic::Status>) -> String {
     match result {
         Ok(()) => "ok".into(),
         Err(s)
-            if s.code() == Code::FailedPrecondition && abi::conflict_from_status(&s).is_some() =>
+            if s.code() == Code::FailedPrecondition
+                && (abi::conflict_from_status(&s).is_some()
+                    || abi::booking_rejection_from_status(&s).is_some()) =>
         {
             "conflict".into()
         }
@@ -164,6 +166,30 @@ impl Worker {
         self.client.availability(request).await.map(drop)
     }
 
+    /// A booking of three confirmed parts: random hours of 2027 on random
+    /// resources (conflicts rare), as reserve-spread reserves one.
+    async fn book_three(&mut self) -> Result<(), tonic::Status> {
+        let parts = (0..BOOK_PARTS)
+            .map(|_| {
+                let start = year_start() + TimeDelta::hours(self.rng.random_range(0..8760));
+                pb::Reservation {
+                    resource_id: self.resource(),
+                    status: ReservationStatus::Confirmed.into(),
+                    start: Some(to_timestamp(start)),
+                    end: Some(to_timestamp(start + TimeDelta::hours(1))),
+                    quantity: 1,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let request = pb::BookRequest {
+            user_id: self.user.clone(),
+            reservations: parts,
+            ..Default::default()
+        };
+        self.client.book(request).await.map(drop)
+    }
+
     async fn get(&mut self) -> Result<(), tonic::Status> {
         let id = match self.holds.last() {
             Some(id) if self.rng.random_bool(0.5) => id.clone(),
@@ -204,6 +230,7 @@ impl Worker {
             }
             Workload::Query => self.query_week().await,
             Workload::Availability => self.availability_week().await,
+            Workload::Book => self.book_three().await,
             Workload::Get => self.get().await,
             Workload::Mixed => match self.rng.random_range(0..100) {
                 0..35 => {
@@ -261,6 +288,9 @@ struct Latency {
 fn registered(resources: u64) -> u64 {
     resources.clamp(1, 1000)
 }
+
+/// How many parts one call of the book workload books.
+const BOOK_PARTS: usize = 3;
 
 /// How many resources one call of the availability workload asks about.
 const AVAILABILITY_RESOURCES: usize = 10;

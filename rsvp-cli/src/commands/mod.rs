@@ -2,6 +2,7 @@
 //! the call, and prints the answer.
 
 mod bench;
+mod booking;
 mod completions;
 mod free;
 mod listen;
@@ -48,6 +49,10 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<(), CliError> {
         Command::Completions(args) => completions::run(args, &mut out),
         Command::Bench(args) => bench::run(args, cx, &mut out).await,
         Command::Reserve(args) => reserve::run(args, cx, &mut out).await,
+        Command::Book(args) => booking::book(args, cx, &mut out).await,
+        Command::Booking(command) => booking::run(command, cx, &mut out).await,
+        Command::CheckIn(args) => single::arrive(args, true, cx, &mut out).await,
+        Command::CheckOut(args) => single::arrive(args, false, cx, &mut out).await,
         Command::Confirm(args) => single::confirm(args, cx, &mut out).await,
         Command::Cancel(args) => single::cancel(args, cx, &mut out).await,
         Command::Get(args) => single::get(args, cx, &mut out).await,

@@ -60,6 +60,39 @@ pub async fn cancel(args: IdArg, cx: &Context, out: &mut impl Write) -> Result<(
     Ok(())
 }
 
+/// Checks a reservation in (`arriving`) or out, and prints it.
+///
+/// # Errors
+/// A malformed id, or a failed call.
+pub async fn arrive(
+    args: IdArg,
+    arriving: bool,
+    cx: &Context,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let id = resolve(&args.id)?;
+    let mut client = cx.client().await?;
+    let done = if arriving {
+        call(
+            &cx.server,
+            cx.timeout,
+            client.check_in(with_deadline(pb::CheckInRequest { id }, cx.timeout)),
+        )
+        .await?
+        .reservation
+    } else {
+        call(
+            &cx.server,
+            cx.timeout,
+            client.check_out(with_deadline(pb::CheckOutRequest { id }, cx.timeout)),
+        )
+        .await?
+        .reservation
+    };
+    output::reservation(&cx.view, out, &done.unwrap_or_default())?;
+    Ok(())
+}
+
 /// Prints a reservation.
 ///
 /// # Errors
@@ -110,6 +143,7 @@ pub async fn update(args: UpdateArgs, cx: &Context, out: &mut impl Write) -> Res
             None => ReservationStatus::Unknown,
             Some(NewStatus::Confirmed) => ReservationStatus::Confirmed,
             Some(NewStatus::Cancelled) => ReservationStatus::Cancelled,
+            Some(NewStatus::NoShow) => ReservationStatus::NoShow,
         }
         .into(),
         note: args.note,

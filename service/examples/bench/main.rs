@@ -608,6 +608,7 @@ fn markdown(summary: &Value) -> String {
         "pgbench insert",
         "reserve-spread",
         "reserve-hot",
+        "book",
         "reserve-capacity",
         "reserve-spread, as many resources as registered",
         "reserve-registered",
@@ -624,6 +625,7 @@ fn markdown(summary: &Value) -> String {
     for w in [
         "reserve-spread",
         "reserve-hot",
+        "book",
         "reserve-capacity",
         "query",
         "availability",
@@ -792,6 +794,7 @@ async fn main() -> anyhow::Result<()> {
     let pgbench_insert = pgbench(&s, &cluster, &Script::insert(s.resources), &s.duration)?;
     let spread = bench(&s, &server, "reserve-spread")?;
     let hot = bench(&s, &server, "reserve-hot")?;
+    let book = bench(&s, &server, "book")?;
     let pgbench_select = pgbench(&s, &cluster, &Script::select(s.resources), &s.duration)?;
     let query = bench(&s, &server, "query")?;
     let availability_4 = bench_with(&s, &server, "availability", 4)?;
@@ -838,6 +841,7 @@ async fn main() -> anyhow::Result<()> {
     let lite = Server::start(&s, &["--data-dir", dir.to_str().context("a UTF-8 path")?])?;
     let lite_spread = bench(&s, &lite, "reserve-spread")?;
     let lite_hot = bench(&s, &lite, "reserve-hot")?;
+    let lite_book = bench(&s, &lite, "book")?;
     let lite_query = bench(&s, &lite, "query")?;
     let lite_availability = bench(&s, &lite, "availability")?;
     let lite_capacity = bench_with(&s, &lite, "reserve-capacity", 64)?;
@@ -864,6 +868,8 @@ async fn main() -> anyhow::Result<()> {
     let spread_ratio = rate(&spread) / rate(&pgbench_insert);
     let query_ratio = rate(&query) / rate(&pgbench_select);
     let hot_ratio = rate(&hot) / rate(&spread);
+    let book_ratio = rate(&book) / rate(&spread);
+    let book_other = other(&book) + other(&lite_book);
     let lite_ceiling = sqlite_ceiling["one_per_transaction_per_s"]
         .as_f64()
         .unwrap_or(f64::MAX);
@@ -888,6 +894,7 @@ async fn main() -> anyhow::Result<()> {
             "pgbench select": pgbench_select,
             "reserve-spread": spread,
             "reserve-hot": hot,
+            "book": book,
             "query": query,
             "availability, 4 clients": availability_4,
             "availability": availability,
@@ -905,6 +912,7 @@ async fn main() -> anyhow::Result<()> {
             "sqlite ceiling": sqlite_ceiling,
             "reserve-spread": lite_spread,
             "reserve-hot": lite_hot,
+            "book": lite_book,
             "query": lite_query,
             "availability": lite_availability,
             "reserve-capacity": lite_capacity,
@@ -913,6 +921,8 @@ async fn main() -> anyhow::Result<()> {
             "spread_over_ceiling": { "value": round2(spread_over_ceiling), "met": spread_over_ceiling >= 0.8 },
             "hot_over_spread": { "value": round2(hot_ratio), "met": hot_ratio >= 0.5 },
             "hot_other_outcomes": { "value": hot_other, "met": hot_other == 0 },
+            "book_over_spread": { "value": round2(book_ratio), "met": book_ratio >= 0.5 },
+            "book_other_outcomes": { "value": book_other, "met": book_other == 0 },
             "capacity_sold": {
                 "value": format!("{} / {}", capacity_sold.0, capacity_sold.1),
                 "met": capacity_sold == (1000, 1000),

@@ -17,7 +17,8 @@ mod rows;
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use abi::{
-    Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result, Timespan, UserId,
+    BookingId, Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result,
+    Timespan, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,6 +29,7 @@ use sqlx::{
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use self::{
     changes::{Announcer, PgChanges},
@@ -40,8 +42,8 @@ use crate::{
         pool_error,
     },
     dialect::{
-        Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ResourceUsage,
-        ReviseOutcome, Revised, Revision, Sql, WriteTime,
+        Blockers, BookOutcome, Booked, BookingPlacement, Dialect, FeedSource, PlaceOutcome, Placed,
+        Placement, ResourceUsage, ReviseOutcome, Revised, Revision, Sql, StoredBooking, WriteTime,
     },
     engine::Engine,
     probe::Probe,
@@ -351,9 +353,10 @@ async fn settle_resource(
     now: DateTime<Utc>,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE rsvp.reservations r SET status = 'expired', updated_at = $2, \
-         version = r.version + 1 WHERE r.resource_id = $1 AND r.status = 'pending' \
-         AND r.expires_at <= $2",
+        "UPDATE rsvp.reservations r SET status = CASE WHEN r.status = 'pending' \
+         THEN 'expired' ELSE 'no_show' END::rsvp.reservation_status, updated_at = $2, \
+         version = r.version + 1 WHERE r.resource_id = $1 \
+         AND r.status IN ('pending', 'confirmed') AND r.expires_at <= $2",
     )
     .bind(id.as_str())
     .bind(now)
@@ -483,7 +486,7 @@ impl Dialect for PgDialect {
     ) -> Result<PlaceOutcome> {
         let rows: Vec<PgWriteRow> = sqlx::query_as(
             "SELECT * FROM rsvp.place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16)",
+             $14, $15, $16, $17, $18)",
         )
         .bind(batch.iter().map(|p| p.id.uuid()).collect::<Vec<_>>())
         .bind(batch.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>())
@@ -536,6 +539,8 @@ impl Dialect for PgDialect {
         .bind(batch.iter().map(|p| p.dry).collect::<Vec<_>>())
         .bind(time.fixed())
         .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .bind(None::<Uuid>)
+        .bind(batch.iter().map(|p| p.release_at).collect::<Vec<_>>())
         .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(|e| self.write_error(e))?;
@@ -545,36 +550,7 @@ impl Dialect for PgDialect {
             None if batch.is_empty() => (time.now(), Duration::ZERO),
             None => return Err(Error::internal("rsvp.place returned no row")),
         };
-        let mut items: Vec<Vec<PgWriteRow>> = (0..batch.len()).map(|_| Vec::new()).collect();
-        for row in rows {
-            let item = usize::try_from(row.item - 1)
-                .ok()
-                .and_then(|i| items.get_mut(i))
-                .ok_or_else(|| Error::internal(format!("rsvp.place returned item {}", row.item)))?;
-            item.push(row);
-        }
-        let placed = items
-            .into_iter()
-            .map(|rows| {
-                let (outcome, total, rows) = outcome_of(rows)?;
-                match outcome.as_str() {
-                    "created" => Ok(Placed::Created(carried(&single(rows)?)?)),
-                    "existing" => {
-                        let row = single(rows)?;
-                        Ok(Placed::Existing {
-                            fingerprint: row.request_fingerprint,
-                            stored: carried(&row)?,
-                        })
-                    }
-                    "conflict" => Ok(Placed::Blocked(blockers(rows, total))),
-                    "stale" => Ok(Placed::Stale),
-                    "fits" => Ok(Placed::Fits),
-                    other => Err(Error::internal(format!(
-                        "rsvp.place returned outcome {other:?}"
-                    ))),
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let placed = placed_of(rows, batch.len())?;
         if placed.iter().any(|p| matches!(p, Placed::Created(_))) {
             self.announcer.committed();
         }
@@ -591,24 +567,9 @@ impl Dialect for PgDialect {
         time: &WriteTime,
         limit: u32,
     ) -> Result<ReviseOutcome> {
-        let rows: Vec<PgWriteRow> = sqlx::query_as(
-            "SELECT * FROM rsvp.revise($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(revision.id.uuid())
-        .bind(revision.version)
-        .bind(revision.seen_lapsed)
-        .bind(revision.check)
-        .bind(revision.status.as_str())
-        .bind(revision.note.as_str())
-        .bind(range(revision.timespan.start(), revision.timespan.end()))
-        .bind(revision.expires_at)
-        .bind(i32::try_from(revision.quantity).unwrap_or(i32::MAX))
-        .bind(revision.resource_version)
-        .bind(time.fixed())
-        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-        .fetch_all(&mut *self.conn().await?)
-        .await
-        .map_err(|e| self.write_error(e))?;
+        let rows = revise_on(&mut *self.conn().await?, revision, time, limit)
+            .await
+            .map_err(|e| self.write_error(e))?;
         let Some(first) = rows.first() else {
             return Ok(ReviseOutcome {
                 at: time.now(),
@@ -617,25 +578,156 @@ impl Dialect for PgDialect {
             });
         };
         let (at, lock_wait) = (first.at, seconds(first.waited));
-        let (outcome, total, rows) = outcome_of(rows)?;
-        let revised = match outcome.as_str() {
-            "revised" => {
-                self.announcer.committed();
-                Revised::Done(carried(&single(rows)?)?)
-            }
-            "stale" => Revised::Stale(carried(&single(rows)?)?),
-            "conflict" => Revised::Blocked(blockers(rows, total)),
-            other => {
-                return Err(Error::internal(format!(
-                    "rsvp.revise returned outcome {other:?}"
-                )));
-            }
-        };
+        let revised = revised_of(rows)?;
+        if matches!(revised, Revised::Done(_)) {
+            self.announcer.committed();
+        }
         Ok(ReviseOutcome {
             at,
             revised,
             lock_wait,
         })
+    }
+
+    async fn book(
+        &self,
+        booking: &BookingPlacement,
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<BookOutcome> {
+        let parts = &booking.parts;
+        let rows: Vec<PgWriteRow> = sqlx::query_as(
+            "SELECT * FROM rsvp.book($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             $14, $15, $16, $17, $18)",
+        )
+        .bind(booking.id.uuid())
+        .bind(booking.user_id.as_str())
+        .bind(booking.request.as_ref().map(|(key, _)| key.as_str()))
+        .bind(booking.request.as_ref().map(|(_, digest)| *digest))
+        .bind(parts.iter().map(|p| p.id.uuid()).collect::<Vec<_>>())
+        .bind(
+            parts
+                .iter()
+                .map(|p| p.resource_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            parts
+                .iter()
+                .map(|p| range(p.timespan.start(), p.timespan.end()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(parts.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+        .bind(parts.iter().map(|p| p.note.as_str()).collect::<Vec<_>>())
+        .bind(parts.iter().map(|p| p.hold).collect::<Vec<_>>())
+        .bind(
+            parts
+                .iter()
+                .map(|p| i32::try_from(p.quantity).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            parts
+                .iter()
+                .map(|p| micros(p.buffers.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            parts
+                .iter()
+                .map(|p| micros(p.buffers.1))
+                .collect::<Vec<_>>(),
+        )
+        .bind(parts.iter().map(|p| p.resource_version).collect::<Vec<_>>())
+        .bind(parts.iter().map(|p| p.release_at).collect::<Vec<_>>())
+        .bind(booking.dry)
+        .bind(time.fixed())
+        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        let at = rows
+            .first()
+            .map(|r| r.at)
+            .ok_or_else(|| Error::internal("rsvp.book returned no row"))?;
+        if rows.iter().all(|r| r.outcome == "existing") {
+            let fingerprint = rows[0].request_fingerprint;
+            let parts = rows.iter().map(carried).collect::<Result<Vec<_>>>()?;
+            return Ok(BookOutcome {
+                at,
+                booked: Booked::Existing { parts, fingerprint },
+            });
+        }
+        let placed = placed_of(rows, parts.len())?;
+        let made = placed.iter().all(|p| matches!(p, Placed::Created(_)));
+        let booked = if made && !booking.dry {
+            self.announcer.committed();
+            Booked::Made(placed)
+        } else if made {
+            Booked::Made(placed.into_iter().map(|_| Placed::Fits).collect())
+        } else {
+            Booked::Refused(placed)
+        };
+        Ok(BookOutcome { at, booked })
+    }
+
+    async fn booking(&self, id: BookingId) -> Result<Option<StoredBooking>> {
+        let mut conn = self.conn().await?;
+        let head: Option<(Uuid, String, DateTime<Utc>)> =
+            sqlx::query_as("SELECT id, user_id, created_at FROM rsvp.bookings WHERE id = $1")
+                .bind(id.uuid())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| pool_error(&self.pool, e))?;
+        let Some((id, user_id, created_at)) = head else {
+            return Ok(None);
+        };
+        let parts: Vec<PgReservationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            reservation_columns!(),
+            " FROM rsvp.reservations WHERE booking_id = $1 ORDER BY booking_part"
+        ))
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| pool_error(&self.pool, e))?;
+        Ok(Some(StoredBooking {
+            id,
+            user_id,
+            created_at,
+            parts: parts.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn revise_all(
+        &self,
+        revisions: &[Revision],
+        time: &WriteTime,
+    ) -> Result<(DateTime<Utc>, Vec<Revised>)> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.write_error(e))?;
+        let mut revised = Vec::with_capacity(revisions.len());
+        let mut at = time.now();
+        // Row locks in one order, whatever order the parts are in.
+        let mut order: Vec<usize> = (0..revisions.len()).collect();
+        order.sort_by_key(|&i| revisions[i].id);
+        let mut outcomes: Vec<Option<Revised>> = (0..revisions.len()).map(|_| None).collect();
+        for i in order {
+            let rows = revise_on(&mut tx, &revisions[i], time, 0)
+                .await
+                .map_err(|e| self.write_error(e))?;
+            if let Some(first) = rows.first() {
+                at = first.at;
+            }
+            outcomes[i] = Some(revised_of(rows)?);
+        }
+        revised.extend(outcomes.into_iter().map(|o| o.unwrap_or(Revised::Missing)));
+        if revised.iter().all(|r| matches!(r, Revised::Done(_))) {
+            tx.commit().await.map_err(|e| self.write_error(e))?;
+            self.announcer.committed();
+        } else {
+            tx.rollback().await.map_err(|e| self.write_error(e))?;
+        }
+        Ok((at, revised))
     }
 
     async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>> {
@@ -841,11 +933,16 @@ impl Dialect for PgDialect {
     async fn expire_overdue(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
         // Rows locked by a writer are skipped: that writer settles them.
         let done = sqlx::query(
-            "UPDATE rsvp.reservations r SET status = 'expired', updated_at = $1, \
+            "UPDATE rsvp.reservations r SET status = CASE WHEN r.status = 'pending' \
+             THEN 'expired' ELSE 'no_show' END::rsvp.reservation_status, updated_at = $1, \
              version = r.version + 1 \
-             FROM (SELECT id FROM rsvp.reservations \
-                   WHERE status = 'pending' AND expires_at <= $1 \
-                   ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) due \
+             FROM (SELECT id FROM (SELECT id FROM rsvp.reservations \
+                         WHERE status = 'pending' AND expires_at <= $1 \
+                         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) holds \
+                   UNION ALL \
+                   SELECT id FROM (SELECT id FROM rsvp.reservations \
+                         WHERE status = 'confirmed' AND expires_at <= $1 \
+                         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) no_shows) due \
              WHERE r.id = due.id",
         )
         .bind(now)
@@ -894,6 +991,86 @@ impl Dialect for PgDialect {
             guard: Some(stop.drop_guard()),
         })
     }
+}
+
+/// Runs rsvp.revise for `revision` on `conn`.
+async fn revise_on(
+    conn: &mut sqlx::PgConnection,
+    revision: &Revision,
+    time: &WriteTime,
+    limit: u32,
+) -> std::result::Result<Vec<PgWriteRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM rsvp.revise($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(revision.id.uuid())
+    .bind(revision.version)
+    .bind(revision.seen_lapsed)
+    .bind(revision.check)
+    .bind(revision.status.stored().as_str())
+    .bind(revision.note.as_str())
+    .bind(range(revision.timespan.start(), revision.timespan.end()))
+    .bind(revision.expires_at)
+    .bind(i32::try_from(revision.quantity).unwrap_or(i32::MAX))
+    .bind(revision.resource_version)
+    .bind(time.fixed())
+    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+    .bind(revision.checked_in_at)
+    .bind(revision.checked_out_at)
+    .fetch_all(conn)
+    .await
+}
+
+/// What rows of rsvp.revise say became of a revision (none: no such row).
+fn revised_of(rows: Vec<PgWriteRow>) -> Result<Revised> {
+    if rows.is_empty() {
+        return Ok(Revised::Missing);
+    }
+    let (outcome, total, rows) = outcome_of(rows)?;
+    Ok(match outcome.as_str() {
+        "revised" => Revised::Done(carried(&single(rows)?)?),
+        "stale" => Revised::Stale(carried(&single(rows)?)?),
+        "conflict" => Revised::Blocked(blockers(rows, total)),
+        other => {
+            return Err(Error::internal(format!(
+                "rsvp.revise returned outcome {other:?}"
+            )));
+        }
+    })
+}
+
+/// The outcomes of `n` items from the rows of rsvp.place or rsvp.book.
+fn placed_of(rows: Vec<PgWriteRow>, n: usize) -> Result<Vec<Placed>> {
+    let mut items: Vec<Vec<PgWriteRow>> = (0..n).map(|_| Vec::new()).collect();
+    for row in rows {
+        let item = usize::try_from(row.item - 1)
+            .ok()
+            .and_then(|i| items.get_mut(i))
+            .ok_or_else(|| Error::internal(format!("rsvp.place returned item {}", row.item)))?;
+        item.push(row);
+    }
+    items
+        .into_iter()
+        .map(|rows| {
+            let (outcome, total, rows) = outcome_of(rows)?;
+            match outcome.as_str() {
+                "created" => Ok(Placed::Created(carried(&single(rows)?)?)),
+                "existing" => {
+                    let row = single(rows)?;
+                    Ok(Placed::Existing {
+                        fingerprint: row.request_fingerprint,
+                        stored: carried(&row)?,
+                    })
+                }
+                "conflict" => Ok(Placed::Blocked(blockers(rows, total))),
+                "stale" => Ok(Placed::Stale),
+                "fits" => Ok(Placed::Fits),
+                other => Err(Error::internal(format!(
+                    "rsvp.place returned outcome {other:?}"
+                ))),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

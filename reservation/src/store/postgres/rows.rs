@@ -17,7 +17,8 @@ use crate::{
 macro_rules! reservation_columns {
     () => {
         "id, user_id, resource_id, status, lower(timespan) AS start_at, \
-         upper(timespan) AS end_at, note, created_at, updated_at, expires_at, version, quantity"
+         upper(timespan) AS end_at, note, created_at, updated_at, expires_at, version, quantity, \
+         booking_id, checked_in_at, checked_out_at"
     };
 }
 pub(crate) use reservation_columns;
@@ -28,7 +29,8 @@ macro_rules! change_columns {
     () => {
         "ch.id AS change_id, op, changed_at, reservation_id AS id, user_id, resource_id, \
          status, lower(timespan) AS start_at, upper(timespan) AS end_at, note, created_at, \
-         updated_at, expires_at, 0::bigint AS version, quantity"
+         updated_at, expires_at, 0::bigint AS version, quantity, booking_id, checked_in_at, \
+         checked_out_at"
     };
 }
 pub(crate) use change_columns;
@@ -45,6 +47,7 @@ pub(crate) static SQL: Sql = Sql {
     // The GiST indexes serve `&&`.
     overlaps: [" AND timespan && tstzrange(", ", ", ", '[)')"],
     expires_at: "expires_at",
+    checked_in_at: "checked_in_at",
     select_changes: concat!(
         "SELECT ",
         change_columns!(),
@@ -83,6 +86,9 @@ pub(crate) enum PgStatus {
     Blocked,
     Cancelled,
     Expired,
+    Completed,
+    #[sqlx(rename = "no_show")]
+    NoShow,
 }
 
 impl From<ReservationStatus> for PgStatus {
@@ -93,6 +99,10 @@ impl From<ReservationStatus> for PgStatus {
             ReservationStatus::Blocked => PgStatus::Blocked,
             ReservationStatus::Cancelled => PgStatus::Cancelled,
             ReservationStatus::Expired => PgStatus::Expired,
+            // Kept as confirmed, with its check-in time.
+            ReservationStatus::CheckedIn => PgStatus::Confirmed,
+            ReservationStatus::Completed => PgStatus::Completed,
+            ReservationStatus::NoShow => PgStatus::NoShow,
         }
     }
 }
@@ -105,6 +115,8 @@ impl From<PgStatus> for ReservationStatus {
             PgStatus::Blocked => ReservationStatus::Blocked,
             PgStatus::Cancelled => ReservationStatus::Cancelled,
             PgStatus::Expired => ReservationStatus::Expired,
+            PgStatus::Completed => ReservationStatus::Completed,
+            PgStatus::NoShow => ReservationStatus::NoShow,
         }
     }
 }
@@ -143,6 +155,9 @@ pub(crate) struct PgReservationRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub version: i64,
     pub quantity: i32,
+    pub booking_id: Option<Uuid>,
+    pub checked_in_at: Option<DateTime<Utc>>,
+    pub checked_out_at: Option<DateTime<Utc>>,
 }
 
 impl From<PgReservationRow> for StoredReservation {
@@ -161,6 +176,9 @@ impl From<PgReservationRow> for StoredReservation {
             version: r.version,
             // The schema keeps it within 0 to 1,000,000.
             quantity: r.quantity.max(0) as u32,
+            booking_id: r.booking_id,
+            checked_in_at: r.checked_in_at,
+            checked_out_at: r.checked_out_at,
         }
     }
 }
@@ -194,6 +212,9 @@ pub(crate) struct PgWriteRow {
     expires_at: Option<DateTime<Utc>>,
     version: Option<i64>,
     quantity: Option<i32>,
+    booking_id: Option<Uuid>,
+    checked_in_at: Option<DateTime<Utc>>,
+    checked_out_at: Option<DateTime<Utc>>,
 }
 
 impl PgWriteRow {
@@ -212,6 +233,9 @@ impl PgWriteRow {
             expires_at: self.expires_at,
             version: self.version?,
             quantity: self.quantity?.max(0) as u32,
+            booking_id: self.booking_id,
+            checked_in_at: self.checked_in_at,
+            checked_out_at: self.checked_out_at,
         })
     }
 

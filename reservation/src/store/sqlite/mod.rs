@@ -25,7 +25,8 @@ use std::{
 };
 
 use abi::{
-    Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result, Timespan, UserId,
+    BookingId, Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result,
+    Timespan, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -36,6 +37,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use tokio::sync::{Mutex, MutexGuard, Notify};
+use uuid::Uuid;
 
 use self::{
     changes::SqliteChanges,
@@ -45,8 +47,8 @@ use crate::{
     StoreOptions,
     db_error::db_error,
     dialect::{
-        Blockers, Dialect, FeedSource, PlaceOutcome, Placed, Placement, ResourceUsage,
-        ReviseOutcome, Revised, Revision, Sql, WriteTime,
+        Blockers, BookOutcome, Booked, BookingPlacement, Dialect, FeedSource, PlaceOutcome, Placed,
+        Placement, ResourceUsage, ReviseOutcome, Revised, Revision, Sql, StoredBooking, WriteTime,
     },
     engine::Engine,
     probe::Probe,
@@ -348,7 +350,10 @@ async fn in_the_way(
         if except.as_deref() == Some(row.id.as_str()) {
             continue;
         }
-        if row.status == "pending" && row.expires_us.is_some_and(|at| at <= now_us) {
+        // An overdue hold, or a no-show.
+        if (row.status == "pending" || row.status == "confirmed")
+            && row.expires_us.is_some_and(|at| at <= now_us)
+        {
             found.lapsed.push(row.id);
         } else {
             live.push((
@@ -443,8 +448,8 @@ async fn fits_by_pieces(
     quantity: u32,
 ) -> Result<bool> {
     let overdue: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM reservations INDEXED BY reservations_pending_expiry \
-         WHERE status = 'pending' AND expires_us <= ? AND resource_id = ? \
+        "SELECT 1 FROM reservations \
+         WHERE status IN ('pending', 'confirmed') AND expires_us <= ? AND resource_id = ? \
          AND occ_start_us < ? AND occ_end_us > ? LIMIT 1",
     )
     .bind(micros(now))
@@ -556,15 +561,16 @@ async fn read_resource(tx: &mut Transaction<'static, Sqlite>, id: &ResourceId) -
         .into_resource()
 }
 
-/// Marks a resource's overdue holds expired.
+/// Marks a resource's overdue holds expired, and its no-shows so.
 async fn settle_resource(
     tx: &mut Transaction<'static, Sqlite>,
     id: &ResourceId,
     now: DateTime<Utc>,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE reservations SET status = 'expired', updated_us = ?, version = version + 1 \
-         WHERE resource_id = ? AND status = 'pending' AND expires_us <= ?",
+        "UPDATE reservations SET status = CASE WHEN status = 'pending' THEN 'expired' \
+         ELSE 'no_show' END, updated_us = ?, version = version + 1 \
+         WHERE resource_id = ? AND status IN ('pending', 'confirmed') AND expires_us <= ?",
     )
     .bind(micros(now))
     .bind(id.as_str())
@@ -615,7 +621,7 @@ async fn over_capacity(
     }))
 }
 
-/// Marks `ids` (overdue holds) expired.
+/// Marks `ids` (overdue holds, no-shows) expired or no-show.
 async fn settle(
     tx: &mut Transaction<'static, Sqlite>,
     ids: &[String],
@@ -623,8 +629,9 @@ async fn settle(
 ) -> Result<()> {
     for id in ids {
         sqlx::query(
-            "UPDATE reservations SET status = 'expired', updated_us = ?, version = version + 1 \
-             WHERE id = ? AND status = 'pending'",
+            "UPDATE reservations SET status = CASE WHEN status = 'pending' THEN 'expired' \
+             ELSE 'no_show' END, updated_us = ?, version = version + 1 \
+             WHERE id = ? AND status IN ('pending', 'confirmed')",
         )
         .bind(micros(now))
         .bind(id)
@@ -686,6 +693,7 @@ async fn place_one(
     p: &Placement,
     now: DateTime<Utc>,
     limit: u32,
+    booking: Option<(BookingId, usize)>,
 ) -> Result<Placed> {
     let (capacity, version) = capacity_of(tx, p.resource_id.as_str()).await?;
     if version != p.resource_version {
@@ -711,13 +719,14 @@ async fn place_one(
     settle(tx, &found.lapsed, now).await?;
     let expires_at = match p.status {
         abi::ReservationStatus::Pending => p.hold.and_then(|h| now.checked_add_signed(h)),
+        abi::ReservationStatus::Confirmed => p.release_at,
         _ => None,
     };
     let row: SqliteReservationRow = sqlx::query_as(concat!(
         "INSERT INTO reservations (id, user_id, resource_id, status, start_us, end_us, note, \
          created_us, updated_us, expires_us, request_id, request_fingerprint, quantity, \
-         buffer_before_us, buffer_after_us) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+         buffer_before_us, buffer_after_us, booking_id, booking_part) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
         reservation_columns!()
     ))
     .bind(p.id.to_string())
@@ -735,10 +744,155 @@ async fn place_one(
     .bind(i64::from(p.quantity))
     .bind(crate::store::micros(p.buffers.0))
     .bind(crate::store::micros(p.buffers.1))
+    .bind(booking.map(|(b, _)| b.to_string()))
+    .bind(booking.map(|(_, part)| i64::try_from(part).unwrap_or(i64::MAX)))
     .fetch_one(&mut **tx)
     .await
     .map_err(write_error)?;
     Ok(Placed::Created(row.stored()?))
+}
+
+/// Applies `revision` inside a write transaction, at `at`, if the row is
+/// still as it was planned from; nothing is written otherwise.
+async fn revise_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    revision: &Revision,
+    at: DateTime<Utc>,
+    limit: u32,
+) -> Result<Revised> {
+    let row: Option<SqliteReservationRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        reservation_columns!(),
+        " FROM reservations WHERE id = ?"
+    ))
+    .bind(revision.id.to_string())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    let Some(row) = row else {
+        return Ok(Revised::Missing);
+    };
+    let buffers: (i64, i64) =
+        sqlx::query_as("SELECT buffer_before_us, buffer_after_us FROM reservations WHERE id = ?")
+            .bind(revision.id.to_string())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    let row = row.stored()?;
+    let (capacity, resource_version) = capacity_of(tx, &row.resource_id).await?;
+    if row.version != revision.version
+        || row.lapsed_at(at) != revision.seen_lapsed
+        || (revision.check && resource_version != revision.resource_version)
+    {
+        return Ok(Revised::Stale(row));
+    }
+    if revision.check {
+        let found = in_the_way(
+            tx,
+            &row.resource_id,
+            occupied(
+                &revision.timespan,
+                (
+                    TimeDelta::microseconds(buffers.0),
+                    TimeDelta::microseconds(buffers.1),
+                ),
+            ),
+            Some(revision.id),
+            at,
+            limit,
+            capacity,
+            revision.quantity,
+        )
+        .await?;
+        if found.refused() {
+            return Ok(Revised::Blocked(found.blockers));
+        }
+        settle(tx, &found.lapsed, at).await?;
+    }
+    let row: SqliteReservationRow = sqlx::query_as(concat!(
+        "UPDATE reservations SET status = ?, note = ?, start_us = ?, end_us = ?, \
+             expires_us = ?, quantity = ?, updated_us = ?, checked_in_us = ?, \
+             checked_out_us = ?, version = version + 1 WHERE id = ? RETURNING ",
+        reservation_columns!()
+    ))
+    .bind(revision.status.stored().as_str())
+    .bind(revision.note.as_str())
+    .bind(micros(revision.timespan.start()))
+    .bind(micros(revision.timespan.end()))
+    .bind(revision.expires_at.map(micros))
+    .bind(i64::from(revision.quantity))
+    .bind(micros(at))
+    .bind(revision.checked_in_at.map(micros))
+    .bind(revision.checked_out_at.map(micros))
+    .bind(revision.id.to_string())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(write_error)?;
+    Ok(Revised::Done(row.stored()?))
+}
+
+/// A booking and its parts, found by its id or by a user's key, with the
+/// digest of the request that made it.
+async fn read_booking(
+    conn: &mut SqliteConnection,
+    by: BookingKey<'_>,
+) -> Result<Option<(StoredBooking, Option<i64>)>> {
+    let head: Option<(String, String, i64, Option<i64>)> = match by {
+        BookingKey::Id(id) => sqlx::query_as(
+            "SELECT id, user_id, created_us, request_fingerprint FROM bookings WHERE id = ?",
+        )
+        .bind(id.to_string()),
+        BookingKey::Request(user, key) => sqlx::query_as(
+            "SELECT id, user_id, created_us, request_fingerprint FROM bookings \
+             WHERE user_id = ? AND request_id = ?",
+        )
+        .bind(user.as_str())
+        .bind(key.as_str()),
+    }
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let Some((id, user_id, created_us, fingerprint)) = head else {
+        return Ok(None);
+    };
+    let parts: Vec<SqliteReservationRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        reservation_columns!(),
+        " FROM reservations WHERE booking_id = ? ORDER BY booking_part"
+    ))
+    .bind(&id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(Some((
+        StoredBooking {
+            id: Uuid::parse_str(&id)
+                .map_err(|_| Error::internal(format!("stored booking id {id:?} is not a UUID")))?,
+            user_id,
+            created_at: DateTime::from_timestamp_micros(created_us)
+                .ok_or_else(|| Error::internal("stored booking time is out of range"))?,
+            parts: parts
+                .into_iter()
+                .map(SqliteReservationRow::stored)
+                .collect::<Result<_>>()?,
+        },
+        fingerprint,
+    )))
+}
+
+/// The booking a user made under an idempotency key, if any.
+async fn booking_by_request(
+    tx: &mut Transaction<'static, Sqlite>,
+    user: &UserId,
+    key: &RequestId,
+) -> Result<Option<(StoredBooking, Option<i64>)>> {
+    read_booking(tx, BookingKey::Request(user, key)).await
+}
+
+/// How a booking is looked up.
+enum BookingKey<'a> {
+    Id(BookingId),
+    Request(&'a UserId, &'a RequestId),
 }
 
 /// A write refused by the no-overlap triggers lost a race with a writer
@@ -804,7 +958,7 @@ impl Dialect for SqliteDialect {
                 placed.push(Placed::Blocked(blockers.clone()));
                 continue;
             }
-            let outcome = place_one(&mut w.tx, p, at, limit).await?;
+            let outcome = place_one(&mut w.tx, p, at, limit, None).await?;
             refused = match &outcome {
                 Placed::Blocked(blockers) => Some((ask, blockers.clone())),
                 Placed::Created(_) => None,
@@ -829,91 +983,96 @@ impl Dialect for SqliteDialect {
         let mut w = self.begin_write().await?;
         let at = time.now();
         let lock_wait = w.waited;
-        let row: Option<SqliteReservationRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            reservation_columns!(),
-            " FROM reservations WHERE id = ?"
-        ))
-        .bind(revision.id.to_string())
-        .fetch_optional(&mut *w.tx)
-        .await
-        .map_err(db_error)?;
-        let Some(row) = row else {
-            return Ok(ReviseOutcome {
-                at,
-                revised: Revised::Missing,
-                lock_wait,
-            });
-        };
-        let buffers: (i64, i64) = sqlx::query_as(
-            "SELECT buffer_before_us, buffer_after_us FROM reservations WHERE id = ?",
-        )
-        .bind(revision.id.to_string())
-        .fetch_one(&mut *w.tx)
-        .await
-        .map_err(db_error)?;
-        let row = row.stored()?;
-        let (capacity, resource_version) = capacity_of(&mut w.tx, &row.resource_id).await?;
-        if row.version != revision.version
-            || row.lapsed_at(at) != revision.seen_lapsed
-            || (revision.check && resource_version != revision.resource_version)
-        {
-            return Ok(ReviseOutcome {
-                at,
-                revised: Revised::Stale(row),
-                lock_wait,
-            });
+        let revised = revise_in(&mut w.tx, revision, at, limit).await?;
+        if matches!(revised, Revised::Done(_)) {
+            w.commit().await?;
         }
-        if revision.check {
-            let found = in_the_way(
-                &mut w.tx,
-                &row.resource_id,
-                occupied(
-                    &revision.timespan,
-                    (
-                        TimeDelta::microseconds(buffers.0),
-                        TimeDelta::microseconds(buffers.1),
-                    ),
-                ),
-                Some(revision.id),
-                at,
-                limit,
-                capacity,
-                revision.quantity,
-            )
-            .await?;
-            if found.refused() {
-                return Ok(ReviseOutcome {
-                    at,
-                    revised: Revised::Blocked(found.blockers),
-                    lock_wait,
-                });
-            }
-            settle(&mut w.tx, &found.lapsed, at).await?;
-        }
-        let row: SqliteReservationRow = sqlx::query_as(concat!(
-            "UPDATE reservations SET status = ?, note = ?, start_us = ?, end_us = ?, \
-             expires_us = ?, quantity = ?, updated_us = ?, version = version + 1 WHERE id = ? \
-             RETURNING ",
-            reservation_columns!()
-        ))
-        .bind(revision.status.as_str())
-        .bind(revision.note.as_str())
-        .bind(micros(revision.timespan.start()))
-        .bind(micros(revision.timespan.end()))
-        .bind(revision.expires_at.map(micros))
-        .bind(i64::from(revision.quantity))
-        .bind(micros(at))
-        .bind(revision.id.to_string())
-        .fetch_one(&mut *w.tx)
-        .await
-        .map_err(write_error)?;
-        w.commit().await?;
         Ok(ReviseOutcome {
             at,
-            revised: Revised::Done(row.stored()?),
+            revised,
             lock_wait,
         })
+    }
+
+    async fn book(
+        &self,
+        booking: &BookingPlacement,
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<BookOutcome> {
+        let mut w = self.begin_write().await?;
+        let at = time.now();
+        if let Some((key, _)) = &booking.request
+            && !booking.dry
+            && let Some(existing) = booking_by_request(&mut w.tx, &booking.user_id, key).await?
+        {
+            return Ok(BookOutcome {
+                at,
+                booked: Booked::Existing {
+                    fingerprint: existing.1,
+                    parts: existing.0.parts,
+                },
+            });
+        }
+        if !booking.dry {
+            sqlx::query(
+                "INSERT INTO bookings (id, user_id, created_us, request_id, request_fingerprint) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(booking.id.to_string())
+            .bind(booking.user_id.as_str())
+            .bind(micros(at))
+            .bind(booking.request.as_ref().map(|(key, _)| key.as_str()))
+            .bind(booking.request.as_ref().map(|(_, digest)| *digest))
+            .execute(&mut *w.tx)
+            .await
+            .map_err(db_error)?;
+        }
+        // Every part is placed, so that each counts against the next; a
+        // refusal, or a dry run, undoes them all.
+        let mut placed = Vec::with_capacity(booking.parts.len());
+        for (i, p) in booking.parts.iter().enumerate() {
+            let p = Placement {
+                request: None,
+                dry: false,
+                ..p.clone()
+            };
+            placed.push(place_one(&mut w.tx, &p, at, limit, Some((booking.id, i))).await?);
+        }
+        let made = placed.iter().all(|p| matches!(p, Placed::Created(_)));
+        let booked = if made && !booking.dry {
+            w.commit().await?;
+            Booked::Made(placed)
+        } else if made {
+            Booked::Made(placed.into_iter().map(|_| Placed::Fits).collect())
+        } else {
+            Booked::Refused(placed)
+        };
+        Ok(BookOutcome { at, booked })
+    }
+
+    async fn booking(&self, id: BookingId) -> Result<Option<StoredBooking>> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        read_booking(&mut conn, BookingKey::Id(id))
+            .await
+            .map(|b| b.map(|(b, _)| b))
+    }
+
+    async fn revise_all(
+        &self,
+        revisions: &[Revision],
+        time: &WriteTime,
+    ) -> Result<(DateTime<Utc>, Vec<Revised>)> {
+        let mut w = self.begin_write().await?;
+        let at = time.now();
+        let mut revised = Vec::with_capacity(revisions.len());
+        for revision in revisions {
+            revised.push(revise_in(&mut w.tx, revision, at, 0).await?);
+        }
+        if revised.iter().all(|r| matches!(r, Revised::Done(_))) {
+            w.commit().await?;
+        }
+        Ok((at, revised))
     }
 
     async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>> {
@@ -1162,11 +1321,16 @@ impl Dialect for SqliteDialect {
 
     async fn expire_overdue(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
         let statement = sqlx::query(
-            "UPDATE reservations SET status = 'expired', updated_us = ?, version = version + 1 \
+            "UPDATE reservations SET status = CASE WHEN status = 'pending' THEN 'expired' \
+             ELSE 'no_show' END, updated_us = ?, version = version + 1 \
              WHERE id IN (SELECT id FROM reservations WHERE status = 'pending' \
+             AND expires_us <= ? ORDER BY expires_us LIMIT ?) \
+             OR id IN (SELECT id FROM reservations WHERE status = 'confirmed' \
              AND expires_us <= ? ORDER BY expires_us LIMIT ?)",
         )
         .bind(micros(now))
+        .bind(micros(now))
+        .bind(limit)
         .bind(micros(now))
         .bind(limit);
         self.write_statement(statement).await

@@ -16,7 +16,7 @@ use crate::{
 macro_rules! reservation_columns {
     () => {
         "id, user_id, resource_id, status, start_us, end_us, note, created_us, updated_us, \
-         expires_us, version, quantity"
+         expires_us, version, quantity, booking_id, checked_in_us, checked_out_us"
     };
 }
 pub(crate) use reservation_columns;
@@ -25,7 +25,8 @@ pub(crate) use reservation_columns;
 macro_rules! change_columns {
     () => {
         "ch.id AS change_id, op, changed_us, reservation_id AS id, user_id, resource_id, \
-         status, start_us, end_us, note, created_us, updated_us, expires_us, 0 AS version, quantity"
+         status, start_us, end_us, note, created_us, updated_us, expires_us, 0 AS version, quantity, \
+         booking_id, checked_in_us, checked_out_us"
     };
 }
 pub(crate) use change_columns;
@@ -47,6 +48,7 @@ pub(crate) static SQL: Sql = Sql {
         ", 9223372036854775807)",
     ],
     expires_at: "expires_us",
+    checked_in_at: "checked_in_us",
     select_changes: concat!(
         "SELECT ",
         change_columns!(),
@@ -93,6 +95,9 @@ pub(crate) struct SqliteReservationRow {
     pub expires_us: Option<i64>,
     pub version: i64,
     pub quantity: i64,
+    pub booking_id: Option<String>,
+    pub checked_in_us: Option<i64>,
+    pub checked_out_us: Option<i64>,
 }
 
 impl SqliteReservationRow {
@@ -119,6 +124,16 @@ impl SqliteReservationRow {
             quantity: u32::try_from(self.quantity).map_err(|_| {
                 Error::internal(format!("stored quantity {} is out of range", self.quantity))
             })?,
+            booking_id: self
+                .booking_id
+                .map(|b| {
+                    Uuid::parse_str(&b).map_err(|_| {
+                        Error::internal(format!("stored booking id {b:?} is not a UUID"))
+                    })
+                })
+                .transpose()?,
+            checked_in_at: self.checked_in_us.map(time).transpose()?,
+            checked_out_at: self.checked_out_us.map(time).transpose()?,
         })
     }
 }

@@ -1,0 +1,488 @@
+//! Bookings: several parts made, confirmed and cancelled together, all or
+//! nothing; and arrival: check-in, check-out, no-shows.
+
+use std::{sync::Arc, time::Duration};
+
+use abi::{
+    BookingId, Error, Hold, ListenFilter, NewBooking, NewReservation, RequestId, ReservationQuery,
+    ReservationStatus, ReservationUpdate, ResourceSpec, StatusChange, UserId, pb,
+};
+use chrono::TimeDelta;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::support::{Env, at, next};
+
+conformance!(
+    a_booking_is_made_whole_or_not_at_all,
+    parts_count_against_one_another,
+    a_refusal_names_every_failing_part,
+    a_retried_booking_returns_what_the_first_made,
+    validate_only_checks_every_part_and_makes_nothing,
+    confirming_and_cancelling_a_booking_is_all_or_nothing,
+    checking_in_and_out_follows_the_window,
+    a_confirmed_reservation_nobody_checks_in_is_a_no_show,
+    bookings_and_reserves_at_once_never_overbook,
+);
+
+fn spec(id: &str, capacity: u32, policy: pb::BookingPolicy) -> ResourceSpec {
+    ResourceSpec::try_from(pb::Resource {
+        id: id.into(),
+        capacity,
+        policy: Some(policy),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn minutes(m: i64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: m * 60,
+        nanos: 0,
+    })
+}
+
+fn part(resource: &str, from: i64, to: i64) -> NewReservation {
+    NewReservation::builder()
+        .user_id("ann")
+        .resource_id(resource)
+        .start(at(from))
+        .end(at(to))
+        .build()
+        .unwrap()
+}
+
+fn booking(parts: Vec<NewReservation>) -> NewBooking {
+    NewBooking::new(UserId::parse("ann").unwrap(), parts, Hold::Default, None).unwrap()
+}
+
+fn rejected(result: abi::Result<abi::Booking>) -> Vec<abi::PartRejection> {
+    match result {
+        Err(Error::BookingRejected(parts)) => parts,
+        other => panic!("expected a refused booking, got {other:?}"),
+    }
+}
+
+async fn a_booking_is_made_whole_or_not_at_all(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec("hotel", 2, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let seat = env.confirmed("bob", "flight", 0, 60).await;
+
+    // The flight is taken: neither part is made.
+    let parts = rejected(
+        store
+            .book(booking(vec![part("hotel", 0, 600), part("flight", 30, 90)]))
+            .await,
+    );
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    assert_eq!(
+        (parts[0].index, parts[0].resource_id.as_str()),
+        (1, "flight")
+    );
+    let conflict = parts[0].conflict.as_ref().expect("a conflict");
+    assert_eq!(conflict.existing[0].id, seat.id);
+    assert_eq!(env.all().await.len(), 1, "nothing was left behind");
+
+    // Free: both made, as parts of one booking, in order, with one expiry.
+    let made = store
+        .book(booking(vec![
+            part("hotel", 60, 600),
+            part("flight", 60, 120),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(made.parts.len(), 2);
+    assert_eq!(made.parts[0].resource_id.as_str(), "hotel");
+    assert_eq!(made.parts[1].resource_id.as_str(), "flight");
+    for p in &made.parts {
+        assert_eq!(p.booking_id, Some(made.id));
+        assert_eq!(p.status, ReservationStatus::Pending);
+        assert_eq!(p.user_id.as_str(), "ann");
+    }
+    assert!(made.parts[0].expires_at.is_some());
+    assert_eq!(made.parts[0].expires_at, made.parts[1].expires_at);
+    assert_eq!(store.get_booking(made.id).await.unwrap(), made);
+    assert_eq!(env.get(made.parts[1].id).await.booking_id, Some(made.id));
+    let unknown = BookingId::new();
+    assert!(matches!(
+        store.get_booking(unknown).await,
+        Err(Error::BookingNotFound(id)) if id == unknown
+    ));
+
+    // Listen shows each part's change.
+    let mut changes = env
+        .listen(ListenFilter {
+            after_change_id: Some(0),
+            ..Default::default()
+        })
+        .await;
+    let mut parts_seen = Vec::new();
+    // The seat's reserve and confirm, then the two parts.
+    for _ in 0..4 {
+        let change = next(&mut changes).await;
+        if change.reservation.booking_id == Some(made.id) {
+            parts_seen.push(change.reservation.id);
+        }
+    }
+    assert_eq!(parts_seen, [made.parts[0].id, made.parts[1].id]);
+}
+
+async fn parts_count_against_one_another(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec("hall", 2, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    // One room, twice at once: the second part is refused.
+    let parts = rejected(
+        store
+            .book(booking(vec![part("room", 0, 60), part("room", 30, 90)]))
+            .await,
+    );
+    assert_eq!(parts.iter().map(|p| p.index).collect::<Vec<_>>(), [1]);
+    // A hall of two units holds two parts at once, not three.
+    store
+        .book(booking(vec![part("hall", 0, 60), part("hall", 0, 60)]))
+        .await
+        .unwrap();
+    let parts = rejected(store.book(booking(vec![part("hall", 30, 40)])).await);
+    assert_eq!(parts[0].index, 0);
+    assert_eq!(parts[0].conflict.as_ref().unwrap().capacity, 2);
+    assert_eq!(env.all().await.len(), 2);
+}
+
+async fn a_refusal_names_every_failing_part(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "dr-lee",
+            1,
+            pb::BookingPolicy {
+                min_notice: minutes(24 * 60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    env.confirmed("bob", "flight", 0, 60).await;
+    for i in 0..8 {
+        env.confirmed("bob", "busy", i * 10, i * 10 + 10).await;
+    }
+    let parts = rejected(
+        store
+            .book(booking(vec![
+                part("dr-lee", 60, 90),
+                part("hotel", 0, 60),
+                part("flight", 0, 60),
+                part("busy", 0, 80),
+            ]))
+            .await,
+    );
+    let indexes: Vec<u32> = parts.iter().map(|p| p.index).collect();
+    assert_eq!(indexes, [0, 2, 3], "{parts:?}");
+    assert_eq!(parts[0].policy[0].rule, abi::Rule::MinNotice);
+    assert!(parts[0].conflict.is_none());
+    assert!(parts[1].conflict.is_some() && parts[1].policy.is_empty());
+    // A part's conflict lists at most five, and counts the rest.
+    let busy = parts[2].conflict.as_ref().unwrap();
+    assert_eq!((busy.existing.len(), busy.omitted), (5, 3));
+    assert_eq!(env.all().await.len(), 9, "nothing was made");
+}
+
+async fn a_retried_booking_returns_what_the_first_made(env: Env) {
+    let store = &env.store;
+    let keyed = |parts| {
+        NewBooking::new(
+            UserId::parse("ann").unwrap(),
+            parts,
+            Hold::Default,
+            Some(RequestId::parse("order-7").unwrap()),
+        )
+        .unwrap()
+    };
+    let first = store
+        .book(keyed(vec![part("a", 0, 60), part("b", 0, 60)]))
+        .await
+        .unwrap();
+    env.advance(1);
+    let again = store
+        .book(keyed(vec![part("a", 0, 60), part("b", 0, 60)]))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(
+        again.parts.iter().map(|p| p.id).collect::<Vec<_>>(),
+        first.parts.iter().map(|p| p.id).collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        store.book(keyed(vec![part("a", 60, 120)])).await,
+        Err(Error::InvalidArgument {
+            field: "request_id",
+            ..
+        })
+    ));
+    assert_eq!(env.all().await.len(), 2);
+}
+
+async fn validate_only_checks_every_part_and_makes_nothing(env: Env) {
+    let store = &env.store;
+    let mut dry = booking(vec![part("room", 0, 60), part("room", 30, 90)]);
+    dry.validate_only = true;
+    let parts = rejected(store.book(dry).await);
+    assert_eq!(parts[0].index, 1);
+    let mut dry = booking(vec![part("room", 0, 60), part("room", 60, 90)]);
+    dry.validate_only = true;
+    let answer = store.book(dry).await.unwrap();
+    assert!(answer.id.uuid().is_nil());
+    assert_eq!(answer.parts.len(), 2);
+    assert!(env.all().await.is_empty());
+    // Nothing was made, so the real booking goes ahead.
+    store
+        .book(booking(vec![part("room", 0, 60), part("room", 60, 90)]))
+        .await
+        .unwrap();
+}
+
+async fn confirming_and_cancelling_a_booking_is_all_or_nothing(env: Env) {
+    let store = &env.store;
+    let made = store
+        .book(booking(vec![
+            part("a", 0, 60),
+            part("b", 0, 60),
+            part("c", 0, 60),
+        ]))
+        .await
+        .unwrap();
+    // A part cancelled on its own stays cancelled.
+    store.cancel(made.parts[2].id).await.unwrap();
+    let confirmed = store.confirm_booking(made.id).await.unwrap();
+    let statuses: Vec<_> = confirmed.parts.iter().map(|p| p.status).collect();
+    use ReservationStatus::*;
+    assert_eq!(statuses, [Confirmed, Confirmed, Cancelled]);
+    // Again: unchanged.
+    assert_eq!(store.confirm_booking(made.id).await.unwrap(), confirmed);
+    let cancelled = store.cancel_booking(made.id).await.unwrap();
+    assert!(cancelled.parts.iter().all(|p| p.status == Cancelled));
+
+    // An expired part makes a confirm fail, and confirms none.
+    let mut short = booking(vec![part("a", 100, 160), part("b", 100, 160)]);
+    for p in &mut short.parts {
+        p.hold = Hold::For(TimeDelta::minutes(10));
+    }
+    short.hold = Hold::For(TimeDelta::minutes(10));
+    let held = store.book(short).await.unwrap();
+    env.advance(11);
+    assert!(matches!(
+        store.confirm_booking(held.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    let after = store.get_booking(held.id).await.unwrap();
+    assert!(after.parts.iter().all(|p| p.status == Expired));
+}
+
+async fn checking_in_and_out_follows_the_window(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "suite",
+            1,
+            pb::BookingPolicy {
+                granularity: minutes(15),
+                check_in_opens: minutes(60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let stay = env.confirmed("ann", "suite", 120, 240).await;
+    let pending = env.reserve("ann", "room", 120, 240).await.unwrap();
+    assert!(matches!(
+        store.check_in(pending.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    // Opens an hour before the start.
+    env.advance(30);
+    assert!(matches!(
+        store.check_in(stay.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    env.advance(40);
+    let arrived = store.check_in(stay.id).await.unwrap();
+    assert_eq!(arrived.status, ReservationStatus::CheckedIn);
+    assert_eq!(arrived.checked_in_at, Some(at(70)));
+    assert_eq!(store.check_in(stay.id).await.unwrap(), arrived, "twice");
+    assert_eq!(env.get(stay.id).await.status, ReservationStatus::CheckedIn);
+    let checked_in = env
+        .query(ReservationQuery {
+            status: Some(ReservationStatus::CheckedIn),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(checked_in.len(), 1);
+    // A checked-in reservation still holds its resource.
+    assert!(matches!(
+        env.reserve("bob", "suite", 195, 210).await,
+        Err(Error::Conflict(_))
+    ));
+    // Not out before the start; early, the end comes up to the grid.
+    assert!(matches!(
+        store.check_out(stay.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    env.advance(67);
+    let left = store.check_out(stay.id).await.unwrap();
+    assert_eq!(left.status, ReservationStatus::Completed);
+    assert_eq!(left.checked_out_at, Some(at(137)));
+    assert_eq!(left.timespan.end(), at(150));
+    assert_eq!(store.check_out(stay.id).await.unwrap(), left, "twice");
+    // The rest of the stay is free.
+    env.reserve("bob", "suite", 150, 240).await.unwrap();
+}
+
+async fn a_confirmed_reservation_nobody_checks_in_is_a_no_show(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "slot",
+            1,
+            pb::BookingPolicy {
+                auto_release_after: minutes(30),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let booked = env.confirmed("ann", "slot", 60, 120).await;
+    assert_eq!(booked.expires_at, None, "a release time is not a hold's");
+    env.advance(89);
+    assert_eq!(
+        env.get(booked.id).await.status,
+        ReservationStatus::Confirmed
+    );
+    env.advance(1);
+    // Thirty minutes after the start: a no-show, and the slot is free at
+    // once, before any sweep.
+    assert_eq!(env.get(booked.id).await.status, ReservationStatus::NoShow);
+    let no_shows = env
+        .query(ReservationQuery {
+            status: Some(ReservationStatus::NoShow),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(no_shows.len(), 1);
+    let next_one = env.reserve("bob", "slot", 90, 120).await.unwrap();
+    assert_eq!(env.get(booked.id).await.status, ReservationStatus::NoShow);
+    assert!(matches!(
+        store.check_in(booked.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    store.sweep().await.unwrap();
+    assert_eq!(
+        env.get(next_one.id).await.status,
+        ReservationStatus::Pending
+    );
+
+    // An admin marks a no-show, only after the start.
+    let later = env.confirmed("cy", "room", 200, 260).await;
+    let mark = ReservationUpdate::status(later.id, StatusChange::NoShow);
+    assert!(matches!(
+        store.update(mark.clone()).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    env.advance(120);
+    let marked = store.update(mark).await.unwrap();
+    assert_eq!(marked.status, ReservationStatus::NoShow);
+    env.reserve("dee", "room", 200, 260).await.unwrap();
+}
+
+async fn bookings_and_reserves_at_once_never_overbook(env: Env) {
+    let store = env.store.clone();
+    for (i, capacity) in [1, 1, 2, 3, 1].into_iter().enumerate() {
+        store
+            .create_resource(spec(
+                &format!("r{i}"),
+                capacity,
+                pb::BookingPolicy::default(),
+            ))
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut tasks = Vec::new();
+    for task in 0..32u64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(task);
+            let (mut made, mut refused) = (0u64, 0u64);
+            while tokio::time::Instant::now() < deadline {
+                let user = format!("user-{task}");
+                let one = |rng: &mut StdRng| {
+                    let start = rng.random_range(0..2000);
+                    NewReservation::builder()
+                        .user_id(user.clone())
+                        .resource_id(format!("r{}", rng.random_range(0..5)))
+                        .start(at(start))
+                        .end(at(start + rng.random_range(1..120)))
+                        .build()
+                        .unwrap()
+                };
+                let outcome = if task % 4 == 0 {
+                    store.reserve(one(&mut rng)).await.map(|_| ())
+                } else {
+                    let n = rng.random_range(2..=3);
+                    let parts = (0..n).map(|_| one(&mut rng)).collect();
+                    let b = NewBooking::new(
+                        UserId::parse(user.clone()).unwrap(),
+                        parts,
+                        Hold::Default,
+                        None,
+                    )
+                    .unwrap();
+                    store.book(b).await.map(|_| ())
+                };
+                match outcome {
+                    Ok(()) => made += 1,
+                    Err(Error::Conflict(_) | Error::BookingRejected(_)) => refused += 1,
+                    Err(e) => panic!("task {task}: an outcome other than ok or conflict: {e:?}"),
+                }
+            }
+            (made, refused)
+        }));
+    }
+    let (mut made, mut refused) = (0, 0);
+    for t in tasks {
+        let (m, r) = t.await.unwrap();
+        made += m;
+        refused += r;
+    }
+    assert!(made > 0 && refused > 0, "made {made}, refused {refused}");
+    // No resource holds more units than it has, anywhere.
+    let live: Vec<_> = env
+        .all()
+        .await
+        .into_iter()
+        .filter(|r| r.status.is_live())
+        .collect();
+    for (i, capacity) in [1u32, 1, 2, 3, 1].into_iter().enumerate() {
+        let resource = format!("r{i}");
+        let mut steps: Vec<(chrono::DateTime<chrono::Utc>, i64)> = live
+            .iter()
+            .filter(|r| r.resource_id.as_str() == resource)
+            .flat_map(|r| {
+                let q = i64::from(r.quantity);
+                [(r.timespan.start(), q), (r.timespan.end(), -q)]
+            })
+            .collect();
+        steps.sort_by_key(|(t, d)| (*t, *d));
+        let mut used = 0;
+        for (t, d) in steps {
+            used += d;
+            assert!(
+                used <= i64::from(capacity),
+                "{resource} holds {used} of {capacity} units at {t}"
+            );
+        }
+    }
+}

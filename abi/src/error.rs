@@ -198,10 +198,27 @@ impl<T> FieldContext<T> for Result<T, InvalidValue> {
 /// `Result` with rsvp's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every failing part, in at most [`crate::types::booking::MAX_REJECTION_MESSAGE`]
+/// bytes (the details name them all).
 fn list_parts(parts: &[crate::PartRejection]) -> String {
-    parts
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    let max = crate::types::booking::MAX_REJECTION_MESSAGE;
+    let mut text = String::new();
+    for (n, part) in parts.iter().enumerate() {
+        let next = format!("{}{part}", if n == 0 { "" } else { "; " });
+        if text.len() + next.len() > max - 40 {
+            if n == 0 {
+                text.extend(next.chars().scan(0, |len, c| {
+                    *len += c.len_utf8();
+                    (*len <= max - 40).then_some(c)
+                }));
+                text.push('…');
+            }
+            if n + 1 < parts.len() || n > 0 {
+                text.push_str(&format!("; and {} more", parts.len() - n.max(1)));
+            }
+            break;
+        }
+        text.push_str(&next);
+    }
+    text
 }

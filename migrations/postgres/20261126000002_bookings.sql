@@ -79,6 +79,41 @@ BEGIN
 END
 $$;
 
+-- A check-in or a check-out is a change too.
+DROP TRIGGER reservations_record_update ON rsvp.reservations;
+CREATE TRIGGER reservations_record_update
+    AFTER UPDATE ON rsvp.reservations
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.note IS DISTINCT FROM NEW.note
+          OR OLD.timespan IS DISTINCT FROM NEW.timespan
+          OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+          OR OLD.user_id IS DISTINCT FROM NEW.user_id
+          OR OLD.resource_id IS DISTINCT FROM NEW.resource_id
+          OR OLD.quantity IS DISTINCT FROM NEW.quantity
+          OR OLD.checked_in_at IS DISTINCT FROM NEW.checked_in_at
+          OR OLD.checked_out_at IS DISTINCT FROM NEW.checked_out_at)
+    EXECUTE FUNCTION rsvp.record_change();
+
+-- Takes the locks of the resources of reservations `p_ids`, in the one
+-- order every writer takes them, before their rows are changed together:
+-- a change of several rows of resources of several units would otherwise
+-- take each resource's lock (in the capacity trigger) in row order.
+CREATE FUNCTION rsvp.lock_resources_of(p_ids uuid[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_key bigint;
+BEGIN
+    FOR v_key IN
+        SELECT DISTINCT rsvp.lock_key(r.resource_id) FROM rsvp.reservations r
+        WHERE r.id = ANY(p_ids) ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(v_key);
+    END LOOP;
+END
+$$;
+
 -- Settles what stopped holding its resource: overdue holds (expired) and
 -- confirmed reservations past their release time with nobody checked in
 -- (no-shows).
@@ -569,8 +604,8 @@ $$;
 -- subtransaction that is rolled back whole when any part is refused or
 -- stale, or when the call only checks (`p_dry`: the parts are placed, so
 -- they count against one another, then undone). Answers rsvp.place's rows;
--- with `p_request_id`, a booking the user already made under it is
--- answered instead, as rsvp.booking_parts.
+-- with `p_request_id` (dry or not), a booking the user already made under
+-- it is answered instead, as rsvp.booking_parts.
 CREATE FUNCTION rsvp.book(
     p_booking      uuid,
     p_user         text,
@@ -599,7 +634,7 @@ DECLARE
     v_now     timestamptz;
     v_booking rsvp.bookings;
 BEGIN
-    IF p_request_id IS NOT NULL AND NOT p_dry THEN
+    IF p_request_id IS NOT NULL THEN
         SELECT * INTO v_booking FROM rsvp.bookings b
         WHERE b.user_id = p_user AND b.request_id = p_request_id;
         IF FOUND THEN

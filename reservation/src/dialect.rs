@@ -78,7 +78,8 @@ pub(crate) struct Placement {
 pub(crate) struct BookingPlacement {
     pub id: BookingId,
     pub user_id: UserId,
-    /// The idempotency key, and the digest of the booking it came with.
+    /// The idempotency key, and the digest of the booking it came with: a
+    /// booking the user made under it is answered, dry or not.
     pub request: Option<(RequestId, i64)>,
     /// Its parts, in order (their own keys are ignored).
     pub parts: Vec<Placement>,

@@ -223,3 +223,36 @@ async fn arrival_checks_in_and_out() {
         Code::NotFound,
     );
 }
+
+#[tokio::test]
+async fn a_refusal_of_twenty_crowded_parts_stays_small() {
+    let app = TestApp::spawn().await;
+    let mut client = app.client.clone();
+    // Twenty resources with long ids, each taken by six reservations of
+    // users with long names.
+    let resource = |i: usize| format!("{}{i:04}", "r".repeat(60));
+    for i in 0..20 {
+        for k in 0..6 {
+            let user = format!("{}{k:04}", "u".repeat(60));
+            app.reserve(&user, &resource(i), k * 10, k * 10 + 10)
+                .await
+                .unwrap();
+        }
+    }
+    let parts = (0..20).map(|i| part(&resource(i), 0, 60)).collect();
+    let status = expect_code(client.book(book(parts)).await, Code::FailedPrecondition);
+    let size = status.message().len() + status.details().len();
+    assert!(size < 8 * 1024, "the status takes {size} bytes");
+    let rejection = booking_rejection_from_status(&status).unwrap();
+    assert_eq!(rejection.parts.len(), 20, "every part is named");
+    for (i, p) in rejection.parts.iter().enumerate() {
+        assert_eq!(p.index as usize, i);
+        let conflict = p.conflict.as_ref().unwrap();
+        assert!(conflict.existing.len() <= 5);
+        assert_eq!(
+            conflict.existing.len() as u32 + conflict.omitted,
+            6,
+            "what is not listed is counted"
+        );
+    }
+}

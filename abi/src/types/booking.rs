@@ -61,7 +61,7 @@ pub struct NewBooking {
     pub parts: Vec<NewReservation>,
     /// How long pending parts are held: one expiry for all.
     pub hold: Hold,
-    /// Idempotency key, unique per user (shared with reserves).
+    /// Idempotency key, unique per user among bookings.
     pub request_id: Option<RequestId>,
     /// Check everything and answer as a book would, storing nothing.
     pub validate_only: bool,
@@ -260,7 +260,52 @@ pub struct PartRejection {
     pub policy: Vec<Violation>,
 }
 
+/// The most bytes a refused booking's details (the encoded
+/// `BookingRejection`) take, so that the whole status (message and
+/// details) stays under 8 KiB.
+pub const MAX_REJECTION_BYTES: usize = 5 * 1024;
+
+/// The most bytes a refused booking's message takes.
+pub const MAX_REJECTION_MESSAGE: usize = 1024;
+
 impl PartRejection {
+    /// Cuts what `parts` list until their details fit in
+    /// [`MAX_REJECTION_BYTES`]: reservations in the way first (from the
+    /// part listing the most; each counted in `omitted`), then the
+    /// stretches where units are short, then all but the first rule broken
+    /// by a part. Every part stays named.
+    pub fn fit(parts: &mut [PartRejection]) {
+        use prost::Message;
+        let size = |parts: &[PartRejection]| booking_rejection(parts).encoded_len();
+        while size(parts) > MAX_REJECTION_BYTES {
+            let most = |f: fn(&PartRejection) -> usize| {
+                parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| f(p) > 0)
+                    .max_by_key(|(i, p)| (f(p), *i))
+                    .map(|(i, _)| i)
+            };
+            let listed = |p: &PartRejection| p.conflict.as_ref().map_or(0, |c| c.existing.len());
+            let full = |p: &PartRejection| p.conflict.as_ref().map_or(0, |c| c.full.len());
+            let rules = |p: &PartRejection| p.policy.len().saturating_sub(1);
+            if let Some(i) = most(listed) {
+                if let Some(c) = parts[i].conflict.as_mut() {
+                    c.existing.pop();
+                    c.omitted += 1;
+                }
+            } else if let Some(i) = most(full) {
+                if let Some(c) = parts[i].conflict.as_mut() {
+                    c.full.pop();
+                }
+            } else if let Some(i) = most(rules) {
+                parts[i].policy.truncate(1);
+            } else {
+                return;
+            }
+        }
+    }
+
     /// The part, its conflict cut to what a rejection lists.
     pub fn taken(index: usize, mut conflict: Conflict) -> Self {
         let cut = conflict.existing.len().saturating_sub(MAX_LISTED_PER_PART);

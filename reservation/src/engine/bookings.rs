@@ -91,6 +91,8 @@ impl<D: Dialect> Engine<D> {
             let placement = BookingPlacement {
                 id: booking_id,
                 user_id: booking.user_id.clone(),
+                // Looked up even when a rule refuses a part now: a retry of
+                // a booking that went ahead returns it (its notice passed).
                 request: booking
                     .request_id
                     .clone()
@@ -156,6 +158,7 @@ impl<D: Dialect> Engine<D> {
                 }
             }
             refused.sort_by_key(|r| r.index);
+            abi::PartRejection::fit(&mut refused);
             metrics::counter!("rsvp_booking_refusals_total").increment(1);
             return Err(Error::BookingRejected(refused));
         }
@@ -256,6 +259,7 @@ impl<D: Dialect> Engine<D> {
                 });
             }
             if !broken.is_empty() {
+                abi::PartRejection::fit(&mut broken);
                 return Err(Error::BookingRejected(broken));
             }
             if revisions.is_empty() {
@@ -307,9 +311,7 @@ impl<D: Dialect> Engine<D> {
             };
             let revision = if arriving {
                 match current.status {
-                    ReservationStatus::CheckedIn | ReservationStatus::Completed => {
-                        return Ok(current);
-                    }
+                    ReservationStatus::CheckedIn => return Ok(current),
                     ReservationStatus::Confirmed => {}
                     other => {
                         return Err(Error::FailedPrecondition(
@@ -350,7 +352,7 @@ impl<D: Dialect> Engine<D> {
                     ));
                 }
                 let end = if now < end {
-                    early_end(start, end, now, known.rules.policy.granularity)
+                    early_end(start, end, now, &known.rules)
                 } else {
                     end
                 };
@@ -378,22 +380,25 @@ impl<D: Dialect> Engine<D> {
 }
 
 /// The end of a stay checked out early at `now`: `now` rounded up to the
-/// resource's grid (from the start), never past the planned end and never
-/// at the start (then one grid step, or one microsecond, after it).
+/// resource's grid (counted from local midnight, as the grid of starts and
+/// ends is), never past the planned end and never at the start (then the
+/// next grid point, or one microsecond, after it).
 fn early_end(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     now: DateTime<Utc>,
-    grid: Option<TimeDelta>,
+    rules: &abi::Rules,
 ) -> DateTime<Utc> {
-    let step = grid.filter(|g| *g > TimeDelta::zero());
-    let rounded =
-        match step.and_then(|g| Some((g.num_microseconds()?, (now - start).num_microseconds()?))) {
-            Some((g, since)) if g > 0 => start + TimeDelta::microseconds((since + g - 1) / g * g),
-            _ => now,
-        };
-    let least = start + step.unwrap_or(TimeDelta::microseconds(1));
-    rounded.max(least).min(end)
+    let from = now.max(start + TimeDelta::microseconds(1));
+    match rules.policy.granularity.filter(|g| *g > TimeDelta::zero()) {
+        Some(grid) => rules
+            .schedule
+            .grid_points(from, end, grid)
+            .first()
+            .copied()
+            .unwrap_or(end),
+        None => from.min(end),
+    }
 }
 
 /// A booking as the store has it, read at `now`.

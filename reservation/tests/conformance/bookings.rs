@@ -10,7 +10,7 @@ use abi::{
 use chrono::TimeDelta;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::support::{Env, at, next};
+use crate::support::{Env, at, hold, next};
 
 conformance!(
     a_booking_is_made_whole_or_not_at_all,
@@ -224,6 +224,32 @@ async fn a_retried_booking_returns_what_the_first_made(env: Env) {
         })
     ));
     assert_eq!(env.all().await.len(), 2);
+
+    // A retry once the rules would refuse it (the notice passed) still
+    // returns what the first call made.
+    store
+        .create_resource(spec(
+            "dr-lee",
+            1,
+            pb::BookingPolicy {
+                min_notice: minutes(60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let later = || {
+        NewBooking::new(
+            UserId::parse("ann").unwrap(),
+            vec![part("dr-lee", 100, 130)],
+            Hold::Default,
+            Some(RequestId::parse("visit-1").unwrap()),
+        )
+        .unwrap()
+    };
+    let visit = store.book(later()).await.unwrap();
+    env.advance(60);
+    assert_eq!(store.book(later()).await.unwrap().id, visit.id);
 }
 
 async fn validate_only_checks_every_part_and_makes_nothing(env: Env) {
@@ -309,7 +335,21 @@ async fn checking_in_and_out_follows_the_window(env: Env) {
         Err(Error::FailedPrecondition(_))
     ));
     env.advance(40);
+    let mut changes = env
+        .listen(ListenFilter {
+            after_change_id: Some(0),
+            ..Default::default()
+        })
+        .await;
     let arrived = store.check_in(stay.id).await.unwrap();
+    // A check-in is a change a listener sees.
+    loop {
+        let change = next(&mut changes).await;
+        if change.reservation.status == ReservationStatus::CheckedIn {
+            assert_eq!(change.reservation.id, stay.id);
+            break;
+        }
+    }
     assert_eq!(arrived.status, ReservationStatus::CheckedIn);
     assert_eq!(arrived.checked_in_at, Some(at(70)));
     assert_eq!(store.check_in(stay.id).await.unwrap(), arrived, "twice");
@@ -337,6 +377,18 @@ async fn checking_in_and_out_follows_the_window(env: Env) {
     assert_eq!(left.checked_out_at, Some(at(137)));
     assert_eq!(left.timespan.end(), at(150));
     assert_eq!(store.check_out(stay.id).await.unwrap(), left, "twice");
+    assert!(matches!(
+        store.check_in(stay.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    // After its end, a confirmed reservation is not checked in.
+    let missed = env.confirmed("ann", "suite", 240, 255).await;
+    env.advance(120);
+    assert!(matches!(
+        store.check_in(missed.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    env.advance(-120);
     // The rest of the stay is free.
     env.reserve("bob", "suite", 150, 240).await.unwrap();
 }
@@ -372,6 +424,17 @@ async fn a_confirmed_reservation_nobody_checks_in_is_a_no_show(env: Env) {
         })
         .await;
     assert_eq!(no_shows.len(), 1);
+    // Availability sees it free too.
+    let request = abi::AvailabilityRequest::new(
+        vec![abi::ResourceId::parse("slot").unwrap()],
+        abi::Timespan::new(at(90), at(120)).unwrap(),
+        1,
+        None,
+    )
+    .unwrap();
+    let answer = store.availability(request).await.unwrap();
+    let segments = &answer.resources[0].availability.segments;
+    assert!(segments.iter().all(|s| s.free == 1), "{segments:?}");
     let next_one = env.reserve("bob", "slot", 90, 120).await.unwrap();
     assert_eq!(env.get(booked.id).await.status, ReservationStatus::NoShow);
     assert!(matches!(
@@ -383,6 +446,34 @@ async fn a_confirmed_reservation_nobody_checks_in_is_a_no_show(env: Env) {
         env.get(next_one.id).await.status,
         ReservationStatus::Pending
     );
+
+    // On a resource of several units, a no-show gives its units back.
+    store
+        .create_resource(spec(
+            "hall",
+            2,
+            pb::BookingPolicy {
+                auto_release_after: minutes(10),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let mut two = hold("ann", "hall", 200, 260);
+    two.quantity = 2;
+    two.status = abi::InitialStatus::Confirmed;
+    let both = store.reserve(two.clone()).await.unwrap();
+    // Released ten minutes after its start, at minute 210.
+    env.advance(119);
+    assert!(matches!(
+        store.reserve(two.clone()).await,
+        Err(Error::Conflict(_))
+    ));
+    env.advance(1);
+    assert_eq!(env.get(both.id).await.status, ReservationStatus::NoShow);
+    two.user_id = UserId::parse("bob").unwrap();
+    store.reserve(two).await.unwrap();
+    env.advance(-120);
 
     // An admin marks a no-show, only after the start.
     let later = env.confirmed("cy", "room", 200, 260).await;
@@ -440,7 +531,15 @@ async fn bookings_and_reserves_at_once_never_overbook(env: Env) {
                         None,
                     )
                     .unwrap();
-                    store.book(b).await.map(|_| ())
+                    match store.book(b).await {
+                        // Confirmed or cancelled together, beside the
+                        // bookings and reserves of the others.
+                        Ok(made) if rng.random_bool(0.5) => {
+                            store.confirm_booking(made.id).await.map(|_| ())
+                        }
+                        Ok(made) => store.cancel_booking(made.id).await.map(|_| ()),
+                        Err(e) => Err(e),
+                    }
                 };
                 match outcome {
                     Ok(()) => made += 1,

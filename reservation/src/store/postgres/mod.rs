@@ -705,6 +705,11 @@ impl Dialect for PgDialect {
         time: &WriteTime,
     ) -> Result<(DateTime<Utc>, Vec<Revised>)> {
         let mut tx = self.pool.begin().await.map_err(|e| self.write_error(e))?;
+        sqlx::query("SELECT rsvp.lock_resources_of($1)")
+            .bind(revisions.iter().map(|r| r.id.uuid()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_error(e))?;
         let mut revised = Vec::with_capacity(revisions.len());
         let mut at = time.now();
         // Row locks in one order, whatever order the parts are in.

@@ -447,11 +447,20 @@ async fn fits_by_pieces(
     capacity: u32,
     quantity: u32,
 ) -> Result<bool> {
+    // Overdue holds, then no-shows, each through its own index.
     let overdue: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM reservations \
-         WHERE status IN ('pending', 'confirmed') AND expires_us <= ? AND resource_id = ? \
-         AND occ_start_us < ? AND occ_end_us > ? LIMIT 1",
+        "SELECT 1 FROM reservations INDEXED BY reservations_pending_expiry \
+         WHERE status = 'pending' AND expires_us <= ? AND resource_id = ? \
+         AND occ_start_us < ? AND occ_end_us > ? \
+         UNION ALL \
+         SELECT 1 FROM reservations INDEXED BY reservations_release \
+         WHERE status = 'confirmed' AND expires_us IS NOT NULL AND expires_us <= ? \
+         AND resource_id = ? AND occ_start_us < ? AND occ_end_us > ? LIMIT 1",
     )
+    .bind(micros(now))
+    .bind(resource)
+    .bind(micros(end))
+    .bind(micros(start))
     .bind(micros(now))
     .bind(resource)
     .bind(micros(end))
@@ -1003,7 +1012,6 @@ impl Dialect for SqliteDialect {
         let mut w = self.begin_write().await?;
         let at = time.now();
         if let Some((key, _)) = &booking.request
-            && !booking.dry
             && let Some(existing) = booking_by_request(&mut w.tx, &booking.user_id, key).await?
         {
             return Ok(BookOutcome {
@@ -1265,7 +1273,8 @@ impl Dialect for SqliteDialect {
             let usage = abi::Usage::sweep(live.into_iter().filter_map(
                 |(start, end, quantity, status, expires)| {
                     let pending = status == "pending";
-                    if pending && expires.is_some_and(|at| at <= now_us) {
+                    // An overdue hold, or a no-show, holds nothing.
+                    if expires.is_some_and(|at| at <= now_us) {
                         return None;
                     }
                     let units = match u64::try_from(quantity).unwrap_or(0) {

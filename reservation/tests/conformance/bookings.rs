@@ -22,6 +22,9 @@ conformance!(
     checking_in_and_out_follows_the_window,
     a_confirmed_reservation_nobody_checks_in_is_a_no_show,
     bookings_and_reserves_at_once_never_overbook,
+    the_parts_share_the_shortest_hold_their_resources_allow,
+    a_cancel_within_the_notice_refuses_the_whole_booking,
+    a_deleted_resource_refuses_its_part_and_override_lifts_other_rules,
 );
 
 fn spec(id: &str, capacity: u32, policy: pb::BookingPolicy) -> ResourceSpec {
@@ -584,4 +587,129 @@ async fn bookings_and_reserves_at_once_never_overbook(env: Env) {
             );
         }
     }
+}
+
+async fn the_parts_share_the_shortest_hold_their_resources_allow(env: Env) {
+    let store = &env.store;
+    for (id, default_hold, max_hold) in [("a", 20, 60), ("b", 10, 30)] {
+        store
+            .create_resource(spec(
+                id,
+                1,
+                pb::BookingPolicy {
+                    default_hold: minutes(default_hold),
+                    max_hold: minutes(max_hold),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let made = store
+        .book(booking(vec![
+            part("a", 0, 60),
+            part("b", 0, 60),
+            part("c", 0, 60),
+        ]))
+        .await
+        .unwrap();
+    for p in &made.parts {
+        assert_eq!(p.expires_at, Some(at(10)), "{p:?}");
+    }
+    // An explicit hold longer than one part's resource allows refuses it.
+    let mut long = booking(vec![part("a", 60, 120), part("b", 60, 120)]);
+    long.hold = Hold::For(TimeDelta::minutes(45));
+    for p in &mut long.parts {
+        p.hold = long.hold;
+    }
+    let parts = rejected(store.book(long).await);
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        (parts[0].index, parts[0].policy[0].rule),
+        (1, abi::Rule::MaxHold)
+    );
+}
+
+async fn a_cancel_within_the_notice_refuses_the_whole_booking(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "clinic",
+            1,
+            pb::BookingPolicy {
+                min_cancel_notice: minutes(60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let mut parts = booking(vec![part("room", 30, 90), part("clinic", 30, 90)]);
+    for p in &mut parts.parts {
+        p.status = abi::InitialStatus::Confirmed;
+    }
+    let made = store.book(parts).await.unwrap();
+    let refused = match store.cancel_booking(made.id).await {
+        Err(Error::BookingRejected(parts)) => parts,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (refused[0].index, refused[0].policy[0].rule),
+        (1, abi::Rule::CancelNotice)
+    );
+    let after = store.get_booking(made.id).await.unwrap();
+    assert!(
+        after
+            .parts
+            .iter()
+            .all(|p| p.status == ReservationStatus::Confirmed),
+        "nothing was cancelled"
+    );
+    // A checked-in part stays as it is; the others are cancelled.
+    env.advance(30);
+    store.check_in(made.parts[1].id).await.unwrap();
+    let cancelled = store.cancel_booking(made.id).await.unwrap();
+    let statuses: Vec<_> = cancelled.parts.iter().map(|p| p.status).collect();
+    assert_eq!(
+        statuses,
+        [ReservationStatus::Cancelled, ReservationStatus::CheckedIn]
+    );
+}
+
+async fn a_deleted_resource_refuses_its_part_and_override_lifts_other_rules(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "dr-lee",
+            1,
+            pb::BookingPolicy {
+                min_notice: minutes(24 * 60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    store
+        .create_resource(spec("old", 1, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    store
+        .delete_resource(abi::ResourceId::parse("old").unwrap(), false)
+        .await
+        .unwrap();
+    let mut both = booking(vec![part("dr-lee", 60, 90), part("old", 60, 90)]);
+    both.override_policy = true;
+    for p in &mut both.parts {
+        p.override_policy = true;
+    }
+    let parts = rejected(store.book(both).await);
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    assert_eq!(
+        (parts[0].index, parts[0].policy[0].rule),
+        (1, abi::Rule::ResourceDeleted)
+    );
+    // Without the deleted part, the override books inside the notice.
+    let mut one = booking(vec![part("dr-lee", 60, 90)]);
+    one.override_policy = true;
+    store.book(one).await.unwrap();
 }

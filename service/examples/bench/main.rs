@@ -275,7 +275,8 @@ impl Script {
                 "SELECT count(*) FROM rsvp.place(ARRAY[gen_random_uuid()], ARRAY['pgbench'], \
                  ARRAY['bench-' || :r], ARRAY[bench.span(:h)], ARRAY['confirmed'], ARRAY[''], \
                  ARRAY[NULL::interval], ARRAY[NULL::text], ARRAY[NULL::bigint], ARRAY[1], \
-                 ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[false], NULL, 20);",
+                 ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[false], NULL, 20, \
+                 NULL::uuid, ARRAY[NULL::timestamptz]);",
             ),
         ]
     }

@@ -680,6 +680,16 @@ fn markdown(summary: &Value) -> String {
             "0",
         ),
         (
+            "book (three parts) ÷ reserve-spread, PostgreSQL",
+            "book_over_spread",
+            "≥ 0.5",
+        ),
+        (
+            "book outcomes other than ok/conflict",
+            "book_other_outcomes",
+            "0",
+        ),
+        (
             "reserve-capacity units sold (PostgreSQL / embedded), 64 clients",
             "capacity_sold",
             "1000 / 1000",

@@ -600,9 +600,10 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Makes a booking: under every resource's lock (taken in one order, as
--- rsvp.place takes them), its row, then its parts through rsvp.place, in a
--- subtransaction that is rolled back whole when any part is refused or
--- stale, or when the call only checks (`p_dry`: the parts are placed, so
+-- rsvp.place takes them), its row, then its parts through rsvp.place. Parts
+-- on distinct resources are checked first and written only if all fit;
+-- otherwise the parts are placed in a subtransaction that is rolled back
+-- whole when any part is refused or stale, or when the call only checks (`p_dry`: the parts are placed, so
 -- they count against one another, then undone). Answers rsvp.place's rows;
 -- with `p_request_id` (dry or not), a booking the user already made under
 -- it is answered instead, as rsvp.booking_parts.
@@ -648,6 +649,47 @@ BEGIN
         PERFORM pg_advisory_xact_lock(v_key);
     END LOOP;
     v_now := coalesce(p_now, clock_timestamp());
+    -- Parts on as many resources: each is judged alone, so every part is
+    -- checked first, writing nothing, and written only when all fit (under
+    -- the same locks, nothing can come between). Parts that share a
+    -- resource count against one another: they are placed in the block
+    -- below, which undoes them all on a refusal.
+    IF NOT p_dry AND (SELECT count(DISTINCT r) FROM unnest(p_resources) r) = v_n THEN
+        SELECT array_agg(ROW(p.*)::rsvp.write_row) INTO v_rows
+        FROM rsvp.place(
+            p_ids, array_fill(p_user, ARRAY[v_n]), p_resources, p_spans, p_statuses, p_notes,
+            p_holds, array_fill(NULL::text, ARRAY[v_n]), array_fill(NULL::bigint, ARRAY[v_n]),
+            p_quantities, p_befores, p_afters, p_versions, array_fill(true, ARRAY[v_n]),
+            v_now, p_limit, NULL, p_releases) p;
+        IF EXISTS (SELECT 1 FROM unnest(v_rows) x WHERE x.outcome <> 'fits') THEN
+            RETURN QUERY SELECT * FROM unnest(v_rows);
+            RETURN;
+        END IF;
+        INSERT INTO rsvp.bookings (id, user_id, created_at, request_id, request_fingerprint)
+        VALUES (p_booking, p_user, v_now, p_request_id, p_fingerprint)
+        ON CONFLICT (user_id, request_id) DO NOTHING;
+        IF NOT FOUND THEN
+            -- The same request, made at the same moment, went first.
+            SELECT * INTO v_booking FROM rsvp.bookings b
+            WHERE b.user_id = p_user AND b.request_id = p_request_id;
+            RETURN QUERY SELECT * FROM rsvp.booking_parts(v_booking, p_now);
+            RETURN;
+        END IF;
+        SELECT array_agg(ROW(p.*)::rsvp.write_row) INTO v_rows
+        FROM rsvp.place(
+            p_ids, array_fill(p_user, ARRAY[v_n]), p_resources, p_spans, p_statuses, p_notes,
+            p_holds, array_fill(NULL::text, ARRAY[v_n]), array_fill(NULL::bigint, ARRAY[v_n]),
+            p_quantities, p_befores, p_afters, p_versions, array_fill(false, ARRAY[v_n]),
+            v_now, p_limit, p_booking, p_releases) p;
+        IF EXISTS (SELECT 1 FROM unnest(v_rows) x WHERE x.outcome <> 'created') THEN
+            -- Only a writer that ignores the locks can get here: the whole
+            -- call is undone, and may be retried.
+            RAISE EXCEPTION 'a booking part was refused after every part was checked'
+                USING ERRCODE = 'serialization_failure';
+        END IF;
+        RETURN QUERY SELECT * FROM unnest(v_rows);
+        RETURN;
+    END IF;
     BEGIN
         IF NOT p_dry THEN
             INSERT INTO rsvp.bookings (id, user_id, created_at, request_id, request_fingerprint)

@@ -253,6 +253,37 @@ async fn a_retried_booking_returns_what_the_first_made(env: Env) {
     let visit = store.book(later()).await.unwrap();
     env.advance(60);
     assert_eq!(store.book(later()).await.unwrap().id, visit.id);
+
+    // The same request sent four times at once: one booking.
+    let same = || {
+        NewBooking::new(
+            UserId::parse("ann").unwrap(),
+            vec![part("e", 600, 660), part("f", 600, 660)],
+            Hold::Default,
+            Some(RequestId::parse("order-8").unwrap()),
+        )
+        .unwrap()
+    };
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&env.store);
+            let booking = same();
+            tokio::spawn(async move { store.book(booking).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for call in calls {
+        ids.push(call.await.unwrap().unwrap().id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let parts = env
+        .query(ReservationQuery {
+            resource_id: Some(abi::ResourceId::parse("e").unwrap()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(parts.len(), 1);
 }
 
 async fn validate_only_checks_every_part_and_makes_nothing(env: Env) {

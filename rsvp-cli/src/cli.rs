@@ -147,7 +147,9 @@ pub enum Command {
     /// made, none is, and every failing part is named with why.
     ///
     /// Example:
-    ///   rsvp book --user ann --part 'flight-42,2026-12-20 08:00,2026-12-20 11:00' --part 'hotel-double,2026-12-20 15:00,2026-12-23 11:00,2'
+    ///   rsvp book --user ann \
+    ///     --part 'flight-42,2026-12-20 08:00,2026-12-20 11:00' \
+    ///     --part 'hotel-double,2026-12-20 15:00,2026-12-23 11:00,2'
     #[command(verbatim_doc_comment)]
     Book(BookArgs),
 

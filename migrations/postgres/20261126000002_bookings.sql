@@ -649,6 +649,16 @@ BEGIN
         PERFORM pg_advisory_xact_lock(v_key);
     END LOOP;
     v_now := coalesce(p_now, clock_timestamp());
+    IF p_request_id IS NOT NULL THEN
+        -- Again under the locks: a call with the same key that held them
+        -- has committed by now.
+        SELECT * INTO v_booking FROM rsvp.bookings b
+        WHERE b.user_id = p_user AND b.request_id = p_request_id;
+        IF FOUND THEN
+            RETURN QUERY SELECT * FROM rsvp.booking_parts(v_booking, v_now);
+            RETURN;
+        END IF;
+    END IF;
     -- Parts on as many resources: each is judged alone, so every part is
     -- checked first, writing nothing, and written only when all fit (under
     -- the same locks, nothing can come between). Parts that share a

@@ -33,6 +33,10 @@ pub enum Error {
     #[error("booking {0} not found")]
     BookingNotFound(crate::BookingId),
 
+    /// No API token has this id.
+    #[error("token {0} not found")]
+    TokenNotFound(crate::TokenId),
+
     /// No registered resource has this id.
     #[error("resource {0} not found")]
     ResourceNotFound(ResourceId),
@@ -74,6 +78,21 @@ pub enum Error {
     /// such as confirming an expired hold.
     #[error("{0}")]
     FailedPrecondition(Cow<'static, str>),
+
+    /// The caller may not do this, or may not read what it names (whether
+    /// it exists or not).
+    #[error("permission denied: {0}")]
+    PermissionDenied(Cow<'static, str>),
+
+    /// The caller's request rate is over its limit; retrying after
+    /// `retry_after` may succeed.
+    #[error("{what} rate limit exceeded; retry after {retry_after:?}")]
+    RateLimited {
+        /// The class of calls limited: reads, writes or streams.
+        what: &'static str,
+        /// How long until a call of the class would be admitted.
+        retry_after: std::time::Duration,
+    },
 
     /// The database cannot be reached; retrying later may succeed.
     #[error("database unavailable")]
@@ -150,7 +169,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Unavailable(_) | Error::Busy(_) | Error::Aborted { .. } | Error::Lagged { .. }
+            Error::Unavailable(_)
+                | Error::Busy(_)
+                | Error::Aborted { .. }
+                | Error::Lagged { .. }
+                | Error::RateLimited { .. }
         )
     }
 }

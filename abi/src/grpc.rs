@@ -44,9 +44,10 @@ impl From<Error> for Status {
                 e.to_string(),
                 ErrorDetails::with_bad_request_violation(*field, reason.to_string()),
             ),
-            Error::NotFound(_) | Error::ResourceNotFound(_) | Error::BookingNotFound(_) => {
-                Status::not_found(e.to_string())
-            }
+            Error::NotFound(_)
+            | Error::ResourceNotFound(_)
+            | Error::BookingNotFound(_)
+            | Error::TokenNotFound(_) => Status::not_found(e.to_string()),
             Error::ResourceExists(_) => Status::already_exists(e.to_string()),
             Error::Conflict(conflict) => {
                 let any = prost_types::Any {
@@ -112,6 +113,21 @@ impl From<Error> for Status {
                 None,
             ),
             Error::Lagged { .. } => Status::resource_exhausted(e.to_string()),
+            Error::PermissionDenied(_) => status_with(
+                Code::PermissionDenied,
+                e.to_string(),
+                "PERMISSION_DENIED",
+                None,
+            ),
+            Error::RateLimited { what, retry_after } => {
+                let mut details = ErrorDetails::with_retry_info(Some(*retry_after));
+                details.set_error_info(
+                    "RATE_LIMITED",
+                    "rsvp",
+                    [("limit".to_string(), (*what).to_string())],
+                );
+                Status::with_error_details(Code::ResourceExhausted, e.to_string(), details)
+            }
             Error::ChangesExpired { oldest_change_id } => Status::with_error_details(
                 Code::OutOfRange,
                 e.to_string(),

@@ -12,8 +12,8 @@
 use std::{sync::Arc, time::Duration};
 
 use abi::{
-    BookingId, Note, RequestId, ReservationId, ReservationStatus, Resource, ResourceId,
-    ResourceSpec, Result, Timespan, UserId,
+    ApiToken, BookingId, Note, RequestId, ReservationId, ReservationStatus, Resource, ResourceId,
+    ResourceSpec, Result, Timespan, TokenId, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -284,6 +284,16 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         revisions: &[Revision],
         time: &WriteTime,
     ) -> Result<(DateTime<Utc>, Vec<Revised>)>;
+
+    /// Stores a new API token.
+    async fn insert_token(&self, token: &ApiToken) -> Result<()>;
+
+    /// Every API token, oldest first.
+    async fn tokens(&self) -> Result<Vec<ApiToken>>;
+
+    /// Marks a token revoked at `now` unless it already is; the token as
+    /// it then stands, if it exists.
+    async fn revoke_token(&self, id: TokenId, now: DateTime<Utc>) -> Result<Option<ApiToken>>;
 
     /// Reads one reservation.
     async fn read(&self, id: ReservationId) -> Result<Option<StoredReservation>>;

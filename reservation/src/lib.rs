@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`Rsvp`] (`rsvp.rs`): the trait every store implements.
+//! - [`Access`] (`access.rs`): who may do what, decided once, over any store.
 //! - `engine/`: every rule, once — what a reserve or an update does, what
 //!   blocks, how holds expire, pages, streams — over a store's dialect.
 //! - `dialect.rs`: the seam below the engine; a store supplies its SQL and
@@ -22,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod clock;
 mod db_error;
 mod dialect;
@@ -35,6 +37,7 @@ mod statement;
 mod store;
 
 pub use abi;
+pub use access::Access;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use options::StoreOptions;
 pub use rsvp::{ChangeStream, ReservationStream, Rsvp, SweepReport};

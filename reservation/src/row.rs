@@ -115,3 +115,32 @@ impl StoredChange {
         })
     }
 }
+
+/// An API token row, in Rust types.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StoredToken {
+    pub id: Uuid,
+    pub principal: String,
+    pub role: String,
+    pub digest: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl StoredToken {
+    /// The token, its stored values checked.
+    pub fn into_token(self) -> Result<abi::ApiToken> {
+        let bad =
+            |what: &str| Error::internal(format!("token {}: stored {what} is not valid", self.id));
+        Ok(abi::ApiToken {
+            id: abi::TokenId::from(self.id),
+            principal: UserId::parse(self.principal.as_str()).map_err(|_| bad("principal"))?,
+            role: self.role.parse().map_err(|_| bad("role"))?,
+            digest: abi::TokenDigest::from_slice(&self.digest).ok_or_else(|| bad("digest"))?,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}

@@ -2,10 +2,10 @@
 //! same behaviour.
 
 use abi::{
-    AvailabilityAnswer, AvailabilityRequest, Booking, BookingId, Change, ListenFilter, NewBooking,
-    NewReservation, Page, Reservation, ReservationFilter, ReservationId, ReservationQuery,
-    ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage, ResourcePatch,
-    ResourceSpec, Result, StatusChange,
+    ApiToken, AvailabilityAnswer, AvailabilityRequest, Booking, BookingId, Change, ListenFilter,
+    NewBooking, NewReservation, NewToken, Page, Reservation, ReservationFilter, ReservationId,
+    ReservationQuery, ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage,
+    ResourcePatch, ResourceSpec, Result, StatusChange, TokenId, TokenSecret,
 };
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -160,6 +160,20 @@ pub trait Rsvp: Send + Sync + 'static {
     /// Marks overdue holds expired (each a change event) and deletes changes
     /// older than the retention. Reads never depend on it having run.
     async fn sweep(&self) -> Result<SweepReport>;
+
+    /// Makes an API token for `token.principal`; only the digest of its
+    /// secret is stored, and the secret is returned this once.
+    async fn create_token(&self, token: NewToken) -> Result<(ApiToken, TokenSecret)>;
+
+    /// Every API token, revoked and expired ones too, oldest first.
+    async fn tokens(&self) -> Result<Vec<ApiToken>>;
+
+    /// Revokes a token: it authenticates no one from then on. Revoking a
+    /// revoked token returns it unchanged.
+    ///
+    /// # Errors
+    /// [`abi::Error::TokenNotFound`].
+    async fn revoke_token(&self, id: TokenId) -> Result<ApiToken>;
 
     /// Checks that the database answers, on a connection of its own: a
     /// pool whose connections are all busy does not make it fail.

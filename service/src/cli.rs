@@ -62,6 +62,11 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
 
+    /// How callers authenticate: none (every caller an admin; loopback only), token, jwt or mtls [env: RSVP_AUTH] [default: none]
+    #[arg(long, value_name = "MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::auth::AuthMode>,
+
     /// How long a pending hold lasts when the request does not say; 0s: forever [env: RSVP_DEFAULT_HOLD] [default: 30m]
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     #[serde(skip_serializing_if = "Option::is_none")]

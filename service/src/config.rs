@@ -17,7 +17,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Every setting's name: the key in the config file, and (upper-cased,
 /// prefixed with `RSVP_`) the environment variable.
-pub const KEYS: [&str; 22] = [
+pub const KEYS: [&str; 23] = [
+    "auth",
     "database_url",
     "data_dir",
     "listen",
@@ -52,6 +53,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The address to serve gRPC on.
     pub listen: SocketAddr,
+    /// How callers are authenticated: `none` (loopback only), `token`,
+    /// `jwt` or `mtls`.
+    pub auth: crate::auth::AuthMode,
     /// How long a pending hold lasts unless the request says; `0s`: forever.
     #[serde(with = "duration_text")]
     pub default_hold: Duration,
@@ -123,6 +127,7 @@ impl Default for Config {
             database_url: None,
             data_dir: default_data_dir(),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            auth: crate::auth::AuthMode::None,
             default_hold: Duration::from_secs(30 * 60),
             pool_size: 10,
             acquire_timeout: Duration::from_secs(5),
@@ -183,6 +188,14 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        if self.auth == crate::auth::AuthMode::None && !self.listen.ip().is_loopback() {
+            bail!(
+                "listen = {} is reachable from other machines, and auth = \"none\" would let \
+                 anyone who can reach it do anything: set auth (token, jwt or mtls), or listen \
+                 on a loopback address such as 127.0.0.1",
+                self.listen
+            );
+        }
         const SECOND: Duration = Duration::from_secs(1);
         const DAY: Duration = Duration::from_secs(24 * 3600);
         // Every setting within bounds that keep arithmetic on times and
@@ -449,7 +462,7 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(
             file,
-            "pool_size = 3\nsweep_interval = \"5s\"\nlisten = \"0.0.0.0:7000\""
+            "pool_size = 3\nsweep_interval = \"5s\"\nlisten = \"127.0.0.1:7000\""
         )
         .unwrap();
         let config = Config::load(Some(file.path()), Flags { pool_size: Some(7) }).unwrap();

@@ -5,6 +5,8 @@
 //! work, and errors become statuses in the one place `abi` maps them.
 //!
 //! # Layout
+//! - [`auth`]: credentials become a caller; `reservation::Access` then
+//!   decides what it may do.
 //! - [`cli`]: the command line; [`config`]: layered settings.
 //! - [`server::run`]: serves a store on a bound listener until a shutdown
 //!   future completes — health, reflection, per-call logs, the sweeper.
@@ -16,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod errors;
@@ -79,6 +82,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         metrics_listen: config.metrics_listen,
         access_log: config.access_log,
         slow_call: config.slow_call,
+        auth: std::sync::Arc::new(auth::Authenticator::new(config.auth)),
         ..ServerSettings::default()
     };
     server::run(listener, store, settings, shutdown_signal()).await?;

@@ -9,21 +9,23 @@ use abi::{
     pb::{self, resource_service_server::ResourceService},
     resource_page_token,
 };
-use reservation::Rsvp;
+use reservation::{Access, Rsvp};
 use tonic::{Request, Response, Status};
 
-use crate::errors::status;
+use crate::{auth::caller, errors::status};
 
 /// The resource service over a store.
 #[derive(Clone)]
 pub struct Resources {
-    store: Arc<dyn Rsvp>,
+    access: Access,
 }
 
 impl Resources {
     /// Serves `store`'s resources.
     pub fn new(store: Arc<dyn Rsvp>) -> Self {
-        Resources { store }
+        Resources {
+            access: Access::new(store),
+        }
     }
 }
 
@@ -37,12 +39,17 @@ impl ResourceService for Resources {
         &self,
         request: Request<pb::CreateResourceRequest>,
     ) -> Result<Response<pb::CreateResourceResponse>, Status> {
+        let caller = caller(&request)?;
         let resource = request
             .into_inner()
             .resource
             .ok_or_else(|| status(abi::Error::invalid("resource", "required")))?;
         let spec = ResourceSpec::try_from(resource).map_err(status)?;
-        let made = self.store.create_resource(spec).await.map_err(status)?;
+        let made = self
+            .access
+            .create_resource(&caller, spec)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::CreateResourceResponse {
             resource: Some(made.into()),
         }))
@@ -52,8 +59,13 @@ impl ResourceService for Resources {
         &self,
         request: Request<pb::GetResourceRequest>,
     ) -> Result<Response<pb::GetResourceResponse>, Status> {
+        let caller = caller(&request)?;
         let id = id(request.into_inner().id)?;
-        let found = self.store.get_resource(id).await.map_err(status)?;
+        let found = self
+            .access
+            .get_resource(&caller, id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::GetResourceResponse {
             resource: Some(found.into()),
         }))
@@ -63,8 +75,13 @@ impl ResourceService for Resources {
         &self,
         request: Request<pb::UpdateResourceRequest>,
     ) -> Result<Response<pb::UpdateResourceResponse>, Status> {
+        let caller = caller(&request)?;
         let patch = ResourcePatch::from_request(request.into_inner()).map_err(status)?;
-        let updated = self.store.update_resource(patch).await.map_err(status)?;
+        let updated = self
+            .access
+            .update_resource(&caller, patch)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::UpdateResourceResponse {
             resource: Some(updated.into()),
         }))
@@ -74,11 +91,12 @@ impl ResourceService for Resources {
         &self,
         request: Request<pb::DeleteResourceRequest>,
     ) -> Result<Response<pb::DeleteResourceResponse>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let id = id(request.id)?;
         let deleted = self
-            .store
-            .delete_resource(id, request.force)
+            .access
+            .delete_resource(&caller, id, request.force)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteResourceResponse {
@@ -90,8 +108,13 @@ impl ResourceService for Resources {
         &self,
         request: Request<pb::ListResourcesRequest>,
     ) -> Result<Response<pb::ListResourcesResponse>, Status> {
+        let caller = caller(&request)?;
         let listing = ResourceListing::try_from(request.into_inner()).map_err(status)?;
-        let page = self.store.list_resources(listing).await.map_err(status)?;
+        let page = self
+            .access
+            .list_resources(&caller, listing)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ListResourcesResponse {
             resources: page.resources.into_iter().map(Into::into).collect(),
             next_page_token: page

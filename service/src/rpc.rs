@@ -10,11 +10,12 @@ use abi::{
     pb::{self, reservation_service_server::ReservationService},
 };
 use futures::stream::BoxStream;
-use reservation::Rsvp;
+use reservation::{Access, Rsvp};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    auth::{AuthMode, caller},
     errors::status,
     streams::{self, StreamLimits},
 };
@@ -22,22 +23,25 @@ use crate::{
 /// The service over a store.
 #[derive(Clone)]
 pub struct RsvpService {
-    store: Arc<dyn Rsvp>,
+    access: Access,
+    auth: AuthMode,
     streams: StreamLimits,
 }
 
 impl RsvpService {
-    /// Serves `store`; at most `max_streams` Query and Listen streams are
+    /// Serves `store` to callers authenticated by `auth`; at most `max_streams` Query and Listen streams are
     /// open at once, a stream whose client reads nothing for `stream_idle`
     /// ends, and open streams end when `shutdown` is cancelled.
     pub fn new(
         store: Arc<dyn Rsvp>,
+        auth: AuthMode,
         max_streams: usize,
         stream_idle: Duration,
         shutdown: CancellationToken,
     ) -> Self {
         RsvpService {
-            store,
+            access: Access::new(store),
+            auth,
             streams: StreamLimits::new(max_streams, stream_idle, shutdown),
         }
     }
@@ -53,8 +57,17 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveResponse>, Status> {
-        let request = NewReservation::try_from(request.into_inner()).map_err(status)?;
-        let made = self.store.reserve(request).await.map_err(status)?;
+        let caller = caller(&request)?;
+        let mut wire = request.into_inner();
+        if let Some(asked) = wire.reservation.as_mut() {
+            caller.fill_user_id(&mut asked.user_id);
+        }
+        let request = NewReservation::try_from(wire).map_err(status)?;
+        let made = self
+            .access
+            .reserve(&caller, request)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ReserveResponse {
             reservation: reservation(made),
         }))
@@ -64,8 +77,11 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::BookRequest>,
     ) -> Result<Response<pb::BookResponse>, Status> {
-        let booking = NewBooking::try_from(request.into_inner()).map_err(status)?;
-        let made = self.store.book(booking).await.map_err(status)?;
+        let caller = caller(&request)?;
+        let mut wire = request.into_inner();
+        caller.fill_user_id(&mut wire.user_id);
+        let booking = NewBooking::try_from(wire).map_err(status)?;
+        let made = self.access.book(&caller, booking).await.map_err(status)?;
         Ok(Response::new(pb::BookResponse {
             booking: Some(made.into()),
         }))
@@ -75,8 +91,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::GetBookingRequest>,
     ) -> Result<Response<pb::GetBookingResponse>, Status> {
+        let caller = caller(&request)?;
         let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
-        let booking = self.store.get_booking(id).await.map_err(status)?;
+        let booking = self.access.get_booking(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::GetBookingResponse {
             booking: Some(booking.into()),
         }))
@@ -86,8 +103,13 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::ConfirmBookingRequest>,
     ) -> Result<Response<pb::ConfirmBookingResponse>, Status> {
+        let caller = caller(&request)?;
         let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
-        let booking = self.store.confirm_booking(id).await.map_err(status)?;
+        let booking = self
+            .access
+            .confirm_booking(&caller, id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ConfirmBookingResponse {
             booking: Some(booking.into()),
         }))
@@ -97,8 +119,13 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::CancelBookingRequest>,
     ) -> Result<Response<pb::CancelBookingResponse>, Status> {
+        let caller = caller(&request)?;
         let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
-        let booking = self.store.cancel_booking(id).await.map_err(status)?;
+        let booking = self
+            .access
+            .cancel_booking(&caller, id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::CancelBookingResponse {
             booking: Some(booking.into()),
         }))
@@ -108,8 +135,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::CheckInRequest>,
     ) -> Result<Response<pb::CheckInResponse>, Status> {
+        let caller = caller(&request)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
-        let arrived = self.store.check_in(id).await.map_err(status)?;
+        let arrived = self.access.check_in(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::CheckInResponse {
             reservation: reservation(arrived),
         }))
@@ -119,8 +147,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::CheckOutRequest>,
     ) -> Result<Response<pb::CheckOutResponse>, Status> {
+        let caller = caller(&request)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
-        let left = self.store.check_out(id).await.map_err(status)?;
+        let left = self.access.check_out(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::CheckOutResponse {
             reservation: reservation(left),
         }))
@@ -130,8 +159,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::ConfirmRequest>,
     ) -> Result<Response<pb::ConfirmResponse>, Status> {
+        let caller = caller(&request)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
-        let confirmed = self.store.confirm(id).await.map_err(status)?;
+        let confirmed = self.access.confirm(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::ConfirmResponse {
             reservation: reservation(confirmed),
         }))
@@ -141,8 +171,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::UpdateResponse>, Status> {
+        let caller = caller(&request)?;
         let update = ReservationUpdate::try_from(request.into_inner()).map_err(status)?;
-        let updated = self.store.update(update).await.map_err(status)?;
+        let updated = self.access.update(&caller, update).await.map_err(status)?;
         Ok(Response::new(pb::UpdateResponse {
             reservation: reservation(updated),
         }))
@@ -152,8 +183,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelResponse>, Status> {
+        let caller = caller(&request)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
-        let cancelled = self.store.cancel(id).await.map_err(status)?;
+        let cancelled = self.access.cancel(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::CancelResponse {
             reservation: reservation(cancelled),
         }))
@@ -163,8 +195,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        let caller = caller(&request)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
-        let found = self.store.get(id).await.map_err(status)?;
+        let found = self.access.get(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::GetResponse {
             reservation: reservation(found),
         }))
@@ -176,8 +209,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<Self::QueryStream>, Status> {
+        let caller = caller(&request)?;
         let query = ReservationQuery::try_from(request.into_inner()).map_err(status)?;
-        let rows = self.store.query(query);
+        let rows = self.access.query(&caller, query).await.map_err(status)?;
         Ok(Response::new(streams::query(rows, &self.streams)?))
     }
 
@@ -185,8 +219,9 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::FilterRequest>,
     ) -> Result<Response<pb::FilterResponse>, Status> {
+        let caller = caller(&request)?;
         let filter = ReservationFilter::try_from(request.into_inner()).map_err(status)?;
-        let page = self.store.filter(filter).await.map_err(status)?;
+        let page = self.access.filter(&caller, filter).await.map_err(status)?;
         Ok(Response::new(page.into()))
     }
 
@@ -194,8 +229,13 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::AvailabilityRequest>,
     ) -> Result<Response<pb::AvailabilityResponse>, Status> {
+        let caller = caller(&request)?;
         let request = AvailabilityRequest::try_from(request.into_inner()).map_err(status)?;
-        let answer = self.store.availability(request).await.map_err(status)?;
+        let answer = self
+            .access
+            .availability(&caller, request)
+            .await
+            .map_err(status)?;
         let answer = pb::AvailabilityResponse::from(answer);
         if prost::Message::encoded_len(&answer) > MAX_AVAILABILITY_BYTES {
             return Err(status(Error::invalid(
@@ -213,13 +253,29 @@ impl ReservationService for RsvpService {
         &self,
         request: Request<pb::ListenRequest>,
     ) -> Result<Response<Self::ListenStream>, Status> {
+        let caller = caller(&request)?;
         let filter = ListenFilter::try_from(request.into_inner()).map_err(status)?;
         let after = filter.after_change_id;
-        let changes = self.store.listen(filter).await.map_err(status)?;
+        let changes = self.access.listen(&caller, filter).await.map_err(status)?;
         Ok(Response::new(streams::listen(
             changes,
             after,
             &self.streams,
         )?))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let caller = caller(&request)?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            principal: caller
+                .principal()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            role: pb::Role::from(caller.role()).into(),
+            auth: self.auth.to_string(),
+        }))
     }
 }

@@ -11,9 +11,13 @@ use anyhow::Context;
 use reservation::Rsvp;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Server, server::TcpIncoming},
+};
 
 use crate::{
+    auth::{Authenticate, Authenticator},
     health,
     paths::DesignPaths,
     rpc::RsvpService,
@@ -44,6 +48,8 @@ pub struct ServerSettings {
     pub access_log: bool,
     /// Calls slower than this are logged at WARN.
     pub slow_call: Duration,
+    /// How callers are authenticated.
+    pub auth: Arc<Authenticator>,
 }
 
 impl Default for ServerSettings {
@@ -59,6 +65,7 @@ impl Default for ServerSettings {
             metrics_listen: None,
             access_log: false,
             slow_call: Duration::from_secs(1),
+            auth: Arc::new(Authenticator::new(crate::auth::AuthMode::None)),
         }
     }
 }
@@ -109,15 +116,25 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building the reflection service")?;
-    let resources = ResourceServiceServer::new(crate::resources::Resources::new(store.clone()))
-        .max_decoding_message_size(settings.max_message_bytes);
-    let service = ReservationServiceServer::new(RsvpService::new(
-        store,
-        settings.max_streams,
-        settings.stream_idle_timeout,
-        stop.clone(),
-    ))
-    .max_decoding_message_size(settings.max_message_bytes);
+    // Every call of the two services is authenticated first; health and
+    // reflection answer anyone (load balancers carry no credentials).
+    let authenticate = Authenticate(settings.auth.clone());
+    let resources = InterceptedService::new(
+        ResourceServiceServer::new(crate::resources::Resources::new(store.clone()))
+            .max_decoding_message_size(settings.max_message_bytes),
+        authenticate.clone(),
+    );
+    let service = InterceptedService::new(
+        ReservationServiceServer::new(RsvpService::new(
+            store,
+            settings.auth.mode(),
+            settings.max_streams,
+            settings.stream_idle_timeout,
+            stop.clone(),
+        ))
+        .max_decoding_message_size(settings.max_message_bytes),
+        authenticate,
+    );
 
     let signal = {
         let stop = stop.clone();

@@ -102,6 +102,14 @@ bounded_id! {
     UserId
 }
 
+impl UserId {
+    /// The empty user id of a redacted reservation: never parsed, only
+    /// made by [`crate::Reservation::redacted`].
+    pub(crate) fn redacted() -> Self {
+        UserId(String::new())
+    }
+}
+
 bounded_id! {
     /// What is reserved: a room, a seat, a slot.
     ResourceId
@@ -175,6 +183,12 @@ macro_rules! uuid_id {
 uuid_id! {
     /// A reservation's id, a UUID assigned by rsvp.
     ReservationId
+}
+
+uuid_id! {
+    /// An API token's id: what `token list` shows and `token revoke`
+    /// takes; it is not the secret.
+    TokenId
 }
 
 uuid_id! {

@@ -3,6 +3,7 @@
 
 mod availability;
 pub(crate) mod booking;
+mod caller;
 mod change;
 mod conflict;
 mod ids;
@@ -13,6 +14,7 @@ mod reservation;
 mod resource;
 mod status;
 mod timespan;
+mod token;
 
 pub use availability::{
     Availability, AvailabilityAnswer, AvailabilityRequest, MAX_AVAILABILITY_BYTES,
@@ -20,9 +22,10 @@ pub use availability::{
     SlotAsk, Usage,
 };
 pub use booking::{Booking, MAX_LISTED_PER_PART, MAX_PARTS, NewBooking, PartRejection, part_field};
+pub use caller::{Caller, Role};
 pub use change::{Change, ChangeOp, ListenFilter};
 pub use conflict::{Conflict, Requested};
-pub use ids::{BookingId, MAX_ID_CHARS, RequestId, ReservationId, ResourceId, UserId};
+pub use ids::{BookingId, MAX_ID_CHARS, RequestId, ReservationId, ResourceId, TokenId, UserId};
 pub use note::{MAX_NOTE_BYTES, Note};
 pub use policy::{Ask, AskKind, Policy, Rule, Rules, Schedule, Violation, WeeklyHours};
 pub use query::{
@@ -39,3 +42,4 @@ pub use resource::{
 };
 pub use status::{InitialStatus, ReservationStatus, StatusChange};
 pub use timespan::{Hold, Timespan, Window};
+pub use token::{ApiToken, NewToken, TOKEN_PREFIX, TokenDigest, TokenSecret};

@@ -47,6 +47,24 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The reservation as a caller who may not read it sees it (inside a
+    /// conflict, or in Listen): its resource, interval, status, quantity
+    /// and times, with no id, user, note or booking.
+    pub fn redacted(self) -> Reservation {
+        Reservation {
+            id: ReservationId::from(uuid::Uuid::nil()),
+            user_id: UserId::redacted(),
+            note: Note::default(),
+            booking_id: None,
+            ..self
+        }
+    }
+
+    /// Whether this is a [`Reservation::redacted`] copy.
+    pub fn is_redacted(&self) -> bool {
+        self.user_id.as_str().is_empty()
+    }
+
     /// At least as many bytes as the reservation takes on the wire.
     pub fn wire_size_bound(&self) -> usize {
         // Fixed fields (ids, status, times, tags and lengths) take under 240.

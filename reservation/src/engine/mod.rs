@@ -21,10 +21,10 @@ mod write;
 use std::sync::Arc;
 
 use abi::{
-    AvailabilityAnswer, AvailabilityRequest, Booking, BookingId, ListenFilter, NewBooking,
-    NewReservation, Page, Reservation, ReservationFilter, ReservationId, ReservationQuery,
-    ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage, ResourcePatch,
-    ResourceSpec, Result,
+    ApiToken, AvailabilityAnswer, AvailabilityRequest, Booking, BookingId, ListenFilter,
+    NewBooking, NewReservation, NewToken, Page, Reservation, ReservationFilter, ReservationId,
+    ReservationQuery, ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage,
+    ResourcePatch, ResourceSpec, Result, TokenId, TokenSecret,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -212,6 +212,32 @@ impl<D: Dialect> Rsvp for Engine<D> {
         metrics::counter!("rsvp_swept_total", "what" => "purged_changes")
             .increment(report.purged_changes);
         Ok(report)
+    }
+
+    async fn create_token(&self, token: NewToken) -> Result<(ApiToken, TokenSecret)> {
+        let secret = TokenSecret::generate();
+        let made = ApiToken {
+            id: TokenId::new(),
+            principal: token.principal,
+            role: token.role,
+            digest: secret.digest(),
+            created_at: self.now(),
+            expires_at: token.expires_at,
+            revoked_at: None,
+        };
+        self.dialect.insert_token(&made).await?;
+        Ok((made, secret))
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        self.dialect.tokens().await
+    }
+
+    async fn revoke_token(&self, id: TokenId) -> Result<ApiToken> {
+        self.dialect
+            .revoke_token(id, self.now())
+            .await?
+            .ok_or(abi::Error::TokenNotFound(id))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -86,6 +86,21 @@ macro_rules! rsvp_store {
                 self.engine.ping().await
             }
 
+            async fn create_token(
+                &self,
+                token: abi::NewToken,
+            ) -> abi::Result<(abi::ApiToken, abi::TokenSecret)> {
+                self.engine.create_token(token).await
+            }
+
+            async fn tokens(&self) -> abi::Result<Vec<abi::ApiToken>> {
+                self.engine.tokens().await
+            }
+
+            async fn revoke_token(&self, id: abi::TokenId) -> abi::Result<abi::ApiToken> {
+                self.engine.revoke_token(id).await
+            }
+
             async fn create_resource(&self, spec: abi::ResourceSpec) -> abi::Result<abi::Resource> {
                 self.engine.create_resource(spec).await
             }

@@ -26,6 +26,7 @@ macro_rules! conformance {
     };
 }
 
+mod access;
 mod availability;
 mod bookings;
 mod bounds;

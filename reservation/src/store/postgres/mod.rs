@@ -17,8 +17,8 @@ mod rows;
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use abi::{
-    BookingId, Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result,
-    Timespan, UserId,
+    ApiToken, BookingId, Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec,
+    Result, Timespan, TokenId, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -47,7 +47,7 @@ use crate::{
     },
     engine::Engine,
     probe::Probe,
-    row::StoredReservation,
+    row::{StoredReservation, StoredToken},
     statement::Statement,
     store::{capacity_in_use, decode_resource, encode_spec, micros},
 };
@@ -983,6 +983,48 @@ impl Dialect for PgDialect {
 
     async fn ping(&self) -> Result<()> {
         self.probe.check().await
+    }
+
+    async fn insert_token(&self, token: &ApiToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO rsvp.api_tokens \
+                 (id, principal, role, digest, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+        )
+        .bind(token.id.uuid())
+        .bind(token.principal.as_str())
+        .bind(token.role.as_str())
+        .bind(token.digest.as_bytes().as_slice())
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        let rows: Vec<StoredToken> = sqlx::query_as(
+            "SELECT id, principal, role, digest, created_at, expires_at, revoked_at \
+             FROM rsvp.api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(|e| pool_error(&self.pool, e))?;
+        rows.into_iter().map(StoredToken::into_token).collect()
+    }
+
+    async fn revoke_token(&self, id: TokenId, now: DateTime<Utc>) -> Result<Option<ApiToken>> {
+        let row: Option<StoredToken> = sqlx::query_as(
+            "UPDATE rsvp.api_tokens SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 \
+             RETURNING id, principal, role, digest, created_at, expires_at, revoked_at",
+        )
+        .bind(id.uuid())
+        .bind(now)
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        row.map(StoredToken::into_token).transpose()
     }
 
     async fn feed_source(&self) -> Result<FeedSource<PgChanges>> {

@@ -25,8 +25,8 @@ use std::{
 };
 
 use abi::{
-    BookingId, Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec, Result,
-    Timespan, UserId,
+    ApiToken, BookingId, Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec,
+    Result, Timespan, TokenId, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -41,7 +41,10 @@ use uuid::Uuid;
 
 use self::{
     changes::SqliteChanges,
-    rows::{SQL, SqliteKeyedRow, SqliteReservationRow, micros, render, reservation_columns},
+    rows::{
+        SQL, SqliteKeyedRow, SqliteReservationRow, SqliteTokenRow, micros, render,
+        reservation_columns,
+    },
 };
 use crate::{
     StoreOptions,
@@ -1372,6 +1375,51 @@ impl Dialect for SqliteDialect {
 
     async fn ping(&self) -> Result<()> {
         self.probe.check().await
+    }
+
+    async fn insert_token(&self, token: &ApiToken) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens \
+                 (id, principal, role, digest, created_us, expires_us, revoked_us) \
+             VALUES (?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(token.id.to_string())
+        .bind(token.principal.as_str())
+        .bind(token.role.as_str())
+        .bind(token.digest.as_bytes().as_slice())
+        .bind(micros(token.created_at))
+        .bind(token.expires_at.map(micros))
+        .execute(&mut *w.tx)
+        .await
+        .map_err(db_error)?;
+        w.commit().await
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        let rows: Vec<SqliteTokenRow> = sqlx::query_as(
+            "SELECT id, principal, role, digest, created_us, expires_us, revoked_us \
+             FROM api_tokens ORDER BY created_us, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(SqliteTokenRow::into_token).collect()
+    }
+
+    async fn revoke_token(&self, id: TokenId, now: DateTime<Utc>) -> Result<Option<ApiToken>> {
+        let mut w = self.begin_write().await?;
+        let row: Option<SqliteTokenRow> = sqlx::query_as(
+            "UPDATE api_tokens SET revoked_us = coalesce(revoked_us, ?) WHERE id = ? \
+             RETURNING id, principal, role, digest, created_us, expires_us, revoked_us",
+        )
+        .bind(micros(now))
+        .bind(id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await
+        .map_err(db_error)?;
+        w.commit().await?;
+        row.map(SqliteTokenRow::into_token).transpose()
     }
 
     async fn feed_source(&self) -> Result<FeedSource<SqliteChanges>> {

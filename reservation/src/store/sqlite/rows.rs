@@ -80,6 +80,35 @@ fn time(us: i64) -> Result<DateTime<Utc>> {
         .ok_or_else(|| Error::internal(format!("stored time {us} is out of range")))
 }
 
+/// An API token row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SqliteTokenRow {
+    pub id: String,
+    pub principal: String,
+    pub role: String,
+    pub digest: Vec<u8>,
+    pub created_us: i64,
+    pub expires_us: Option<i64>,
+    pub revoked_us: Option<i64>,
+}
+
+impl SqliteTokenRow {
+    /// The token, its stored values checked.
+    pub fn into_token(self) -> Result<abi::ApiToken> {
+        crate::row::StoredToken {
+            id: Uuid::parse_str(&self.id)
+                .map_err(|_| Error::internal(format!("stored token id {:?}", self.id)))?,
+            principal: self.principal,
+            role: self.role,
+            digest: self.digest,
+            created_at: time(self.created_us)?,
+            expires_at: self.expires_us.map(time).transpose()?,
+            revoked_at: self.revoked_us.map(time).transpose()?,
+        }
+        .into_token()
+    }
+}
+
 /// A reservation row.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SqliteReservationRow {

@@ -21,7 +21,8 @@ use crate::time::{Duration, TimeArg};
 ///
 /// Exit codes: 0 ok, 1 other error, 2 usage error, 3 conflict, 4 not found,
 /// 5 invalid argument, 6 server unreachable, 7 not allowed in the
-/// reservation's state.
+/// reservation's state, 8 refused by the resource's policy, 9 not
+/// authenticated or not permitted.
 #[derive(Debug, Parser)]
 #[command(name = "rsvp", version, verbatim_doc_comment, propagate_version = true)]
 pub struct Cli {
@@ -44,6 +45,17 @@ pub struct Global {
         value_name = "URL"
     )]
     pub server: String,
+
+    /// The API token to call with (from `rsvp-server token create`), sent
+    /// as authorization: Bearer; needed when the server has auth = token.
+    #[arg(
+        long,
+        global = true,
+        env = "RSVP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 
     /// How long to wait for the server to answer a call.
     #[arg(long, global = true, default_value = "10s", value_name = "DURATION")]
@@ -192,6 +204,12 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
 
+    /// Show who the server takes you to be: principal, role, and how you
+    /// were authenticated.
+    ///
+    /// Example: RSVP_TOKEN=rsvp_... rsvp whoami
+    Whoami,
+
     /// Print a shell completion script.
     ///
     /// Example: rsvp completions bash > /etc/bash_completion.d/rsvp
@@ -213,9 +231,9 @@ pub struct ReserveArgs {
     #[arg(long, short = 'r', value_name = "RESOURCE")]
     pub resource: String,
 
-    /// Who reserves it.
+    /// Who reserves it [default: you, as the server authenticates you]
     #[arg(long, short = 'u', value_name = "USER")]
-    pub user: String,
+    pub user: Option<String>,
 
     /// When it starts.
     #[arg(long, short = 's', value_name = "TIME")]
@@ -270,9 +288,9 @@ pub struct ReserveArgs {
 /// `rsvp book`.
 #[derive(Debug, Args)]
 pub struct BookArgs {
-    /// Who books every part.
+    /// Who books every part [default: you, as the server authenticates you]
     #[arg(long, short = 'u', value_name = "USER")]
-    pub user: String,
+    pub user: Option<String>,
 
     /// A part: RESOURCE,START,END[,QUANTITY]; 1 to 20 of them.
     #[arg(long, short = 'p', value_name = "PART", required = true)]

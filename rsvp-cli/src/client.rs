@@ -5,29 +5,86 @@ use std::{future::Future, time::Duration};
 use abi::pb::reservation_service_client::ReservationServiceClient;
 use tonic::{
     Request, Response, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
     transport::{Channel, Endpoint},
 };
 
 use crate::{error::CliError, exit::Exit};
 
-/// A connected client.
-pub type Client = ReservationServiceClient<Channel>;
+/// A connection that sends the caller's credentials with every call.
+pub type Transport = InterceptedService<Channel, Credentials>;
 
-/// Connects to `server` (`http://host:port`, or just `host:port`).
+/// A connected client.
+pub type Client = ReservationServiceClient<Transport>;
+
+/// Where the server is and who is calling.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The server's address: `http://host:port`, or just `host:port`.
+    pub server: String,
+    /// How long to wait for a connection.
+    pub timeout: Duration,
+    /// Sent as `authorization: Bearer <token>` with every call.
+    pub credentials: Credentials,
+}
+
+/// The `authorization` header every call carries, if any. Its `Debug`
+/// hides the token.
+#[derive(Clone, Default)]
+pub struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Credentials {
+    /// Credentials from a token.
+    ///
+    /// # Errors
+    /// A usage error for a token that cannot be sent in a header.
+    pub fn bearer(token: &str) -> Result<Self, CliError> {
+        let mut value: MetadataValue<Ascii> =
+            format!("Bearer {}", token.trim()).parse().map_err(|_| {
+                CliError::new(Exit::Usage, "--token: not a token (unexpected characters)")
+            })?;
+        value.set_sensitive(true);
+        Ok(Credentials(Some(value)))
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Credentials(Bearer ****)"
+        } else {
+            "Credentials(none)"
+        })
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Connects to the target's server.
 ///
 /// # Errors
 /// A usage error for a malformed address; unreachable when nothing answers.
-pub async fn connect(server: &str, timeout: Duration) -> Result<Client, CliError> {
-    Ok(ReservationServiceClient::new(
-        channel(server, timeout).await?,
-    ))
+pub async fn connect(target: &Target) -> Result<Client, CliError> {
+    Ok(ReservationServiceClient::new(channel(target).await?))
 }
 
-/// A connection (an HTTP/2 channel) to `server`.
+/// A connection (an HTTP/2 channel) to the target's server, carrying its
+/// credentials.
 ///
 /// # Errors
 /// As [`connect`].
-pub async fn channel(server: &str, timeout: Duration) -> Result<Channel, CliError> {
+pub async fn channel(target: &Target) -> Result<Transport, CliError> {
+    let (server, timeout) = (target.server.as_str(), target.timeout);
     let url = if server.contains("://") {
         server.to_string()
     } else {
@@ -36,10 +93,11 @@ pub async fn channel(server: &str, timeout: Duration) -> Result<Channel, CliErro
     let endpoint = Endpoint::from_shared(url)
         .map_err(|_| CliError::new(Exit::Usage, format!("--server: {server:?} is not a URL")))?
         .connect_timeout(timeout);
-    endpoint
+    let channel = endpoint
         .connect()
         .await
-        .map_err(|e| CliError::unreachable(server, root_cause(&e)))
+        .map_err(|e| CliError::unreachable(server, root_cause(&e)))?;
+    Ok(InterceptedService::new(channel, target.credentials.clone()))
 }
 
 /// The innermost cause, which is what says what happened.

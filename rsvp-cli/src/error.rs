@@ -96,6 +96,15 @@ impl CliError {
                 )
             },
             Code::Aborted => CliError::new(Exit::Other, message),
+            Code::Unauthenticated => CliError::new(
+                Exit::Denied,
+                format!(
+                    "not authenticated: {message} (--token or RSVP_TOKEN gives the token the \
+                     server's operator made for you)"
+                ),
+            ),
+            Code::PermissionDenied => CliError::new(Exit::Denied, message),
+            Code::ResourceExhausted => CliError::new(Exit::Other, message),
             code => CliError::new(Exit::Other, format!("{code:?}: {message}")),
         }
     }

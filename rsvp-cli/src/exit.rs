@@ -26,6 +26,9 @@ pub enum Exit {
     /// The resource's booking policy does not allow it (too soon, off the
     /// grid, outside opening hours...); the rules broken are listed.
     Policy = 8,
+    /// Credentials are missing or not valid, or the caller may not do
+    /// this (or read what it names).
+    Denied = 9,
 }
 
 impl From<Exit> for ExitCode {

@@ -47,6 +47,16 @@ fn main() -> ExitCode {
     // Typed local times are read in --tz (else the system's zone); times
     // are shown there too, or in UTC with --utc, which changes nothing else.
     let input = cli.global.tz.map_or_else(Zone::system, Zone::Named);
+    let credentials = match cli.global.token.as_deref() {
+        Some(token) => match client::Credentials::bearer(token) {
+            Ok(credentials) => credentials,
+            Err(e) => {
+                eprintln!("rsvp: {}", e.message);
+                return e.exit.into();
+            }
+        },
+        None => client::Credentials::default(),
+    };
     let cx = Context {
         view: View {
             format: cli.global.output,
@@ -57,6 +67,7 @@ fn main() -> ExitCode {
         input,
         server: cli.global.server.clone(),
         timeout: cli.global.timeout.0,
+        credentials,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

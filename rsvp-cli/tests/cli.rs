@@ -27,6 +27,11 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(ServerSettings::default)
+    }
+
+    /// A server with the settings `settings` makes.
+    fn start_with(settings: impl FnOnce() -> ServerSettings + Send + 'static) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("rsvp.db");
         let (ready, addr) = mpsc::channel();
@@ -40,14 +45,9 @@ impl Server {
                     .unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 ready.send(listener.local_addr().unwrap()).unwrap();
-                let _ = server::run(
-                    listener,
-                    Arc::new(store),
-                    ServerSettings::default(),
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
+                let _ = server::run(listener, Arc::new(store), settings(), async {
+                    let _ = stopped.await;
+                })
                 .await;
             });
         });
@@ -1851,4 +1851,112 @@ fn check_in_and_out_show_when() {
         .stderr(predicate::str::contains(
             "cannot check in a reservation that is pending",
         ));
+}
+
+/// Makes an API token straight through the store.
+fn token(server: &Server, principal: &str, role: abi::Role) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(&server.db, StoreOptions::default())
+            .await
+            .unwrap();
+        let (_, secret) = store
+            .create_token(abi::NewToken {
+                principal: abi::UserId::parse(principal).unwrap(),
+                role,
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        secret.expose().to_string()
+    })
+}
+
+#[test]
+fn a_token_authenticates_every_command_and_whoami_names_the_caller() {
+    use rsvp_server::auth::{Authenticator, TokenCache};
+    let server = Server::start_with(|| ServerSettings {
+        auth: Arc::new(Authenticator::tokens(Arc::new(TokenCache::new()))),
+        token_refresh: Duration::from_millis(100),
+        ..ServerSettings::default()
+    });
+    let ann = token(&server, "ann", abi::Role::User);
+    let bob = token(&server, "bob", abi::Role::User);
+
+    // The server loads new tokens within its reload interval.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server
+        .rsvp()
+        .args(["--token", &ann, "whoami"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token never worked"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    server
+        .rsvp()
+        .args(["--token", &ann, "whoami"])
+        .assert()
+        .success()
+        .stdout("principal  ann\nrole       user\nauth       token\n");
+    server
+        .rsvp()
+        .env("RSVP_TOKEN", &bob)
+        .args(["-o", "json", "whoami"])
+        .assert()
+        .success()
+        .stdout("{\"auth\":\"token\",\"principal\":\"bob\",\"role\":\"user\"}\n");
+
+    server.rsvp().arg("whoami").assert().code(9).stderr(
+        predicate::str::contains("not authenticated").and(predicate::str::contains("--token")),
+    );
+    server
+        .rsvp()
+        .args([
+            "--token",
+            "rsvp_wrong",
+            "get",
+            "01a1fee2-20e9-74d9-9d8f-644a0eb6e704",
+        ])
+        .assert()
+        .code(9)
+        .stderr(predicate::str::contains("invalid credentials"));
+
+    // Without --user, a reservation is the caller's.
+    let line = stdout(server.rsvp().args([
+        "--token",
+        &ann,
+        "-o",
+        "json",
+        "reserve",
+        "-r",
+        "room-1",
+        "-s",
+        "2026-12-01 10:00",
+        "-d",
+        "1h",
+    ]));
+    let made: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(made["user_id"], "ann");
+    let id = made["id"].as_str().unwrap();
+
+    // Another user may not read it, and is told so.
+    server
+        .rsvp()
+        .args(["--token", &bob, "get", id])
+        .assert()
+        .code(9)
+        .stderr(predicate::str::contains("permission denied"));
+    server
+        .rsvp()
+        .args(["--token", &ann, "cancel", id])
+        .assert()
+        .success();
 }

@@ -2,10 +2,18 @@
 //! before any handler runs. What a caller may then do is decided in the
 //! library (`reservation::Access`), not here.
 
-use std::{fmt, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
-use abi::Caller;
+use abi::{ApiToken, Caller, TokenDigest, TokenSecret};
+use chrono::Utc;
+use reservation::Rsvp;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Status, service::Interceptor};
 
 /// How callers prove who they are.
@@ -16,6 +24,9 @@ pub enum AuthMode {
     /// server listens on loopback.
     #[default]
     None,
+    /// Opaque API tokens made with `rsvp-server token create`, sent as
+    /// `authorization: Bearer <token>`.
+    Token,
 }
 
 impl AuthMode {
@@ -23,6 +34,7 @@ impl AuthMode {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::None => "none",
+            AuthMode::Token => "token",
         }
     }
 }
@@ -34,15 +46,27 @@ impl fmt::Display for AuthMode {
 }
 
 /// Turns a request's credentials into its caller.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Authenticator {
     mode: AuthMode,
+    tokens: Option<Arc<TokenCache>>,
 }
 
 impl Authenticator {
-    /// Authentication as `mode` says.
-    pub fn new(mode: AuthMode) -> Self {
-        Authenticator { mode }
+    /// No authentication: every caller is [`Caller::system`].
+    pub fn none() -> Self {
+        Authenticator {
+            mode: AuthMode::None,
+            tokens: None,
+        }
+    }
+
+    /// API tokens, checked against `cache` (no database round trip).
+    pub fn tokens(cache: Arc<TokenCache>) -> Self {
+        Authenticator {
+            mode: AuthMode::Token,
+            tokens: Some(cache),
+        }
     }
 
     /// The mode.
@@ -50,14 +74,109 @@ impl Authenticator {
         self.mode
     }
 
+    /// The token cache to keep fresh, if tokens are checked.
+    pub fn token_cache(&self) -> Option<&Arc<TokenCache>> {
+        self.tokens.as_ref()
+    }
+
     /// The caller of `request`.
     ///
     /// # Errors
     /// `UNAUTHENTICATED` when credentials are missing or not valid, saying
     /// nothing else.
-    pub fn authenticate<T>(&self, _request: &Request<T>) -> Result<Caller, Status> {
-        match self.mode {
-            AuthMode::None => Ok(Caller::system()),
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        match (self.mode, &self.tokens) {
+            (AuthMode::None, _) => Ok(Caller::system()),
+            (AuthMode::Token, Some(tokens)) => {
+                let secret = bearer(request)?;
+                tokens
+                    .caller(&TokenSecret::from_presented(secret))
+                    .ok_or_else(|| Status::unauthenticated("invalid credentials"))
+            }
+            (AuthMode::Token, None) => Err(Status::unauthenticated("invalid credentials")),
+        }
+    }
+}
+
+/// The credentials of `authorization: Bearer <credentials>`.
+fn bearer<T>(request: &Request<T>) -> Result<&str, Status> {
+    let missing = || {
+        Status::unauthenticated(
+            "credentials required: send the header authorization: Bearer <token>",
+        )
+    };
+    let value = request
+        .metadata()
+        .get("authorization")
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| Status::unauthenticated("invalid credentials"))?;
+    let (scheme, credentials) = value.trim().split_once(' ').ok_or_else(missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || credentials.trim().is_empty() {
+        return Err(missing());
+    }
+    Ok(credentials.trim())
+}
+
+/// The active API tokens, by digest, held in memory and reloaded from the
+/// store every few seconds: checking a token costs no database round trip,
+/// and a token revoked through any server stops working on every server
+/// within one reload.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    active: RwLock<HashMap<TokenDigest, ApiToken>>,
+}
+
+impl TokenCache {
+    /// An empty cache; [`TokenCache::reload`] fills it.
+    pub fn new() -> Self {
+        TokenCache::default()
+    }
+
+    /// The caller a token authenticates, if it is active.
+    pub fn caller(&self, secret: &TokenSecret) -> Option<Caller> {
+        let active = self.active.read().unwrap_or_else(|e| e.into_inner());
+        active
+            .get(&secret.digest())
+            .filter(|token| token.is_active(Utc::now()))
+            .map(|token| Caller::new(token.principal.clone(), token.role))
+    }
+
+    /// Replaces what the cache holds with the store's active tokens.
+    ///
+    /// # Errors
+    /// When the store cannot be read; the cache keeps what it held.
+    pub async fn reload(&self, store: &dyn Rsvp) -> abi::Result<usize> {
+        let now = Utc::now();
+        let active: HashMap<TokenDigest, ApiToken> = store
+            .tokens()
+            .await?
+            .into_iter()
+            .filter(|token| token.is_active(now))
+            .map(|token| (token.digest, token))
+            .collect();
+        let count = active.len();
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = active;
+        Ok(count)
+    }
+
+    /// Reloads every `interval` until `stop` is cancelled.
+    pub async fn keep_fresh(
+        self: Arc<Self>,
+        store: Arc<dyn Rsvp>,
+        interval: Duration,
+        stop: CancellationToken,
+    ) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if let Err(e) = self.reload(store.as_ref()).await {
+                tracing::warn!(error = %e.chain(), "cannot reload API tokens; keeping those loaded");
+            }
         }
     }
 }

@@ -42,6 +42,41 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration (passwords hidden) and exit.
     Config,
+    /// Make, list and revoke API tokens (for auth = "token").
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// What to do with API tokens.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it, once: only its digest is stored.
+    ///
+    /// Example:
+    ///   rsvp-server token create --principal booking-backend --role service --expires 90d
+    #[command(verbatim_doc_comment)]
+    Create {
+        /// Who the token authenticates (1 to 64 characters): a user id, or
+        /// a service's name.
+        #[arg(long, value_name = "NAME")]
+        principal: String,
+        /// What it may do: admin (everything), service (acts for any user,
+        /// reads everything) or user (acts only as itself).
+        #[arg(long, value_name = "ROLE", value_parser = role)]
+        role: abi::Role,
+        /// How long it works (30d, 12h...); unset: until revoked.
+        #[arg(long, value_name = "DURATION", value_parser = lifetime)]
+        expires: Option<std::time::Duration>,
+    },
+    /// List tokens (never their secrets): id, principal, role, made,
+    /// expires, revoked.
+    List,
+    /// Revoke a token by id: every server stops accepting it within
+    /// seconds.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+    },
 }
 
 /// Settings given as flags; each overrides the file and the environment.
@@ -172,6 +207,14 @@ fn negate<S: serde::Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Checks a duration flag (`90s`, `30m`, `1d`) and keeps its text.
+fn role(value: &str) -> Result<abi::Role, String> {
+    value.parse().map_err(|e: abi::InvalidValue| e.to_string())
+}
+
+fn lifetime(value: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{e} (examples: 12h, 30d)"))
+}
+
 fn duration(value: &str) -> Result<String, String> {
     humantime::parse_duration(value)
         .map(|_| value.to_string())

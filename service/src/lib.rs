@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`auth`]: credentials become a caller; `reservation::Access` then
 //!   decides what it may do.
+//! - [`tokens`]: `rsvp-server token create|list|revoke`.
 //! - [`cli`]: the command line; [`config`]: layered settings.
 //! - [`server::run`]: serves a store on a bound listener until a shutdown
 //!   future completes — health, reflection, per-call logs, the sweeper.
@@ -31,6 +32,7 @@ pub mod store;
 mod streams;
 mod sweeper;
 pub mod telemetry;
+pub mod tokens;
 
 use anyhow::Context;
 
@@ -66,6 +68,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("migrations applied");
         return Ok(());
     }
+    if let Some(Command::Token(command)) = cli.command {
+        let store = store::open(&config, config.migrate).await?;
+        return tokens::run(command, store.as_ref(), &mut std::io::stdout().lock()).await;
+    }
 
     let store = store::open(&config, config.migrate).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -82,7 +88,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         metrics_listen: config.metrics_listen,
         access_log: config.access_log,
         slow_call: config.slow_call,
-        auth: std::sync::Arc::new(auth::Authenticator::new(config.auth)),
+        auth: std::sync::Arc::new(match config.auth {
+            auth::AuthMode::None => auth::Authenticator::none(),
+            auth::AuthMode::Token => auth::Authenticator::tokens(Default::default()),
+        }),
         ..ServerSettings::default()
     };
     server::run(listener, store, settings, shutdown_signal()).await?;

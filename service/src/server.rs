@@ -50,6 +50,9 @@ pub struct ServerSettings {
     pub slow_call: Duration,
     /// How callers are authenticated.
     pub auth: Arc<Authenticator>,
+    /// How often API tokens are reloaded from the store: a revoked token
+    /// stops working within this long.
+    pub token_refresh: Duration,
 }
 
 impl Default for ServerSettings {
@@ -65,7 +68,8 @@ impl Default for ServerSettings {
             metrics_listen: None,
             access_log: false,
             slow_call: Duration::from_secs(1),
-            auth: Arc::new(Authenticator::new(crate::auth::AuthMode::None)),
+            auth: Arc::new(Authenticator::none()),
+            token_refresh: Duration::from_secs(5),
         }
     }
 }
@@ -92,7 +96,13 @@ pub async fn run(
     reporter
         .set_service_status(health::LIVENESS, tonic_health::ServingStatus::Serving)
         .await;
-    let background = [
+    if let Some(tokens) = settings.auth.token_cache() {
+        match tokens.reload(store.as_ref()).await {
+            Ok(count) => tracing::info!(count, "API tokens loaded"),
+            Err(e) => tracing::warn!(error = %e.chain(), "cannot load API tokens yet; retrying"),
+        }
+    }
+    let mut background = vec![
         tokio::spawn(health::watch(
             store.clone(),
             reporter.clone(),
@@ -105,6 +115,13 @@ pub async fn run(
             stop.clone(),
         )),
     ];
+    if let Some(tokens) = settings.auth.token_cache() {
+        background.push(tokio::spawn(tokens.clone().keep_fresh(
+            store.clone(),
+            settings.token_refresh,
+            stop.clone(),
+        )));
+    }
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

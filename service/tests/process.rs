@@ -212,8 +212,9 @@ async fn migrate_applies_migrations_and_exits() {
     .await
     .unwrap();
     assert_eq!(
-        tables, 6,
-        "reservations, reservation_changes, feed_state, resources, usage_pieces, bookings"
+        tables, 7,
+        "reservations, reservation_changes, feed_state, resources, usage_pieces, bookings, \
+         api_tokens"
     );
 }
 

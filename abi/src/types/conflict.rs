@@ -58,11 +58,14 @@ impl fmt::Display for Conflict {
             self.requested.timespan.end().to_rfc3339(),
             if n == 1 { "" } else { "s" },
         )?;
-        for (i, r) in self.existing.iter().enumerate() {
+        // Only the ids the caller may see: redacted reservations have none.
+        let shown: Vec<_> = self.existing.iter().filter(|r| !r.is_redacted()).collect();
+        for (i, r) in shown.iter().enumerate() {
             write!(f, "{}{}", if i == 0 { ": " } else { ", " }, r.id)?;
         }
-        if self.omitted > 0 {
-            write!(f, " and {} more", self.omitted)?;
+        let more = self.omitted + (self.existing.len() - shown.len()) as u64;
+        if more > 0 && !shown.is_empty() {
+            write!(f, " and {more} more")?;
         }
         Ok(())
     }

@@ -23,12 +23,12 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use super::Context;
 use crate::{
     cli::{BenchArgs, Format, Workload},
-    client::{self, Client},
+    client::{self, Client, Transport},
     error::CliError,
     exit::Exit,
 };
@@ -302,7 +302,7 @@ const CAPACITY: u32 = 1000;
 /// [`CAPACITY`] units (its id returned), or the resources of
 /// reserve-registered (those registered by an earlier run are kept).
 async fn prepare(
-    channel: Channel,
+    channel: Transport,
     workload: Workload,
     resources: u64,
 ) -> Result<String, tonic::Status> {
@@ -364,9 +364,9 @@ pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<
         .connections
         .unwrap_or(args.clients)
         .clamp(1, args.clients);
-    let mut channels: Vec<Channel> = Vec::with_capacity(connections);
+    let mut channels: Vec<Transport> = Vec::with_capacity(connections);
     for _ in 0..connections {
-        channels.push(client::channel(&cx.server, cx.timeout).await?);
+        channels.push(client::channel(&cx.target()).await?);
     }
     let mut probe = Client::new(channels[0].clone());
     let sample = Arc::new(

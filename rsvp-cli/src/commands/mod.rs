@@ -31,11 +31,22 @@ pub struct Context {
     pub server: String,
     /// The deadline of each call.
     pub timeout: Duration,
+    /// Sent with every call.
+    pub credentials: client::Credentials,
 }
 
 impl Context {
+    /// Where to connect, and as whom.
+    fn target(&self) -> client::Target {
+        client::Target {
+            server: self.server.clone(),
+            timeout: self.timeout,
+            credentials: self.credentials.clone(),
+        }
+    }
+
     async fn client(&self) -> Result<Client, CliError> {
-        client::connect(&self.server, self.timeout).await
+        client::connect(&self.target()).await
     }
 }
 
@@ -62,5 +73,6 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<(), CliError> {
         Command::Listen(args) => listen::run(args, cx, &mut out).await,
         Command::Free(args) => free::run(args, cx, &mut out).await,
         Command::Resource(command) => resource::run(command, cx, &mut out).await,
+        Command::Whoami => single::whoami(cx, &mut out).await,
     }
 }

@@ -77,7 +77,7 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let request = pb::ReserveRequest {
         reservation: Some(pb::Reservation {
-            user_id: args.user,
+            user_id: args.user.unwrap_or_default(),
             resource_id: args.resource,
             status: status.into(),
             start: Some(to_timestamp(start)),
@@ -92,7 +92,16 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
         override_policy: args.override_policy,
     };
     // The server checks too; checking here answers without a round trip.
-    NewReservation::try_from(request.clone())?;
+    // An empty user is the caller, whom only the server knows.
+    let mut checked = request.clone();
+    if let Some(asked) = checked
+        .reservation
+        .as_mut()
+        .filter(|r| r.user_id.is_empty())
+    {
+        asked.user_id = "caller".into();
+    }
+    NewReservation::try_from(checked)?;
     let mut client = cx.client().await?;
     let made = call(
         &cx.server,

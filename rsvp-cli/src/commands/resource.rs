@@ -9,7 +9,6 @@ use abi::{
 };
 use chrono::TimeDelta;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use super::Context;
 use crate::{
@@ -17,7 +16,7 @@ use crate::{
         Format, ResourceCommand, ResourceDeleteArgs, ResourceListArgs, ResourceSpecArgs,
         ResourceUpdateArgs,
     },
-    client::{call, channel, with_deadline},
+    client::{Transport, call, channel, with_deadline},
     error::CliError,
     exit::Exit,
     output::{self, View, rfc3339},
@@ -33,7 +32,7 @@ pub async fn run(
     cx: &Context,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let mut client = ResourceServiceClient::new(channel(&cx.server, cx.timeout).await?);
+    let mut client = ResourceServiceClient::new(channel(&cx.target()).await?);
     match command {
         ResourceCommand::Create(args) => {
             let (resource, _) = wire(&args, &cx.input)?;
@@ -67,7 +66,7 @@ pub async fn run(
 async fn update(
     args: ResourceUpdateArgs,
     cx: &Context,
-    client: &mut ResourceServiceClient<Channel>,
+    client: &mut ResourceServiceClient<Transport>,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let (mut resource, mut paths) = wire(&args.spec, &cx.input)?;
@@ -97,7 +96,7 @@ async fn update(
 async fn delete(
     args: ResourceDeleteArgs,
     cx: &Context,
-    client: &mut ResourceServiceClient<Channel>,
+    client: &mut ResourceServiceClient<Transport>,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let request = pb::DeleteResourceRequest {
@@ -123,7 +122,7 @@ async fn delete(
 async fn list(
     args: ResourceListArgs,
     cx: &Context,
-    client: &mut ResourceServiceClient<Channel>,
+    client: &mut ResourceServiceClient<Transport>,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let labels = args

@@ -163,3 +163,43 @@ pub async fn update(args: UpdateArgs, cx: &Context, out: &mut impl Write) -> Res
     output::reservation(&cx.view, out, &done.reservation.unwrap_or_default())?;
     Ok(())
 }
+
+/// Prints who the server takes the caller to be.
+///
+/// # Errors
+/// A failed call (bad credentials among them).
+pub async fn whoami(cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
+    let mut client = cx.client().await?;
+    let me = call(
+        &cx.server,
+        cx.timeout,
+        client.who_am_i(with_deadline(pb::WhoAmIRequest {}, cx.timeout)),
+    )
+    .await?;
+    let role = match pb::Role::try_from(me.role) {
+        Ok(pb::Role::Admin) => "admin",
+        Ok(pb::Role::Service) => "service",
+        Ok(pb::Role::User) => "user",
+        _ => "unknown",
+    };
+    let principal = if me.principal.is_empty() {
+        "(anyone: the server does not authenticate)"
+    } else {
+        me.principal.as_str()
+    };
+    match cx.view.format {
+        crate::cli::Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::json!({"principal": me.principal, "role": role, "auth": me.auth})
+        ),
+        crate::cli::Format::Table => {
+            writeln!(
+                out,
+                "principal  {principal}\nrole       {role}\nauth       {}",
+                me.auth
+            )
+        }
+    }?;
+    Ok(())
+}

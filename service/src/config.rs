@@ -15,10 +15,15 @@ use figment::{
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::limits::RoleLimits;
+
 /// Every setting's name: the key in the config file, and (upper-cased,
 /// prefixed with `RSVP_`) the environment variable.
-pub const KEYS: [&str; 23] = [
+pub const KEYS: [&str; 26] = [
     "auth",
+    "user_limits",
+    "service_limits",
+    "admin_limits",
     "database_url",
     "data_dir",
     "listen",
@@ -56,6 +61,14 @@ pub struct Config {
     /// How callers are authenticated: `none` (loopback only), `token`,
     /// `jwt` or `mtls`.
     pub auth: crate::auth::AuthMode,
+    /// Each `user` principal's limits: reads and writes per second (bursts
+    /// of twice as many) and open streams; 0 is unlimited. None apply
+    /// without authentication.
+    pub user_limits: RoleLimits,
+    /// Each `service` principal's limits, as `user_limits`.
+    pub service_limits: RoleLimits,
+    /// Each `admin` principal's limits, as `user_limits`.
+    pub admin_limits: RoleLimits,
     /// How long a pending hold lasts unless the request says; `0s`: forever.
     #[serde(with = "duration_text")]
     pub default_hold: Duration,
@@ -128,6 +141,13 @@ impl Default for Config {
             data_dir: default_data_dir(),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             auth: crate::auth::AuthMode::None,
+            user_limits: RoleLimits {
+                reads_per_second: 100,
+                writes_per_second: 100,
+                streams: 32,
+            },
+            service_limits: RoleLimits::UNLIMITED,
+            admin_limits: RoleLimits::UNLIMITED,
             default_hold: Duration::from_secs(30 * 60),
             pool_size: 10,
             acquire_timeout: Duration::from_secs(5),

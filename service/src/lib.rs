@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`auth`]: credentials become a caller; `reservation::Access` then
 //!   decides what it may do.
+//! - [`limits`]: per-principal rate limits and open streams.
 //! - [`tokens`]: `rsvp-server token create|list|revoke`.
 //! - [`cli`]: the command line; [`config`]: layered settings.
 //! - [`server::run`]: serves a store on a bound listener until a shutdown
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod errors;
 mod health;
+pub mod limits;
 pub mod paths;
 mod resources;
 mod rpc;
@@ -88,6 +90,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         metrics_listen: config.metrics_listen,
         access_log: config.access_log,
         slow_call: config.slow_call,
+        limits: std::sync::Arc::new(limits::Limits::new(
+            config.admin_limits,
+            config.service_limits,
+            config.user_limits,
+        )),
         auth: std::sync::Arc::new(match config.auth {
             auth::AuthMode::None => auth::Authenticator::none(),
             auth::AuthMode::Token => auth::Authenticator::tokens(Default::default()),

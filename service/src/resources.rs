@@ -12,19 +12,25 @@ use abi::{
 use reservation::{Access, Rsvp};
 use tonic::{Request, Response, Status};
 
-use crate::{auth::caller, errors::status};
+use crate::{
+    auth::caller,
+    errors::status,
+    limits::{Class, Limits},
+};
 
 /// The resource service over a store.
 #[derive(Clone)]
 pub struct Resources {
     access: Access,
+    limits: Arc<Limits>,
 }
 
 impl Resources {
-    /// Serves `store`'s resources.
-    pub fn new(store: Arc<dyn Rsvp>) -> Self {
+    /// Serves `store`'s resources, each caller within its `limits`.
+    pub fn new(store: Arc<dyn Rsvp>, limits: Arc<Limits>) -> Self {
         Resources {
             access: Access::new(store),
+            limits,
         }
     }
 }
@@ -40,6 +46,7 @@ impl ResourceService for Resources {
         request: Request<pb::CreateResourceRequest>,
     ) -> Result<Response<pb::CreateResourceResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let resource = request
             .into_inner()
             .resource
@@ -60,6 +67,7 @@ impl ResourceService for Resources {
         request: Request<pb::GetResourceRequest>,
     ) -> Result<Response<pb::GetResourceResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         let id = id(request.into_inner().id)?;
         let found = self
             .access
@@ -76,6 +84,7 @@ impl ResourceService for Resources {
         request: Request<pb::UpdateResourceRequest>,
     ) -> Result<Response<pb::UpdateResourceResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let patch = ResourcePatch::from_request(request.into_inner()).map_err(status)?;
         let updated = self
             .access
@@ -92,6 +101,7 @@ impl ResourceService for Resources {
         request: Request<pb::DeleteResourceRequest>,
     ) -> Result<Response<pb::DeleteResourceResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let request = request.into_inner();
         let id = id(request.id)?;
         let deleted = self
@@ -109,6 +119,7 @@ impl ResourceService for Resources {
         request: Request<pb::ListResourcesRequest>,
     ) -> Result<Response<pb::ListResourcesResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         let listing = ResourceListing::try_from(request.into_inner()).map_err(status)?;
         let page = self
             .access

@@ -9,7 +9,7 @@ use abi::{
     ReservationFilter, ReservationQuery, ReservationUpdate, parse_booking_id, parse_id,
     pb::{self, reservation_service_server::ReservationService},
 };
-use futures::stream::BoxStream;
+use futures::{StreamExt, stream::BoxStream};
 use reservation::{Access, Rsvp};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     auth::{AuthMode, caller},
     errors::status,
+    limits::{Class, Limits, StreamSlot},
     streams::{self, StreamLimits},
 };
 
@@ -25,16 +26,19 @@ use crate::{
 pub struct RsvpService {
     access: Access,
     auth: AuthMode,
+    limits: Arc<Limits>,
     streams: StreamLimits,
 }
 
 impl RsvpService {
-    /// Serves `store` to callers authenticated by `auth`; at most `max_streams` Query and Listen streams are
+    /// Serves `store` to callers authenticated by `auth`, each within its
+    /// `limits`; at most `max_streams` Query and Listen streams are
     /// open at once, a stream whose client reads nothing for `stream_idle`
     /// ends, and open streams end when `shutdown` is cancelled.
     pub fn new(
         store: Arc<dyn Rsvp>,
         auth: AuthMode,
+        limits: Arc<Limits>,
         max_streams: usize,
         stream_idle: Duration,
         shutdown: CancellationToken,
@@ -42,8 +46,26 @@ impl RsvpService {
         RsvpService {
             access: Access::new(store),
             auth,
+            limits,
             streams: StreamLimits::new(max_streams, stream_idle, shutdown),
         }
+    }
+}
+
+/// `items`, keeping `slot` (a place among its caller's open streams)
+/// until the stream is dropped.
+fn holding<T: Send + 'static>(
+    items: BoxStream<'static, T>,
+    slot: Option<StreamSlot>,
+) -> BoxStream<'static, T> {
+    match slot {
+        None => items,
+        Some(slot) => items
+            .map(move |item| {
+                let _held = &slot;
+                item
+            })
+            .boxed(),
     }
 }
 
@@ -58,6 +80,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let mut wire = request.into_inner();
         if let Some(asked) = wire.reservation.as_mut() {
             caller.fill_user_id(&mut asked.user_id);
@@ -78,6 +101,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::BookRequest>,
     ) -> Result<Response<pb::BookResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let mut wire = request.into_inner();
         caller.fill_user_id(&mut wire.user_id);
         let booking = NewBooking::try_from(wire).map_err(status)?;
@@ -92,6 +116,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::GetBookingRequest>,
     ) -> Result<Response<pb::GetBookingResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
         let booking = self.access.get_booking(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::GetBookingResponse {
@@ -104,6 +129,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::ConfirmBookingRequest>,
     ) -> Result<Response<pb::ConfirmBookingResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
         let booking = self
             .access
@@ -120,6 +146,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::CancelBookingRequest>,
     ) -> Result<Response<pb::CancelBookingResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let id = parse_booking_id(&request.into_inner().id).map_err(status)?;
         let booking = self
             .access
@@ -136,6 +163,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::CheckInRequest>,
     ) -> Result<Response<pb::CheckInResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
         let arrived = self.access.check_in(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::CheckInResponse {
@@ -148,6 +176,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::CheckOutRequest>,
     ) -> Result<Response<pb::CheckOutResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
         let left = self.access.check_out(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::CheckOutResponse {
@@ -160,6 +189,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::ConfirmRequest>,
     ) -> Result<Response<pb::ConfirmResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
         let confirmed = self.access.confirm(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::ConfirmResponse {
@@ -172,6 +202,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::UpdateResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let update = ReservationUpdate::try_from(request.into_inner()).map_err(status)?;
         let updated = self.access.update(&caller, update).await.map_err(status)?;
         Ok(Response::new(pb::UpdateResponse {
@@ -184,6 +215,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Write)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
         let cancelled = self.access.cancel(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::CancelResponse {
@@ -196,6 +228,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         let id = parse_id(&request.into_inner().id).map_err(status)?;
         let found = self.access.get(&caller, id).await.map_err(status)?;
         Ok(Response::new(pb::GetResponse {
@@ -210,8 +243,11 @@ impl ReservationService for RsvpService {
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<Self::QueryStream>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         let query = ReservationQuery::try_from(request.into_inner()).map_err(status)?;
+        let slot = self.limits.open_stream(&caller)?;
         let rows = self.access.query(&caller, query).await.map_err(status)?;
+        let rows = holding(rows, slot);
         Ok(Response::new(streams::query(rows, &self.streams)?))
     }
 
@@ -220,6 +256,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::FilterRequest>,
     ) -> Result<Response<pb::FilterResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         let filter = ReservationFilter::try_from(request.into_inner()).map_err(status)?;
         let page = self.access.filter(&caller, filter).await.map_err(status)?;
         Ok(Response::new(page.into()))
@@ -230,6 +267,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::AvailabilityRequest>,
     ) -> Result<Response<pb::AvailabilityResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         let request = AvailabilityRequest::try_from(request.into_inner()).map_err(status)?;
         let answer = self
             .access
@@ -254,9 +292,12 @@ impl ReservationService for RsvpService {
         request: Request<pb::ListenRequest>,
     ) -> Result<Response<Self::ListenStream>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         let filter = ListenFilter::try_from(request.into_inner()).map_err(status)?;
         let after = filter.after_change_id;
+        let slot = self.limits.open_stream(&caller)?;
         let changes = self.access.listen(&caller, filter).await.map_err(status)?;
+        let changes = holding(changes, slot);
         Ok(Response::new(streams::listen(
             changes,
             after,
@@ -269,6 +310,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let caller = caller(&request)?;
+        self.limits.admit(&caller, Class::Read)?;
         Ok(Response::new(pb::WhoAmIResponse {
             principal: caller
                 .principal()

@@ -19,6 +19,7 @@ use tonic::{
 use crate::{
     auth::{Authenticate, Authenticator},
     health,
+    limits::Limits,
     paths::DesignPaths,
     rpc::RsvpService,
     sweeper,
@@ -50,6 +51,8 @@ pub struct ServerSettings {
     pub slow_call: Duration,
     /// How callers are authenticated.
     pub auth: Arc<Authenticator>,
+    /// Per-principal rate limits and open streams.
+    pub limits: Arc<Limits>,
     /// How often API tokens are reloaded from the store: a revoked token
     /// stops working within this long.
     pub token_refresh: Duration,
@@ -70,6 +73,7 @@ impl Default for ServerSettings {
             slow_call: Duration::from_secs(1),
             auth: Arc::new(Authenticator::none()),
             token_refresh: Duration::from_secs(5),
+            limits: Arc::new(Limits::none()),
         }
     }
 }
@@ -115,6 +119,10 @@ pub async fn run(
             stop.clone(),
         )),
     ];
+    background.push(tokio::spawn(forget_idle_callers(
+        settings.limits.clone(),
+        stop.clone(),
+    )));
     if let Some(tokens) = settings.auth.token_cache() {
         background.push(tokio::spawn(tokens.clone().keep_fresh(
             store.clone(),
@@ -137,14 +145,18 @@ pub async fn run(
     // reflection answer anyone (load balancers carry no credentials).
     let authenticate = Authenticate(settings.auth.clone());
     let resources = InterceptedService::new(
-        ResourceServiceServer::new(crate::resources::Resources::new(store.clone()))
-            .max_decoding_message_size(settings.max_message_bytes),
+        ResourceServiceServer::new(crate::resources::Resources::new(
+            store.clone(),
+            settings.limits.clone(),
+        ))
+        .max_decoding_message_size(settings.max_message_bytes),
         authenticate.clone(),
     );
     let service = InterceptedService::new(
         ReservationServiceServer::new(RsvpService::new(
             store,
             settings.auth.mode(),
+            settings.limits.clone(),
             settings.max_streams,
             settings.stream_idle_timeout,
             stop.clone(),
@@ -201,4 +213,16 @@ pub async fn run(
         let _ = task.await;
     }
     result
+}
+
+/// Forgets, every minute, the rate-limit buckets of callers idle long
+/// enough for them to be full again.
+async fn forget_idle_callers(limits: Arc<Limits>, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => limits.forget_idle(),
+        }
+    }
 }

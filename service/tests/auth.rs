@@ -464,3 +464,87 @@ async fn tokens_are_made_listed_and_revoked_from_the_command_line() {
         "the list shows when it was revoked: {listed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_over_its_limits_is_told_when_to_retry_and_others_are_not_slowed() {
+    use rsvp_server::limits::{Limits, RoleLimits};
+    let app = TestApp::spawn_with(
+        |_| {},
+        ServerSettings {
+            auth: Arc::new(Authenticator::tokens(Arc::new(TokenCache::new()))),
+            token_refresh: Duration::from_millis(100),
+            limits: Arc::new(Limits::new(
+                RoleLimits::UNLIMITED,
+                RoleLimits::UNLIMITED,
+                RoleLimits {
+                    reads_per_second: 1000,
+                    writes_per_second: 1,
+                    streams: 2,
+                },
+            )),
+            ..ServerSettings::default()
+        },
+    )
+    .await;
+    let ann = as_token(&app, &token(&app, "ann", Role::User).await).await;
+    let bob = as_token(&app, &token(&app, "bob", Role::User).await).await;
+    eventually(Duration::from_secs(10), &ann).await;
+    eventually(Duration::from_secs(10), &bob).await;
+
+    // A burst of twice the rate, then a wait of about a second.
+    for from in [0, 60] {
+        ann.clone()
+            .reserve(reserve_request("", "room", from, from + 30))
+            .await
+            .expect("within the burst");
+    }
+    let status = expect_code(
+        ann.clone()
+            .reserve(reserve_request("", "room", 120, 150))
+            .await,
+        Code::ResourceExhausted,
+    );
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let delay = details
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("a RetryInfo with the delay");
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(1),
+        "{delay:?}"
+    );
+    assert_eq!(
+        details.error_info().map(|i| i.reason.as_str()),
+        Some("RATE_LIMITED")
+    );
+    bob.clone()
+        .reserve(reserve_request("", "hall", 0, 30))
+        .await
+        .expect("bob is not slowed by ann");
+    whoami(&mut ann.clone())
+        .await
+        .expect("reads have a bucket of their own");
+    tokio::time::sleep(delay).await;
+    ann.clone()
+        .reserve(reserve_request("", "room", 120, 150))
+        .await
+        .expect("after the delay");
+
+    // Two open streams at once, not three; closing one frees its place.
+    let listen = || {
+        let mut ann = ann.clone();
+        async move { ann.listen(pb::ListenRequest::default()).await }
+    };
+    let first = listen().await.expect("a first stream");
+    let _second = listen().await.expect("a second stream");
+    expect_code(listen().await, Code::ResourceExhausted);
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listen().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream's place never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -57,6 +57,32 @@ pub struct Global {
     )]
     pub token: Option<String>,
 
+    /// Trust servers whose certificate these authorities (PEM) signed,
+    /// for https:// servers; unset: the system's authorities.
+    #[arg(long, global = true, env = "RSVP_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// A client certificate (PEM) to present to an https:// server that
+    /// asks for one, with --key.
+    #[arg(
+        long,
+        global = true,
+        env = "RSVP_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "RSVP_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+
     /// How long to wait for the server to answer a call.
     #[arg(long, global = true, default_value = "10s", value_name = "DURATION")]
     pub timeout: Duration,

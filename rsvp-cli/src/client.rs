@@ -7,7 +7,7 @@ use tonic::{
     Request, Response, Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
 use crate::{error::CliError, exit::Exit};
@@ -27,6 +27,39 @@ pub struct Target {
     pub timeout: Duration,
     /// Sent as `authorization: Bearer <token>` with every call.
     pub credentials: Credentials,
+    /// How to check an `https://` server, and what certificate to show it.
+    pub tls: ClientTlsConfig,
+}
+
+/// TLS for `https://` servers: the authorities to trust (`ca_cert`, else the
+/// system's) and a client certificate with its key, if given.
+///
+/// # Errors
+/// A usage error naming a file that cannot be read.
+pub fn tls(
+    ca_cert: Option<&std::path::Path>,
+    cert_and_key: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<ClientTlsConfig, CliError> {
+    let read = |path: &std::path::Path, flag: &str| {
+        std::fs::read(path).map_err(|e| {
+            CliError::new(
+                Exit::Usage,
+                format!("{flag}: cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let mut tls = ClientTlsConfig::new();
+    tls = match ca_cert {
+        Some(path) => tls.ca_certificate(Certificate::from_pem(read(path, "--ca-cert")?)),
+        None => tls.with_native_roots(),
+    };
+    if let Some((cert, key)) = cert_and_key {
+        tls = tls.identity(Identity::from_pem(
+            read(cert, "--cert")?,
+            read(key, "--key")?,
+        ));
+    }
+    Ok(tls)
 }
 
 /// The `authorization` header every call carries, if any. Its `Debug`
@@ -93,6 +126,13 @@ pub async fn channel(target: &Target) -> Result<Transport, CliError> {
     let endpoint = Endpoint::from_shared(url)
         .map_err(|_| CliError::new(Exit::Usage, format!("--server: {server:?} is not a URL")))?
         .connect_timeout(timeout);
+    let endpoint = if endpoint.uri().scheme_str() == Some("https") {
+        endpoint
+            .tls_config(target.tls.clone())
+            .map_err(|e| CliError::new(Exit::Usage, format!("TLS: {}", root_cause(&e))))?
+    } else {
+        endpoint
+    };
     let channel = endpoint
         .connect()
         .await

@@ -57,6 +57,16 @@ fn main() -> ExitCode {
         },
         None => client::Credentials::default(),
     };
+    let tls = match client::tls(
+        cli.global.ca_cert.as_deref(),
+        cli.global.cert.as_deref().zip(cli.global.key.as_deref()),
+    ) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("rsvp: {}", e.message);
+            return e.exit.into();
+        }
+    };
     let cx = Context {
         view: View {
             format: cli.global.output,
@@ -68,6 +78,7 @@ fn main() -> ExitCode {
         server: cli.global.server.clone(),
         timeout: cli.global.timeout.0,
         credentials,
+        tls,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1960,3 +1960,71 @@ fn a_token_authenticates_every_command_and_whoami_names_the_caller() {
         .assert()
         .success();
 }
+
+#[test]
+fn https_servers_are_checked_and_client_certificates_sent() {
+    use rsvp_server::auth::Authenticator;
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let certs = rsvp_testing::TestCerts::new("rsvp test authority");
+    let server_files = certs.server();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            std::fs::read(&server_files.cert).unwrap(),
+            std::fs::read(&server_files.key).unwrap(),
+        ))
+        .client_ca_root(Certificate::from_pem(std::fs::read(certs.ca()).unwrap()));
+    let server = Server::start_with(move || ServerSettings {
+        auth: Arc::new(Authenticator::certificates(
+            std::collections::HashMap::from([("ops".to_string(), abi::Role::Admin)]),
+        )),
+        tls: Some(tls),
+        ..ServerSettings::default()
+    });
+    let https = format!("https://{}", server.addr);
+    let ops = certs.client("ops");
+    let ca = certs.ca();
+
+    server
+        .rsvp()
+        .args(["--server", &https, "whoami", "--ca-cert"])
+        .arg(&ca)
+        .arg("--cert")
+        .arg(&ops.cert)
+        .arg("--key")
+        .arg(&ops.key)
+        .assert()
+        .success()
+        .stdout("principal  ops\nrole       admin\nauth       mtls\n");
+    server
+        .rsvp()
+        .env("RSVP_CA_CERT", &ca)
+        .env("RSVP_CERT", &ops.cert)
+        .env("RSVP_KEY", &ops.key)
+        .args(["--server", &https, "-o", "json", "whoami"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"principal\":\"ops\""));
+
+    // A server whose authority is not trusted is not talked to.
+    server
+        .rsvp()
+        .args(["--server", &https, "whoami", "--cert"])
+        .arg(&ops.cert)
+        .arg("--key")
+        .arg(&ops.key)
+        .assert()
+        .code(6);
+    server
+        .rsvp()
+        .args(["--server", &https, "whoami", "--ca-cert"])
+        .arg(certs.dir().join("missing.pem"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--ca-cert: cannot read"));
+    server
+        .rsvp()
+        .args(["--server", &https, "whoami", "--cert"])
+        .arg(&ops.cert)
+        .assert()
+        .code(2);
+}

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use abi::{ApiToken, Caller, TokenDigest, TokenSecret};
+use abi::{ApiToken, Caller, Role, TokenDigest, TokenSecret, UserId};
 use chrono::Utc;
 use reservation::Rsvp;
 use serde::{Deserialize, Serialize};
@@ -25,8 +25,12 @@ pub enum AuthMode {
     #[default]
     None,
     /// Opaque API tokens made with `rsvp-server token create`, sent as
-    /// `authorization: Bearer <token>`.
+    /// `authorization: Bearer <token>` (or a client certificate, when the
+    /// server accepts them and no token is sent).
     Token,
+    /// Client certificates (TLS): the subject's common name is the
+    /// principal.
+    Mtls,
 }
 
 impl AuthMode {
@@ -35,6 +39,7 @@ impl AuthMode {
         match self {
             AuthMode::None => "none",
             AuthMode::Token => "token",
+            AuthMode::Mtls => "mtls",
         }
     }
 }
@@ -50,6 +55,9 @@ impl fmt::Display for AuthMode {
 pub struct Authenticator {
     mode: AuthMode,
     tokens: Option<Arc<TokenCache>>,
+    /// Set when client certificates name callers: each principal's role
+    /// (`user` when not listed).
+    certificates: Option<HashMap<String, Role>>,
 }
 
 impl Authenticator {
@@ -58,6 +66,7 @@ impl Authenticator {
         Authenticator {
             mode: AuthMode::None,
             tokens: None,
+            certificates: None,
         }
     }
 
@@ -66,7 +75,25 @@ impl Authenticator {
         Authenticator {
             mode: AuthMode::Token,
             tokens: Some(cache),
+            certificates: None,
         }
+    }
+
+    /// Client certificates: the subject's common name is the principal,
+    /// its role from `roles` (`user` when not listed).
+    pub fn certificates(roles: HashMap<String, Role>) -> Self {
+        Authenticator {
+            mode: AuthMode::Mtls,
+            tokens: None,
+            certificates: Some(roles),
+        }
+    }
+
+    /// Also accepts client certificates, as [`Authenticator::certificates`],
+    /// from callers that send no token.
+    pub fn or_certificates(mut self, roles: HashMap<String, Role>) -> Self {
+        self.certificates = Some(roles);
+        self
     }
 
     /// The mode.
@@ -85,16 +112,40 @@ impl Authenticator {
     /// `UNAUTHENTICATED` when credentials are missing or not valid, saying
     /// nothing else.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        match (self.mode, &self.tokens) {
-            (AuthMode::None, _) => Ok(Caller::system()),
-            (AuthMode::Token, Some(tokens)) => {
+        let invalid = || Status::unauthenticated("invalid credentials");
+        match self.mode {
+            AuthMode::None => Ok(Caller::system()),
+            AuthMode::Token => {
+                if request.metadata().get("authorization").is_none()
+                    && let Some(caller) = self.certificate_caller(request)
+                {
+                    return Ok(caller);
+                }
                 let secret = bearer(request)?;
-                tokens
-                    .caller(&TokenSecret::from_presented(secret))
-                    .ok_or_else(|| Status::unauthenticated("invalid credentials"))
+                self.tokens
+                    .as_ref()
+                    .and_then(|tokens| tokens.caller(&TokenSecret::from_presented(secret)))
+                    .ok_or_else(invalid)
             }
-            (AuthMode::Token, None) => Err(Status::unauthenticated("invalid credentials")),
+            AuthMode::Mtls => self.certificate_caller(request).ok_or_else(|| {
+                Status::unauthenticated(
+                    "credentials required: a client certificate signed by an authority the \
+                     server trusts",
+                )
+            }),
         }
+    }
+
+    /// The caller a verified client certificate names: its subject's
+    /// common name, if it is a valid principal.
+    fn certificate_caller<T>(&self, request: &Request<T>) -> Option<Caller> {
+        let roles = self.certificates.as_ref()?;
+        let chain = request.peer_certs()?;
+        let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
+        let name = leaf.subject().iter_common_name().next()?.as_str().ok()?;
+        let principal = UserId::parse(name).ok()?;
+        let role = roles.get(name).copied().unwrap_or(Role::User);
+        Some(Caller::new(principal, role))
     }
 }
 

@@ -97,7 +97,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
 
-    /// How callers authenticate: none (every caller an admin; loopback only), token, jwt or mtls [env: RSVP_AUTH] [default: none]
+    /// How callers authenticate: none (every caller an admin; loopback only), token or mtls (client certificates) [env: RSVP_AUTH] [default: none]
     #[arg(long, value_name = "MODE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<crate::auth::AuthMode>,
@@ -200,6 +200,21 @@ pub struct Overrides {
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slow_call: Option<String>,
+
+    /// The server's certificate chain (PEM); with --tls-key, serve gRPC over TLS [env: RSVP_TLS_CERT]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The server's private key (PEM) [env: RSVP_TLS_KEY]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Accept client certificates signed by these authorities (PEM); required by --auth mtls [env: RSVP_TLS_CLIENT_CA]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 fn negate<S: serde::Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {

@@ -19,8 +19,12 @@ use crate::limits::RoleLimits;
 
 /// Every setting's name: the key in the config file, and (upper-cased,
 /// prefixed with `RSVP_`) the environment variable.
-pub const KEYS: [&str; 26] = [
+pub const KEYS: [&str; 30] = [
     "auth",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "mtls_roles",
     "user_limits",
     "service_limits",
     "admin_limits",
@@ -121,6 +125,18 @@ pub struct Config {
     /// Calls slower than this are logged at WARN.
     #[serde(with = "duration_text")]
     pub slow_call: Duration,
+    /// The server's certificate chain (PEM): with `tls_key`, gRPC is
+    /// served over TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Certificate authorities (PEM) whose client certificates are
+    /// accepted; required with `auth = "mtls"`, optional otherwise.
+    pub tls_client_ca: Option<PathBuf>,
+    /// The role of each client certificate's principal (its subject's
+    /// common name): `{ ops = "admin", backend = "service" }`; others are
+    /// `user`.
+    pub mtls_roles: std::collections::BTreeMap<String, String>,
 }
 
 /// How logs are written.
@@ -167,6 +183,10 @@ impl Default for Config {
             metrics_listen: None,
             access_log: false,
             slow_call: Duration::from_secs(1),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            mtls_roles: Default::default(),
         }
     }
 }
@@ -208,6 +228,24 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key go together: give both to serve over TLS, or neither");
+        }
+        if self.auth == crate::auth::AuthMode::Mtls
+            && (self.tls_cert.is_none() || self.tls_client_ca.is_none())
+        {
+            bail!(
+                "auth = \"mtls\" needs TLS with client certificates: set tls_cert, tls_key and \
+                 tls_client_ca"
+            );
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            bail!("tls_client_ca needs TLS: set tls_cert and tls_key too");
+        }
+        for (principal, role) in &self.mtls_roles {
+            role.parse::<abi::Role>()
+                .map_err(|e| anyhow::anyhow!("mtls_roles.{principal}: {e}"))?;
+        }
         if self.auth == crate::auth::AuthMode::None && !self.listen.ip().is_loopback() {
             bail!(
                 "listen = {} is reachable from other machines, and auth = \"none\" would let \
@@ -521,5 +559,36 @@ mod tests {
             format!("{err:#}").contains("/nonexistent/rsvp.toml"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn unsafe_or_incomplete_access_settings_stop_the_server() {
+        let cases = [
+            ("listen = \"0.0.0.0:7000\"", "reachable from other machines"),
+            ("listen = \"0.0.0.0:7000\"\nauth = \"token\"", ""),
+            ("tls_cert = \"c.pem\"", "tls_cert and tls_key go together"),
+            ("auth = \"mtls\"", "needs TLS with client certificates"),
+            (
+                "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nauth = \"mtls\"",
+                "needs TLS with client certificates",
+            ),
+            ("tls_client_ca = \"ca.pem\"", "tls_client_ca needs TLS"),
+            ("[mtls_roles]\nops = \"root\"", "mtls_roles.ops"),
+            // A table names only what it changes; the rest keeps its default.
+            ("[user_limits]\nreads_per_second = 5", ""),
+        ];
+        for (text, expected) in cases {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            writeln!(file, "{text}").unwrap();
+            let loaded = Config::load(Some(file.path()), Flags::default());
+            match (loaded, expected) {
+                (Ok(_), "") => {}
+                (Ok(_), _) => panic!("{text}: accepted"),
+                (Err(e), _) => assert!(
+                    !expected.is_empty() && format!("{e:#}").contains(expected),
+                    "{text}: {e:#}"
+                ),
+            }
+        }
     }
 }

@@ -95,10 +95,8 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             config.service_limits,
             config.user_limits,
         )),
-        auth: std::sync::Arc::new(match config.auth {
-            auth::AuthMode::None => auth::Authenticator::none(),
-            auth::AuthMode::Token => auth::Authenticator::tokens(Default::default()),
-        }),
+        auth: std::sync::Arc::new(authenticator(&config)?),
+        tls: tls(&config)?,
         ..ServerSettings::default()
     };
     server::run(listener, store, settings, shutdown_signal()).await?;
@@ -126,4 +124,44 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
         std::process::exit(130);
     });
+}
+
+/// How callers are authenticated, as the settings say.
+fn authenticator(config: &Config) -> anyhow::Result<auth::Authenticator> {
+    let roles = config
+        .mtls_roles
+        .iter()
+        .map(|(principal, role)| Ok((principal.clone(), role.parse()?)))
+        .collect::<Result<std::collections::HashMap<_, _>, abi::InvalidValue>>()
+        .map_err(|e| anyhow::anyhow!("mtls_roles: {e}"))?;
+    Ok(match config.auth {
+        auth::AuthMode::None => auth::Authenticator::none(),
+        auth::AuthMode::Token if config.tls_client_ca.is_some() => {
+            auth::Authenticator::tokens(Default::default()).or_certificates(roles)
+        }
+        auth::AuthMode::Token => auth::Authenticator::tokens(Default::default()),
+        auth::AuthMode::Mtls => auth::Authenticator::certificates(roles),
+    })
+}
+
+/// The server's TLS, read from the files the settings name.
+fn tls(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+    };
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(read(cert, "tls_cert")?, read(key, "tls_key")?),
+    );
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                ca,
+                "tls_client_ca",
+            )?))
+            .client_auth_optional(config.auth != auth::AuthMode::Mtls);
+    }
+    Ok(Some(tls))
 }

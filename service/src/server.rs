@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{
     service::interceptor::InterceptedService,
-    transport::{Server, server::TcpIncoming},
+    transport::{Server, ServerTlsConfig, server::TcpIncoming},
 };
 
 use crate::{
@@ -53,6 +53,8 @@ pub struct ServerSettings {
     pub auth: Arc<Authenticator>,
     /// Per-principal rate limits and open streams.
     pub limits: Arc<Limits>,
+    /// Serve over TLS (with client certificates, if it names authorities).
+    pub tls: Option<ServerTlsConfig>,
     /// How often API tokens are reloaded from the store: a revoked token
     /// stops working within this long.
     pub token_refresh: Duration,
@@ -74,6 +76,7 @@ impl Default for ServerSettings {
             auth: Arc::new(Authenticator::none()),
             token_refresh: Duration::from_secs(5),
             limits: Arc::new(Limits::none()),
+            tls: None,
         }
     }
 }
@@ -179,7 +182,13 @@ pub async fn run(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    let serve = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = settings.tls.clone() {
+        builder = builder
+            .tls_config(tls)
+            .context("the TLS certificate or key is not valid")?;
+    }
+    let serve = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(Some(settings.max_streams_per_connection))

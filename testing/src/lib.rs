@@ -11,14 +11,18 @@
 //!   loopback port, stopped and removed on drop.
 //! - [`TestDb`], [`TestServer`] (`postgres.rs`): a database per test,
 //!   cloned from a migrated template.
+//! - [`TestCerts`] (`certs.rs`): an authority and certificates it signed,
+//!   for TLS tests.
 //! - `invariant.rs`: the no-double-booking check over any store.
 
 #![warn(missing_docs)]
 
+mod certs;
 mod cluster;
 mod invariant;
 mod postgres;
 
+pub use certs::{CertFiles, TestCerts};
 pub use cluster::TestCluster;
 pub use invariant::{
     DoubleBooking, Overbooking, assert_no_double_booking, assert_within_capacity,

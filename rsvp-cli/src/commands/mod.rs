@@ -33,6 +33,8 @@ pub struct Context {
     pub timeout: Duration,
     /// Sent with every call.
     pub credentials: client::Credentials,
+    /// TLS for https:// servers.
+    pub tls: tonic::transport::ClientTlsConfig,
 }
 
 impl Context {
@@ -42,6 +44,7 @@ impl Context {
             server: self.server.clone(),
             timeout: self.timeout,
             credentials: self.credentials.clone(),
+            tls: self.tls.clone(),
         }
     }
 

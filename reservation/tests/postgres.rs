@@ -693,3 +693,66 @@ async fn usage_pieces_always_match_the_reservations() {
         assert_eq!(mismatches, 0, "seed {seed}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_reaches_postgresql_over_tls_as_the_url_asks() {
+    let certs = rsvp_testing::TestCerts::new("rsvp test authority");
+    let server = certs.server_for(&["localhost"]);
+    let cluster = tokio::task::spawn_blocking(move || {
+        TestCluster::start_with_tls(&server).expect("a cluster with TLS")
+    })
+    .await
+    .unwrap();
+    let ca = certs.ca();
+    let url = |host: &str, mode: &str| {
+        format!(
+            "postgres://postgres@{host}:{}/postgres?sslmode={mode}&sslrootcert={}",
+            cluster.port(),
+            ca.display()
+        )
+    };
+
+    // verify-full: the authority and the name are checked, and the store
+    // works over it (migrations, a reservation).
+    let verified = url("localhost", "verify-full");
+    let store = reservation::connect(&verified, StoreOptions::default())
+        .await
+        .expect("connects with verify-full");
+    store
+        .reserve(hold("ann", "room", 0, 60))
+        .await
+        .expect("reserves over TLS");
+    let pool = PgPool::connect(&verified).await.unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(encrypted, "the session is encrypted");
+
+    // The certificate names localhost only: verify-full by address is
+    // refused, verify-ca (authority only) is not.
+    let by_address =
+        reservation::connect(&url("127.0.0.1", "verify-full"), StoreOptions::default()).await;
+    assert!(
+        by_address.is_err(),
+        "a name the certificate does not carry is refused"
+    );
+    reservation::connect(&url("127.0.0.1", "verify-ca"), StoreOptions::default())
+        .await
+        .expect("verify-ca checks the authority only");
+
+    // An authority the server's certificate does not come from is refused.
+    let strangers = rsvp_testing::TestCerts::new("another authority");
+    let untrusted = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        cluster.port(),
+        strangers.ca().display()
+    );
+    assert!(
+        reservation::connect(&untrusted, StoreOptions::default())
+            .await
+            .is_err(),
+        "an untrusted server is refused"
+    );
+}

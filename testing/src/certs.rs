@@ -52,7 +52,17 @@ impl TestCerts {
 
     /// A server certificate for `localhost` and `127.0.0.1`.
     pub fn server(&self) -> CertFiles {
-        self.issue("server", "localhost", &["localhost", "127.0.0.1"], true)
+        self.server_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// A server certificate for `names` only (host names or addresses).
+    pub fn server_for(&self, names: &[&str]) -> CertFiles {
+        self.issue(
+            &format!("server-{}", names.join("-")),
+            names[0],
+            names,
+            true,
+        )
     }
 
     /// A client certificate whose subject's common name is `principal`.

@@ -65,6 +65,22 @@ impl TestCluster {
     /// # Errors
     /// As [`TestCluster::start`].
     pub fn start_with(settings: &[(&str, &str)]) -> Result<TestCluster, String> {
+        Self::start_inner(settings, None)
+    }
+
+    /// Like [`TestCluster::start`], with TLS on: `server` is the server's
+    /// certificate and key (PEM).
+    ///
+    /// # Errors
+    /// As [`TestCluster::start`], or when the files cannot be copied.
+    pub fn start_with_tls(server: &crate::CertFiles) -> Result<TestCluster, String> {
+        Self::start_inner(&[("ssl", "on")], Some(server))
+    }
+
+    fn start_inner(
+        settings: &[(&str, &str)],
+        tls: Option<&crate::CertFiles>,
+    ) -> Result<TestCluster, String> {
         let mut all: Vec<(String, String)> = TEST_SETTINGS
             .iter()
             .filter(|(k, _)| !settings.iter().any(|(o, _)| o == k))
@@ -87,6 +103,9 @@ impl TestCluster {
             pid: Mutex::new(None),
         };
         cluster.init()?;
+        if let Some(files) = tls {
+            cluster.install_certificate(files)?;
+        }
         cluster.launch()?;
         Ok(cluster)
     }
@@ -167,6 +186,23 @@ impl TestCluster {
                 String::from_utf8_lossy(&initdb.stderr)
             ))
         }
+    }
+
+    /// Copies the server's certificate and key to where PostgreSQL looks
+    /// for them (`server.crt`, `server.key` in the data directory), owned
+    /// by the cluster's user, the key readable by it alone.
+    fn install_certificate(&self, files: &crate::CertFiles) -> Result<(), String> {
+        let data = self.dir.join("data");
+        for (from, to) in [(&files.cert, "server.crt"), (&files.key, "server.key")] {
+            let to = data.join(to);
+            fs::copy(from, &to).map_err(|e| format!("copying {}: {e}", from.display()))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+            if let Some((uid, gid)) = self.user {
+                std::os::unix::fs::chown(&to, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     fn launch(&self) -> Result<(), String> {

@@ -11,6 +11,8 @@ use std::{
 
 use abi::{ApiToken, Caller, Role, TokenDigest, TokenSecret, UserId};
 use chrono::Utc;
+
+use crate::jwt::JwtVerifier;
 use reservation::Rsvp;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,9 @@ pub enum AuthMode {
     /// `authorization: Bearer <token>` (or a client certificate, when the
     /// server accepts them and no token is sent).
     Token,
+    /// JSON Web Tokens from an identity provider, sent as
+    /// `authorization: Bearer <jwt>`.
+    Jwt,
     /// Client certificates (TLS): the subject's common name is the
     /// principal.
     Mtls,
@@ -39,6 +44,7 @@ impl AuthMode {
         match self {
             AuthMode::None => "none",
             AuthMode::Token => "token",
+            AuthMode::Jwt => "jwt",
             AuthMode::Mtls => "mtls",
         }
     }
@@ -58,6 +64,7 @@ pub struct Authenticator {
     /// Set when client certificates name callers: each principal's role
     /// (`user` when not listed).
     certificates: Option<HashMap<String, Role>>,
+    jwt: Option<JwtVerifier>,
 }
 
 impl Authenticator {
@@ -67,6 +74,7 @@ impl Authenticator {
             mode: AuthMode::None,
             tokens: None,
             certificates: None,
+            jwt: None,
         }
     }
 
@@ -76,6 +84,7 @@ impl Authenticator {
             mode: AuthMode::Token,
             tokens: Some(cache),
             certificates: None,
+            jwt: None,
         }
     }
 
@@ -86,6 +95,17 @@ impl Authenticator {
             mode: AuthMode::Mtls,
             tokens: None,
             certificates: Some(roles),
+            jwt: None,
+        }
+    }
+
+    /// JSON Web Tokens, checked by `verifier`.
+    pub fn jwt(verifier: JwtVerifier) -> Self {
+        Authenticator {
+            mode: AuthMode::Jwt,
+            tokens: None,
+            certificates: None,
+            jwt: Some(verifier),
         }
     }
 
@@ -115,17 +135,19 @@ impl Authenticator {
         let invalid = || Status::unauthenticated("invalid credentials");
         match self.mode {
             AuthMode::None => Ok(Caller::system()),
-            AuthMode::Token => {
+            AuthMode::Token | AuthMode::Jwt => {
                 if request.metadata().get("authorization").is_none()
                     && let Some(caller) = self.certificate_caller(request)
                 {
                     return Ok(caller);
                 }
-                let secret = bearer(request)?;
-                self.tokens
-                    .as_ref()
-                    .and_then(|tokens| tokens.caller(&TokenSecret::from_presented(secret)))
-                    .ok_or_else(invalid)
+                let credentials = bearer(request)?;
+                let caller = match (&self.tokens, &self.jwt) {
+                    (Some(tokens), _) => tokens.caller(&TokenSecret::from_presented(credentials)),
+                    (None, Some(jwt)) => jwt.caller(credentials),
+                    (None, None) => None,
+                };
+                caller.ok_or_else(invalid)
             }
             AuthMode::Mtls => self.certificate_caller(request).ok_or_else(|| {
                 Status::unauthenticated(

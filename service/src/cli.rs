@@ -97,7 +97,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
 
-    /// How callers authenticate: none (every caller an admin; loopback only), token or mtls (client certificates) [env: RSVP_AUTH] [default: none]
+    /// How callers authenticate: none (every caller an admin; loopback only), token, jwt or mtls (client certificates) [env: RSVP_AUTH] [default: none]
     #[arg(long, value_name = "MODE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<crate::auth::AuthMode>,

@@ -19,8 +19,13 @@ use crate::limits::RoleLimits;
 
 /// Every setting's name: the key in the config file, and (upper-cased,
 /// prefixed with `RSVP_`) the environment variable.
-pub const KEYS: [&str; 30] = [
+pub const KEYS: [&str; 35] = [
     "auth",
+    "jwt_key",
+    "jwt_secret_file",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_role_claim",
     "tls_cert",
     "tls_key",
     "tls_client_ca",
@@ -137,6 +142,19 @@ pub struct Config {
     /// common name): `{ ops = "admin", backend = "service" }`; others are
     /// `user`.
     pub mtls_roles: std::collections::BTreeMap<String, String>,
+    /// With `auth = "jwt"`: the identity provider's public key (PEM: RSA,
+    /// EC P-256, Ed25519) or key set (JWKS file).
+    pub jwt_key: Option<PathBuf>,
+    /// With `auth = "jwt"`: a file holding the HS256 secret (instead of
+    /// `jwt_key`).
+    pub jwt_secret_file: Option<PathBuf>,
+    /// The `iss` every token must carry.
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry.
+    pub jwt_audience: Option<String>,
+    /// The claim holding the role (`admin`, `service`, `user`); absent
+    /// means `user`.
+    pub jwt_role_claim: String,
 }
 
 /// How logs are written.
@@ -187,6 +205,11 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             mtls_roles: Default::default(),
+            jwt_key: None,
+            jwt_secret_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_role_claim: "role".into(),
         }
     }
 }
@@ -238,6 +261,18 @@ impl Config {
                 "auth = \"mtls\" needs TLS with client certificates: set tls_cert, tls_key and \
                  tls_client_ca"
             );
+        }
+        if self.auth == crate::auth::AuthMode::Jwt {
+            if self.jwt_key.is_some() == self.jwt_secret_file.is_some() {
+                bail!(
+                    "auth = \"jwt\" needs one of jwt_key (a public key or JWKS file) or jwt_secret_file (HS256)"
+                );
+            }
+            if self.jwt_issuer.is_none() || self.jwt_audience.is_none() {
+                bail!(
+                    "auth = \"jwt\" needs jwt_issuer and jwt_audience: tokens are checked against both"
+                );
+            }
         }
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             bail!("tls_client_ca needs TLS: set tls_cert and tls_key too");
@@ -573,6 +608,12 @@ mod tests {
                 "needs TLS with client certificates",
             ),
             ("tls_client_ca = \"ca.pem\"", "tls_client_ca needs TLS"),
+            ("auth = \"jwt\"", "needs one of jwt_key"),
+            (
+                "auth = \"jwt\"\njwt_key = \"k.pem\"\njwt_secret_file = \"s\"",
+                "needs one of jwt_key",
+            ),
+            ("auth = \"jwt\"\njwt_key = \"k.pem\"", "needs jwt_issuer and jwt_audience"),
             ("[mtls_roles]\nops = \"root\"", "mtls_roles.ops"),
             // A table names only what it changes; the rest keeps its default.
             ("[user_limits]\nreads_per_second = 5", ""),

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`auth`]: credentials become a caller; `reservation::Access` then
 //!   decides what it may do.
+//! - [`jwt`]: JSON Web Tokens checked against the configured keys.
 //! - [`limits`]: per-principal rate limits and open streams.
 //! - [`tokens`]: `rsvp-server token create|list|revoke`.
 //! - [`cli`]: the command line; [`config`]: layered settings.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod errors;
 mod health;
+pub mod jwt;
 pub mod limits;
 pub mod paths;
 mod resources;
@@ -141,6 +143,19 @@ fn authenticator(config: &Config) -> anyhow::Result<auth::Authenticator> {
         }
         auth::AuthMode::Token => auth::Authenticator::tokens(Default::default()),
         auth::AuthMode::Mtls => auth::Authenticator::certificates(roles),
+        auth::AuthMode::Jwt => {
+            let keys = match (&config.jwt_key, &config.jwt_secret_file) {
+                (Some(key), _) => jwt::KeySource::Public(key),
+                (None, Some(secret)) => jwt::KeySource::Secret(secret),
+                (None, None) => anyhow::bail!("auth = \"jwt\" needs jwt_key or jwt_secret_file"),
+            };
+            auth::Authenticator::jwt(jwt::JwtVerifier::new(
+                keys,
+                config.jwt_issuer.as_deref().unwrap_or_default(),
+                config.jwt_audience.as_deref().unwrap_or_default(),
+                &config.jwt_role_claim,
+            )?)
+        }
     })
 }
 

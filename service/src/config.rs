@@ -613,7 +613,10 @@ mod tests {
                 "auth = \"jwt\"\njwt_key = \"k.pem\"\njwt_secret_file = \"s\"",
                 "needs one of jwt_key",
             ),
-            ("auth = \"jwt\"\njwt_key = \"k.pem\"", "needs jwt_issuer and jwt_audience"),
+            (
+                "auth = \"jwt\"\njwt_key = \"k.pem\"",
+                "needs jwt_issuer and jwt_audience",
+            ),
             ("[mtls_roles]\nops = \"root\"", "mtls_roles.ops"),
             // A table names only what it changes; the rest keeps its default.
             ("[user_limits]\nreads_per_second = 5", ""),

@@ -92,6 +92,8 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     url: String,
+    /// Sent with every call, when the server checks tokens.
+    token: Option<String>,
 }
 
 impl Server {
@@ -120,7 +122,34 @@ impl Server {
         Ok(Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            token: None,
         })
+    }
+
+    /// A server on `url` that checks API tokens, and a `service` token
+    /// for the bench's clients (which act for many users).
+    fn start_with_tokens(s: &Settings, url: &str) -> anyhow::Result<Server> {
+        let made = Command::new(s.bin.join("rsvp-server"))
+            .args([
+                "--database-url",
+                url,
+                "--log-level",
+                "warn",
+                "token",
+                "create",
+            ])
+            .args(["--principal", "bench", "--role", "service"])
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::null())
+            .output()
+            .context("making a token")?;
+        if !made.status.success() {
+            bail!("rsvp-server token create failed");
+        }
+        let token = String::from_utf8(made.stdout)?.trim().to_string();
+        let mut server = Server::start(s, &["--database-url", url, "--auth", "token"])?;
+        server.token = Some(token);
+        Ok(server)
     }
 
     fn rss_kib(&self) -> u64 {
@@ -170,7 +199,11 @@ fn bench_on(
         "== {workload}: {clients} clients over {resources} resources for {}",
         s.duration
     );
-    let out = Command::new(s.bin.join("rsvp"))
+    let mut rsvp = Command::new(s.bin.join("rsvp"));
+    if let Some(token) = &server.token {
+        rsvp.env("RSVP_TOKEN", token);
+    }
+    let out = rsvp
         .args([
             "--server",
             &server.url,
@@ -608,6 +641,8 @@ fn markdown(summary: &Value) -> String {
         "pgbench ceiling",
         "pgbench insert",
         "reserve-spread",
+        "reserve-spread, token auth",
+        "reserve-spread, again",
         "reserve-hot",
         "book",
         "reserve-capacity",
@@ -688,6 +723,11 @@ fn markdown(summary: &Value) -> String {
             "book outcomes other than ok/conflict",
             "book_other_outcomes",
             "0",
+        ),
+        (
+            "reserve-spread with token auth ÷ without (mean of the runs before and after)",
+            "token_auth_over_spread",
+            "≥ 0.95",
         ),
         (
             "reserve-capacity units sold (PostgreSQL / embedded), 64 clients",
@@ -804,6 +844,13 @@ async fn main() -> anyhow::Result<()> {
     let ceiling = pgbench(&s, &cluster, &Script::ceiling(s.resources), &s.duration)?;
     let pgbench_insert = pgbench(&s, &cluster, &Script::insert(s.resources), &s.duration)?;
     let spread = bench(&s, &server, "reserve-spread")?;
+    // The same with every call authenticated by an API token, between two
+    // runs without, so that drift in the machine does not favour either.
+    let tokens = Server::start_with_tokens(&s, &url)?;
+    bench(&warm, &tokens, "reserve-spread")?;
+    let spread_token = bench(&s, &tokens, "reserve-spread")?;
+    drop(tokens);
+    let spread_again = bench(&s, &server, "reserve-spread")?;
     let hot = bench(&s, &server, "reserve-hot")?;
     let book = bench(&s, &server, "book")?;
     let pgbench_select = pgbench(&s, &cluster, &Script::select(s.resources), &s.duration)?;
@@ -880,6 +927,7 @@ async fn main() -> anyhow::Result<()> {
     let query_ratio = rate(&query) / rate(&pgbench_select);
     let hot_ratio = rate(&hot) / rate(&spread);
     let book_ratio = rate(&book) / rate(&spread);
+    let token_ratio = rate(&spread_token) / ((rate(&spread) + rate(&spread_again)) / 2.0);
     let book_other = other(&book) + other(&lite_book);
     let lite_ceiling = sqlite_ceiling["one_per_transaction_per_s"]
         .as_f64()
@@ -904,6 +952,8 @@ async fn main() -> anyhow::Result<()> {
             "pgbench insert": pgbench_insert,
             "pgbench select": pgbench_select,
             "reserve-spread": spread,
+            "reserve-spread, token auth": spread_token,
+            "reserve-spread, again": spread_again,
             "reserve-hot": hot,
             "book": book,
             "query": query,
@@ -933,6 +983,7 @@ async fn main() -> anyhow::Result<()> {
             "hot_over_spread": { "value": round2(hot_ratio), "met": hot_ratio >= 0.5 },
             "hot_other_outcomes": { "value": hot_other, "met": hot_other == 0 },
             "book_over_spread": { "value": round2(book_ratio), "met": book_ratio >= 0.5 },
+            "token_auth_over_spread": { "value": round2(token_ratio), "met": token_ratio >= 0.95 },
             "book_other_outcomes": { "value": book_other, "met": book_other == 0 },
             "capacity_sold": {
                 "value": format!("{} / {}", capacity_sold.0, capacity_sold.1),

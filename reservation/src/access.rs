@@ -22,18 +22,30 @@
 //! - Resources are read and Availability is asked by any caller; only
 //!   admins register resources, and a resource's admins change it.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use abi::{
     AvailabilityAnswer, AvailabilityRequest, Booking, BookingId, Caller, Error, InitialStatus,
     ListenFilter, NewBooking, NewReservation, Page, Reservation, ReservationFilter, ReservationId,
-    ReservationQuery, ReservationUpdate, Resource, ResourceId, ResourceListing, ResourcePage,
-    ResourcePatch, ResourceSpec, Result, Role, StatusChange, UserId,
+    ReservationQuery, ReservationStatus, ReservationUpdate, Resource, ResourceId, ResourceListing,
+    ResourcePage, ResourcePatch, ResourceSpec, Result, Role, StatusChange, UserId,
 };
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::{ChangeStream, ReservationStream, Rsvp};
+
+/// How long a Listen stream trusts what it learned of whether its caller
+/// administers a resource.
+pub const ADMINS_REMEMBERED: Duration = Duration::from_secs(10);
+
+/// Whether a Listen stream's caller administers each resource, and since
+/// when that is known.
+type Administered = HashMap<ResourceId, (bool, Instant)>;
 
 /// A store seen through the access rules.
 #[derive(Clone)]
@@ -173,8 +185,20 @@ impl Access {
     /// [`Error::PermissionDenied`] when a user names another `user_id`; as
     /// [`Rsvp::filter`].
     pub async fn filter(&self, caller: &Caller, mut filter: ReservationFilter) -> Result<Page> {
+        let asked = filter.query.clone();
         filter.query = self.scope(caller, filter.query).await?;
-        self.store.filter(filter).await
+        let narrowed = filter.query != asked;
+        let mut page = self.store.filter(filter.clone()).await?;
+        // The next page's token is for the query as the caller sent it, so
+        // that sending it back with the same query is accepted.
+        if narrowed
+            && page.next_page_token.is_some()
+            && let Some(last) = page.reservations.last()
+        {
+            filter.query = asked;
+            page.next_page_token = Some(filter.next_page_token(last));
+        }
+        Ok(page)
     }
 
     /// [`Rsvp::listen`] for `caller`: every change the filter asks for, with
@@ -194,8 +218,9 @@ impl Access {
         let changes = self.store.listen(filter).await?;
         let caller = caller.clone();
         let access = self.clone();
-        // Whether the caller administers each resource seen so far.
-        let administered = Arc::new(Mutex::new(HashMap::<ResourceId, bool>::new()));
+        // Whether the caller administers each resource seen, and when that
+        // was learned.
+        let administered = Arc::new(Mutex::new(Administered::new()));
         Ok(changes
             .then(move |change| {
                 let (access, caller, administered) =
@@ -215,24 +240,28 @@ impl Access {
     }
 
     /// Whether a user sees a change's reservation in full: its own, or of
-    /// a resource it administers (remembered in `administered`). A lookup
-    /// that fails shows less, never more.
+    /// a resource it administers (remembered in `administered` for
+    /// [`ADMINS_REMEMBERED`], so that a change to a resource's admins
+    /// reaches open streams soon). A lookup that fails shows less, never
+    /// more.
     async fn shows_in_full(
         &self,
         caller: &Caller,
         reservation: &Reservation,
-        administered: &Mutex<HashMap<ResourceId, bool>>,
+        administered: &Mutex<Administered>,
     ) -> bool {
         if caller.is(&reservation.user_id) {
             return true;
         }
         let mut administered = administered.lock().await;
-        if let Some(known) = administered.get(&reservation.resource_id) {
+        if let Some((known, at)) = administered.get(&reservation.resource_id)
+            && at.elapsed() < ADMINS_REMEMBERED
+        {
             return *known;
         }
         match self.administers(caller, &reservation.resource_id).await {
             Ok(known) => {
-                administered.insert(reservation.resource_id.clone(), known);
+                administered.insert(reservation.resource_id.clone(), (known, Instant::now()));
                 known
             }
             Err(_) => false,
@@ -408,11 +437,11 @@ impl Access {
         }
     }
 
-    /// Whether `caller` may change reservation `id`.
+    /// Whether `caller` may change reservation `id`. A block is changed
+    /// by admins only, whoever it names.
     async fn may_change(&self, caller: &Caller, id: ReservationId, needs: Needs) -> Result<()> {
-        match (caller.role(), needs) {
-            (Role::Admin, _) | (Role::Service, Needs::OwnerOrAdmin) => return Ok(()),
-            _ => {}
+        if caller.role() == Role::Admin {
+            return Ok(());
         }
         let found = match self.store.get(id).await {
             Ok(found) => found,
@@ -421,7 +450,14 @@ impl Access {
             }
             Err(e) => return Err(e),
         };
-        if needs == Needs::OwnerOrAdmin && caller.is(&found.user_id) {
+        let needs = if found.status == ReservationStatus::Blocked {
+            Needs::Admin
+        } else {
+            needs
+        };
+        if needs == Needs::OwnerOrAdmin
+            && (caller.role() == Role::Service || caller.is(&found.user_id))
+        {
             return Ok(());
         }
         if self.administers(caller, &found.resource_id).await? {

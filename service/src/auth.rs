@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{Arc, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use abi::{ApiToken, Caller, Role, TokenDigest, TokenSecret, UserId};
@@ -143,7 +143,9 @@ impl Authenticator {
                 }
                 let credentials = bearer(request)?;
                 let caller = match (&self.tokens, &self.jwt) {
-                    (Some(tokens), _) => tokens.caller(&TokenSecret::from_presented(credentials)),
+                    (Some(tokens), _) => {
+                        tokens.caller(&TokenSecret::from_presented(credentials))?
+                    }
                     (None, Some(jwt)) => jwt.caller(credentials),
                     (None, None) => None,
                 };
@@ -191,13 +193,27 @@ fn bearer<T>(request: &Request<T>) -> Result<&str, Status> {
     Ok(credentials.trim())
 }
 
+/// How long tokens loaded from the store are trusted without a reload
+/// that succeeds: a revoked token stops working on every server within it,
+/// even on a server that cannot reach the store.
+pub const TOKENS_TRUSTED_FOR: Duration = Duration::from_secs(10);
+
 /// The active API tokens, by digest, held in memory and reloaded from the
 /// store every few seconds: checking a token costs no database round trip,
 /// and a token revoked through any server stops working on every server
-/// within one reload.
-#[derive(Debug, Default)]
+/// within one reload. Tokens not reloaded for [`TOKENS_TRUSTED_FOR`] are
+/// not trusted: calls are then `UNAVAILABLE` until a reload succeeds.
+#[derive(Debug)]
 pub struct TokenCache {
     active: RwLock<HashMap<TokenDigest, ApiToken>>,
+    loaded_at: RwLock<Option<Instant>>,
+    trusted_for: Duration,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::trusted_for(TOKENS_TRUSTED_FOR)
+    }
 }
 
 impl TokenCache {
@@ -206,13 +222,37 @@ impl TokenCache {
         TokenCache::default()
     }
 
+    /// An empty cache whose tokens are trusted for `trusted_for` after
+    /// each reload.
+    pub fn trusted_for(trusted_for: Duration) -> Self {
+        TokenCache {
+            active: RwLock::default(),
+            loaded_at: RwLock::default(),
+            trusted_for,
+        }
+    }
+
     /// The caller a token authenticates, if it is active.
-    pub fn caller(&self, secret: &TokenSecret) -> Option<Caller> {
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the tokens have not been reloaded for too long
+    /// (the store is out of reach): a revoked token might pass.
+    pub fn caller(&self, secret: &TokenSecret) -> Result<Option<Caller>, Status> {
+        let fresh = self
+            .loaded_at
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() <= self.trusted_for);
+        if !fresh {
+            return Err(Status::unavailable(
+                "credentials cannot be checked now: the server cannot read its tokens; retry later",
+            ));
+        }
         let active = self.active.read().unwrap_or_else(|e| e.into_inner());
-        active
+        Ok(active
             .get(&secret.digest())
             .filter(|token| token.is_active(Utc::now()))
-            .map(|token| Caller::new(token.principal.clone(), token.role))
+            .map(|token| Caller::new(token.principal.clone(), token.role)))
     }
 
     /// Replaces what the cache holds with the store's active tokens.
@@ -230,6 +270,7 @@ impl TokenCache {
             .collect();
         let count = active.len();
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = active;
+        *self.loaded_at.write().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         Ok(count)
     }
 
@@ -276,4 +317,48 @@ pub(crate) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("credentials required"))
+}
+
+#[cfg(test)]
+mod tests {
+    use abi::{NewToken, Role, UserId};
+    use reservation::{Rsvp, SqliteStore, StoreOptions};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn tokens_not_reloaded_for_too_long_are_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("rsvp.db"), StoreOptions::default())
+            .await
+            .unwrap();
+        let (_, secret) = store
+            .create_token(NewToken {
+                principal: UserId::parse("ann").unwrap(),
+                role: Role::User,
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        let cache = TokenCache::trusted_for(Duration::from_millis(200));
+        assert!(cache.caller(&secret).is_err(), "nothing loaded yet");
+        cache.reload(&store).await.unwrap();
+        assert_eq!(
+            cache.caller(&secret).unwrap().map(|c| c.to_string()),
+            Some("ann (user)".to_string())
+        );
+        assert_eq!(
+            cache
+                .caller(&TokenSecret::from_presented("rsvp_other"))
+                .unwrap(),
+            None
+        );
+        // No reload since (the store out of reach, say): a token revoked
+        // meanwhile must not pass, so none does.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stale = cache.caller(&secret).unwrap_err();
+        assert_eq!(stale.code(), tonic::Code::Unavailable);
+        cache.reload(&store).await.unwrap();
+        assert!(cache.caller(&secret).unwrap().is_some(), "trusted again");
+    }
 }

@@ -48,14 +48,23 @@ pub struct Reservation {
 
 impl Reservation {
     /// The reservation as a caller who may not read it sees it (inside a
-    /// conflict, or in Listen): its resource, interval, status, quantity
-    /// and times, with no id, user, note or booking.
+    /// conflict, or in Listen): its resource, interval, status and
+    /// quantity only. No id, user, note or booking, and none of its own
+    /// times (when it was made or changed, arrival, departure, hold
+    /// expiry), which would let a stranger's reservation be followed or
+    /// its holder's comings and goings read; the wire omits the creation
+    /// and update times of a redacted reservation.
     pub fn redacted(self) -> Reservation {
         Reservation {
             id: ReservationId::from(uuid::Uuid::nil()),
             user_id: UserId::redacted(),
             note: Note::default(),
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+            expires_at: None,
             booking_id: None,
+            checked_in_at: None,
+            checked_out_at: None,
             ..self
         }
     }
@@ -76,6 +85,7 @@ impl Reservation {
 
 impl From<Reservation> for pb::Reservation {
     fn from(r: Reservation) -> Self {
+        let shown = !r.is_redacted();
         pb::Reservation {
             // A validate_only answer has no id.
             id: if r.id.uuid().is_nil() {
@@ -88,9 +98,9 @@ impl From<Reservation> for pb::Reservation {
             resource_id: r.resource_id.into(),
             start: Some(to_timestamp(r.timespan.start())),
             end: Some(to_timestamp(r.timespan.end())),
+            created_at: shown.then(|| to_timestamp(r.created_at)),
+            updated_at: shown.then(|| to_timestamp(r.updated_at)),
             note: r.note.into(),
-            created_at: Some(to_timestamp(r.created_at)),
-            updated_at: Some(to_timestamp(r.updated_at)),
             expires_at: r.expires_at.map(to_timestamp),
             quantity: r.quantity,
             booking_id: r.booking_id.map(|b| b.to_string()).unwrap_or_default(),

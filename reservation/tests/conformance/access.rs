@@ -16,6 +16,7 @@ conformance!(
     a_user_reads_only_its_own_unless_it_administers_the_resource,
     others_reservations_are_redacted_in_conflicts_and_listen,
     tokens_are_kept_as_digests_and_revoked_once,
+    a_users_narrowed_pages_follow_on_and_blocks_are_changed_by_admins_only,
 );
 
 fn user(name: &str, role: Role) -> Caller {
@@ -493,6 +494,26 @@ pub async fn others_reservations_are_redacted_in_conflicts_and_listen(env: Env) 
         "no id, user, note or booking"
     );
     assert_eq!(
+        (seen.expires_at, seen.checked_in_at, seen.checked_out_at),
+        (None, None, None),
+        "nor any time of its own"
+    );
+    assert_eq!(
+        (seen.created_at, seen.updated_at),
+        (chrono::DateTime::UNIX_EPOCH, chrono::DateTime::UNIX_EPOCH)
+    );
+    let wire = pb::Reservation::from(seen.clone());
+    assert_eq!(
+        (
+            wire.id.as_str(),
+            wire.created_at,
+            wire.updated_at,
+            wire.expires_at
+        ),
+        ("", None, None, None),
+        "the wire shows none of them"
+    );
+    assert_eq!(
         (&seen.resource_id, seen.timespan, seen.status, seen.quantity),
         (&anns.resource_id, anns.timespan, anns.status, anns.quantity),
         "but the resource, interval, status and quantity"
@@ -611,4 +632,67 @@ pub async fn tokens_are_kept_as_digests_and_revoked_once(env: Env) {
         Err(Error::TokenNotFound(_))
     ));
     assert_eq!(env.store.tokens().await.unwrap(), vec![revoked, other]);
+}
+
+pub async fn a_users_narrowed_pages_follow_on_and_blocks_are_changed_by_admins_only(env: Env) {
+    room(&env, 20).await;
+    let access = Access::new(env.store.clone());
+    let cast = Cast::new();
+    for i in 0..5 {
+        env.reserve("ann", "room", i * 10, i * 10 + 5)
+            .await
+            .unwrap();
+        env.reserve("bob", "room", i * 10, i * 10 + 5)
+            .await
+            .unwrap();
+    }
+
+    // Ann pages through "everything", which is hers: each page's token
+    // works with the query she sent.
+    let mut filter = abi::ReservationFilter::first_page(ReservationQuery::default(), 2).unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let page = access.filter(&cast.ann, filter.clone()).await.unwrap();
+        seen.extend(page.reservations.iter().map(|r| r.user_id.to_string()));
+        let Some(token) = page.next_page_token else {
+            break;
+        };
+        filter = abi::ReservationFilter::first_page(ReservationQuery::default(), 2)
+            .unwrap()
+            .with_page_token(&token)
+            .expect("the token fits the query as sent");
+    }
+    assert_eq!(seen, vec!["ann"; 5], "every one of hers, no one else's");
+    let of_bob = abi::ReservationFilter::first_page(
+        ReservationQuery {
+            user_id: Some("bob".parse().unwrap()),
+            ..ReservationQuery::default()
+        },
+        2,
+    )
+    .unwrap();
+    assert!(matches!(
+        access.filter(&cast.ann, of_bob).await,
+        Err(Error::PermissionDenied(_))
+    ));
+
+    // A block, even one naming ann, is changed by admins only.
+    for (caller, allowed, case) in [
+        (&cast.ann, false, "the user it names"),
+        (&cast.svc, false, "a service"),
+        (&cast.rita, true, "the room's admin"),
+        (&cast.boss, true, "an admin"),
+    ] {
+        let block = env
+            .store
+            .reserve(NewReservation {
+                status: InitialStatus::Blocked,
+                ..hold("ann", "room", 100, 110)
+            })
+            .await
+            .unwrap();
+        let cancelled = access.cancel(caller, block.id).await;
+        assert_eq!(judged(cancelled, case), allowed, "{case} cancels a block");
+        env.store.cancel(block.id).await.unwrap();
+    }
 }

@@ -32,6 +32,9 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
     match &e {
         E::PoolTimedOut => Error::Busy(Box::new(e)),
         E::Io(_) | E::Tls(_) | E::PoolClosed | E::WorkerCrashed => Error::Unavailable(Box::new(e)),
+        // A connection that ends mid-exchange (a server or a proxy going
+        // away while TLS is offered, say) reads as a protocol error.
+        E::Protocol(_) => Error::Unavailable(Box::new(e)),
         E::Database(_) => {
             let code = sqlstate(&e).unwrap_or_default();
             match code.as_str() {
@@ -155,5 +158,7 @@ mod tests {
             db_error(sqlx::Error::RowNotFound),
             Error::Internal(_)
         ));
+        let cut = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert!(matches!(db_error(cut), Error::Unavailable(_)));
     }
 }

@@ -548,3 +548,75 @@ async fn a_principal_over_its_limits_is_told_when_to_retry_and_others_are_not_sl
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_and_refused_bookings_show_others_redacted_over_the_wire() {
+    let app = token_server().await;
+    let ann = as_token(&app, &token(&app, "ann", Role::User).await).await;
+    let bob = as_token(&app, &token(&app, "bob", Role::User).await).await;
+    let svc = as_token(&app, &token(&app, "svc", Role::Service).await).await;
+    eventually(Duration::from_secs(10), &ann).await;
+    eventually(Duration::from_secs(10), &bob).await;
+    eventually(Duration::from_secs(10), &svc).await;
+
+    let mut bobs_feed = bob
+        .clone()
+        .listen(pb::ListenRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut services_feed = svc
+        .clone()
+        .listen(pb::ListenRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut request = reserve_request("", "room", 0, 60);
+    request.reservation.as_mut().unwrap().note = "private".into();
+    let mine = ann
+        .clone()
+        .reserve(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+
+    let seen = support::next(&mut bobs_feed).await.reservation.unwrap();
+    assert_eq!(
+        (seen.id.as_str(), seen.user_id.as_str(), seen.note.as_str()),
+        ("", "", ""),
+        "bob sees ann's reservation without id, user or note"
+    );
+    assert_eq!((seen.created_at, seen.expires_at), (None, None));
+    assert_eq!(
+        (&seen.resource_id, seen.start, seen.end, seen.status),
+        (&mine.resource_id, mine.start, mine.end, mine.status),
+        "but sees the room taken, when"
+    );
+    let whole = support::next(&mut services_feed).await.reservation.unwrap();
+    assert_eq!(whole.id, mine.id, "a service sees it whole");
+    assert_eq!(whole.note, "private");
+
+    let refused = bob
+        .clone()
+        .book(pb::BookRequest {
+            reservations: vec![reserve_request("", "room", 30, 90).reservation.unwrap()],
+            ..Default::default()
+        })
+        .await;
+    let status = expect_code(refused, Code::FailedPrecondition);
+    let rejection = abi::booking_rejection_from_status(&status).expect("a BookingRejection");
+    let conflict = rejection.parts[0]
+        .conflict
+        .as_ref()
+        .expect("the part's conflict");
+    assert!(
+        conflict
+            .existing
+            .iter()
+            .all(|r| r.id.is_empty() && r.user_id.is_empty() && r.note.is_empty()),
+        "{conflict:?}"
+    );
+    assert!(!status.message().contains(&mine.id), "{}", status.message());
+}

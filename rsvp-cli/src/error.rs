@@ -19,6 +19,12 @@ pub struct CliError {
     unknown: bool,
 }
 
+/// Added when a reserve or booking without --user is refused for having no
+/// user: a server that authenticates fills in the caller; one that does not
+/// cannot.
+pub const NO_USER_HINT: &str =
+    " (this server does not authenticate callers, so it cannot tell who you are: give --user)";
+
 impl CliError {
     /// A failure with `exit` and `message`.
     pub fn new(exit: Exit, message: impl Into<String>) -> Self {

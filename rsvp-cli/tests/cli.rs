@@ -2028,3 +2028,31 @@ fn https_servers_are_checked_and_client_certificates_sent() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn without_authentication_a_reservation_needs_its_user_named() {
+    let server = Server::start();
+    server
+        .rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "room-1",
+            "-s",
+            "2026-12-01 10:00",
+            "-d",
+            "1h",
+        ])
+        .assert()
+        .code(5)
+        .stderr(
+            "rsvp: --user: must not be empty (this server does not authenticate callers, so it \
+             cannot tell who you are: give --user)\n",
+        );
+    server
+        .rsvp()
+        .args(["book", "--part", "room-1,2026-12-01 10:00,2026-12-01 11:00"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::ends_with("give --user)\n"));
+}

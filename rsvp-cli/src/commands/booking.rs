@@ -54,11 +54,12 @@ pub async fn book(args: BookArgs, cx: &Context, out: &mut impl Write) -> Result<
         .map(|h| TimeDelta::from_std(h.0).map(to_duration))
         .transpose()
         .map_err(|_| CliError::new(Exit::Usage, "--hold: too long"))?;
+    let no_user = args.user.is_none();
     let request_id = args
         .request_id
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let request = pb::BookRequest {
-        user_id: args.user.unwrap_or_default(),
+        user_id: args.user.clone().unwrap_or_default(),
         reservations: parts,
         hold,
         request_id: request_id.clone(),
@@ -85,6 +86,9 @@ pub async fn book(args: BookArgs, cx: &Context, out: &mut impl Write) -> Result<
                 "; the booking may have been made: repeat the command with \
                  --request-id {request_id} to find out without booking twice"
             ));
+        }
+        if no_user && e.exit == Exit::InvalidArgument && e.message.starts_with("--user") {
+            e.message.push_str(crate::error::NO_USER_HINT);
         }
         e
     })?;

@@ -72,12 +72,13 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
     // A key of its own unless given one: the same command repeated with it
     // (after a time-out, say) returns the first result instead of booking
     // twice.
+    let no_user = args.user.is_none();
     let request_id = args
         .request_id
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let request = pb::ReserveRequest {
         reservation: Some(pb::Reservation {
-            user_id: args.user.unwrap_or_default(),
+            user_id: args.user.clone().unwrap_or_default(),
             resource_id: args.resource,
             status: status.into(),
             start: Some(to_timestamp(start)),
@@ -115,6 +116,9 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
                 "; the reservation may have been made: repeat the command with \
                  --request-id {request_id} to find out without booking twice"
             ));
+        }
+        if no_user && e.exit == Exit::InvalidArgument && e.message.starts_with("--user") {
+            e.message.push_str(crate::error::NO_USER_HINT);
         }
         e
     })?;

@@ -83,8 +83,7 @@ impl Authenticator {
         Authenticator {
             mode: AuthMode::Token,
             tokens: Some(cache),
-            certificates: None,
-            jwt: None,
+            ..Authenticator::none()
         }
     }
 
@@ -93,9 +92,8 @@ impl Authenticator {
     pub fn certificates(roles: HashMap<String, Role>) -> Self {
         Authenticator {
             mode: AuthMode::Mtls,
-            tokens: None,
             certificates: Some(roles),
-            jwt: None,
+            ..Authenticator::none()
         }
     }
 
@@ -103,9 +101,8 @@ impl Authenticator {
     pub fn jwt(verifier: JwtVerifier) -> Self {
         Authenticator {
             mode: AuthMode::Jwt,
-            tokens: None,
-            certificates: None,
             jwt: Some(verifier),
+            ..Authenticator::none()
         }
     }
 

@@ -10,7 +10,6 @@ use std::{
 
 use abi::{NewToken, Role, TokenSecret, UserId, pb};
 use futures::TryStreamExt;
-use prost::Message;
 use reservation::Rsvp;
 use rsvp_server::{
     auth::{Authenticator, TokenCache},
@@ -278,13 +277,8 @@ async fn users_act_as_themselves_and_see_others_only_redacted() {
         bob.reserve(reserve_request("ann", "room", 120, 180)).await,
         Code::PermissionDenied,
     );
-    let details = tonic_types::pb::Status::decode(status.details()).unwrap();
-    let info = details
-        .details
-        .iter()
-        .find(|d| d.type_url.ends_with("google.rpc.ErrorInfo"))
-        .map(|d| tonic_types::pb::ErrorInfo::decode(d.value.as_slice()).unwrap())
-        .expect("an ErrorInfo");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let info = details.error_info().expect("an ErrorInfo");
     assert_eq!(
         (info.reason.as_str(), info.domain.as_str()),
         ("PERMISSION_DENIED", "rsvp")

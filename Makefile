@@ -2,7 +2,13 @@
 
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt build bench bench-scale fuzz clean
+.PHONY: help run test test-deps lint fmt build bench bench-scale fuzz clean
+
+# Tools the tests use beyond Rust, installed when missing: schemathesis
+# from PyPI into .tools/venv; Chromium and ChromeDriver from Debian's
+# packages (GitHub's runners already have Chrome and ChromeDriver).
+TOOLS := .tools
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -10,8 +16,13 @@ help: ## List the targets
 run: ## Run rsvp-server on 127.0.0.1:50051 with the embedded store (nothing to install)
 	$(CARGO) run --release --bin rsvp-server
 
-test: lint ## Formatting, clippy, and every test (starts its own PostgreSQL)
+test: lint test-deps ## Formatting, clippy, and every test (starts its own PostgreSQL and browsers)
 	$(CARGO) test --workspace --all-features
+
+test-deps: ## Install what the tests need beyond Rust, when missing
+	@test -x $(TOOLS)/venv/bin/st || { python3 -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install --quiet 'schemathesis>=4.3,<5'; }
+	@{ command -v chromedriver && { command -v chromium || command -v google-chrome; }; } >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -17,6 +17,8 @@
 //!   streams as the wire sees them, ending cleanly on shutdown;
 //!   [`errors`]: library errors become statuses (and are logged) here.
 //! - `health.rs`: health that follows the database; `sweeper.rs`.
+//! - [`web`]: HTTP/JSON, Server-Sent Events and the OpenAPI document on
+//!   the gRPC port, through the same services.
 //! - [`store`]: opens the configured store; [`telemetry`]: logs.
 
 #![warn(missing_docs)]
@@ -37,6 +39,7 @@ mod streams;
 mod sweeper;
 pub mod telemetry;
 pub mod tokens;
+pub mod web;
 
 use anyhow::Context;
 

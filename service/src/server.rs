@@ -1,5 +1,6 @@
-//! The gRPC server: the reservation service, health, reflection, per-call
-//! logs, the sweeper, and graceful shutdown.
+//! The server: the reservation service over gRPC, gRPC-Web and HTTP/JSON
+//! on one address, health, reflection, per-call logs, the sweeper, and
+//! graceful shutdown.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -12,9 +13,12 @@ use reservation::Rsvp;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{
-    service::interceptor::InterceptedService,
+    codegen::http,
+    service::{Routes, interceptor::InterceptedService},
     transport::{Server, ServerTlsConfig, server::TcpIncoming},
 };
+use tonic_web::GrpcWebLayer;
+use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
 use crate::{
     auth::{Authenticate, Authenticator},
@@ -24,6 +28,10 @@ use crate::{
     rpc::RsvpService,
     sweeper,
     telemetry::{self, CallLayer, CallLog},
+    web::{
+        Web,
+        transcode::{Fallback, GrpcService},
+    },
 };
 
 /// How the server runs, beyond what the store decides.
@@ -179,6 +187,32 @@ pub async fn run(
             stop.cancel();
         }
     };
+    // One address for gRPC, gRPC-Web and HTTP/JSON: the gRPC services
+    // answer every path the web routes do not, and the web routes call
+    // the gRPC services in process.
+    let mut grpc = Routes::builder();
+    grpc.add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .add_service(resources);
+    let grpc: GrpcService = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|answer: http::Response<_>| answer.map(tonic::body::Body::new))
+            .layer(CallLayer(CallLog {
+                access_log: settings.access_log,
+                slow_call: settings.slow_call,
+            }))
+            .service(grpc.routes()),
+    );
+    let grpc_web: Fallback = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|answer: http::Response<_>| answer.map(tonic::body::Body::new))
+            .layer(GrpcWebLayer::new())
+            .service(grpc.clone()),
+    );
+    let web = Web::new(grpc, settings.max_message_bytes.saturating_mul(4))?.router(grpc_web);
+
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
@@ -189,19 +223,12 @@ pub async fn run(
             .context("the TLS certificate or key is not valid")?;
     }
     let serve = builder
+        .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(Some(settings.max_streams_per_connection))
         .layer(DesignPaths)
-        .layer(CallLayer(CallLog {
-            access_log: settings.access_log,
-            slow_call: settings.slow_call,
-        }))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(service)
-        .add_service(resources)
+        .add_routes(Routes::from(web))
         .serve_with_incoming_shutdown(incoming, signal);
     let overdue = {
         let stop = stop.clone();

@@ -1,0 +1,402 @@
+//! The web: HTTP/JSON on the gRPC port.
+//!
+//! - [`routes`]: the table of HTTP routes onto RPCs (served, and written
+//!   into the OpenAPI document).
+//! - [`transcode`]: JSON to and from messages by the proto's descriptors,
+//!   and calls made in process through the gRPC services themselves, so an
+//!   HTTP call is authenticated, limited, checked, logged and counted as a
+//!   gRPC call is.
+//! - [`errors`]: a failed call as an HTTP status and a `google.rpc.Status`
+//!   JSON body.
+//! - `openapi.rs`: the OpenAPI 3 document, generated from the same
+//!   descriptors and routes at start-up.
+//! - `events.rs`: `GET /v1/changes` as Server-Sent Events.
+//! - `board.rs`: the booking board at `/`, compiled into the binary.
+
+mod board;
+mod errors;
+mod events;
+mod openapi;
+pub(crate) mod routes;
+pub(crate) mod transcode;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, MethodDescriptor};
+use tonic::{
+    Code, Status,
+    codegen::http::{HeaderMap, HeaderValue, StatusCode, header},
+};
+
+use self::{
+    errors::{error_response, error_response_as, status_json},
+    routes::{Input, Matched, Output, Route},
+    transcode::{Fallback, Forwarded, GrpcService, from_json, invalid, to_json},
+};
+
+/// The HTTP API's state: the descriptors, the routes resolved to their
+/// methods, and the gRPC services to call.
+pub struct Web {
+    pool: DescriptorPool,
+    grpc: GrpcService,
+    routes: Vec<Route>,
+    methods: Vec<MethodDescriptor>,
+    openapi: Bytes,
+    body_limit: usize,
+}
+
+impl Web {
+    /// The API over `grpc`; request bodies of at most `body_limit` bytes.
+    ///
+    /// # Errors
+    /// When a route names an RPC the proto does not have.
+    pub fn new(grpc: GrpcService, body_limit: usize) -> anyhow::Result<Self> {
+        let pool = transcode::descriptors().context("loading the API's descriptors")?;
+        let routes = routes::all();
+        let methods = routes
+            .iter()
+            .map(|route| method(&pool, route.rpc))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let openapi = serde_json::to_vec_pretty(&openapi::document(&pool, &routes, &methods))
+            .context("writing the OpenAPI document")?;
+        Ok(Web {
+            pool,
+            grpc,
+            routes,
+            methods,
+            openapi: Bytes::from(openapi),
+            body_limit,
+        })
+    }
+
+    /// The routes under `/v1/`, answering everything else with `fallback`
+    /// (the gRPC services).
+    pub fn router(self, fallback: Fallback) -> axum::Router {
+        use axum::routing::{any, get};
+        axum::Router::new()
+            .route("/", get(|| board::page(board::INDEX)))
+            .route("/board.js", get(|| board::page(board::SCRIPT)))
+            .route("/board.css", get(|| board::page(board::STYLE)))
+            .route("/v1/{*path}", any(serve))
+            .with_state(Arc::new(self))
+            .fallback_service(fallback)
+    }
+}
+
+fn method(pool: &DescriptorPool, rpc: &str) -> anyhow::Result<MethodDescriptor> {
+    let (service, name) = rpc
+        .split_once('/')
+        .with_context(|| format!("route names {rpc}"))?;
+    pool.get_service_by_name(&format!("reservation.{service}"))
+        .and_then(|s| s.methods().find(|m| m.name() == name))
+        .with_context(|| format!("no RPC {rpc} in the proto"))
+}
+
+async fn serve(State(web): State<Arc<Web>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    if path == "/v1/openapi.json" && parts.method == tonic::codegen::http::Method::GET {
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            web.openapi.clone(),
+        )
+            .into_response();
+    }
+    let (route, method, param) = match routes::find(&web.routes, &parts.method, path) {
+        Matched::Found(index, param) => (&web.routes[index], &web.methods[index], param),
+        Matched::MethodNotAllowed(allowed) => {
+            let mut response = error_response_as(
+                &web.pool,
+                &Status::unimplemented(format!("{} is not served on {path}", parts.method)),
+                StatusCode::METHOD_NOT_ALLOWED,
+            );
+            let allow = allowed
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(allow) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return response;
+        }
+        Matched::NotFound => {
+            return error_response_as(
+                &web.pool,
+                &Status::not_found(format!("no route {path}; see /v1/openapi.json")),
+                StatusCode::NOT_FOUND,
+            );
+        }
+    };
+    let input = match route.input {
+        Input::Body => match read_json(body, web.body_limit).await {
+            Ok(value) => value,
+            Err(failed) => return failed.into_response(&web.pool),
+        },
+        Input::Query => match query_json(&method.input(), parts.uri.query().unwrap_or_default()) {
+            Ok(value) => value,
+            Err(status) => return error_response(&web.pool, &status),
+        },
+    };
+    let mut input = match with_param(input, route, param) {
+        Ok(value) => value,
+        Err(status) => return error_response(&web.pool, &status),
+    };
+    if route.output == Output::Events
+        && let Some(last) = parts.headers.get("last-event-id")
+    {
+        // A browser reconnecting: resume after the last change it saw.
+        match last
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+        {
+            Some(id) => input["afterChangeId"] = serde_json::Value::String(id.to_string()),
+            None => {
+                return error_response(&web.pool, &invalid("Last-Event-ID", "must be a change id"));
+            }
+        }
+    }
+    let message = match from_json(method.input(), input) {
+        Ok(message) => message,
+        Err(status) => return error_response(&web.pool, &status),
+    };
+    let from = Forwarded::from_request(&parts.headers, parts.extensions);
+    match route.output {
+        Output::Json => match transcode::unary(&web.grpc, method, message, from).await {
+            Ok(answer) => axum::Json(to_json(&answer)).into_response(),
+            Err(status) => error_response(&web.pool, &status),
+        },
+        Output::JsonLines => json_lines(&web, method, message, from).await,
+        Output::Events => events::serve(&web, method, message, from).await,
+    }
+}
+
+/// Why a request body was refused.
+enum BodyError {
+    TooLarge(usize),
+    Unreadable(String),
+    Invalid(Status),
+}
+
+impl BodyError {
+    fn into_response(self, pool: &DescriptorPool) -> Response {
+        match self {
+            BodyError::TooLarge(limit) => error_response_as(
+                pool,
+                &invalid("body", &format!("must be at most {limit} bytes")),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            BodyError::Unreadable(e) => error_response_as(
+                pool,
+                &Status::new(Code::Cancelled, format!("reading the body: {e}")),
+                StatusCode::BAD_REQUEST,
+            ),
+            BodyError::Invalid(status) => error_response(pool, &status),
+        }
+    }
+}
+
+/// The body as a JSON object; an empty body is `{}`.
+async fn read_json(body: Body, limit: usize) -> Result<serde_json::Value, BodyError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            BodyError::TooLarge(limit)
+        } else {
+            BodyError::Unreadable(e.to_string())
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err(BodyError::Invalid(invalid("body", "must be a JSON object"))),
+        Err(e) => Err(BodyError::Invalid(invalid(
+            "body",
+            &format!("not valid JSON: {e}"),
+        ))),
+    }
+}
+
+/// Query parameters as the JSON of a `descriptor` message: each names a
+/// field (either name form); a repeated field may be given many times; a
+/// map entry is `field.key=value`.
+fn query_json(descriptor: &MessageDescriptor, query: &str) -> Result<serde_json::Value, Status> {
+    use serde_json::Value;
+    let mut object = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let (name, entry) = match key.split_once('.') {
+            Some((name, entry)) => (name, Some(entry)),
+            None => (key.as_ref(), None),
+        };
+        let field = descriptor
+            .get_field_by_json_name(name)
+            .or_else(|| descriptor.get_field_by_name(name))
+            .ok_or_else(|| invalid(&key, "no such query parameter"))?;
+        let json_name = field.json_name().to_string();
+        if field.is_map() {
+            let Some(entry) = entry else {
+                return Err(invalid(&key, "give map entries as name.key=value"));
+            };
+            let value_kind = match field.kind() {
+                Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                kind => kind,
+            };
+            let map = object
+                .entry(json_name)
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(map) = map {
+                map.insert(entry.to_string(), scalar(&key, &value_kind, &value)?);
+            }
+            continue;
+        }
+        if entry.is_some() {
+            return Err(invalid(&key, "no such query parameter"));
+        }
+        let value = scalar(&key, &field.kind(), &value)?;
+        if field.is_list() {
+            let list = object
+                .entry(json_name)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = list {
+                list.push(value);
+            }
+        } else if object.insert(json_name, value).is_some() {
+            return Err(invalid(&key, "given more than once"));
+        }
+    }
+    Ok(Value::Object(object))
+}
+
+/// One query parameter's value as JSON for a field of `kind`: proto3 JSON
+/// takes numbers, enums and well-known types as strings; booleans are
+/// `true` or `false`.
+fn scalar(key: &str, kind: &Kind, value: &str) -> Result<serde_json::Value, Status> {
+    match kind {
+        Kind::Bool => match value {
+            "true" => Ok(serde_json::Value::Bool(true)),
+            "false" => Ok(serde_json::Value::Bool(false)),
+            _ => Err(invalid(key, "must be true or false")),
+        },
+        Kind::Message(message) if !message.full_name().starts_with("google.protobuf.") => {
+            Err(invalid(key, "cannot be given as a query parameter"))
+        }
+        _ => Ok(serde_json::Value::String(value.to_string())),
+    }
+}
+
+/// `input` with the path parameter at the route's field; a body naming
+/// another value there is refused.
+fn with_param(
+    mut input: serde_json::Value,
+    route: &Route,
+    param: Option<String>,
+) -> Result<serde_json::Value, Status> {
+    let (Some(field), Some(value)) = (route.param, param) else {
+        return Ok(input);
+    };
+    let mut at = &mut input;
+    let mut names = field.split('.').peekable();
+    while let Some(name) = names.next() {
+        let serde_json::Value::Object(object) = at else {
+            return Err(invalid(field, "must be an object"));
+        };
+        let camel = camel_case(name);
+        // Either name form may be in the body; the path's value goes in
+        // the one used, so the two are never both given.
+        let key = if object.contains_key(name) {
+            name.to_string()
+        } else {
+            camel
+        };
+        if names.peek().is_none() {
+            match object.get(&key) {
+                Some(serde_json::Value::String(given)) if *given != value => {
+                    return Err(invalid(field, "differs from the one in the path"));
+                }
+                _ => {
+                    object.insert(key, serde_json::Value::String(value));
+                }
+            }
+            return Ok(input);
+        }
+        at = object
+            .entry(key)
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    }
+    Ok(input)
+}
+
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A streaming RPC as JSON lines: `{"result": ...}` per message, and
+/// `{"error": status}` last if the stream fails after it began. A failure
+/// before the first message is an error response like any other.
+async fn json_lines(
+    web: &Web,
+    method: &MethodDescriptor,
+    message: DynamicMessage,
+    from: Forwarded,
+) -> Response {
+    let mut stream = match transcode::server_streaming(&web.grpc, method, message, from).await {
+        Ok(stream) => stream,
+        Err(status) => return error_response(&web.pool, &status),
+    };
+    let first = match stream.next().await {
+        Some(Err(status)) => return error_response(&web.pool, &status),
+        first => first,
+    };
+    let pool = web.pool.clone();
+    let lines = async_stream::stream! {
+        let mut next = first;
+        while let Some(item) = next {
+            let line = match item {
+                Ok(message) => serde_json::json!({ "result": to_json(&message) }),
+                Err(status) => {
+                    yield Ok::<_, std::convert::Infallible>(line_bytes(
+                        &serde_json::json!({ "error": status_json(&pool, &status) }),
+                    ));
+                    break;
+                }
+            };
+            yield Ok(line_bytes(&line));
+            next = stream.next().await;
+        }
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    (headers, Body::from_stream(lines)).into_response()
+}
+
+fn line_bytes(value: &serde_json::Value) -> Bytes {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}

@@ -1,0 +1,659 @@
+//! HTTP/JSON, Server-Sent Events and gRPC-Web on the gRPC port, over real
+//! sockets, against a server on a throwaway PostgreSQL.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use abi::{NewToken, Role, UserId, pb};
+use reqwest::{Client, Method, StatusCode};
+use reservation::Rsvp;
+use rsvp_server::{
+    auth::{Authenticator, TokenCache},
+    server::ServerSettings,
+};
+use serde_json::{Value, json};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A minute after [`t0`] as RFC 3339.
+fn at(minutes: i64) -> String {
+    (t0() + chrono::TimeDelta::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn reservation(user: &str, resource: &str, from: i64, to: i64) -> Value {
+    json!({"reservation": {"userId": user, "resourceId": resource, "start": at(from), "end": at(to)}})
+}
+
+/// An HTTP client of one server.
+struct Http {
+    base: String,
+    client: Client,
+    token: Option<String>,
+}
+
+impl Http {
+    fn new(app: &TestApp) -> Http {
+        Http {
+            base: format!("http://{}", app.addr),
+            client: Client::new(),
+            token: None,
+        }
+    }
+
+    fn with_token(app: &TestApp, token: &str) -> Http {
+        Http {
+            token: Some(token.to_string()),
+            ..Http::new(app)
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        let value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+}
+
+/// The `@type`s of an error body's details.
+fn detail_types(error: &Value) -> Vec<String> {
+    error["details"]
+        .as_array()
+        .map(|details| {
+            details
+                .iter()
+                .filter_map(|d| d["@type"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn detail<'e>(error: &'e Value, type_suffix: &str) -> &'e Value {
+    error["details"]
+        .as_array()
+        .and_then(|details| {
+            details.iter().find(|d| {
+                d["@type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(type_suffix))
+            })
+        })
+        .unwrap_or_else(|| panic!("no {type_suffix} in {error}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_over_http_are_the_same_as_over_grpc() {
+    let app = TestApp::spawn().await;
+    let http = Http::new(&app);
+
+    let (status, made) = http
+        .post("/v1/reservations", reservation("alice", "room-1", 60, 120))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let id = made["reservation"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    assert_eq!(made["reservation"]["status"], "RESERVATION_STATUS_PENDING");
+    assert_eq!(made["reservation"]["start"], at(60));
+
+    // The same reservation, read over gRPC: one store, one library.
+    let over_grpc = app
+        .client
+        .clone()
+        .get(pb::GetRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(over_grpc.user_id, "alice");
+
+    // A conflict is 409, with the conflict's details as gRPC gives them.
+    let (status, error) = http
+        .post("/v1/reservations", reservation("bob", "room-1", 90, 150))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert_eq!(error["code"], 9, "FAILED_PRECONDITION");
+    assert!(error["message"].as_str().unwrap().contains("conflict"));
+    let conflict = detail(&error, "reservation.ReservationConflict");
+    assert_eq!(conflict["existing"][0]["id"], id.as_str());
+    assert_eq!(
+        detail(&error, "google.rpc.ErrorInfo")["reason"],
+        "RESERVATION_CONFLICT"
+    );
+
+    let (status, confirmed) = http
+        .post(&format!("/v1/reservations/{id}:confirm"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    assert_eq!(
+        confirmed["reservation"]["status"],
+        "RESERVATION_STATUS_CONFIRMED"
+    );
+
+    let (status, got) = http.get(&format!("/v1/reservations/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["reservation"]["status"], "RESERVATION_STATUS_CONFIRMED");
+
+    let (status, updated) = http
+        .call(
+            Method::PATCH,
+            &format!("/v1/reservations/{id}"),
+            Some(json!({"note": "window seat"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["reservation"]["note"], "window seat");
+
+    // Filter: query parameters are FilterRequest's fields, either name form.
+    http.post("/v1/reservations", reservation("carol", "room-2", 0, 30))
+        .await;
+    let (status, page) = http
+        .get("/v1/reservations?resource_id=room-1&pageSize=10")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed = page["reservations"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+    let (status, page) = http
+        .get("/v1/reservations?status=RESERVATION_STATUS_PENDING")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["reservations"][0]["userId"], "carol");
+
+    // Query: JSON lines, one reservation each.
+    let lines = http
+        .request(Method::POST, "/v1/reservations:query")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lines.status(), StatusCode::OK);
+    assert_eq!(
+        lines.headers()["content-type"].to_str().unwrap(),
+        "application/x-ndjson"
+    );
+    let text = lines.text().await.unwrap();
+    let users: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            line["result"]["userId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(users, ["carol", "alice"], "by start time: {text}");
+
+    let (status, cancelled) = http
+        .post(&format!("/v1/reservations/{id}:cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(
+        cancelled["reservation"]["status"],
+        "RESERVATION_STATUS_CANCELLED"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_name_the_field_and_unknown_routes_say_so() {
+    let app = TestApp::spawn().await;
+    let http = Http::new(&app);
+
+    let cases = [
+        (
+            json!({"reservation": {"start": "not a time"}}),
+            "reservation.start",
+        ),
+        (
+            json!({"reservation": {"quantity": "many"}}),
+            "reservation.quantity",
+        ),
+        (json!({"reservation": {"colour": "red"}}), "reservation"),
+        (json!({"hold": 5}), "hold"),
+    ];
+    for (body, field) in cases {
+        let (status, error) = http.post("/v1/reservations", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert_eq!(error["code"], 3, "INVALID_ARGUMENT");
+        let violation = &detail(&error, "google.rpc.BadRequest")["fieldViolations"][0];
+        assert!(
+            violation["field"].as_str().unwrap().starts_with(field),
+            "{body}: {error}"
+        );
+    }
+    // Checked by the library as for gRPC: the message names the field.
+    let (status, error) = http
+        .post("/v1/reservations", reservation("alice", "room-1", 60, 30))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let field = &detail(&error, "google.rpc.BadRequest")["fieldViolations"][0]["field"];
+    assert!(
+        field.as_str().unwrap().starts_with("reservation."),
+        "{error}"
+    );
+
+    let response = http
+        .request(Method::POST, "/v1/reservations")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("body: not valid JSON")
+    );
+
+    let (status, error) = http.get("/v1/reservations?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["message"].as_str().unwrap().starts_with("colour:"));
+    let (status, error) = http.get("/v1/reservations?desc=maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+
+    let (status, error) = http
+        .get("/v1/reservations/0190c5a0-0000-7000-8000-000000000000")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    assert_eq!(error["code"], 5);
+
+    let (status, error) = http.get("/v1/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    let response = http
+        .request(Method::PUT, "/v1/reservations/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET, PATCH");
+
+    // A body too large is refused before it is read whole.
+    let huge = json!({"reservation": {"note": "x".repeat(1 << 20)}});
+    let (status, error) = http.post("/v1/reservations", huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_availability_and_bookings_over_http() {
+    let app = TestApp::spawn().await;
+    let http = Http::new(&app);
+
+    let (status, made) = http
+        .post(
+            "/v1/resources",
+            json!({"resource": {"id": "suite/1", "displayName": "Suite", "capacity": 2, "labels": {"floor": "3"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    assert_eq!(made["resource"]["capacity"], 2);
+    let (status, error) = http
+        .post("/v1/resources", json!({"resource": {"id": "suite/1"}}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "ALREADY_EXISTS: {error}");
+
+    // An id with a slash, percent-encoded in the path.
+    let (status, got) = http.get("/v1/resources/suite%2F1").await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["resource"]["displayName"], "Suite");
+    let (status, listed) = http.get("/v1/resources?labels.floor=3").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["resources"].as_array().unwrap().len(), 1);
+    let (_, listed) = http.get("/v1/resources?labels.floor=4").await;
+    assert!(listed["resources"].as_array().is_none_or(Vec::is_empty));
+
+    let (status, changed) = http
+        .call(
+            Method::PATCH,
+            "/v1/resources/suite%2F1",
+            Some(json!({"resource": {"capacity": 3}, "updateMask": "capacity"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["resource"]["capacity"], 3);
+    assert_eq!(changed["resource"]["displayName"], "Suite");
+
+    let (status, free) = http
+        .post(
+            "/v1/availability",
+            json!({"resourceIds": ["suite/1"], "start": at(0), "end": at(120), "slotDuration": "1800s"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{free}");
+    assert_eq!(
+        free["resources"][0]["slots"].as_array().unwrap().len(),
+        4,
+        "{free}"
+    );
+    assert_eq!(free["resources"][0]["resourceId"], "suite/1");
+
+    let part = |resource: &str, from: i64, to: i64| json!({"resourceId": resource, "start": at(from), "end": at(to)});
+    let (status, booked) = http
+        .post(
+            "/v1/bookings",
+            json!({"userId": "dana", "reservations": [part("suite/1", 0, 60), part("car-9", 0, 60)]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{booked}");
+    let booking = booked["booking"]["id"].as_str().unwrap().to_string();
+    let (status, got) = http.get(&format!("/v1/bookings/{booking}")).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["booking"]["reservations"].as_array().unwrap().len(), 2);
+
+    // A booking refused: every failing part named, 409.
+    let (status, refused) = http
+        .post(
+            "/v1/bookings",
+            json!({"userId": "erin", "reservations": [part("suite/1", 0, 60), part("car-9", 30, 90)]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(
+        detail(&refused, "google.rpc.ErrorInfo")["reason"],
+        "BOOKING_REJECTED"
+    );
+    assert!(
+        detail_types(&refused)
+            .iter()
+            .any(|t| t.ends_with("BookingRejection"))
+    );
+
+    let (status, confirmed) = http
+        .post(&format!("/v1/bookings/{booking}:confirm"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    let (status, cancelled) = http
+        .post(&format!("/v1/bookings/{booking}:cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+
+    let (status, deleted) = http
+        .call(Method::DELETE, "/v1/resources/suite%2F1?force=true", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let (status, _) = http.get("/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_calls_are_authenticated_as_grpc_calls_are() {
+    let app = TestApp::spawn_with(
+        |_| {},
+        ServerSettings {
+            auth: Arc::new(Authenticator::tokens(Arc::new(TokenCache::new()))),
+            token_refresh: Duration::from_millis(100),
+            ..ServerSettings::default()
+        },
+    )
+    .await;
+    let token = |principal: &str| {
+        let store = app.store.clone();
+        let principal = principal.to_string();
+        async move {
+            let (_, secret) = store
+                .create_token(NewToken {
+                    principal: UserId::parse(principal).unwrap(),
+                    role: Role::User,
+                    expires_at: None,
+                })
+                .await
+                .unwrap();
+            secret.expose().to_string()
+        }
+    };
+    let alice = Http::with_token(&app, &token("alice").await);
+    let bob = Http::with_token(&app, &token("bob").await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let anonymous = Http::new(&app);
+    let response = anonymous
+        .request(Method::GET, "/v1/whoami")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key("www-authenticate"));
+    let (status, _) = Http::with_token(&app, "not-a-token")
+        .get("/v1/whoami")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, me) = alice.get("/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["principal"], "alice");
+    assert_eq!(me["role"], "ROLE_USER");
+
+    // The user id defaults to the caller, as over gRPC.
+    let (status, made) = alice
+        .post(
+            "/v1/reservations",
+            json!({"reservation": {"resourceId": "room-1", "start": at(60), "end": at(120)}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    assert_eq!(made["reservation"]["userId"], "alice");
+    let id = made["reservation"]["id"].as_str().unwrap();
+
+    let (status, error) = bob
+        .post(&format!("/v1/reservations/{id}:cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    let (status, error) = bob
+        .post("/v1/reservations", reservation("alice", "room-2", 0, 30))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    // A conflict with another user's reservation shows it redacted.
+    let (status, error) = bob
+        .post("/v1/reservations", reservation("bob", "room-1", 60, 90))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    let existing = &detail(&error, "ReservationConflict")["existing"][0];
+    assert!(existing.get("userId").is_none(), "{existing}");
+}
+
+/// Reads Server-Sent Events from a raw connection until `until` returns
+/// true for the events read so far, or the deadline passes.
+struct Events {
+    stream: tokio::net::TcpStream,
+    text: String,
+}
+
+impl Events {
+    async fn open(app: &TestApp, query: &str, last_event_id: Option<&str>) -> Events {
+        Events::open_with_buffer(app, query, last_event_id, None).await
+    }
+
+    async fn open_with_buffer(
+        app: &TestApp,
+        query: &str,
+        last_event_id: Option<&str>,
+        receive_buffer: Option<u32>,
+    ) -> Events {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = receive_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let mut stream = socket.connect(app.addr).await.unwrap();
+        let last = last_event_id
+            .map(|id| format!("Last-Event-ID: {id}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET /v1/changes{query} HTTP/1.1\r\nHost: rsvp\r\nAccept: text/event-stream\r\n{last}\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        Events {
+            stream,
+            text: String::new(),
+        }
+    }
+
+    async fn read_until(&mut self, until: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut buffer = vec![0u8; 64 * 1024];
+        while !until(&self.text) {
+            let read = tokio::time::timeout_at(deadline, self.stream.read(&mut buffer))
+                .await
+                .unwrap_or_else(|_| panic!("no such events within 20 s; read:\n{}", self.text))
+                .unwrap();
+            assert!(read > 0, "the connection closed; read:\n{}", self.text);
+            self.text
+                .push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
+    }
+
+    /// Every change event's (id, data) read so far.
+    fn changes(&self) -> Vec<(i64, Value)> {
+        let mut out = Vec::new();
+        for block in self.text.split("\n\n") {
+            let mut id = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(v).ok();
+                }
+            }
+            if let (Some(id), Some(data)) = (id, data) {
+                out.push((id, data));
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_arrive_as_server_sent_events_and_resume_from_the_last_id() {
+    let app = TestApp::spawn().await;
+    let http = Http::new(&app);
+    let mut events = Events::open(&app, "?resource_id=room-1", None).await;
+    events.read_until(|text| text.contains(": listening")).await;
+    assert!(
+        events.text.contains("content-type: text/event-stream"),
+        "{}",
+        events.text
+    );
+
+    let (_, first) = http
+        .post("/v1/reservations", reservation("alice", "room-1", 0, 30))
+        .await;
+    http.post("/v1/reservations", reservation("alice", "room-2", 0, 30))
+        .await;
+    let (_, second) = http
+        .post("/v1/reservations", reservation("bob", "room-1", 30, 60))
+        .await;
+    events
+        .read_until(|text| text.matches("\ndata: ").count() >= 2)
+        .await;
+    let changes = events.changes();
+    assert_eq!(changes.len(), 2, "only room-1: {}", events.text);
+    assert_eq!(
+        changes[0].1["reservation"]["id"],
+        first["reservation"]["id"]
+    );
+    assert_eq!(
+        changes[1].1["reservation"]["id"],
+        second["reservation"]["id"]
+    );
+    // The event id is the change id.
+    assert_eq!(changes[0].1["changeId"], changes[0].0.to_string());
+    drop(events);
+
+    // A browser reconnecting sends the last id it saw: what came after, and
+    // nothing before.
+    let last = changes[0].0.to_string();
+    let mut resumed = Events::open(&app, "?resource_id=room-1", Some(&last)).await;
+    resumed.read_until(|text| text.contains("\ndata: ")).await;
+    let again = resumed.changes();
+    assert_eq!(again[0].0, changes[1].0, "{}", resumed.text);
+
+    // A Last-Event-ID that is not a change id is refused.
+    let (status, _) = Http::new(&app)
+        .call(Method::GET, "/v1/changes?after_change_id=x", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A browser that reads nothing is cut off as a gRPC listener would be;
+/// reconnecting with the last id it saw resumes with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_falls_behind_is_cut_off_and_resumes() {
+    let app = TestApp::spawn_with(
+        |_| {},
+        ServerSettings {
+            stream_idle_timeout: Duration::from_millis(500),
+            ..ServerSettings::default()
+        },
+    )
+    .await;
+    // 20,000 changes (some 8 MB of events): more than the socket buffers.
+    seed(app.store.pool(), 20_000).await;
+    let mut slow = Events::open_with_buffer(&app, "?after_change_id=0", None, Some(4096)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    slow.read_until(|text| text.contains("event: end")).await;
+    let end = slow.text.split("event: end").nth(1).unwrap();
+    assert!(end.contains("STREAM_IDLE"), "{end}");
+    let seen = slow.changes();
+    let last = seen.last().expect("some changes before the cut").0;
+    assert!(seen.len() < 20_000, "cut off before the end");
+    for pair in seen.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "in order, no gap");
+    }
+
+    let mut resumed = Events::open(&app, "", Some(&last.to_string())).await;
+    resumed.read_until(|text| text.contains("\ndata: ")).await;
+    assert_eq!(resumed.changes()[0].0, last + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_names_every_route() {
+    let app = TestApp::spawn().await;
+    let (status, document) = Http::new(&app).get("/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.0.3");
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/reservations", "post"),
+        ("/v1/reservations", "get"),
+        ("/v1/reservations/{id}", "patch"),
+        ("/v1/reservations/{id}:confirm", "post"),
+        ("/v1/reservations/{id}:checkOut", "post"),
+        ("/v1/reservations:query", "post"),
+        ("/v1/resources/{id}", "delete"),
+        ("/v1/availability", "post"),
+        ("/v1/bookings/{id}:cancel", "post"),
+        ("/v1/changes", "get"),
+        ("/v1/whoami", "get"),
+    ] {
+        assert!(paths[path].get(method).is_some(), "{method} {path}");
+    }
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    let reservation = &schemas["reservation.Reservation"]["properties"];
+    assert_eq!(reservation["start"]["format"], "date-time");
+    assert_eq!(reservation["status"]["type"], "string");
+    assert!(schemas.contains_key("google.rpc.Status"));
+}

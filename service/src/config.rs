@@ -19,8 +19,9 @@ use crate::limits::RoleLimits;
 
 /// Every setting's name: the key in the config file, and (upper-cased,
 /// prefixed with `RSVP_`) the environment variable.
-pub const KEYS: [&str; 35] = [
+pub const KEYS: [&str; 36] = [
     "auth",
+    "cors_origins",
     "jwt_key",
     "jwt_secret_file",
     "jwt_issuer",
@@ -142,6 +143,10 @@ pub struct Config {
     /// common name): `{ ops = "admin", backend = "service" }`; others are
     /// `user`.
     pub mtls_roles: std::collections::BTreeMap<String, String>,
+    /// Web origins whose pages may call the HTTP/JSON and gRPC-Web API
+    /// from a browser (`["https://shop.example"]`, or `["*"]` for any);
+    /// empty: pages of the server's own origin only (the board).
+    pub cors_origins: Vec<String>,
     /// With `auth = "jwt"`: the identity provider's public key (PEM: RSA,
     /// EC P-256, Ed25519) or key set (JWKS file).
     pub jwt_key: Option<PathBuf>,
@@ -205,6 +210,7 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             mtls_roles: Default::default(),
+            cors_origins: Vec::new(),
             jwt_key: None,
             jwt_secret_file: None,
             jwt_issuer: None,
@@ -281,6 +287,7 @@ impl Config {
             role.parse::<abi::Role>()
                 .map_err(|e| anyhow::anyhow!("mtls_roles.{principal}: {e}"))?;
         }
+        crate::web::cors(&self.cors_origins).context("cors_origins")?;
         if self.auth == crate::auth::AuthMode::None && !self.listen.ip().is_loopback() {
             bail!(
                 "listen = {} is reachable from other machines, and auth = \"none\" would let \

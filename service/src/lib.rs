@@ -102,6 +102,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         )),
         auth: std::sync::Arc::new(authenticator(&config)?),
         tls: tls(&config)?,
+        cors_origins: config.cors_origins.clone(),
         ..ServerSettings::default()
     };
     server::run(listener, store, settings, shutdown_signal()).await?;

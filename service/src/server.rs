@@ -66,6 +66,8 @@ pub struct ServerSettings {
     /// How often API tokens are reloaded from the store: a revoked token
     /// stops working within this long.
     pub token_refresh: Duration,
+    /// Web origins whose pages may call the API from a browser (`*`: any).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -85,6 +87,7 @@ impl Default for ServerSettings {
             token_refresh: Duration::from_secs(5),
             limits: Arc::new(Limits::none()),
             tls: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -211,7 +214,10 @@ pub async fn run(
             .layer(GrpcWebLayer::new())
             .service(grpc.clone()),
     );
-    let web = Web::new(grpc, settings.max_message_bytes.saturating_mul(4))?.router(grpc_web);
+    let mut web = Web::new(grpc, settings.max_message_bytes.saturating_mul(4))?.router(grpc_web);
+    if let Some(cors) = crate::web::cors(&settings.cors_origins)? {
+        web = web.layer(cors);
+    }
 
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))

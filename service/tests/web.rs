@@ -657,3 +657,121 @@ async fn the_openapi_document_names_every_route() {
     assert_eq!(reservation["status"]["type"], "string");
     assert!(schemas.contains_key("google.rpc.Status"));
 }
+
+/// A gRPC-Web call as a browser makes it: HTTP/1.1, one POST, the message
+/// framed in the body and the status in a trailer frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_clients_are_served_on_the_same_port() {
+    use prost::Message;
+    let app = TestApp::spawn().await;
+    let call = |path: &'static str, message: Vec<u8>| {
+        let url = format!("http://{}{path}", app.addr);
+        async move {
+            let mut body = vec![0u8];
+            body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            body.extend_from_slice(&message);
+            let response = Client::builder()
+                .http1_only()
+                .build()
+                .unwrap()
+                .post(url)
+                .header("content-type", "application/grpc-web+proto")
+                .header("x-grpc-web", "1")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.version(), reqwest::Version::HTTP_11);
+            // A status with no message comes in the headers (trailers-only).
+            let mut trailers = String::new();
+            for (name, value) in response.headers() {
+                if name.as_str().starts_with("grpc-") {
+                    trailers.push_str(&format!("{name}:{}\r\n", value.to_str().unwrap()));
+                }
+            }
+            let bytes = response.bytes().await.unwrap().to_vec();
+            // Frames: [flag, length (4 bytes, big-endian), payload]...
+            let (mut messages, mut at) = (Vec::new(), 0);
+            while at + 5 <= bytes.len() {
+                let len = u32::from_be_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+                let payload = bytes[at + 5..at + 5 + len].to_vec();
+                if bytes[at] & 0x80 != 0 {
+                    trailers.push_str(&String::from_utf8(payload).unwrap());
+                } else {
+                    messages.push(payload);
+                }
+                at += 5 + len;
+            }
+            (messages, trailers)
+        }
+    };
+
+    let request = reserve_request("alice", "room-1", 0, 60).encode_to_vec();
+    let (messages, trailers) = call("/reservation.ReservationService/Reserve", request).await;
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    let made = pb::ReserveResponse::decode(messages[0].as_slice())
+        .unwrap()
+        .reservation
+        .unwrap();
+    assert_eq!(made.user_id, "alice");
+
+    // A conflict: the status and its details in the trailer frame.
+    let request = reserve_request("bob", "room-1", 30, 90).encode_to_vec();
+    let (messages, trailers) = call("/reservation.ReservationService/Reserve", request).await;
+    assert!(messages.is_empty());
+    assert!(trailers.contains("grpc-status:9"), "{trailers}");
+    assert!(trailers.contains("grpc-status-details-bin:"), "{trailers}");
+    let stored = app.store.get(made.id.parse().unwrap()).await.unwrap();
+    assert_eq!(stored.user_id.as_str(), "alice");
+}
+
+/// Pages of the origins named in `cors_origins` may call the API from a
+/// browser; others may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_origins_may_call_from_the_browser() {
+    let app = TestApp::spawn_with(
+        |_| {},
+        ServerSettings {
+            cors_origins: vec!["https://shop.example".into()],
+            ..ServerSettings::default()
+        },
+    )
+    .await;
+    let http = Http::new(&app);
+    let preflight = |origin: &'static str| {
+        http.request(Method::OPTIONS, "/v1/reservations")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://shop.example").await.unwrap();
+    assert!(allowed.status().is_success(), "{allowed:?}");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    let response = http
+        .request(Method::POST, "/v1/reservations")
+        .header("origin", "https://shop.example")
+        .json(&reservation("alice", "room-1", 0, 30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+}

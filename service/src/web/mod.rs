@@ -91,6 +91,60 @@ impl Web {
     }
 }
 
+/// Lets pages of `origins` (`*`: any) call the API from a browser: the
+/// HTTP/JSON routes, the change stream and gRPC-Web. `None` when no
+/// origin is named.
+///
+/// # Errors
+/// When an origin is not a valid header value.
+pub fn cors(origins: &[String]) -> anyhow::Result<Option<tower_http::cors::CorsLayer>> {
+    use tonic::codegen::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .map(|o| {
+                    HeaderValue::from_str(o.trim_end_matches('/'))
+                        .with_context(|| format!("{o:?} is not an origin"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        )
+    };
+    let headers = |names: &[&'static str]| {
+        names
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect::<Vec<_>>()
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers(headers(&[
+                "authorization",
+                "content-type",
+                "last-event-id",
+                "x-grpc-web",
+                "x-user-agent",
+                "grpc-timeout",
+            ]))
+            .expose_headers(headers(&[
+                "grpc-status",
+                "grpc-message",
+                "grpc-status-details-bin",
+                "retry-after",
+                "www-authenticate",
+            ]))
+            .max_age(std::time::Duration::from_secs(3600)),
+    ))
+}
+
 fn method(pool: &DescriptorPool, rpc: &str) -> anyhow::Result<MethodDescriptor> {
     let (service, name) = rpc
         .split_once('/')

@@ -85,7 +85,7 @@ function explain(error) {
   const policy = detail(status, "reservation.PolicyViolation");
   if (policy) {
     const rules = (policy.violations || []).map((v) => v.message).join("; ");
-    return `Not reserved: the resource's rules say ${rules}.`;
+    return `Not reserved, against the resource's rules: ${rules}.`;
   }
   const bad = detail(status, "google.rpc.BadRequest");
   if (bad && bad.fieldViolations && bad.fieldViolations.length) {

@@ -559,6 +559,21 @@ pub struct BenchArgs {
     /// workloads pick from (`bench-0` to `bench-<M-1>`).
     #[arg(long, value_name = "M", default_value_t = 100_000)]
     pub resources: u64,
+
+    /// Call over gRPC, or over HTTP/JSON (`/v1/...`, one HTTP/1.1
+    /// connection per client) for reserve-spread, reserve-hot,
+    /// reserve-registered, availability and book.
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub protocol: Protocol,
+}
+
+/// How `rsvp bench` calls the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// gRPC over HTTP/2.
+    Grpc,
+    /// HTTP/JSON over HTTP/1.1, as a web back end calls it.
+    Http,
 }
 
 /// A benchmark workload.

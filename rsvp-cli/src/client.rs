@@ -80,6 +80,14 @@ impl Credentials {
         value.set_sensitive(true);
         Ok(Credentials(Some(value)))
     }
+
+    /// The `authorization` header's value, if any.
+    pub fn header(&self) -> Option<String> {
+        self.0
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string)
+    }
 }
 
 impl std::fmt::Debug for Credentials {

@@ -1964,15 +1964,13 @@ fn a_token_authenticates_every_command_and_whoami_names_the_caller() {
 #[test]
 fn https_servers_are_checked_and_client_certificates_sent() {
     use rsvp_server::auth::Authenticator;
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let certs = rsvp_testing::TestCerts::new("rsvp test authority");
     let server_files = certs.server();
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            std::fs::read(&server_files.cert).unwrap(),
-            std::fs::read(&server_files.key).unwrap(),
-        ))
-        .client_ca_root(Certificate::from_pem(std::fs::read(certs.ca()).unwrap()));
+    let tls = rsvp_server::tls::ServerTls::new(
+        std::fs::read(&server_files.cert).unwrap(),
+        std::fs::read(&server_files.key).unwrap(),
+    )
+    .client_ca_root(std::fs::read(certs.ca()).unwrap());
     let server = Server::start_with(move || ServerSettings {
         auth: Arc::new(Authenticator::certificates(
             std::collections::HashMap::from([("ops".to_string(), abi::Role::Admin)]),

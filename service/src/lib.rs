@@ -38,6 +38,7 @@ pub mod store;
 mod streams;
 mod sweeper;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;
 pub mod web;
 
@@ -164,23 +165,20 @@ fn authenticator(config: &Config) -> anyhow::Result<auth::Authenticator> {
 }
 
 /// The server's TLS, read from the files the settings name.
-fn tls(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+fn tls(config: &Config) -> anyhow::Result<Option<tls::ServerTls>> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         return Ok(None);
     };
     let read = |path: &std::path::Path, what: &str| {
         std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
     };
-    let mut tls = tonic::transport::ServerTlsConfig::new().identity(
-        tonic::transport::Identity::from_pem(read(cert, "tls_cert")?, read(key, "tls_key")?),
-    );
+    let mut tls = tls::ServerTls::new(read(cert, "tls_cert")?, read(key, "tls_key")?);
     if let Some(ca) = &config.tls_client_ca {
         tls = tls
-            .client_ca_root(tonic::transport::Certificate::from_pem(read(
-                ca,
-                "tls_client_ca",
-            )?))
+            .client_ca_root(read(ca, "tls_client_ca")?)
             .client_auth_optional(config.auth != auth::AuthMode::Mtls);
     }
+    // Fail at start, not at the first connection.
+    tls.acceptor()?;
     Ok(Some(tls))
 }

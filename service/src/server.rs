@@ -2,7 +2,7 @@
 //! on one address, health, reflection, per-call logs, the sweeper, and
 //! graceful shutdown.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use abi::pb::{
     self, reservation_service_server::ReservationServiceServer,
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{
     codegen::http,
     service::{Routes, interceptor::InterceptedService},
-    transport::{Server, ServerTlsConfig, server::TcpIncoming},
+    transport::{Server, server::TcpIncoming},
 };
 use tonic_web::GrpcWebLayer;
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
@@ -28,6 +28,7 @@ use crate::{
     rpc::RsvpService,
     sweeper,
     telemetry::{self, CallLayer, CallLog},
+    tls::{self, ServerTls},
     web::{
         Web,
         transcode::{Fallback, GrpcService},
@@ -62,7 +63,7 @@ pub struct ServerSettings {
     /// Per-principal rate limits and open streams.
     pub limits: Arc<Limits>,
     /// Serve over TLS (with client certificates, if it names authorities).
-    pub tls: Option<ServerTlsConfig>,
+    pub tls: Option<ServerTls>,
     /// How often API tokens are reloaded from the store: a revoked token
     /// stops working within this long.
     pub token_refresh: Duration,
@@ -222,20 +223,25 @@ pub async fn run(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    let mut builder = Server::builder();
-    if let Some(tls) = settings.tls.clone() {
-        builder = builder
-            .tls_config(tls)
-            .context("the TLS certificate or key is not valid")?;
-    }
-    let serve = builder
+    let acceptor = match &settings.tls {
+        Some(tls) => Some(tls.acceptor()?),
+        None => None,
+    };
+    let router = Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(Some(settings.max_streams_per_connection))
         .layer(DesignPaths)
-        .add_routes(Routes::from(web))
-        .serve_with_incoming_shutdown(incoming, signal);
+        .add_routes(Routes::from(web));
+    let serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match acceptor {
+            Some(acceptor) => Box::pin(router.serve_with_incoming_shutdown(
+                tls::incoming(incoming, acceptor, stop.clone()),
+                signal,
+            )),
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+        };
     let overdue = {
         let stop = stop.clone();
         async move {

@@ -6,25 +6,25 @@ mod support;
 use std::{collections::HashMap, sync::Arc};
 
 use abi::{Role, pb};
+use rsvp_server::tls::ServerTls;
 use rsvp_server::{
     auth::{Authenticator, TokenCache},
     server::ServerSettings,
 };
 use rsvp_testing::{CertFiles, TestCerts};
 use support::TestApp;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 type Client = pb::reservation_service_client::ReservationServiceClient<Channel>;
 
-fn server_tls(certs: &TestCerts, client_certificates_required: bool) -> ServerTlsConfig {
+fn server_tls(certs: &TestCerts, client_certificates_required: bool) -> ServerTls {
     let server = certs.server();
-    ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            std::fs::read(server.cert).unwrap(),
-            std::fs::read(server.key).unwrap(),
-        ))
-        .client_ca_root(Certificate::from_pem(std::fs::read(certs.ca()).unwrap()))
-        .client_auth_optional(!client_certificates_required)
+    ServerTls::new(
+        std::fs::read(server.cert).unwrap(),
+        std::fs::read(server.key).unwrap(),
+    )
+    .client_ca_root(std::fs::read(certs.ca()).unwrap())
+    .client_auth_optional(!client_certificates_required)
 }
 
 /// A client trusting `trusted`'s authority, presenting `identity` if any.
@@ -153,5 +153,70 @@ async fn tokens_and_client_certificates_work_side_by_side() {
             .as_ref()
             .is_err_and(|e| e.contains("Unauthenticated")),
         "TLS alone, with neither, is not enough: {anonymous:?}"
+    );
+}
+
+/// An HTTPS request over HTTP/1.1 (a client that offers only `http/1.1`
+/// in ALPN, as many REST clients do), with a client certificate; its
+/// `/v1/whoami` answer.
+async fn https_whoami(app: &TestApp, certs: &TestCerts, identity: &CertFiles) -> (String, String) {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::{TlsConnector, rustls};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(certs.ca()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_file_iter(&identity.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&identity.key).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("a TLS handshake offering only http/1.1");
+    let alpn =
+        String::from_utf8_lossy(tls.get_ref().1.alpn_protocol().unwrap_or_default()).into_owned();
+    tls.write_all(b"GET /v1/whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    (alpn, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_http1_clients_and_client_certificates_name_them() {
+    let certs = TestCerts::new("rsvp test authority");
+    let app = TestApp::spawn_with(
+        |_| {},
+        ServerSettings {
+            auth: Arc::new(Authenticator::certificates(HashMap::from([(
+                "ops".to_string(),
+                Role::Admin,
+            )]))),
+            tls: Some(server_tls(&certs, true)),
+            ..ServerSettings::default()
+        },
+    )
+    .await;
+    let (alpn, answer) = https_whoami(&app, &certs, &certs.client("ops")).await;
+    assert_eq!(alpn, "http/1.1");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The certificate reached the call through the HTTP/JSON route.
+    assert!(answer.contains(r#""principal":"ops""#), "{answer}");
+    assert!(answer.contains(r#""role":"ROLE_ADMIN""#), "{answer}");
+    // gRPC clients (h2) still work on the same port.
+    assert_eq!(
+        whoami(client(&app, &certs, Some(&certs.client("ann"))).await).await,
+        Ok(("ann".into(), pb::Role::User, "mtls".into())),
     );
 }

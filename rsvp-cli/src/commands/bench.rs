@@ -27,7 +27,7 @@ use tonic::Code;
 
 use super::Context;
 use crate::{
-    cli::{BenchArgs, Format, Workload},
+    cli::{BenchArgs, Format, Protocol, Workload},
     client::{self, Client, Transport},
     error::CliError,
     exit::Exit,
@@ -95,6 +95,45 @@ struct Worker {
     holds: Vec<String>,
     /// The resource of reserve-capacity.
     target: String,
+    /// Set when calls go over HTTP/JSON.
+    http: Option<Http>,
+}
+
+/// A client of the HTTP/JSON API: its own HTTP/1.1 connection.
+struct Http {
+    client: reqwest::Client,
+    base: String,
+    /// The `authorization` header, if the caller has credentials.
+    authorization: Option<String>,
+}
+
+impl Http {
+    /// One POST; the outcome as `rsvp bench` counts it.
+    async fn post(&self, path: &str, body: serde_json::Value) -> String {
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                // Read the whole answer, as a client would.
+                let read = response.bytes().await;
+                match (status.as_u16(), read) {
+                    (_, Err(_)) => "read error".into(),
+                    (200, _) => "ok".into(),
+                    (409, _) => "conflict".into(),
+                    (code, _) => format!("HTTP {code}"),
+                }
+            }
+            Err(e) if e.is_connect() => "connect error".into(),
+            Err(_) => "transport error".into(),
+        }
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Worker {
@@ -201,6 +240,82 @@ impl Worker {
         self.client.get(pb::GetRequest { id }).await.map(drop)
     }
 
+    /// One call and its outcome.
+    async fn once(&mut self) -> String {
+        if self.http.is_some() {
+            return self.call_http().await;
+        }
+        outcome(self.call().await)
+    }
+
+    /// One call over HTTP/JSON: the same requests as over gRPC.
+    async fn call_http(&mut self) -> String {
+        let hour = |worker: &mut Worker| {
+            let start = year_start() + TimeDelta::hours(worker.rng.random_range(0..8760));
+            (rfc3339(start), rfc3339(start + TimeDelta::hours(1)))
+        };
+        let (path, body) = match self.workload {
+            Workload::ReserveSpread | Workload::ReserveRegistered | Workload::ReserveHot => {
+                let (resource, (start, end)) = match self.workload {
+                    Workload::ReserveHot => {
+                        let start = year_start() + TimeDelta::minutes(self.rng.random_range(0..60));
+                        (
+                            "bench-hot".to_string(),
+                            (rfc3339(start), rfc3339(start + TimeDelta::hours(1))),
+                        )
+                    }
+                    Workload::ReserveRegistered => (
+                        format!(
+                            "bench-registered-{}",
+                            self.rng.random_range(0..registered(self.resources))
+                        ),
+                        hour(self),
+                    ),
+                    _ => (self.resource(), hour(self)),
+                };
+                let body = serde_json::json!({"reservation": {
+                    "userId": self.user, "resourceId": resource, "start": start, "end": end,
+                    "status": "RESERVATION_STATUS_CONFIRMED", "quantity": 1,
+                }});
+                ("/v1/reservations", body)
+            }
+            Workload::Availability => {
+                let week = self.rng.random_range(0..52);
+                let start = year_start() + TimeDelta::weeks(week);
+                let wanted =
+                    AVAILABILITY_RESOURCES.min(usize::try_from(self.resources).unwrap_or(1));
+                let mut ids = std::collections::BTreeSet::new();
+                while ids.len() < wanted.max(1) {
+                    ids.insert(self.resource());
+                }
+                let body = serde_json::json!({
+                    "resourceIds": ids, "start": rfc3339(start),
+                    "end": rfc3339(start + TimeDelta::weeks(1)), "quantity": 1,
+                    "slotDuration": "1800s",
+                });
+                ("/v1/availability", body)
+            }
+            Workload::Book => {
+                let parts: Vec<_> = (0..BOOK_PARTS)
+                    .map(|_| {
+                        let (start, end) = hour(self);
+                        serde_json::json!({
+                            "resourceId": self.resource(), "start": start, "end": end,
+                            "status": "RESERVATION_STATUS_CONFIRMED", "quantity": 1,
+                        })
+                    })
+                    .collect();
+                let body = serde_json::json!({"userId": self.user, "reservations": parts});
+                ("/v1/bookings", body)
+            }
+            _ => return "not over HTTP".into(),
+        };
+        match &self.http {
+            Some(http) => http.post(path, body).await,
+            None => "not over HTTP".into(),
+        }
+    }
+
     async fn call(&mut self) -> Result<(), tonic::Status> {
         match self.workload {
             Workload::ReserveSpread => {
@@ -265,6 +380,7 @@ impl Worker {
 #[derive(Debug, Serialize)]
 pub struct Report {
     workload: String,
+    protocol: String,
     clients: usize,
     connections: usize,
     duration_s: f64,
@@ -351,6 +467,37 @@ async fn sample_ids(client: &mut Client) -> Result<Vec<String>, tonic::Status> {
     Ok(page.reservations.into_iter().map(|r| r.id).collect())
 }
 
+/// The base URL of the HTTP/JSON API, for the workloads it runs.
+fn http_base(args: &BenchArgs, cx: &Context) -> Result<String, CliError> {
+    let supported = [
+        Workload::ReserveSpread,
+        Workload::ReserveHot,
+        Workload::ReserveRegistered,
+        Workload::Availability,
+        Workload::Book,
+    ];
+    if !supported.contains(&args.workload) {
+        return Err(CliError::new(
+            Exit::Usage,
+            "--protocol http runs reserve-spread, reserve-hot, reserve-registered, availability \
+             and book",
+        ));
+    }
+    let server = cx.target().server;
+    let base = if server.contains("://") {
+        server
+    } else {
+        format!("http://{server}")
+    };
+    if !base.starts_with("http://") {
+        return Err(CliError::new(
+            Exit::Usage,
+            "--protocol http measures plain HTTP: give an http:// server",
+        ));
+    }
+    Ok(base.trim_end_matches('/').to_string())
+}
+
 /// Runs the benchmark and prints its report.
 ///
 /// # Errors
@@ -385,6 +532,10 @@ pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<
         .await
         .map_err(|s| CliError::from_status(s, &cx.server))?;
 
+    let http_base = match args.protocol {
+        Protocol::Grpc => None,
+        Protocol::Http => Some(http_base(&args, cx)?),
+    };
     let duration = args.duration.0;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -400,14 +551,25 @@ pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<
                 sample: sample.clone(),
                 holds: Vec::new(),
                 target: target.clone(),
+                http: http_base.as_ref().map(|base| Http {
+                    // One HTTP/1.1 connection per client, kept alive.
+                    client: reqwest::Client::builder()
+                        .http1_only()
+                        .tcp_nodelay(true)
+                        .pool_max_idle_per_host(1)
+                        .build()
+                        .unwrap_or_default(),
+                    base: base.clone(),
+                    authorization: cx.target().credentials.header(),
+                }),
             };
             let done = done.clone();
             tokio::spawn(async move {
                 let mut tally = Tally::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let result = worker.call().await;
-                    tally.record(t.elapsed(), outcome(result));
+                    let result = worker.once().await;
+                    tally.record(t.elapsed(), result);
                     done.fetch_add(1, Ordering::Relaxed);
                 }
                 tally
@@ -458,6 +620,7 @@ pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<
             .to_possible_value()
             .map(|v| v.get_name().to_owned())
             .unwrap_or_default(),
+        protocol: format!("{:?}", args.protocol).to_lowercase(),
         clients: args.clients,
         connections,
         duration_s: elapsed,
@@ -482,7 +645,11 @@ fn print(report: &Report, format: Format, out: &mut impl Write) -> std::io::Resu
         return writeln!(out);
     }
     let l = &report.latency_ms;
-    writeln!(out, "workload   {}", report.workload)?;
+    writeln!(
+        out,
+        "workload   {} over {}",
+        report.workload, report.protocol
+    )?;
     writeln!(
         out,
         "clients    {} over {} connections",

@@ -21,6 +21,7 @@
 
 mod listen;
 mod sqlite_ceiling;
+mod sse;
 
 use std::{
     path::{Path, PathBuf},
@@ -186,6 +187,11 @@ fn bench_with(
     bench_on(s, server, workload, clients, s.resources)
 }
 
+/// `rsvp bench --protocol http` for one workload; its JSON report.
+fn bench_http(s: &Settings, server: &Server, workload: &str) -> anyhow::Result<Value> {
+    bench_run(s, server, workload, s.clients, s.resources, "http")
+}
+
 /// `rsvp bench` for one workload with `clients` clients over `resources`
 /// resources; its JSON report.
 fn bench_on(
@@ -195,8 +201,20 @@ fn bench_on(
     clients: usize,
     resources: i64,
 ) -> anyhow::Result<Value> {
+    bench_run(s, server, workload, clients, resources, "grpc")
+}
+
+/// `rsvp bench` with everything given.
+fn bench_run(
+    s: &Settings,
+    server: &Server,
+    workload: &str,
+    clients: usize,
+    resources: i64,
+    protocol: &str,
+) -> anyhow::Result<Value> {
     eprintln!(
-        "== {workload}: {clients} clients over {resources} resources for {}",
+        "== {workload} over {protocol}: {clients} clients over {resources} resources for {}",
         s.duration
     );
     let mut rsvp = Command::new(s.bin.join("rsvp"));
@@ -215,6 +233,7 @@ fn bench_on(
         ])
         .args(["--clients", &clients.to_string(), "--duration", &s.duration])
         .args(["--resources", &resources.to_string()])
+        .args(["--protocol", protocol])
         .stderr(Stdio::inherit())
         .output()
         .context("running rsvp bench")?;
@@ -642,6 +661,7 @@ fn markdown(summary: &Value) -> String {
         "pgbench insert",
         "reserve-spread",
         "reserve-spread, token auth",
+        "reserve-spread, HTTP/JSON",
         "reserve-spread, again",
         "reserve-hot",
         "book",
@@ -686,6 +706,20 @@ fn markdown(summary: &Value) -> String {
         l["latency_ms"]["p90"].as_f64().unwrap_or(0.0),
         l["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
         l["latency_ms"]["max"].as_f64().unwrap_or(0.0),
+    ));
+    let e = &pg["sse"];
+    md.push_str(&format!(
+        "\nServer-Sent Events to {} streams at {} changes/s: {} written, {} of {} deliveries; \
+         latency p50 {:.2} ms, p90 {:.2}, p99 {:.2}, max {:.2}.\n",
+        e["streams"],
+        e["rate_per_s"],
+        e["written"],
+        e["deliveries"],
+        e["deliveries_expected"],
+        e["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        e["latency_ms"]["p90"].as_f64().unwrap_or(0.0),
+        e["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        e["latency_ms"]["max"].as_f64().unwrap_or(0.0),
     ));
     md.push_str("\nWhat each piece of a reserve costs PostgreSQL (pgbench, one call per transaction):\n\n| piece | calls/s | ÷ ceiling |\n|---|---|---|\n");
     let ceiling = rate(&pg["pgbench ceiling"]);
@@ -850,6 +884,9 @@ async fn main() -> anyhow::Result<()> {
     bench(&warm, &tokens, "reserve-spread")?;
     let spread_token = bench(&s, &tokens, "reserve-spread")?;
     drop(tokens);
+    // HTTP/JSON, also between the two gRPC runs.
+    bench_http(&warm, &server, "reserve-spread")?;
+    let spread_http = bench_http(&s, &server, "reserve-spread")?;
     let spread_again = bench(&s, &server, "reserve-spread")?;
     let hot = bench(&s, &server, "reserve-hot")?;
     let book = bench(&s, &server, "book")?;
@@ -882,6 +919,13 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     drop(second);
+    let sse = sse::measure(
+        &server.url,
+        100,
+        100,
+        humantime::parse_duration(&s.piece_duration)?,
+    )
+    .await?;
     drop(server);
     let mut pieces =
         vec![json!({ "piece": "ceiling (minimal checked insert)", "calls_per_s": rate(&ceiling) })];
@@ -928,6 +972,12 @@ async fn main() -> anyhow::Result<()> {
     let hot_ratio = rate(&hot) / rate(&spread);
     let book_ratio = rate(&book) / rate(&spread);
     let token_ratio = rate(&spread_token) / ((rate(&spread) + rate(&spread_again)) / 2.0);
+    let http_ratio = rate(&spread_http) / ((rate(&spread) + rate(&spread_again)) / 2.0);
+    let sse_p99 = sse["latency_ms"]["p99"].as_f64().unwrap_or(f64::MAX);
+    let sse_missing = sse["deliveries_expected"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(sse["deliveries"].as_u64().unwrap_or(0));
     let book_other = other(&book) + other(&lite_book);
     let lite_ceiling = sqlite_ceiling["one_per_transaction_per_s"]
         .as_f64()
@@ -953,6 +1003,7 @@ async fn main() -> anyhow::Result<()> {
             "pgbench select": pgbench_select,
             "reserve-spread": spread,
             "reserve-spread, token auth": spread_token,
+            "reserve-spread, HTTP/JSON": spread_http,
             "reserve-spread, again": spread_again,
             "reserve-hot": hot,
             "book": book,
@@ -967,6 +1018,7 @@ async fn main() -> anyhow::Result<()> {
             "reserve-registered": registered,
             "stream_all": stream,
             "listen": listen,
+            "sse": sse,
             "pieces": pieces,
         },
         "embedded": {
@@ -984,6 +1036,9 @@ async fn main() -> anyhow::Result<()> {
             "hot_other_outcomes": { "value": hot_other, "met": hot_other == 0 },
             "book_over_spread": { "value": round2(book_ratio), "met": book_ratio >= 0.5 },
             "token_auth_over_spread": { "value": round2(token_ratio), "met": token_ratio >= 0.95 },
+            "http_over_grpc_spread": { "value": round2(http_ratio), "met": http_ratio >= 0.8 },
+            "sse_100_streams_p99_ms": { "value": round2(sse_p99), "met": sse_p99 < 50.0 },
+            "sse_missing_deliveries": { "value": sse_missing, "met": sse_missing == 0 },
             "book_other_outcomes": { "value": book_other, "met": book_other == 0 },
             "capacity_sold": {
                 "value": format!("{} / {}", capacity_sold.0, capacity_sold.1),

@@ -794,10 +794,31 @@ fn bench_runs_each_workload_and_reports_what_the_server_did() {
             .args(["bench", "-w", "get", "-c", "2", "-d", "200ms"]),
     );
     assert!(
-        table.starts_with("workload   get\nclients    2 over 2 connections\n"),
+        table.starts_with("workload   get over grpc\nclients    2 over 2 connections\n"),
         "{table}"
     );
     assert!(table.contains("\nlatency    mean "), "{table}");
+
+    // The same workloads over HTTP/JSON.
+    for w in ["reserve-spread", "book", "availability"] {
+        let report = bench(
+            &server,
+            &["-w", w, "--resources", "50", "--protocol", "http"],
+        );
+        assert_eq!(report["protocol"], "http");
+        assert!(count(&report, "ok") > 0, "{report}");
+        assert_eq!(
+            Some(count(&report, "ok") + count(&report, "conflict")),
+            report["calls"].as_u64(),
+            "nothing but calls made or refused: {report}"
+        );
+    }
+    server
+        .rsvp()
+        .args(["bench", "-w", "query", "--protocol", "http"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--protocol http runs"));
 
     server
         .rsvp()

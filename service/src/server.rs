@@ -215,7 +215,9 @@ pub async fn run(
             .layer(GrpcWebLayer::new())
             .service(grpc.clone()),
     );
-    let mut web = Web::new(grpc, settings.max_message_bytes.saturating_mul(4))?.router(grpc_web);
+    let open = settings.auth.mode() == crate::auth::AuthMode::None;
+    let mut web =
+        Web::new(grpc, settings.max_message_bytes.saturating_mul(4), open)?.router(grpc_web);
     if let Some(cors) = crate::web::cors(&settings.cors_origins)? {
         web = web.layer(cors);
     }

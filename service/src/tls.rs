@@ -8,7 +8,10 @@ use std::{io, sync::Arc, time::Duration};
 use anyhow::Context;
 use futures::{Stream, StreamExt};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tokio::{net::TcpStream, sync::mpsc};
+use tokio::{
+    net::TcpStream,
+    sync::{Semaphore, mpsc},
+};
 use tokio_rustls::{
     TlsAcceptor,
     rustls::{RootCertStore, ServerConfig, server::WebPkiClientVerifier},
@@ -19,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes under way at once; past it, accepting waits.
+const MAX_HANDSHAKES: usize = 256;
 
 /// The server's certificate and key, and the authorities whose client
 /// certificates it accepts (if any).
@@ -105,6 +111,7 @@ where
     S: Stream<Item = Result<TcpStream, io::Error>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(64);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         let mut tcp = std::pin::pin!(tcp);
         loop {
@@ -120,8 +127,12 @@ where
                     continue;
                 }
             };
+            let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                return;
+            };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;

@@ -257,6 +257,7 @@ async fn bad_requests_name_the_field_and_unknown_routes_say_so() {
 
     let response = http
         .request(Method::POST, "/v1/reservations")
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -269,6 +270,28 @@ async fn bad_requests_name_the_field_and_unknown_routes_say_so() {
             .unwrap()
             .starts_with("body: not valid JSON")
     );
+
+    // A form, as another site's page can post without asking: refused.
+    let response = http
+        .request(Method::POST, "/v1/reservations")
+        .header("content-type", "text/plain")
+        .body(reservation("alice", "room-1", 0, 30).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A server without authentication answers only calls to a loopback
+    // name (not a page whose DNS name was pointed at 127.0.0.1).
+    let response = http
+        .request(Method::GET, "/v1/whoami")
+        .header("host", "rebound.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // Outside /v1/ and not gRPC: 404, as JSON.
+    let (status, error) = http.get("/favicon.ico").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
 
     let (status, error) = http.get("/v1/reservations?colour=red").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
@@ -502,7 +525,7 @@ impl Events {
             .map(|id| format!("Last-Event-ID: {id}\r\n"))
             .unwrap_or_default();
         let request = format!(
-            "GET /v1/changes{query} HTTP/1.1\r\nHost: rsvp\r\nAccept: text/event-stream\r\n{last}\r\n"
+            "GET /v1/changes{query} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n{last}\r\n"
         );
         stream.write_all(request.as_bytes()).await.unwrap();
         Events {
@@ -591,7 +614,15 @@ async fn changes_arrive_as_server_sent_events_and_resume_from_the_last_id() {
     let again = resumed.changes();
     assert_eq!(again[0].0, changes[1].0, "{}", resumed.text);
 
-    // A Last-Event-ID that is not a change id is refused.
+    // A Last-Event-ID that is not a change id is refused, as is such a
+    // parameter.
+    let response = Http::new(&app)
+        .request(Method::GET, "/v1/changes")
+        .header("last-event-id", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let (status, _) = Http::new(&app)
         .call(Method::GET, "/v1/changes?after_change_id=x", None)
         .await;

@@ -622,7 +622,11 @@ pub async fn run(args: BenchArgs, cx: &Context, out: &mut impl Write) -> Result<
             .unwrap_or_default(),
         protocol: format!("{:?}", args.protocol).to_lowercase(),
         clients: args.clients,
-        connections,
+        connections: match args.protocol {
+            // One HTTP/1.1 connection per client.
+            Protocol::Http => args.clients,
+            Protocol::Grpc => connections,
+        },
         duration_s: elapsed,
         calls,
         calls_per_s: calls as f64 / elapsed,

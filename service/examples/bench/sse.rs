@@ -1,8 +1,8 @@
 //! Server-Sent Events fan-out: `streams` browsers-worth of `/v1/changes`
 //! streams (each an HTTP/1.1 connection of its own) on one server, reserves
 //! written through gRPC at a fixed rate, and for every change and every
-//! stream the time from its Reserve being answered to its arrival (none
-//! when it arrived first).
+//! stream the time from its Reserve being sent to its arrival: the write,
+//! its commit, the feed and the event together.
 
 use std::{
     collections::HashMap,
@@ -96,9 +96,10 @@ pub async fn measure(
             }),
             ..Default::default()
         };
+        let sent = Instant::now();
         if let Ok(r) = client.reserve(request).await {
             let id = r.into_inner().reservation.map(|r| r.id).unwrap_or_default();
-            acked.insert(id, Instant::now());
+            acked.insert(id, sent);
         }
     }
 

@@ -21,15 +21,16 @@ pub fn http_status(status: &Status) -> StatusCode {
         .get_error_details()
         .error_info()
         .map(|info| info.reason.clone());
+    let conflict = match reason.as_deref() {
+        Some("RESERVATION_CONFLICT") => true,
+        // A booking refused for what is in the way of a part; one refused
+        // by policy alone is a 400, as a Reserve would be.
+        Some("BOOKING_REJECTED") => abi::booking_rejection_from_status(status)
+            .is_some_and(|rejection| rejection.parts.iter().any(|p| p.conflict.is_some())),
+        _ => false,
+    };
     match status.code() {
-        Code::FailedPrecondition
-            if matches!(
-                reason.as_deref(),
-                Some("RESERVATION_CONFLICT" | "BOOKING_REJECTED")
-            ) =>
-        {
-            StatusCode::CONFLICT
-        }
+        Code::FailedPrecondition if conflict => StatusCode::CONFLICT,
         code => from_code(code),
     }
 }
@@ -121,9 +122,10 @@ mod tests {
             http_status(&failed("RESERVATION_CONFLICT")),
             StatusCode::CONFLICT
         );
+        // A booking rejection without its details is not known to conflict.
         assert_eq!(
             http_status(&failed("BOOKING_REJECTED")),
-            StatusCode::CONFLICT
+            StatusCode::BAD_REQUEST
         );
         let policy: Status = abi::Error::Policy(vec![]).into();
         assert_eq!(http_status(&policy), StatusCode::BAD_REQUEST);

@@ -45,6 +45,8 @@ use self::{
 /// The HTTP API's state: the descriptors, the routes resolved to their
 /// methods, and the gRPC services to call.
 pub struct Web {
+    /// Without authentication: requests must name a loopback host.
+    open: bool,
     pool: DescriptorPool,
     grpc: GrpcService,
     routes: Vec<Route>,
@@ -55,19 +57,39 @@ pub struct Web {
 
 impl Web {
     /// The API over `grpc`; request bodies of at most `body_limit` bytes.
+    /// `open`: the server authenticates no one, so requests must name a
+    /// loopback host (a page of another site that a DNS name pointed at
+    /// 127.0.0.1 gets nothing).
     ///
     /// # Errors
-    /// When a route names an RPC the proto does not have.
-    pub fn new(grpc: GrpcService, body_limit: usize) -> anyhow::Result<Self> {
+    /// When a route names an RPC the proto does not have, or an RPC has no
+    /// route.
+    pub fn new(grpc: GrpcService, body_limit: usize, open: bool) -> anyhow::Result<Self> {
         let pool = transcode::descriptors().context("loading the API's descriptors")?;
         let routes = routes::all();
         let methods = routes
             .iter()
             .map(|route| method(&pool, route.rpc))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        for service in [
+            "reservation.ReservationService",
+            "reservation.ResourceService",
+        ] {
+            let service = pool
+                .get_service_by_name(service)
+                .with_context(|| format!("no {service} in the proto"))?;
+            for rpc in service.methods() {
+                anyhow::ensure!(
+                    methods.iter().any(|m| m.full_name() == rpc.full_name()),
+                    "{} has no HTTP route",
+                    rpc.full_name()
+                );
+            }
+        }
         let openapi = serde_json::to_vec_pretty(&openapi::document(&pool, &routes, &methods))
             .context("writing the OpenAPI document")?;
         Ok(Web {
+            open,
             pool,
             grpc,
             routes,
@@ -81,13 +103,33 @@ impl Web {
     /// (the gRPC services).
     pub fn router(self, fallback: Fallback) -> axum::Router {
         use axum::routing::{any, get};
+        use tower::ServiceExt;
+        let pool = self.pool.clone();
         axum::Router::new()
             .route("/", get(|| board::page(board::INDEX)))
             .route("/board.js", get(|| board::page(board::SCRIPT)))
             .route("/board.css", get(|| board::page(board::STYLE)))
             .route("/v1/{*path}", any(serve))
             .with_state(Arc::new(self))
-            .fallback_service(fallback)
+            .fallback(move |request: Request| async move {
+                let grpc = request
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("application/grpc"));
+                if !grpc {
+                    let path = request.uri().path().to_string();
+                    return error_response_as(
+                        &pool,
+                        &Status::not_found(format!("nothing at {path}")),
+                        StatusCode::NOT_FOUND,
+                    );
+                }
+                match fallback.oneshot(request).await {
+                    Ok(answer) => answer.into_response(),
+                    Err(never) => match never {},
+                }
+            })
     }
 }
 
@@ -157,6 +199,15 @@ fn method(pool: &DescriptorPool, rpc: &str) -> anyhow::Result<MethodDescriptor> 
 async fn serve(State(web): State<Arc<Web>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
+    if web.open && !loopback_host(&parts.headers) {
+        return error_response_as(
+            &web.pool,
+            &Status::permission_denied(
+                "this server authenticates no one: call it as localhost or a loopback address",
+            ),
+            StatusCode::FORBIDDEN,
+        );
+    }
     if path == "/v1/openapi.json" && parts.method == tonic::codegen::http::Method::GET {
         return (
             [(header::CONTENT_TYPE, "application/json")],
@@ -191,7 +242,7 @@ async fn serve(State(web): State<Arc<Web>>, request: Request) -> Response {
         }
     };
     let input = match route.input {
-        Input::Body => match read_json(body, web.body_limit).await {
+        Input::Body => match read_json(&parts.headers, body, web.body_limit).await {
             Ok(value) => value,
             Err(failed) => return failed.into_response(&web.pool),
         },
@@ -234,8 +285,29 @@ async fn serve(State(web): State<Arc<Web>>, request: Request) -> Response {
     }
 }
 
+/// Whether the request names a loopback host (or none, as HTTP/1.0 may).
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return true;
+    };
+    let name = match host.rsplit_once(':') {
+        // `[::1]:50051`, `localhost:50051`; a bare IPv6 address has colons
+        // of its own and no brackets only when it has no port.
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Why a request body was refused.
 enum BodyError {
+    NotJson,
     TooLarge(usize),
     Unreadable(String),
     Invalid(Status),
@@ -244,6 +316,11 @@ enum BodyError {
 impl BodyError {
     fn into_response(self, pool: &DescriptorPool) -> Response {
         match self {
+            BodyError::NotJson => error_response_as(
+                pool,
+                &invalid("Content-Type", "must be application/json"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
             BodyError::TooLarge(limit) => error_response_as(
                 pool,
                 &invalid("body", &format!("must be at most {limit} bytes")),
@@ -259,8 +336,14 @@ impl BodyError {
     }
 }
 
-/// The body as a JSON object; an empty body is `{}`.
-async fn read_json(body: Body, limit: usize) -> Result<serde_json::Value, BodyError> {
+/// The body as a JSON object; an empty body is `{}`. A body must say it
+/// is JSON: a form another site's page posts (which a browser sends with
+/// no preflight) is refused.
+async fn read_json(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<serde_json::Value, BodyError> {
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
         {
@@ -271,6 +354,18 @@ async fn read_json(body: Body, limit: usize) -> Result<serde_json::Value, BodyEr
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Value::Object(Default::default()));
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json")
+                || (v.starts_with("application/") && v.ends_with("+json"))
+        });
+    if !json {
+        return Err(BodyError::NotJson);
     }
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(value @ serde_json::Value::Object(_)) => Ok(value),
@@ -453,4 +548,37 @@ fn line_bytes(value: &serde_json::Value) -> Bytes {
     let mut line = serde_json::to_vec(value).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        let host = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(value).unwrap());
+            loopback_host(&headers)
+        };
+        for ok in [
+            "localhost",
+            "localhost:50051",
+            "127.0.0.1:80",
+            "[::1]:50051",
+            "[::1]",
+            "LOCALHOST",
+        ] {
+            assert!(host(ok), "{ok}");
+        }
+        for refused in [
+            "rebound.example",
+            "rebound.example:50051",
+            "10.0.0.1:50051",
+            "localhost.evil",
+        ] {
+            assert!(!host(refused), "{refused}");
+        }
+        assert!(loopback_host(&HeaderMap::new()));
+    }
 }

@@ -265,12 +265,15 @@ function refreshSoon() {
 }
 
 // The change stream, read with fetch so that the token goes in a header;
-// on any end it reconnects with Last-Event-ID, missing nothing.
+// on any end it reconnects with Last-Event-ID, missing nothing. A refusal
+// to resume (the changes after the last id seen are gone) starts again
+// from a fresh picture; missing credentials show the token form.
 async function listen() {
   if (state.listening) state.listening.abort();
   const controller = new AbortController();
   state.listening = controller;
   const live = $("#live");
+  let wait = 1000;
   while (!controller.signal.aborted) {
     try {
       const headers = { Accept: "text/event-stream" };
@@ -279,7 +282,24 @@ async function listen() {
       const query = state.resources.length === 1
         ? `?resourceId=${encodeURIComponent(state.resources[0])}` : "";
       const response = await fetch("/v1/changes" + query, { headers, signal: controller.signal });
-      if (!response.ok) throw new Error("change stream: HTTP " + response.status);
+      if (!response.ok) {
+        const status = await response.json().catch(() => ({}));
+        const error = Object.assign(new Error(status.message || "HTTP " + response.status),
+          { http: response.status, status });
+        if (response.status === 401) {
+          $("#login").hidden = false;
+          say(explain(error), "error");
+          return;
+        }
+        if (status.code === 11 || status.code === 9) {
+          // OUT_OF_RANGE / FAILED_PRECONDITION: resume no more; redraw.
+          state.lastEventId = null;
+          await refresh();
+          continue;
+        }
+        throw error;
+      }
+      wait = 1000;
       live.className = "on";
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -289,15 +309,18 @@ async function listen() {
         buffer += value;
         let end;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
+          if (controller.signal.aborted) return;
           event(buffer.slice(0, end));
           buffer = buffer.slice(end + 2);
         }
       }
     } catch (error) {
       if (controller.signal.aborted) return;
+      if (error.http) say("Live updates paused: " + explain(error), "error");
     }
     live.className = "off";
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    wait = Math.min(wait * 2, 30000);
   }
 }
 
@@ -389,9 +412,14 @@ function wire() {
 
 // Reads the form into the state (and the address bar), then loads.
 async function show() {
+  // The old stream's events must not move the new one's position.
+  if (state.listening) state.listening.abort();
+  state.listening = null;
   state.resources = $("#resources").value.split(",").map((s) => s.trim()).filter(Boolean);
   state.day = $("#day").value;
-  state.user = $("#user").value.trim() || (state.me && state.me.principal) || "";
+  // A user reserves and lists as themself, whatever the address says.
+  const asUser = state.me && state.me.role === "ROLE_USER";
+  state.user = (!asUser && $("#user").value.trim()) || (state.me && state.me.principal) || "";
   state.selection = null;
   const params = new URLSearchParams({ resources: state.resources.join(","), day: state.day });
   if ($("#user").value.trim()) params.set("user", $("#user").value.trim());

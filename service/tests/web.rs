@@ -755,6 +755,21 @@ async fn grpc_web_clients_are_served_on_the_same_port() {
     assert!(trailers.contains("grpc-status-details-bin:"), "{trailers}");
     let stored = app.store.get(made.id.parse().unwrap()).await.unwrap();
     assert_eq!(stored.user_id.as_str(), "alice");
+
+    // A server stream: every message framed, the status last.
+    app.reserve("carol", "room-1", 120, 180).await.unwrap();
+    let request = pb::QueryRequest {
+        resource_id: "room-1".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let (messages, trailers) = call("/reservation.ReservationService/Query", request).await;
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    let users: Vec<String> = messages
+        .iter()
+        .map(|m| pb::Reservation::decode(m.as_slice()).unwrap().user_id)
+        .collect();
+    assert_eq!(users, ["alice", "carol"]);
 }
 
 /// Pages of the origins named in `cors_origins` may call the API from a

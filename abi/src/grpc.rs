@@ -36,14 +36,21 @@ fn status_with(
     Status::with_details(code, message, Bytes::from(rpc.encode_to_vec()))
 }
 
+/// `INVALID_ARGUMENT` for `field` (a path such as `reservation.start`),
+/// worded as every invalid argument is, with a `google.rpc.BadRequest`
+/// naming the field.
+pub fn invalid_argument(field: &str, reason: &str) -> Status {
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {reason}"),
+        ErrorDetails::with_bad_request_violation(field, reason),
+    )
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match &e {
-            Error::InvalidArgument { field, reason } => Status::with_error_details(
-                Code::InvalidArgument,
-                e.to_string(),
-                ErrorDetails::with_bad_request_violation(*field, reason.to_string()),
-            ),
+            Error::InvalidArgument { field, reason } => invalid_argument(field, reason),
             Error::NotFound(_)
             | Error::ResourceNotFound(_)
             | Error::BookingNotFound(_)

@@ -41,5 +41,7 @@ pub mod time;
 pub mod types;
 
 pub use error::{BoxError, Error, FieldContext, InvalidValue, Result};
-pub use grpc::{booking_rejection_from_status, conflict_from_status, policy_from_status};
+pub use grpc::{
+    booking_rejection_from_status, conflict_from_status, invalid_argument, policy_from_status,
+};
 pub use types::*;

@@ -43,32 +43,6 @@ impl Interceptor for Bearer {
     }
 }
 
-/// A server checking API tokens, reloaded every 100 ms.
-async fn token_server() -> TestApp {
-    TestApp::spawn_with(
-        |_| {},
-        ServerSettings {
-            auth: Arc::new(Authenticator::tokens(Arc::new(TokenCache::new()))),
-            token_refresh: Duration::from_millis(100),
-            ..ServerSettings::default()
-        },
-    )
-    .await
-}
-
-async fn token(app: &TestApp, principal: &str, role: Role) -> TokenSecret {
-    let (_, secret) = app
-        .store
-        .create_token(NewToken {
-            principal: UserId::parse(principal).unwrap(),
-            role,
-            expires_at: None,
-        })
-        .await
-        .unwrap();
-    secret
-}
-
 async fn client(app: &TestApp, authorization: Option<String>) -> Client {
     let channel = Channel::from_shared(format!("http://{}", app.addr))
         .unwrap()
@@ -126,8 +100,8 @@ async fn without_authentication_every_caller_is_an_admin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_bad_credentials_are_unauthenticated_and_say_nothing_more() {
-    let app = token_server().await;
-    let alice = token(&app, "alice", Role::User).await;
+    let app = TestApp::spawn_with_tokens().await;
+    let alice = app.token("alice", Role::User).await;
     let good = as_token(&app, &alice).await;
     eventually(Duration::from_secs(10), &good).await;
 
@@ -191,7 +165,7 @@ async fn missing_or_bad_credentials_are_unauthenticated_and_say_nothing_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_names_its_principal_and_role_until_it_is_revoked() {
-    let app = token_server().await;
+    let app = TestApp::spawn_with_tokens().await;
     let (made, secret) = app
         .store
         .create_token(NewToken {
@@ -251,9 +225,9 @@ async fn a_token_names_its_principal_and_role_until_it_is_revoked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_act_as_themselves_and_see_others_only_redacted() {
-    let app = token_server().await;
-    let ann_token = token(&app, "ann", Role::User).await;
-    let bob_token = token(&app, "bob", Role::User).await;
+    let app = TestApp::spawn_with_tokens().await;
+    let ann_token = app.token("ann", Role::User).await;
+    let bob_token = app.token("bob", Role::User).await;
     let mut ann = as_token(&app, &ann_token).await;
     let mut bob = as_token(&app, &bob_token).await;
     eventually(Duration::from_secs(10), &ann).await;
@@ -480,8 +454,8 @@ async fn a_principal_over_its_limits_is_told_when_to_retry_and_others_are_not_sl
         },
     )
     .await;
-    let ann = as_token(&app, &token(&app, "ann", Role::User).await).await;
-    let bob = as_token(&app, &token(&app, "bob", Role::User).await).await;
+    let ann = as_token(&app, &app.token("ann", Role::User).await).await;
+    let bob = as_token(&app, &app.token("bob", Role::User).await).await;
     eventually(Duration::from_secs(10), &ann).await;
     eventually(Duration::from_secs(10), &bob).await;
 
@@ -545,10 +519,10 @@ async fn a_principal_over_its_limits_is_told_when_to_retry_and_others_are_not_sl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_and_refused_bookings_show_others_redacted_over_the_wire() {
-    let app = token_server().await;
-    let ann = as_token(&app, &token(&app, "ann", Role::User).await).await;
-    let bob = as_token(&app, &token(&app, "bob", Role::User).await).await;
-    let svc = as_token(&app, &token(&app, "svc", Role::Service).await).await;
+    let app = TestApp::spawn_with_tokens().await;
+    let ann = as_token(&app, &app.token("ann", Role::User).await).await;
+    let bob = as_token(&app, &app.token("bob", Role::User).await).await;
+    let svc = as_token(&app, &app.token("svc", Role::Service).await).await;
     eventually(Duration::from_secs(10), &ann).await;
     eventually(Duration::from_secs(10), &bob).await;
     eventually(Duration::from_secs(10), &svc).await;

@@ -12,17 +12,11 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use abi::{NewToken, Role, UserId};
+use abi::Role;
 use fantoccini::{Client, ClientBuilder, Locator};
-use reservation::Rsvp;
-use rsvp_server::{
-    auth::{Authenticator, TokenCache},
-    server::ServerSettings,
-};
 use serde_json::json;
 use support::*;
 
@@ -298,30 +292,8 @@ async fn two_browsers_one_reserves_the_other_sees_it_live() {
 /// sends it in a header (the change stream too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_works_with_a_token_entered_once() {
-    let app = TestApp::spawn_with(
-        |_| {},
-        ServerSettings {
-            auth: Arc::new(Authenticator::tokens(Arc::new(TokenCache::new()))),
-            token_refresh: Duration::from_millis(100),
-            ..ServerSettings::default()
-        },
-    )
-    .await;
-    let token = |principal: &str| {
-        let store = app.store.clone();
-        let principal = UserId::parse(principal).unwrap();
-        async move {
-            let (_, secret) = store
-                .create_token(NewToken {
-                    principal,
-                    role: Role::User,
-                    expires_at: None,
-                })
-                .await
-                .unwrap();
-            secret
-        }
-    };
+    let app = TestApp::spawn_with_tokens().await;
+    let token = async |principal: &str| app.token(principal, Role::User).await;
     let secret = token("alice").await;
     let bob = token("bob").await;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -27,6 +27,23 @@ fn server_tls(certs: &TestCerts, client_certificates_required: bool) -> ServerTl
     .client_auth_optional(!client_certificates_required)
 }
 
+/// A server that requires client certificates signed by `certs`' authority,
+/// naming callers by them (`ops` an admin).
+async fn mtls_server(certs: &TestCerts) -> TestApp {
+    TestApp::spawn_with(
+        |_| {},
+        ServerSettings {
+            auth: Arc::new(Authenticator::certificates(HashMap::from([(
+                "ops".to_string(),
+                Role::Admin,
+            )]))),
+            tls: Some(server_tls(certs, true)),
+            ..ServerSettings::default()
+        },
+    )
+    .await
+}
+
 /// A client trusting `trusted`'s authority, presenting `identity` if any.
 async fn client(
     app: &TestApp,
@@ -68,18 +85,7 @@ async fn whoami(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_name_the_caller_and_nothing_else_gets_in() {
     let certs = TestCerts::new("rsvp test authority");
-    let app = TestApp::spawn_with(
-        |_| {},
-        ServerSettings {
-            auth: Arc::new(Authenticator::certificates(HashMap::from([(
-                "ops".to_string(),
-                Role::Admin,
-            )]))),
-            tls: Some(server_tls(&certs, true)),
-            ..ServerSettings::default()
-        },
-    )
-    .await;
+    let app = mtls_server(&certs).await;
 
     let ops = certs.client("ops");
     assert_eq!(
@@ -196,18 +202,7 @@ async fn https_whoami(app: &TestApp, certs: &TestCerts, identity: &CertFiles) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_http1_clients_and_client_certificates_name_them() {
     let certs = TestCerts::new("rsvp test authority");
-    let app = TestApp::spawn_with(
-        |_| {},
-        ServerSettings {
-            auth: Arc::new(Authenticator::certificates(HashMap::from([(
-                "ops".to_string(),
-                Role::Admin,
-            )]))),
-            tls: Some(server_tls(&certs, true)),
-            ..ServerSettings::default()
-        },
-    )
-    .await;
+    let app = mtls_server(&certs).await;
     let (alpn, answer) = https_whoami(&app, &certs, &certs.client("ops")).await;
     assert_eq!(alpn, "http/1.1");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

@@ -3,15 +3,12 @@
 
 mod support;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use abi::{NewToken, Role, UserId, pb};
+use abi::{Role, pb};
 use reqwest::{Client, Method, StatusCode};
 use reservation::Rsvp;
-use rsvp_server::{
-    auth::{Authenticator, TokenCache},
-    server::ServerSettings,
-};
+use rsvp_server::server::ServerSettings;
 use serde_json::{Value, json};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -424,30 +421,8 @@ async fn resources_availability_and_bookings_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_calls_are_authenticated_as_grpc_calls_are() {
-    let app = TestApp::spawn_with(
-        |_| {},
-        ServerSettings {
-            auth: Arc::new(Authenticator::tokens(Arc::new(TokenCache::new()))),
-            token_refresh: Duration::from_millis(100),
-            ..ServerSettings::default()
-        },
-    )
-    .await;
-    let token = |principal: &str| {
-        let store = app.store.clone();
-        let principal = principal.to_string();
-        async move {
-            let (_, secret) = store
-                .create_token(NewToken {
-                    principal: UserId::parse(principal).unwrap(),
-                    role: Role::User,
-                    expires_at: None,
-                })
-                .await
-                .unwrap();
-            secret.expose().to_string()
-        }
-    };
+    let app = TestApp::spawn_with_tokens().await;
+    let token = async |principal: &str| app.token(principal, Role::User).await.expose().to_string();
     let alice = Http::with_token(&app, &token("alice").await);
     let bob = Http::with_token(&app, &token("bob").await);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -141,6 +141,53 @@ impl Worker {
         format!("bench-{}", self.rng.random_range(0..self.resources.max(1)))
     }
 
+    /// A random hour of 2027.
+    fn hour(&mut self) -> DateTime<Utc> {
+        year_start() + TimeDelta::hours(self.rng.random_range(0..8760))
+    }
+
+    /// A random week of 2027.
+    fn week(&mut self) -> DateTime<Utc> {
+        year_start() + TimeDelta::weeks(self.rng.random_range(0..52))
+    }
+
+    /// The resource and start of the workload's next reserve (reserve-hot,
+    /// -capacity and -registered their own; any other as reserve-spread).
+    fn reserve_target(&mut self) -> (String, DateTime<Utc>) {
+        match self.workload {
+            Workload::ReserveHot => (
+                "bench-hot".into(),
+                year_start() + TimeDelta::minutes(self.rng.random_range(0..60)),
+            ),
+            Workload::ReserveCapacity => (self.target.clone(), year_start()),
+            Workload::ReserveRegistered => (
+                format!(
+                    "bench-registered-{}",
+                    self.rng.random_range(0..registered(self.resources))
+                ),
+                self.hour(),
+            ),
+            _ => (self.resource(), self.hour()),
+        }
+    }
+
+    /// [`AVAILABILITY_RESOURCES`] distinct random resources.
+    fn availability_ids(&mut self) -> Vec<String> {
+        let wanted = AVAILABILITY_RESOURCES.min(usize::try_from(self.resources).unwrap_or(1));
+        let mut ids = std::collections::BTreeSet::new();
+        while ids.len() < wanted.max(1) {
+            ids.insert(self.resource());
+        }
+        ids.into_iter().collect()
+    }
+
+    /// The parts of a booking: random hours on random resources.
+    fn book_parts(&mut self) -> Vec<(String, DateTime<Utc>)> {
+        (0..BOOK_PARTS)
+            .map(|_| (self.resource(), self.hour()))
+            .collect()
+    }
+
     async fn reserve(
         &mut self,
         resource: String,
@@ -169,8 +216,7 @@ impl Worker {
     }
 
     async fn query_week(&mut self) -> Result<(), tonic::Status> {
-        let week = self.rng.random_range(0..52);
-        let start = year_start() + TimeDelta::weeks(week);
+        let start = self.week();
         let request = pb::QueryRequest {
             resource_id: self.resource(),
             start: Some(to_timestamp(start)),
@@ -187,15 +233,9 @@ impl Worker {
     /// What a booking page asks: [`AVAILABILITY_RESOURCES`] resources over
     /// a week of 2027, with the 30-minute slots a reserve would get.
     async fn availability_week(&mut self) -> Result<(), tonic::Status> {
-        let week = self.rng.random_range(0..52);
-        let start = year_start() + TimeDelta::weeks(week);
-        let wanted = AVAILABILITY_RESOURCES.min(usize::try_from(self.resources).unwrap_or(1));
-        let mut ids = std::collections::BTreeSet::new();
-        while ids.len() < wanted.max(1) {
-            ids.insert(self.resource());
-        }
+        let start = self.week();
         let request = pb::AvailabilityRequest {
-            resource_ids: ids.into_iter().collect(),
+            resource_ids: self.availability_ids(),
             start: Some(to_timestamp(start)),
             end: Some(to_timestamp(start + TimeDelta::weeks(1))),
             quantity: 1,
@@ -208,17 +248,16 @@ impl Worker {
     /// A booking of three confirmed parts: random hours of 2027 on random
     /// resources (conflicts rare), as reserve-spread reserves one.
     async fn book_three(&mut self) -> Result<(), tonic::Status> {
-        let parts = (0..BOOK_PARTS)
-            .map(|_| {
-                let start = year_start() + TimeDelta::hours(self.rng.random_range(0..8760));
-                pb::Reservation {
-                    resource_id: self.resource(),
-                    status: ReservationStatus::Confirmed.into(),
-                    start: Some(to_timestamp(start)),
-                    end: Some(to_timestamp(start + TimeDelta::hours(1))),
-                    quantity: 1,
-                    ..Default::default()
-                }
+        let parts = self
+            .book_parts()
+            .into_iter()
+            .map(|(resource_id, start)| pb::Reservation {
+                resource_id,
+                status: ReservationStatus::Confirmed.into(),
+                start: Some(to_timestamp(start)),
+                end: Some(to_timestamp(start + TimeDelta::hours(1))),
+                quantity: 1,
+                ..Default::default()
             })
             .collect();
         let request = pb::BookRequest {
@@ -250,29 +289,11 @@ impl Worker {
 
     /// One call over HTTP/JSON: the same requests as over gRPC.
     async fn call_http(&mut self) -> String {
-        let hour = |worker: &mut Worker| {
-            let start = year_start() + TimeDelta::hours(worker.rng.random_range(0..8760));
-            (rfc3339(start), rfc3339(start + TimeDelta::hours(1)))
-        };
+        let span = |start: DateTime<Utc>| (rfc3339(start), rfc3339(start + TimeDelta::hours(1)));
         let (path, body) = match self.workload {
             Workload::ReserveSpread | Workload::ReserveRegistered | Workload::ReserveHot => {
-                let (resource, (start, end)) = match self.workload {
-                    Workload::ReserveHot => {
-                        let start = year_start() + TimeDelta::minutes(self.rng.random_range(0..60));
-                        (
-                            "bench-hot".to_string(),
-                            (rfc3339(start), rfc3339(start + TimeDelta::hours(1))),
-                        )
-                    }
-                    Workload::ReserveRegistered => (
-                        format!(
-                            "bench-registered-{}",
-                            self.rng.random_range(0..registered(self.resources))
-                        ),
-                        hour(self),
-                    ),
-                    _ => (self.resource(), hour(self)),
-                };
+                let (resource, start) = self.reserve_target();
+                let (start, end) = span(start);
                 let body = serde_json::json!({"reservation": {
                     "userId": self.user, "resourceId": resource, "start": start, "end": end,
                     "status": "RESERVATION_STATUS_CONFIRMED", "quantity": 1,
@@ -280,27 +301,22 @@ impl Worker {
                 ("/v1/reservations", body)
             }
             Workload::Availability => {
-                let week = self.rng.random_range(0..52);
-                let start = year_start() + TimeDelta::weeks(week);
-                let wanted =
-                    AVAILABILITY_RESOURCES.min(usize::try_from(self.resources).unwrap_or(1));
-                let mut ids = std::collections::BTreeSet::new();
-                while ids.len() < wanted.max(1) {
-                    ids.insert(self.resource());
-                }
+                let start = self.week();
                 let body = serde_json::json!({
-                    "resourceIds": ids, "start": rfc3339(start),
+                    "resourceIds": self.availability_ids(), "start": rfc3339(start),
                     "end": rfc3339(start + TimeDelta::weeks(1)), "quantity": 1,
                     "slotDuration": "1800s",
                 });
                 ("/v1/availability", body)
             }
             Workload::Book => {
-                let parts: Vec<_> = (0..BOOK_PARTS)
-                    .map(|_| {
-                        let (start, end) = hour(self);
+                let parts: Vec<_> = self
+                    .book_parts()
+                    .into_iter()
+                    .map(|(resource, start)| {
+                        let (start, end) = span(start);
                         serde_json::json!({
-                            "resourceId": self.resource(), "start": start, "end": end,
+                            "resourceId": resource, "start": start, "end": end,
                             "status": "RESERVATION_STATUS_CONFIRMED", "quantity": 1,
                         })
                     })
@@ -318,28 +334,11 @@ impl Worker {
 
     async fn call(&mut self) -> Result<(), tonic::Status> {
         match self.workload {
-            Workload::ReserveSpread => {
-                let resource = self.resource();
-                let start = year_start() + TimeDelta::hours(self.rng.random_range(0..8760));
-                self.reserve(resource, start, ReservationStatus::Confirmed)
-                    .await
-            }
-            Workload::ReserveHot => {
-                let start = year_start() + TimeDelta::minutes(self.rng.random_range(0..60));
-                self.reserve("bench-hot".into(), start, ReservationStatus::Confirmed)
-                    .await
-            }
-            Workload::ReserveCapacity => {
-                let resource = self.target.clone();
-                self.reserve(resource, year_start(), ReservationStatus::Confirmed)
-                    .await
-            }
-            Workload::ReserveRegistered => {
-                let resource = format!(
-                    "bench-registered-{}",
-                    self.rng.random_range(0..registered(self.resources))
-                );
-                let start = year_start() + TimeDelta::hours(self.rng.random_range(0..8760));
+            Workload::ReserveSpread
+            | Workload::ReserveHot
+            | Workload::ReserveCapacity
+            | Workload::ReserveRegistered => {
+                let (resource, start) = self.reserve_target();
                 self.reserve(resource, start, ReservationStatus::Confirmed)
                     .await
             }
@@ -349,8 +348,7 @@ impl Worker {
             Workload::Get => self.get().await,
             Workload::Mixed => match self.rng.random_range(0..100) {
                 0..35 => {
-                    let resource = self.resource();
-                    let start = year_start() + TimeDelta::hours(self.rng.random_range(0..8760));
+                    let (resource, start) = self.reserve_target();
                     self.reserve(resource, start, ReservationStatus::Pending)
                         .await
                 }

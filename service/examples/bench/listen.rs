@@ -126,17 +126,11 @@ pub async fn measure(
         .lock()
         .map_err(|_| anyhow::anyhow!("the latency histogram"))?
         .clone();
-    let ms = |us: u64| us as f64 / 1000.0;
     let report = json!({
         "rate_per_s": rate,
         "written": made,
         "received": received,
-        "latency_ms": {
-            "p50": ms(latency.value_at_quantile(0.50)),
-            "p90": ms(latency.value_at_quantile(0.90)),
-            "p99": ms(latency.value_at_quantile(0.99)),
-            "max": ms(latency.max()),
-        },
+        "latency_ms": super::latency_ms(&latency),
     });
     eprintln!("   {report}");
     Ok(report)

@@ -403,20 +403,26 @@ fn pgbench(
             }
         }
     }
-    let ms = |us: u64| us as f64 / 1000.0;
+    let mut latency = latency_ms(&latencies);
+    latency["mean"] = json!(latencies.mean() / 1000.0);
     let report = json!({
         "calls_per_s": tps,
         "calls": latencies.len(),
-        "latency_ms": {
-            "mean": latencies.mean() / 1000.0,
-            "p50": ms(latencies.value_at_quantile(0.50)),
-            "p90": ms(latencies.value_at_quantile(0.90)),
-            "p99": ms(latencies.value_at_quantile(0.99)),
-            "max": ms(latencies.max()),
-        },
+        "latency_ms": latency,
     });
     eprintln!("   {report}");
     Ok(report)
+}
+
+/// Percentiles and the maximum of `latency` (recorded in µs), in ms.
+pub fn latency_ms(latency: &hdrhistogram::Histogram<u64>) -> Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    json!({
+        "p50": ms(latency.value_at_quantile(0.50)),
+        "p90": ms(latency.value_at_quantile(0.90)),
+        "p99": ms(latency.value_at_quantile(0.99)),
+        "max": ms(latency.max()),
+    })
 }
 
 /// How PostgreSQL runs the statement of one availability call (10 resources

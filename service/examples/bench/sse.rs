@@ -116,19 +116,13 @@ pub async fn measure(
         }
     }
     let expected = acked.len() as u64 * streams as u64;
-    let ms = |us: u64| us as f64 / 1000.0;
     let report = json!({
         "streams": streams,
         "rate_per_s": rate,
         "written": acked.len(),
         "deliveries": delivered,
         "deliveries_expected": expected,
-        "latency_ms": {
-            "p50": ms(latency.value_at_quantile(0.50)),
-            "p90": ms(latency.value_at_quantile(0.90)),
-            "p99": ms(latency.value_at_quantile(0.99)),
-            "max": ms(latency.max()),
-        },
+        "latency_ms": super::latency_ms(&latency),
     });
     eprintln!("   {report}");
     Ok(report)

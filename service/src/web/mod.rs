@@ -39,8 +39,9 @@ use tonic::{
 use self::{
     errors::{error_response, error_response_as, status_json},
     routes::{Input, Matched, Output, Route},
-    transcode::{Fallback, Forwarded, GrpcService, from_json, invalid, to_json},
+    transcode::{Fallback, Forwarded, GrpcService, from_json, to_json},
 };
+use abi::invalid_argument as invalid;
 
 /// The HTTP API's state: the descriptors, the routes resolved to their
 /// methods, and the gRPC services to call.

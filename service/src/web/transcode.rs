@@ -19,7 +19,6 @@ use tonic::{
     codegen::http::{self, HeaderMap, uri::PathAndQuery},
     metadata::MetadataMap,
 };
-use tonic_types::{ErrorDetails, StatusExt};
 use tower::util::BoxCloneSyncService;
 
 /// The gRPC services as one in-process service.
@@ -77,8 +76,15 @@ impl Forwarded {
 /// over 92 days with small slots runs to megabytes).
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
-fn client(grpc: &GrpcService) -> tonic::client::Grpc<GrpcService> {
-    tonic::client::Grpc::new(grpc.clone()).max_decoding_message_size(MAX_ANSWER_BYTES)
+/// A client of the in-process services, ready for a call.
+async fn client(grpc: &GrpcService) -> Result<tonic::client::Grpc<GrpcService>, Status> {
+    let mut client =
+        tonic::client::Grpc::new(grpc.clone()).max_decoding_message_size(MAX_ANSWER_BYTES);
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("service not ready: {e}")))?;
+    Ok(client)
 }
 
 /// Calls `method` with `message`, for its one answer.
@@ -88,12 +94,8 @@ pub async fn unary(
     message: DynamicMessage,
     from: Forwarded,
 ) -> Result<DynamicMessage, Status> {
-    let mut client = client(grpc);
-    client
-        .ready()
-        .await
-        .map_err(|e| Status::unavailable(format!("service not ready: {e}")))?;
-    let answer = client
+    let answer = client(grpc)
+        .await?
         .unary(from.request(message), path(method)?, codec(method))
         .await?;
     Ok(answer.into_inner())
@@ -106,12 +108,8 @@ pub async fn server_streaming(
     message: DynamicMessage,
     from: Forwarded,
 ) -> Result<Streaming<DynamicMessage>, Status> {
-    let mut client = client(grpc);
-    client
-        .ready()
-        .await
-        .map_err(|e| Status::unavailable(format!("service not ready: {e}")))?;
-    let answer = client
+    let answer = client(grpc)
+        .await?
         .server_streaming(from.request(message), path(method)?, codec(method))
         .await?;
     Ok(answer.into_inner())
@@ -205,15 +203,6 @@ pub fn from_json(
             } else {
                 path.as_str()
             };
-            invalid(field, &e.to_string())
+            abi::invalid_argument(field, &e.to_string())
         })
-}
-
-/// `INVALID_ARGUMENT` for `field`, as the service words it.
-pub fn invalid(field: &str, reason: &str) -> Status {
-    Status::with_error_details(
-        tonic::Code::InvalidArgument,
-        format!("{field}: {reason}"),
-        ErrorDetails::with_bad_request_violation(field, reason),
-    )
 }

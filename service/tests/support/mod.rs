@@ -103,6 +103,35 @@ impl TestApp {
         }
     }
 
+    /// A server checking API tokens, reloaded every 100 ms.
+    pub async fn spawn_with_tokens() -> TestApp {
+        TestApp::spawn_with(
+            |_| {},
+            ServerSettings {
+                auth: Arc::new(rsvp_server::auth::Authenticator::tokens(Arc::new(
+                    rsvp_server::auth::TokenCache::new(),
+                ))),
+                token_refresh: Duration::from_millis(100),
+                ..ServerSettings::default()
+            },
+        )
+        .await
+    }
+
+    /// A new API token for `principal` in `role`, made in the store.
+    pub async fn token(&self, principal: &str, role: abi::Role) -> abi::TokenSecret {
+        let (_, secret) = self
+            .store
+            .create_token(abi::NewToken {
+                principal: abi::UserId::parse(principal).unwrap(),
+                role,
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        secret
+    }
+
     /// A new client of this server.
     pub async fn client(&self) -> RsvpClient {
         connect(self.addr).await

@@ -32,9 +32,15 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::{dialect::Sql, row::StoredChange, rsvp::ChangeStream, statement::Statement};
 
 /// Transactions that may still commit change ids drawn before they were
-/// named: opaque to the hub, meaningful to the store that named them.
+/// named, and the database server they run on: opaque to the hub,
+/// meaningful to the store that named them. Transactions of another server
+/// (one that failed over, or restarted) can commit nothing more: what they
+/// committed is on the server now answering, or is gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Writers(pub Vec<String>);
+pub(crate) struct Writers {
+    pub server: String,
+    pub transactions: Vec<String>,
+}
 
 /// Where a store keeps its changes.
 #[async_trait]
@@ -135,7 +141,7 @@ async fn settle<S: ChangeSource>(source: &S) -> Result<()> {
     while source.running(&writers).await? {
         if reported.elapsed() >= GAP_REPORT {
             tracing::warn!(
-                writers = ?writers.0,
+                writers = ?writers.transactions,
                 waited_s = since.elapsed().as_secs(),
                 "change feed starting: waiting for transactions that may commit changes"
             );
@@ -284,7 +290,7 @@ async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap
                 tracing::warn!(
                     from = shared.lock().delivered + 1,
                     to = g.below - 1,
-                    writers = ?g.writers.0,
+                    writers = ?g.writers.transactions,
                     waited_s = g.since.elapsed().as_secs(),
                     "change feed waiting for open transactions that may commit these change ids"
                 );

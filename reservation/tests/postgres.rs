@@ -756,3 +756,114 @@ async fn the_store_reaches_postgresql_over_tls_as_the_url_asks() {
         "an untrusted server is refused"
     );
 }
+
+/// Makes a cluster's sessions read-only (`on`) or writable (`off`), new and
+/// open ones alike, as a demoted or promoted server's would be.
+async fn set_read_only(cluster: &TestCluster, on: bool) {
+    let pool = PgPool::connect(&cluster.url("postgres")).await.unwrap();
+    let value = if on { "on" } else { "off" };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER SYSTEM SET default_transaction_read_only = {value}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+async fn holds_reservation(cluster: &TestCluster, id: &abi::ReservationId) -> bool {
+    let pool = PgPool::connect(&cluster.url("postgres")).await.unwrap();
+    let found: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rsvp.reservations WHERE id = $1)")
+            .bind(id.uuid())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    found
+}
+
+/// A URL naming several hosts (libpq's form): with `read-write` the store
+/// uses the first host that takes writes, skipping one that is down and one
+/// that is read-only, and moves by itself when that host stops taking
+/// writes; meanwhile writes fail as UNAVAILABLE only. With `any` it uses
+/// the first host that answers, where writes are UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_host_url_uses_the_host_that_takes_writes_and_follows_it() {
+    let (a, b) = tokio::task::spawn_blocking(|| {
+        (TestCluster::start().unwrap(), TestCluster::start().unwrap())
+    })
+    .await
+    .unwrap();
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    for cluster in [&a, &b] {
+        PgStore::connect(&cluster.url("postgres"), StoreOptions::default())
+            .await
+            .unwrap();
+    }
+    set_read_only(&a, true).await;
+    let hosts = format!(
+        "postgres://postgres@127.0.0.1:{down},127.0.0.1:{},127.0.0.1:{}/postgres",
+        a.port(),
+        b.port()
+    );
+
+    let store = PgStore::connect(
+        &format!("{hosts}?target_session_attrs=read-write"),
+        StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let first = store.reserve(hold("ann", "room", 0, 60)).await.unwrap();
+    assert!(holds_reservation(&b, &first.id).await);
+    store.ping().await.unwrap();
+
+    // A switchover: b stops taking writes, a starts.
+    set_read_only(&b, true).await;
+    set_read_only(&a, false).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let moved = loop {
+        match store.reserve(hold("bob", "room", 60, 120)).await {
+            Ok(r) => break r,
+            Err(Error::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("writes during the switch fail as UNAVAILABLE only: {e:?}"),
+        }
+    };
+    assert!(holds_reservation(&a, &moved.id).await);
+    assert!(!holds_reservation(&b, &moved.id).await);
+    store.ping().await.unwrap();
+
+    // `any` takes the first host that answers, though it is read-only.
+    set_read_only(&a, true).await;
+    let options = StoreOptions {
+        migrate: false,
+        ..StoreOptions::default()
+    };
+    let any = PgStore::connect(&format!("{hosts}?target_session_attrs=any"), options)
+        .await
+        .unwrap();
+    let refused = any.reserve(hold("cy", "room", 120, 180)).await.unwrap_err();
+    assert!(matches!(refused, Error::Unavailable(_)), "{refused:?}");
+    // And a store that finds no host that takes writes says so.
+    let options = StoreOptions {
+        acquire_timeout: Duration::from_secs(1),
+        ..StoreOptions::default()
+    };
+    match PgStore::connect(&format!("{hosts}?target_session_attrs=read-write"), options).await {
+        Err(Error::Unavailable(e)) => {
+            let text = e.to_string();
+            assert!(text.contains("read-only"), "{text}");
+        }
+        Ok(_) => panic!("no host takes writes"),
+        Err(e) => panic!("{e:?}"),
+    }
+}

@@ -500,15 +500,21 @@ impl DatabaseUrl {
         }
     }
 
-    /// The URL with any password replaced by `****`.
+    /// The URL with any password replaced by `****` (a URL naming several
+    /// hosts, `postgres://u:p@h1,h2/db`, included).
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("****"));
-                url.to_string()
-            }
-            Ok(url) => url.to_string(),
-            Err(_) => "<unparseable URL>".to_string(),
+        let url = &self.0;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.clone();
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let Some(at) = authority.rfind('@') else {
+            return url.clone();
+        };
+        match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:****{}", &rest[at..]),
+            None => url.clone(),
         }
     }
 }
@@ -555,6 +561,15 @@ mod tests {
         assert_eq!(format!("{url:?}"), "postgres://rsvp:****@db:5432/rsvp");
         assert!(!format!("{url}").contains("s3cret"));
         assert_eq!(url.expose(), "postgres://rsvp:s3cret@db:5432/rsvp");
+        let pair = DatabaseUrl::new("postgres://rsvp:s3c@et@h1:5432,h2:5432/rsvp?x=y@z");
+        assert_eq!(
+            pair.redacted(),
+            "postgres://rsvp:****@h1:5432,h2:5432/rsvp?x=y@z"
+        );
+        assert_eq!(
+            DatabaseUrl::new("sqlite:data/rsvp.db").redacted(),
+            "sqlite:data/rsvp.db"
+        );
     }
 
     #[test]

@@ -64,33 +64,51 @@ impl ChangeSource for PgChanges {
     /// A transaction that draws a change id holds `ROW EXCLUSIVE` on the
     /// changes table from before it draws the id until it ends: the holders
     /// now are every transaction that may still commit an id drawn before.
+    /// Named with the server they run on (its start time), so that after a
+    /// failover or a restart none of them is waited for.
     async fn writers(&self) -> Result<Option<Writers>> {
-        let held: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT virtualtransaction FROM pg_locks \
-             WHERE locktype = 'relation' \
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND relation = 'rsvp.reservation_changes'::regclass \
-               AND mode = 'RowExclusiveLock' AND granted AND pid IS DISTINCT FROM pg_backend_pid()",
+        let (server, standby, transactions): (String, bool, Vec<String>) = sqlx::query_as(
+            "SELECT pg_postmaster_start_time()::text, pg_is_in_recovery(), \
+                    coalesce((SELECT array_agg(DISTINCT virtualtransaction) FROM pg_locks \
+                      WHERE locktype = 'relation' \
+                        AND database = (SELECT oid FROM pg_database \
+                                        WHERE datname = current_database()) \
+                        AND relation = 'rsvp.reservation_changes'::regclass \
+                        AND mode = 'RowExclusiveLock' AND granted \
+                        AND pid IS DISTINCT FROM pg_backend_pid()), '{}')",
         )
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(Some(Writers(held)))
+        if standby {
+            return Err(on_standby());
+        }
+        Ok(Some(Writers {
+            server,
+            transactions,
+        }))
     }
 
     async fn running(&self, writers: &Writers) -> Result<bool> {
-        if writers.0.is_empty() {
+        if writers.transactions.is_empty() {
             return Ok(false);
         }
         // A running (or prepared) transaction holds locks under its virtual
         // transaction id; virtual ids are not reused while it lives.
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE virtualtransaction = ANY($1))",
+        let (standby, running): (bool, bool) = sqlx::query_as(
+            "SELECT pg_is_in_recovery(), \
+                    pg_postmaster_start_time()::text = $2 \
+                    AND EXISTS (SELECT 1 FROM pg_locks WHERE virtualtransaction = ANY($1))",
         )
-        .bind(&writers.0)
+        .bind(&writers.transactions)
+        .bind(&writers.server)
         .fetch_one(&self.pool)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+        if standby {
+            return Err(on_standby());
+        }
+        Ok(running)
     }
 
     async fn purged_through(&self) -> Result<i64> {
@@ -112,6 +130,14 @@ impl ChangeSource for PgChanges {
     fn sql(&self) -> &'static Sql {
         &SQL
     }
+}
+
+/// A standby cannot tell which change ids its primary may still commit:
+/// the feed waits at a gap until it reads a primary again.
+fn on_standby() -> abi::Error {
+    abi::Error::Unavailable(
+        "the change feed reads a standby; waiting for a connection to the primary".into(),
+    )
 }
 
 /// Announces this server's commits to every server listening on the

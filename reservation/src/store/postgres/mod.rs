@@ -13,8 +13,9 @@
 
 mod changes;
 mod rows;
+mod target;
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use abi::{
     ApiToken, BookingId, Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec,
@@ -22,18 +23,15 @@ use abi::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{
-    Connection, PgConnection, PgPool,
-    migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::{Connection, PgPool, migrate::Migrator, postgres::PgPoolOptions};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use self::{
     changes::{Announcer, PgChanges},
     rows::{PgReservationRow, PgWriteRow, SQL, range, render, reservation_columns},
+    target::Target,
 };
 use crate::{
     StoreOptions,
@@ -46,7 +44,6 @@ use crate::{
         Placement, ResourceUsage, ReviseOutcome, Revised, Revision, Sql, StoredBooking, WriteTime,
     },
     engine::Engine,
-    probe::Probe,
     row::{StoredReservation, StoredToken},
     statement::Statement,
     store::{capacity_in_use, decode_resource, encode_spec, micros},
@@ -77,59 +74,63 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://...`) and, unless
     /// `options.migrate` is off, applies migrations.
     ///
+    /// The URL may name several hosts as libpq reads them
+    /// (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`):
+    /// the store uses the first that accepts the kind of session asked for
+    /// (`any`, libpq's default, `read-write` or `primary`), and moves to
+    /// another by itself when that one goes away or stops taking writes.
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] on `database_url` for a malformed URL;
-    /// [`Error::Unavailable`] when the server cannot be reached.
+    /// [`Error::Unavailable`] when no host can be reached.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(Error::invalid(
-                "database_url",
-                "must start with postgres:// or postgresql://",
-            ));
-        }
-        let mut connect = PgConnectOptions::from_str(url)
-            .map_err(|_| Error::invalid("database_url", "not a valid PostgreSQL URL"))?
-            .application_name("rsvp");
         options.check()?;
-        connect = connect.options(session_settings(&options));
+        let settings = session_settings(&options);
+        let target = Arc::new(Target::parse(url, |connect| {
+            connect
+                .application_name("rsvp")
+                .options(settings.iter().map(|(k, v)| (*k, v.as_str())))
+        })?);
+        if target.watched() {
+            // Several hosts, or a kind of server to insist on: find one
+            // before opening the pool on it.
+            target.choose(options.acquire_timeout).await?;
+        }
+        let on_connect = target.clone();
+        let on_acquire = target.clone();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             // The pool already checks a connection when it comes back; a
             // round trip before every call as well would cost each call a
             // second wake-up of the database. Check only connections that sat
-            // idle long enough to have been cut off unseen.
+            // idle long enough to have been cut off unseen, and retire those
+            // opened before the store last chose a server.
             .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
+            .before_acquire(move |conn, meta| {
+                let target = on_acquire.clone();
                 Box::pin(async move {
+                    if !target.current_connection(&meta) {
+                        return Ok(false);
+                    }
                     if meta.idle_for >= IDLE_BEFORE_PING {
                         conn.ping().await?;
                     }
                     Ok(true)
                 })
             })
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // An acknowledged reservation must survive a crash: never
-                    // acknowledge a commit before its WAL is written, even
-                    // where the server's default says otherwise.
-                    sqlx::query(
-                        "SELECT set_config('synchronous_commit', 'on', false) \
-                         WHERE current_setting('synchronous_commit') = 'off'",
-                    )
-                    .execute(conn)
-                    .await
-                    .map(drop)
-                })
+            .after_connect(move |conn, _| {
+                let target = on_connect.clone();
+                Box::pin(async move { target.prepare(conn).await })
             })
-            .connect_with(connect)
+            .connect_with(target.options())
             .await
             .map_err(|e| match e {
                 // Nothing accepted a connection before the deadline.
                 sqlx::Error::PoolTimedOut => Error::Unavailable(Box::new(e)),
                 e => db_error(e),
             })?;
-        Self::with_pool(pool, options).await
+        Self::open(pool, target, options).await
     }
 
     /// A store on an existing pool; applies migrations unless
@@ -138,16 +139,26 @@ impl PgStore {
     /// # Errors
     /// When migrations fail.
     pub async fn with_pool(pool: PgPool, options: StoreOptions) -> Result<Self> {
+        let target = Arc::new(Target::single((*pool.connect_options()).clone()));
+        Self::open(pool, target, options).await
+    }
+
+    async fn open(pool: PgPool, target: Arc<Target>, options: StoreOptions) -> Result<Self> {
         options.check()?;
         if options.migrate {
             migrate(&pool).await?;
         }
+        let stop = CancellationToken::new();
+        if target.watched() {
+            tokio::spawn(target.clone().watch(pool.clone(), stop.clone()));
+        }
         let wake = Arc::new(Notify::new());
         let dialect = PgDialect {
             announcer: Announcer::start(&pool, wake.clone()),
-            probe: Probe::new((*pool.connect_options()).clone()),
+            target,
             wake,
             pool,
+            _watch: stop.drop_guard(),
         };
         Ok(PgStore {
             engine: Arc::new(Engine::new(dialect, options)),
@@ -204,8 +215,10 @@ pub(crate) struct PgDialect {
     wake: Arc<Notify>,
     /// Tells the other servers after every write this one commits.
     announcer: Announcer,
-    /// Health checks' own connection.
-    probe: Probe<PgConnection>,
+    /// The server in use, with health checks' own connection to it.
+    target: Arc<Target>,
+    /// Stops the task that keeps the pool on a server that will do.
+    _watch: DropGuard,
 }
 
 impl PgDialect {
@@ -982,7 +995,7 @@ impl Dialect for PgDialect {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.probe.check().await
+        self.target.check().await
     }
 
     async fn insert_token(&self, token: &ApiToken) -> Result<()> {

@@ -2,11 +2,12 @@
 
 CARGO ?= cargo
 
-.PHONY: help run test test-deps lint fmt build bench bench-scale fuzz clean
+.PHONY: help run test test-deps ha-test lint fmt build bench bench-scale fuzz clean
 
 # Tools the tests use beyond Rust, installed when missing: schemathesis
-# from PyPI into .tools/venv; Chromium and ChromeDriver from Debian's
-# packages (GitHub's runners already have Chrome and ChromeDriver).
+# from PyPI into .tools/venv; Chromium and ChromeDriver, and pg_auto_failover
+# for the failover test, from Debian's packages (GitHub's runners already
+# have Chrome and ChromeDriver).
 TOOLS := .tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -23,6 +24,15 @@ test-deps: ## Install what the tests need beyond Rust, when missing
 	@test -x $(TOOLS)/venv/bin/st || { python3 -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install --quiet 'schemathesis>=4.3,<5'; }
 	@{ command -v chromedriver && { command -v chromium || command -v google-chrome; }; } >/dev/null || \
 		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+	@{ command -v pg_autoctl && ls /usr/lib/postgresql/*/lib/pgautofailover.so; } >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			postgresql-$$(ls /usr/lib/postgresql | sort -n | tail -1)-auto-failover pg-auto-failover-cli; }
+
+HA_FAILOVERS ?= 5
+
+ha-test: test-deps ## Failover figures (docs/operations.md): HA_FAILOVERS primary kills in a row, with fast and with default failure detection
+	RSVP_FAILOVERS=$(HA_FAILOVERS) RSVP_HA_TIMINGS=fast $(CARGO) test -p rsvp-server --test failover -- --nocapture 2>&1 | grep -E '^(formation|failover|[0-9]+ failover|test result)'
+	RSVP_FAILOVERS=$(HA_FAILOVERS) RSVP_HA_TIMINGS=default $(CARGO) test -p rsvp-server --test failover -- --nocapture 2>&1 | grep -E '^(formation|failover|[0-9]+ failover|test result)'
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -345,7 +345,7 @@ fn spawn_from_keeper(cmd: Command) -> Result<i32, String> {
 }
 
 /// Where PostgreSQL's server binaries are.
-fn find_bin_dir() -> Result<PathBuf, String> {
+pub(crate) fn find_bin_dir() -> Result<PathBuf, String> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
     if let Ok(dir) = env::var("RSVP_PG_BIN") {
         let dir = PathBuf::from(dir);
@@ -393,7 +393,7 @@ fn find_bin_dir() -> Result<PathBuf, String> {
 
 /// The user the cluster runs as: as root, `postgres` (PostgreSQL refuses to
 /// run as root); otherwise the current user.
-fn cluster_user() -> Result<Option<(u32, u32)>, String> {
+pub(crate) fn cluster_user() -> Result<Option<(u32, u32)>, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
@@ -414,7 +414,7 @@ fn cluster_user() -> Result<Option<(u32, u32)>, String> {
     Ok(Some((uid, gid)))
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener
         .local_addr()
@@ -422,7 +422,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-fn as_user(cmd: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
+pub(crate) fn as_user(cmd: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
     if let Some((uid, gid)) = user {
         cmd.uid(uid).gid(gid);
     }

@@ -31,8 +31,12 @@ test-deps: ## Install what the tests need beyond Rust, when missing
 HA_FAILOVERS ?= 5
 
 ha-test: test-deps ## Failover figures (docs/operations.md): HA_FAILOVERS primary kills in a row, with fast and with default failure detection
-	RSVP_FAILOVERS=$(HA_FAILOVERS) RSVP_HA_TIMINGS=fast $(CARGO) test -p rsvp-server --test failover -- --nocapture 2>&1 | grep -E '^(formation|failover|[0-9]+ failover|test result)'
-	RSVP_FAILOVERS=$(HA_FAILOVERS) RSVP_HA_TIMINGS=default $(CARGO) test -p rsvp-server --test failover -- --nocapture 2>&1 | grep -E '^(formation|failover|[0-9]+ failover|test result)'
+	@for timings in fast default; do \
+		log=target/ha-test-$$timings.log; echo "== $$timings failure detection (full output: $$log)"; \
+		RSVP_FAILOVERS=$(HA_FAILOVERS) RSVP_HA_TIMINGS=$$timings $(CARGO) test -p rsvp-server --test failover -- --nocapture > $$log 2>&1; \
+		rc=$$?; grep -E '^(formation|failover|[0-9]+ failover|test result)|panicked' $$log; \
+		[ $$rc -eq 0 ] || exit $$rc; \
+	done
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -799,10 +799,11 @@ async fn a_multi_host_url_uses_the_host_that_takes_writes_and_follows_it() {
     })
     .await
     .unwrap();
-    let down = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    // A port held but not listened on: connections to it are refused, and
+    // no other test's server can take it meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let down = held.local_addr().unwrap().port();
     for cluster in [&a, &b] {
         PgStore::connect(&cluster.url("postgres"), StoreOptions::default())
             .await

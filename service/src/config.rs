@@ -510,7 +510,12 @@ impl DatabaseUrl {
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..end];
         let Some(at) = authority.rfind('@') else {
-            return url.clone();
+            // An `@` further on may end a password holding an unencoded
+            // `/`, `?` or `#`: show nothing of what precedes it.
+            return match rest.rfind('@') {
+                Some(_) => format!("{scheme}://<redacted>"),
+                None => url.clone(),
+            };
         };
         match authority[..at].split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:****{}", &rest[at..]),
@@ -566,6 +571,8 @@ mod tests {
             pair.redacted(),
             "postgres://rsvp:****@h1:5432,h2:5432/rsvp?x=y@z"
         );
+        let unencoded = DatabaseUrl::new("postgres://rsvp:pa/ss@db/rsvp");
+        assert!(!unencoded.redacted().contains("ss@"), "{unencoded}");
         assert_eq!(
             DatabaseUrl::new("sqlite:data/rsvp.db").redacted(),
             "sqlite:data/rsvp.db"

@@ -80,7 +80,7 @@ impl Formation {
     /// or the formation does not come up within two minutes.
     pub fn start(timings: MonitorTimings) -> Result<Formation, String> {
         let bin = find_bin_dir()?;
-        let autoctl = find_autoctl()?;
+        let autoctl = find_autoctl(&bin)?;
         let user = cluster_user()?;
         let dir = tempfile::Builder::new()
             .prefix("rsvp-test-pgaf-")
@@ -211,11 +211,7 @@ impl Formation {
 
     /// The URL of one node alone.
     pub fn node_url(&self, name: &str) -> String {
-        let port = if name == "node1" {
-            self.ports[0]
-        } else {
-            self.ports[1]
-        };
+        let port = self.port(name);
         format!(
             "postgres://{}@127.0.0.1:{port}/{DATABASE}?sslmode=disable",
             self.role()
@@ -260,7 +256,10 @@ impl Formation {
     /// Kills a node as a machine failure would: its `pg_autoctl` (which
     /// would otherwise restart PostgreSQL in place) and its PostgreSQL
     /// together, with SIGKILL.
-    pub fn kill(&self, name: &str) {
+    ///
+    /// # Errors
+    /// When the node still accepts connections 10 s later.
+    pub fn kill(&self, name: &str) -> Result<(), String> {
         let pid_file = self.pid_file(name);
         if let Ok(text) = fs::read_to_string(&pid_file)
             && let Some(semaphore) = text.lines().nth(4)
@@ -270,6 +269,14 @@ impl Formation {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(semaphore.trim().to_string());
         }
+        // The postmaster, by its own pid file, in case it left the group.
+        let postmaster = fs::read_to_string(self.dir.join(name).join("postmaster.pid"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i32>().ok())
+            });
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(at) = services.iter().position(|(n, _)| n == name) {
             let (_, mut child) = services.remove(at);
@@ -279,17 +286,32 @@ impl Formation {
             }
             let _ = child.wait();
         }
-        // PostgreSQL's own children notice the postmaster's death and exit;
-        // wait until the port is free, so the node is really gone.
-        let port = if name == "node1" {
+        if let Some(pid) = postmaster {
+            // SAFETY: a signal to the node's postmaster, read from its pid
+            // file a moment ago.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        // PostgreSQL's children notice the postmaster's death and exit.
+        let port = self.port(name);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{name} still accepts connections 10 s after SIGKILL"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn port(&self, name: &str) -> u16 {
+        if name == "node1" {
             self.ports[0]
         } else {
             self.ports[1]
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -446,13 +468,20 @@ impl Formation {
 impl Drop for Formation {
     fn drop(&mut self) {
         for name in ["node1", "node2", "monitor"] {
-            if self.pid_file(name).exists() {
-                let _ = self
+            if self.pid_file(name).exists()
+                && let Ok(mut stop) = self
                     .command(&self.autoctl)
                     .args(["stop", "--pgdata", &self.pgdata(name)])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .status();
+                    .spawn()
+            {
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while matches!(stop.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = stop.kill();
+                let _ = stop.wait();
             }
         }
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
@@ -482,12 +511,9 @@ impl Drop for Formation {
     }
 }
 
-fn find_autoctl() -> Result<PathBuf, String> {
+fn find_autoctl(bin: &Path) -> Result<PathBuf, String> {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .chain([
-            PathBuf::from("/usr/bin"),
-            PathBuf::from("/usr/lib/postgresql/15/bin"),
-        ])
+        .chain([PathBuf::from("/usr/bin"), bin.to_path_buf()])
         .map(|dir| dir.join("pg_autoctl"))
         .find(|path| path.is_file())
         .ok_or_else(|| INSTALL_HINT.to_string())

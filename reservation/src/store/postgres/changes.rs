@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use abi::{Change, Result};
 use async_trait::async_trait;
 use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgListener};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::rows::{PgChangeRow, SQL, change_columns, render};
@@ -152,12 +152,13 @@ pub(crate) struct Announcer {
 }
 
 impl Announcer {
-    /// Starts announcing on a connection opened with `pool`'s settings;
+    /// Starts announcing on a connection opened with `pool`'s settings,
+    /// opened again whenever `moved` says the store chose another server;
     /// `local` is this process's feed.
-    pub fn start(pool: &PgPool, local: Arc<Notify>) -> Self {
+    pub fn start(pool: &PgPool, local: Arc<Notify>, moved: watch::Receiver<u64>) -> Self {
         let signal = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        tokio::spawn(announce(pool.clone(), signal.clone(), stop.clone()));
+        tokio::spawn(announce(pool.clone(), signal.clone(), moved, stop.clone()));
         Announcer {
             local,
             signal,
@@ -172,7 +173,16 @@ impl Announcer {
     }
 }
 
-async fn announce(pool: PgPool, signal: Arc<Notify>, stop: CancellationToken) {
+/// The longest an announcement may take before its connection is given up
+/// (a server that vanished without closing it).
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn announce(
+    pool: PgPool,
+    signal: Arc<Notify>,
+    mut moved: watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
     let mut conn: Option<PgConnection> = None;
     let mut failures = 0u32;
     loop {
@@ -181,6 +191,10 @@ async fn announce(pool: PgPool, signal: Arc<Notify>, stop: CancellationToken) {
             _ = signal.notified() => {}
         }
         loop {
+            if moved.has_changed().unwrap_or(false) {
+                moved.mark_unchanged();
+                conn = None;
+            }
             if conn.is_none() {
                 // An announcement is a hint (feeds also poll): it need not
                 // wait for its commit to reach the disk, as writes do.
@@ -204,7 +218,10 @@ async fn announce(pool: PgPool, signal: Arc<Notify>, stop: CancellationToken) {
                 }
             }
             if let Some(c) = conn.as_mut() {
-                match c.execute("NOTIFY rsvp_changes").await {
+                let sent = tokio::time::timeout(ANNOUNCE_TIMEOUT, c.execute("NOTIFY rsvp_changes"))
+                    .await
+                    .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+                match sent {
                     Ok(_) => {
                         failures = 0;
                         // Commits meanwhile are told in the next one.
@@ -231,22 +248,35 @@ async fn announce(pool: PgPool, signal: Arc<Notify>, stop: CancellationToken) {
 
 /// Listens on [`CHANNEL`] and wakes the feed for every announcement, and
 /// after a lost connection (announcements sent meanwhile are lost, so the
-/// feed must read the table to catch up).
+/// feed must read the table to catch up). Listens anew, on the server the
+/// pool connects to now, whenever `moved` says the store chose another.
 ///
 /// # Errors
 /// When the listening connection cannot be opened.
 pub(crate) async fn spawn_listener(
     pool: &PgPool,
     wake: Arc<Notify>,
+    mut moved: watch::Receiver<u64>,
     stop: CancellationToken,
 ) -> Result<()> {
-    let mut listener = PgListener::connect_with(pool).await.map_err(db_error)?;
-    listener.listen(CHANNEL).await.map_err(db_error)?;
+    let mut listener = listen(pool).await?;
+    let pool = pool.clone();
+    moved.mark_unchanged();
     tokio::spawn(async move {
         let mut failures = 0u32;
         loop {
             let received = tokio::select! {
                 _ = stop.cancelled() => return,
+                Ok(()) = moved.changed() => {
+                    match listen(&pool).await {
+                        Ok(fresh) => listener = fresh,
+                        Err(e) => tracing::warn!(
+                            error = %e.chain(),
+                            "change listener cannot listen on the new database host; retrying"
+                        ),
+                    }
+                    Ok(None)
+                }
                 received = listener.try_recv() => received,
             };
             match received {
@@ -268,4 +298,10 @@ pub(crate) async fn spawn_listener(
         }
     });
     Ok(())
+}
+
+async fn listen(pool: &PgPool) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(db_error)?;
+    listener.listen(CHANNEL).await.map_err(db_error)?;
+    Ok(listener)
 }

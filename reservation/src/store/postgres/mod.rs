@@ -12,6 +12,7 @@
 //!   acknowledged once its WAL is written.
 
 mod changes;
+mod hosts;
 mod rows;
 mod target;
 
@@ -154,7 +155,7 @@ impl PgStore {
         }
         let wake = Arc::new(Notify::new());
         let dialect = PgDialect {
-            announcer: Announcer::start(&pool, wake.clone()),
+            announcer: Announcer::start(&pool, wake.clone(), target.subscribe()),
             target,
             wake,
             pool,
@@ -1042,7 +1043,13 @@ impl Dialect for PgDialect {
 
     async fn feed_source(&self) -> Result<FeedSource<PgChanges>> {
         let stop = CancellationToken::new();
-        changes::spawn_listener(&self.pool, self.wake.clone(), stop.clone()).await?;
+        changes::spawn_listener(
+            &self.pool,
+            self.wake.clone(),
+            self.target.subscribe(),
+            stop.clone(),
+        )
+        .await?;
         Ok(FeedSource {
             changes: Arc::new(PgChanges {
                 pool: self.pool.clone(),

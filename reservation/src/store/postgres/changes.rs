@@ -11,7 +11,10 @@ use std::{sync::Arc, time::Duration};
 
 use abi::{Change, Result};
 use async_trait::async_trait;
-use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgListener};
+use sqlx::{
+    Connection, Executor, PgConnection, PgPool,
+    postgres::{PgListener, PgPoolOptions},
+};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -36,11 +39,35 @@ pub(crate) struct PgChanges {
     pub pool: PgPool,
 }
 
+/// A change as the feed reads it, with how far the server had flushed its
+/// WAL when it was read (past the change's commit) and whether commits wait
+/// for a synchronous standby.
+#[derive(sqlx::FromRow)]
+struct PgFeedRow {
+    flushed: String,
+    synchronous: bool,
+    #[sqlx(flatten)]
+    change: PgChangeRow,
+}
+
+/// How often the feed looks again while a synchronous standby catches up:
+/// at first, and at most.
+const STANDBY_POLL: Duration = Duration::from_millis(1);
+const STANDBY_POLL_MAX: Duration = Duration::from_millis(50);
+
 #[async_trait]
 impl ChangeSource for PgChanges {
+    /// Reads, then, where commits wait for a synchronous standby, waits
+    /// until one has flushed everything read: a commit whose wait for the
+    /// standby was cancelled (a statement timeout, a backend ended, a
+    /// primary dying) is visible on the primary though the standby never
+    /// got it, and a failover loses it. No listener is told of a change the
+    /// next primary may not have, and the next primary never hands out
+    /// again an id a listener has seen.
     async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
-        let rows: Vec<PgChangeRow> = sqlx::query_as(concat!(
-            "SELECT ",
+        let rows: Vec<PgFeedRow> = sqlx::query_as(concat!(
+            "SELECT pg_current_wal_flush_lsn()::text AS flushed, \
+                    current_setting('synchronous_standby_names') <> '' AS synchronous, ",
             change_columns!(),
             " FROM rsvp.reservation_changes ch WHERE ch.id > $1 ORDER BY ch.id LIMIT $2"
         ))
@@ -49,8 +76,13 @@ impl ChangeSource for PgChanges {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
+        if let Some(last) = rows.last()
+            && last.synchronous
+        {
+            self.replicated(&last.flushed).await?;
+        }
         rows.into_iter()
-            .map(|r| StoredChange::from(r).into_change())
+            .map(|r| StoredChange::from(r.change).into_change())
             .collect()
     }
 
@@ -129,6 +161,49 @@ impl ChangeSource for PgChanges {
 
     fn sql(&self) -> &'static Sql {
         &SQL
+    }
+}
+
+impl PgChanges {
+    /// Waits until a synchronous standby has flushed WAL up to `lsn`, or
+    /// commits stop waiting for one (a primary left without its standby).
+    /// A role that may not read the standbys' positions (it needs
+    /// `pg_monitor` or `pg_read_all_stats`) cannot wait: it is warned once.
+    async fn replicated(&self, lsn: &str) -> Result<()> {
+        let mut pause = STANDBY_POLL;
+        loop {
+            let (reached, unknown): (bool, bool) = sqlx::query_as(
+                "SELECT current_setting('synchronous_standby_names') = '' \
+                        OR EXISTS (SELECT 1 FROM pg_stat_replication \
+                                   WHERE sync_state IN ('sync', 'quorum') \
+                                     AND flush_lsn >= $1::pg_lsn), \
+                        EXISTS (SELECT 1 FROM pg_stat_replication \
+                                WHERE sync_state IN ('sync', 'quorum')) \
+                        AND NOT EXISTS (SELECT 1 FROM pg_stat_replication \
+                                        WHERE flush_lsn IS NOT NULL)",
+            )
+            .bind(lsn)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+            if reached {
+                return Ok(());
+            }
+            if unknown {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "the database role cannot read its synchronous standbys' positions \
+                         (grant it pg_monitor): listeners may be told of a change that a \
+                         failover then loses"
+                    );
+                });
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            // A standby that is down holds every commit too; look less often.
+            pause = (pause * 2).min(STANDBY_POLL_MAX);
+        }
     }
 }
 
@@ -251,6 +326,11 @@ async fn announce(
 /// feed must read the table to catch up). Listens anew, on the server the
 /// pool connects to now, whenever `moved` says the store chose another.
 ///
+/// The listening connection comes from a pool of its own, never the
+/// store's: a connection that listened (or whose `UNLISTEN` was cut short by
+/// a failover) can still have notifications in flight, which would break
+/// the next query of whoever took it from a shared pool.
+///
 /// # Errors
 /// When the listening connection cannot be opened.
 pub(crate) async fn spawn_listener(
@@ -269,7 +349,15 @@ pub(crate) async fn spawn_listener(
                 _ = stop.cancelled() => return,
                 Ok(()) = moved.changed() => {
                     match listen(&pool).await {
-                        Ok(fresh) => listener = fresh,
+                        Ok(fresh) => {
+                            let (old, stale) = std::mem::replace(&mut listener, fresh);
+                            drop(stale);
+                            // Its connection closes once its UNLISTEN is done
+                            // (or given up: the old server may be gone).
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(ANNOUNCE_TIMEOUT, old.close()).await;
+                            });
+                        }
                         Err(e) => tracing::warn!(
                             error = %e.chain(),
                             "change listener cannot listen on the new database host; retrying"
@@ -277,7 +365,7 @@ pub(crate) async fn spawn_listener(
                     }
                     Ok(None)
                 }
-                received = listener.try_recv() => received,
+                received = listener.1.try_recv() => received,
             };
             match received {
                 Ok(Some(_)) => failures = 0,
@@ -300,8 +388,13 @@ pub(crate) async fn spawn_listener(
     Ok(())
 }
 
-async fn listen(pool: &PgPool) -> Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await.map_err(db_error)?;
+/// A listener on [`CHANNEL`], on a one-connection pool opened with the
+/// settings `pool` connects with now.
+async fn listen(pool: &PgPool) -> Result<(PgPool, PgListener)> {
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let mut listener = PgListener::connect_with(&own).await.map_err(db_error)?;
     listener.listen(CHANNEL).await.map_err(db_error)?;
-    Ok(listener)
+    Ok((own, listener))
 }

@@ -99,11 +99,16 @@ impl HostList {
                     }
                 }
                 "connect_timeout" => {
-                    let seconds: u64 = decoded
+                    let seconds: i64 = decoded
                         .parse()
                         .map_err(|_| invalid("connect_timeout must be whole seconds"))?;
-                    // As libpq: 0 waits for ever, and less than 2 s is 2 s.
-                    connect_timeout = (seconds > 0).then(|| Duration::from_secs(seconds.max(2)));
+                    // As libpq reads it, 0 or less is no timeout of the URL's
+                    // own (the store's default then applies), and less than
+                    // 2 s is 2 s.
+                    connect_timeout = u64::try_from(seconds)
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .map(|s| Duration::from_secs(s.max(2)));
                 }
                 "host" if decoded.contains(',') => query_hosts = Some(value.to_string()),
                 "port" if decoded.contains(',') => query_ports = Some(decoded),
@@ -117,7 +122,16 @@ impl HostList {
         }
         if let Some(list) = query_hosts {
             // As libpq: parameters override what the authority says.
-            hosts = list.split(',').map(|h| (h.to_string(), None)).collect();
+            // An IPv6 address as a URL's host needs its brackets.
+            hosts = list
+                .split(',')
+                .map(|h| match percent_decode(h) {
+                    Some(v6) if v6.contains(':') && !v6.starts_with('/') => {
+                        (format!("[{v6}]"), None)
+                    }
+                    _ => (h.to_string(), None),
+                })
+                .collect();
         }
         if let Some(list) = query_ports {
             let ports: Vec<&str> = list.split(',').collect();
@@ -199,6 +213,8 @@ fn split_host_port(entry: &str) -> Option<(String, Option<String>)> {
             None => (entry, None),
         }
     };
+    // As libpq: an empty port is the default one.
+    let port = port.filter(|p| !p.is_empty());
     if let Some(port) = port
         && port.parse::<u16>().is_err()
     {
@@ -298,6 +314,20 @@ mod tests {
         );
         let socket = PgConnectOptions::from_str("postgres://%2Ftmp%2Fa/rsvp").unwrap();
         assert_eq!(socket.get_socket().unwrap().to_str(), Some("/tmp/a"));
+    }
+
+    #[test]
+    fn libpq_leniencies() {
+        assert_eq!(
+            urls("postgres://a:,b:5433/db"),
+            ["postgres://a/db", "postgres://b:5433/db"]
+        );
+        assert_eq!(
+            urls("postgres:///db?host=::1,%3A%3A2&port=1,2"),
+            ["postgres://[::1]:1/db", "postgres://[::2]:2/db"]
+        );
+        let list = HostList::parse("postgres://a,b/db?connect_timeout=-1").unwrap();
+        assert_eq!(list.connect_timeout, None);
     }
 
     #[test]

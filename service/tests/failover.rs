@@ -27,9 +27,7 @@ use reservation::{PgStore, Rsvp, StoreOptions};
 use rsvp_testing::{Formation, MonitorTimings, assert_no_double_booking};
 use support::{BIN, Server, reserve_request};
 use tonic::{Code, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
 
 /// One call's outcome, with when it ended.
 #[derive(Clone, Debug)]
@@ -142,13 +140,7 @@ fn health(addr: std::net::SocketAddr, log: Arc<Mutex<Log>>) -> tokio::task::Join
     tokio::spawn(async move {
         let mut health = HealthClient::new(channel(addr));
         loop {
-            let status = health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|r| r.into_inner().status())
-                .unwrap_or(ServingStatus::Unknown);
+            let status = support::health_status(&mut health).await;
             log.lock().unwrap().health.push((Instant::now(), status));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

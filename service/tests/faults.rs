@@ -22,9 +22,7 @@ use rsvp_server::server::{self, ServerSettings};
 use rsvp_testing::{TestCluster, TestDb, assert_no_double_booking};
 use support::{BIN, Load, all_ids, assert_all_acked_stored, connect, free_addr, reserve_request};
 use tonic::Code;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
 
 /// Polls health every 50 ms, recording each change of status.
 fn watch_health(addr: SocketAddr) -> (Arc<Mutex<Vec<ServingStatus>>>, tokio::task::JoinHandle<()>) {
@@ -36,13 +34,7 @@ fn watch_health(addr: SocketAddr) -> (Arc<Mutex<Vec<ServingStatus>>>, tokio::tas
             .connect_lazy();
         let mut health = HealthClient::new(channel);
         loop {
-            let status = health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|r| r.into_inner().status())
-                .unwrap_or(ServingStatus::Unknown);
+            let status = support::health_status(&mut health).await;
             {
                 let mut seen = record.lock().unwrap();
                 if seen.last() != Some(&status) {
@@ -591,7 +583,7 @@ async fn a_busy_pool_is_not_a_database_that_is_down() {
         .await
         .unwrap();
     let liveness = HealthClient::new(channel)
-        .check(HealthCheckRequest {
+        .check(tonic_health::pb::HealthCheckRequest {
             service: "liveness".into(),
         })
         .await

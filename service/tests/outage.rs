@@ -10,19 +10,11 @@ use rsvp_server::server::{self, ServerSettings};
 use rsvp_testing::TestDb;
 use support::{Proxy, connect, reserve_request, url_addr};
 use tonic::Code;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
 
 async fn wait_for(health: &mut HealthClient<tonic::transport::Channel>, want: ServingStatus) {
     for _ in 0..100 {
-        let status = health
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .map(|r| r.into_inner().status())
-            .unwrap_or(ServingStatus::Unknown);
+        let status = support::health_status(health).await;
         if status == want {
             return;
         }

@@ -112,27 +112,8 @@ impl Formation {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
                 .map_err(|e| e.to_string())?;
         }
-        let pg_ctl = self.bin.join("pg_ctl");
-        let pg_ctl = pg_ctl.to_string_lossy();
-        let port = self.monitor_port.to_string();
         let monitor = self.pgdata("monitor");
-        self.autoctl(&[
-            "create",
-            "monitor",
-            "--pgdata",
-            &monitor,
-            "--pgport",
-            &port,
-            "--hostname",
-            "127.0.0.1",
-            "--auth",
-            "trust",
-            "--no-ssl",
-            "--ssl-mode",
-            "disable",
-            "--pgctl",
-            &pg_ctl,
-        ])?;
+        self.create("monitor", "monitor", self.monitor_port, &[])?;
         self.autoctl(&[
             "config",
             "set",
@@ -150,37 +131,25 @@ impl Formation {
         })?;
 
         for (index, name) in ["node1", "node2"].into_iter().enumerate() {
-            let port = self.ports[index].to_string();
             let monitor_url = format!(
                 "postgres://autoctl_node@127.0.0.1:{}/pg_auto_failover?sslmode=disable",
                 self.monitor_port
             );
-            let pgdata = self.pgdata(name);
-            self.autoctl(&[
-                "create",
+            self.create(
                 "postgres",
-                "--pgdata",
-                &pgdata,
-                "--pgport",
-                &port,
-                "--hostname",
-                "127.0.0.1",
-                "--listen",
-                "127.0.0.1",
-                "--name",
                 name,
-                "--auth",
-                "trust",
-                "--no-ssl",
-                "--ssl-mode",
-                "disable",
-                "--pgctl",
-                &pg_ctl,
-                "--monitor",
-                &monitor_url,
-                "--dbname",
-                DATABASE,
-            ])?;
+                self.ports[index],
+                &[
+                    "--listen",
+                    "127.0.0.1",
+                    "--name",
+                    name,
+                    "--monitor",
+                    &monitor_url,
+                    "--dbname",
+                    DATABASE,
+                ],
+            )?;
             if index == 0 {
                 self.append(&self.dir.join("node1/postgresql.conf"), NODE_SETTINGS)?;
             }
@@ -188,6 +157,34 @@ impl Formation {
             self.run(name)?;
         }
         self.wait_ready(Duration::from_secs(120))
+    }
+
+    /// `pg_autoctl create <kind>` of `name` on `port`, on loopback, trusting
+    /// loopback connections, without TLS; `extra` arguments after.
+    fn create(&self, kind: &str, name: &str, port: u16, extra: &[&str]) -> Result<(), String> {
+        let pgdata = self.pgdata(name);
+        let port = port.to_string();
+        let pg_ctl = self.bin.join("pg_ctl");
+        let pg_ctl = pg_ctl.to_string_lossy();
+        let mut args = vec![
+            "create",
+            kind,
+            "--pgdata",
+            &pgdata,
+            "--pgport",
+            &port,
+            "--hostname",
+            "127.0.0.1",
+            "--auth",
+            "trust",
+            "--no-ssl",
+            "--ssl-mode",
+            "disable",
+            "--pgctl",
+            &pg_ctl,
+        ];
+        args.extend_from_slice(extra);
+        self.autoctl(&args)
     }
 
     /// `postgres://postgres@127.0.0.1:<p1>,127.0.0.1:<p2>/rsvp?target_session_attrs=read-write`,

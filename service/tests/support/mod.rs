@@ -512,3 +512,17 @@ pub fn assert_all_acked_stored(acked: &[String], stored: &std::collections::Hash
         lost.len()
     );
 }
+
+/// The server's overall health status (service name ""), `Unknown` when it
+/// does not answer.
+pub async fn health_status(
+    health: &mut tonic_health::pb::health_client::HealthClient<Channel>,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().status())
+        .unwrap_or(tonic_health::pb::health_check_response::ServingStatus::Unknown)
+}

@@ -104,11 +104,34 @@ pub(crate) enum Booked {
     },
 }
 
-/// What a booking did, at the time it read after its locks.
+impl Booked {
+    /// What a booking's placed parts make it: made only if every part was
+    /// created (and then, when it only checks, each `Fits`).
+    pub fn of(placed: Vec<Placed>, dry: bool) -> Self {
+        if !placed.iter().all(|p| matches!(p, Placed::Created(_))) {
+            Booked::Refused(placed)
+        } else if dry {
+            Booked::Made(placed.into_iter().map(|_| Placed::Fits).collect())
+        } else {
+            Booked::Made(placed)
+        }
+    }
+
+    /// Whether it wrote anything.
+    pub fn wrote(&self) -> bool {
+        matches!(self, Booked::Made(placed)
+            if placed.iter().any(|p| matches!(p, Placed::Created(_))))
+    }
+}
+
+/// What a call of bookings did, at the time it read after its locks.
 #[derive(Debug)]
 pub(crate) struct BookOutcome {
     pub at: DateTime<Utc>,
-    pub booked: Booked,
+    /// One per booking, in order.
+    pub booked: Vec<Booked>,
+    /// How long the write waited for its locks.
+    pub lock_wait: Duration,
 }
 
 /// A booking as stored.
@@ -242,6 +265,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// How many transactions of combined placements may run at once.
     fn write_lanes(&self) -> usize;
 
+    /// How many transactions of combined bookings may run at once.
+    fn booking_lanes(&self) -> usize;
+
     /// The pool's connections: open, idle, and the most it may open.
     fn pool_size(&self) -> (usize, usize, usize);
 
@@ -263,12 +289,14 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         limit: u32,
     ) -> Result<ReviseOutcome>;
 
-    /// Makes a booking, all or nothing, in one transaction holding the
-    /// locks of every resource involved (taken in one global order); each
-    /// refused part lists at most `limit` of what is in the way.
+    /// Makes `batch`'s bookings in one transaction, in order, each all or
+    /// nothing (a refused one leaves nothing behind and does not refuse
+    /// the others), holding the locks of every resource involved (taken in
+    /// one global order); each refused part lists at most `limit` of what
+    /// is in the way.
     async fn book(
         &self,
-        booking: &BookingPlacement,
+        batch: &[BookingPlacement],
         time: &WriteTime,
         limit: u32,
     ) -> Result<BookOutcome>;

@@ -1,63 +1,133 @@
-//! Reserves combined into shared transactions.
+//! Writes combined into shared transactions.
 //!
-//! A reserve's cost is its commit: the round trip, and the wait for the WAL
-//! (or SQLite's journal) to reach the disk. Reserves that arrive while
-//! others are being written queue here, and each free writing lane takes
-//! everything queued (up to [`MAX_BATCH`]) into one call of
-//! [`Dialect::place`]: one transaction, one commit, every placement with an
-//! outcome of its own — a refused one does not refuse its neighbours, and
-//! none is answered before the commit. A reserve that finds a lane free goes
-//! at once, alone.
+//! A write's cost is its commit: the round trip, and the wait for the WAL
+//! (or SQLite's journal) to reach the disk. Reserves (and bookings) that
+//! arrive while others are being written queue here, and each free writing
+//! lane takes everything queued (up to [`MAX_BATCH`]) into one call of the
+//! store ([`Dialect::place`], [`Dialect::book`]): one transaction, one
+//! commit, every item with an outcome of its own — a refused one does not
+//! refuse its neighbours, and none is answered before the commit. A write
+//! that finds a lane free goes at once, alone.
 //!
-//! Should a combined call fail as a whole, each of its placements is tried
-//! again on its own, so one placement's failure is never its neighbours' —
-//! unless the database itself is out of reach (busy or unavailable), which
-//! every placement is told.
+//! Should a combined call fail as a whole, each of its items is tried again
+//! on its own, so one item's failure is never its neighbours' — unless the
+//! database itself is out of reach (busy or unavailable), which every item
+//! is told.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use abi::Result;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{
     db_error::retry_aborted,
-    dialect::{Dialect, Placed, Placement, WriteTime},
+    dialect::{Booked, BookingPlacement, Dialect, Placed, Placement, WriteTime},
 };
 
-/// Most placements combined into one transaction.
+/// Most items combined into one transaction.
 pub(crate) const MAX_BATCH: usize = 64;
 
-/// What a placement became, at the time its transaction ran.
-pub(crate) type Answer = Result<(DateTime<Utc>, Placed)>;
+/// A kind of write the lanes combine.
+#[async_trait]
+pub(crate) trait Combined: Send + Sync + Sized + 'static {
+    /// What one item became.
+    type Done: Send + 'static;
 
-struct Job {
-    placement: Placement,
-    reply: oneshot::Sender<Answer>,
+    /// The write's name in metrics.
+    const WRITE: &'static str;
+
+    /// Writes `batch` in one transaction, in order; each refusal lists at
+    /// most `limit` of what is in the way.
+    async fn write<D: Dialect>(
+        dialect: &D,
+        batch: &[Self],
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<Written<Self::Done>>;
 }
 
-/// The queue of placements and its writing lanes. Dropping it stops the
-/// lanes once the queue is empty.
-pub(crate) struct Placer {
-    queue: mpsc::UnboundedSender<Job>,
+/// What a combined write did.
+pub(crate) struct Written<T> {
+    /// The time it ran at, read after its locks.
+    pub at: DateTime<Utc>,
+    /// One outcome per item, in order.
+    pub done: Vec<T>,
+    /// How long it waited for its locks.
+    pub lock_wait: Duration,
 }
 
-impl Placer {
-    /// Starts `lanes` writers of `dialect`; conflicts list at most `limit`.
+#[async_trait]
+impl Combined for Placement {
+    type Done = Placed;
+    const WRITE: &'static str = "place";
+
+    async fn write<D: Dialect>(
+        dialect: &D,
+        batch: &[Self],
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<Written<Placed>> {
+        let outcome = dialect.place(batch, time, limit).await?;
+        Ok(Written {
+            at: outcome.at,
+            done: outcome.placed,
+            lock_wait: outcome.lock_wait,
+        })
+    }
+}
+
+#[async_trait]
+impl Combined for BookingPlacement {
+    type Done = Booked;
+    const WRITE: &'static str = "book";
+
+    async fn write<D: Dialect>(
+        dialect: &D,
+        batch: &[Self],
+        time: &WriteTime,
+        limit: u32,
+    ) -> Result<Written<Booked>> {
+        let outcome = dialect.book(batch, time, limit).await?;
+        Ok(Written {
+            at: outcome.at,
+            done: outcome.booked,
+            lock_wait: outcome.lock_wait,
+        })
+    }
+}
+
+/// What an item became, at the time its transaction ran.
+pub(crate) type Answer<T> = Result<(DateTime<Utc>, <T as Combined>::Done)>;
+
+struct Job<T: Combined> {
+    item: T,
+    reply: oneshot::Sender<Answer<T>>,
+}
+
+/// The queue of one kind of write and its writing lanes. Dropping it stops
+/// the lanes once the queue is empty.
+pub(crate) struct Lanes<T: Combined> {
+    queue: mpsc::UnboundedSender<Job<T>>,
+}
+
+impl<T: Combined> Lanes<T> {
+    /// Starts `lanes` writers of `dialect`; refusals list at most `limit`.
     pub fn start<D: Dialect>(dialect: Arc<D>, time: WriteTime, lanes: usize, limit: u32) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..lanes.max(1) {
             tokio::spawn(lane(dialect.clone(), time.clone(), jobs.clone(), limit));
         }
-        Placer { queue }
+        Lanes { queue }
     }
 
-    /// Places one reservation, in whatever transaction it can share.
-    pub async fn place(&self, placement: Placement) -> Answer {
+    /// Writes one item, in whatever transaction it can share.
+    pub async fn write(&self, item: T) -> Answer<T> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { placement, reply })
+            .send(Job { item, reply })
             .map_err(|_| abi::Error::internal("the store's writers have stopped"))?;
         answer
             .await
@@ -65,10 +135,10 @@ impl Placer {
     }
 }
 
-async fn lane<D: Dialect>(
+async fn lane<D: Dialect, T: Combined>(
     dialect: Arc<D>,
     time: WriteTime,
-    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job<T>>>>,
     limit: u32,
 ) {
     loop {
@@ -86,33 +156,34 @@ async fn lane<D: Dialect>(
             }
             batch
         };
-        let (placements, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|j| (j.placement, j.reply)).unzip();
-        let placed = retry_aborted(|| dialect.place(&placements, &time, limit)).await;
-        match placed {
-            Ok(outcome) if outcome.placed.len() == replies.len() => {
-                metrics::histogram!("rsvp_write_batch_size").record(replies.len() as f64);
-                metrics::histogram!("rsvp_lock_wait_seconds", "write" => "place")
-                    .record(outcome.lock_wait.as_secs_f64());
-                for (reply, placed) in replies.into_iter().zip(outcome.placed) {
-                    // The caller may have gone; its reservation stands.
-                    let _ = reply.send(Ok((outcome.at, placed)));
+        let (items, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|j| (j.item, j.reply)).unzip();
+        let written = retry_aborted(|| T::write(&*dialect, &items, &time, limit)).await;
+        match written {
+            Ok(written) if written.done.len() == replies.len() => {
+                metrics::histogram!("rsvp_write_batch_size", "write" => T::WRITE)
+                    .record(replies.len() as f64);
+                metrics::histogram!("rsvp_lock_wait_seconds", "write" => T::WRITE)
+                    .record(written.lock_wait.as_secs_f64());
+                for (reply, done) in replies.into_iter().zip(written.done) {
+                    // The caller may have gone; what it wrote stands.
+                    let _ = reply.send(Ok((written.at, done)));
                 }
             }
             Ok(_) => {
                 for reply in replies {
                     let _ = reply.send(Err(abi::Error::internal(
-                        "the store answered for a different number of placements",
+                        "the store answered for a different number of writes",
                     )));
                 }
             }
-            Err(e) if placements.len() == 1 => {
+            Err(e) if items.len() == 1 => {
                 if let Some(reply) = replies.into_iter().next() {
                     let _ = reply.send(Err(e));
                 }
             }
-            // The database as a whole is out of reach: each placement
-            // would fail alike.
+            // The database as a whole is out of reach: each item would
+            // fail alike.
             Err(e @ (abi::Error::Busy(_) | abi::Error::Unavailable(_))) => {
                 let cause = e.chain();
                 for reply in replies {
@@ -126,21 +197,22 @@ async fn lane<D: Dialect>(
             Err(e) => {
                 tracing::debug!(
                     error = %e.chain(),
-                    n = placements.len(),
-                    "combined placement failed; placing one by one"
+                    n = items.len(),
+                    write = T::WRITE,
+                    "combined write failed; writing one by one"
                 );
-                for (placement, reply) in placements.iter().zip(replies) {
-                    let one = std::slice::from_ref(placement);
-                    let answer = retry_aborted(|| dialect.place(one, &time, limit))
+                for (item, reply) in items.iter().zip(replies) {
+                    let one = std::slice::from_ref(item);
+                    let answer = retry_aborted(|| T::write(&*dialect, one, &time, limit))
                         .await
-                        .and_then(|outcome| {
-                            let at = outcome.at;
-                            outcome
-                                .placed
+                        .and_then(|written| {
+                            let at = written.at;
+                            written
+                                .done
                                 .into_iter()
                                 .next()
-                                .map(|p| (at, p))
-                                .ok_or_else(|| abi::Error::internal("the store placed nothing"))
+                                .map(|done| (at, done))
+                                .ok_or_else(|| abi::Error::internal("the store wrote nothing"))
                         });
                     let _ = reply.send(answer);
                 }

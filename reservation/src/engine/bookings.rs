@@ -101,12 +101,8 @@ impl<D: Dialect> Engine<D> {
                 dry: booking.validate_only || !refused.is_empty(),
                 parts,
             };
-            let outcome = self
-                .dialect
-                .book(&placement, &self.time, abi::MAX_LISTED_PER_PART as u32)
-                .await?;
-            let at = outcome.at;
-            match outcome.booked {
+            let (at, booked) = self.booker.write(placement.clone()).await?;
+            match booked {
                 Booked::Existing { parts, fingerprint } => {
                     if fingerprint != Some(booking.fingerprint()) {
                         return Err(Error::invalid(

@@ -33,7 +33,7 @@ use tokio_util::sync::DropGuard;
 
 use crate::{
     StoreOptions,
-    dialect::{Dialect, WriteTime},
+    dialect::{BookingPlacement, Dialect, Placement, WriteTime},
     feed::Feed,
     rsvp::{ChangeStream, ReservationStream, Rsvp, SweepReport},
 };
@@ -47,7 +47,8 @@ pub(crate) struct Engine<D: Dialect> {
     dialect: Arc<D>,
     options: StoreOptions,
     time: WriteTime,
-    placer: batch::Placer,
+    placer: batch::Lanes<Placement>,
+    booker: batch::Lanes<BookingPlacement>,
     rules: resources::RulesCache,
     feed: OnceCell<RunningFeed<D>>,
 }
@@ -62,11 +63,17 @@ impl<D: Dialect> Engine<D> {
     pub fn new(dialect: D, options: StoreOptions) -> Self {
         let dialect = Arc::new(dialect);
         let time = WriteTime::new(options.clock.clone());
-        let placer = batch::Placer::start(
+        let placer = batch::Lanes::start(
             dialect.clone(),
             time.clone(),
             dialect.write_lanes(),
             conflict::MAX_LISTED as u32,
+        );
+        let booker = batch::Lanes::start(
+            dialect.clone(),
+            time.clone(),
+            dialect.booking_lanes(),
+            abi::MAX_LISTED_PER_PART as u32,
         );
         tokio::spawn(sample_pool(Arc::downgrade(&dialect)));
         Engine {
@@ -74,6 +81,7 @@ impl<D: Dialect> Engine<D> {
             dialect,
             options,
             placer,
+            booker,
             rules: resources::RulesCache::default(),
             feed: OnceCell::new(),
         }

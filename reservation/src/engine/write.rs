@@ -95,7 +95,7 @@ impl<D: Dialect> Engine<D> {
                     _ => None,
                 },
             };
-            let (at, placed) = self.placer.place(placement).await?;
+            let (at, placed) = self.placer.write(placement).await?;
             match placed {
                 Placed::Stale => {
                     self.refresh_rules(&request.resource_id).await?;

@@ -25,6 +25,7 @@ conformance!(
     the_parts_share_the_shortest_hold_their_resources_allow,
     a_cancel_within_the_notice_refuses_the_whole_booking,
     a_deleted_resource_refuses_its_part_and_override_lifts_other_rules,
+    bookings_written_together_each_keep_their_own_outcome,
 );
 
 fn spec(id: &str, capacity: u32, policy: pb::BookingPolicy) -> ResourceSpec {
@@ -743,4 +744,88 @@ async fn a_deleted_resource_refuses_its_part_and_override_lifts_other_rules(env:
     let mut one = booking(vec![part("dr-lee", 60, 90)]);
     one.override_policy = true;
     store.book(one).await.unwrap();
+}
+
+/// Bookings that arrive together may share a transaction; each is still
+/// all or nothing on its own: a refused one leaves nothing behind and does
+/// not refuse its neighbours, a dry one makes nothing, and a retry keeps
+/// its first result.
+async fn bookings_written_together_each_keep_their_own_outcome(env: Env) {
+    let tasks: Vec<_> = (0..48i64)
+        .map(|task| {
+            let store = Arc::clone(&env.store);
+            tokio::spawn(async move {
+                let user = format!("user-{task}");
+                let own = format!("own-{task}");
+                // A third want the same hour of one room (and a room of
+                // their own); a sixth only check; the rest two rooms each.
+                let parts = match task % 6 {
+                    0 | 3 => vec![("shared", 0, 60), (own.as_str(), 0, 60)],
+                    _ => vec![(own.as_str(), 0, 60), (own.as_str(), 60, 120)],
+                };
+                let parts = parts
+                    .into_iter()
+                    .map(|(resource, from, to)| {
+                        NewReservation::builder()
+                            .user_id(user.as_str())
+                            .resource_id(resource)
+                            .start(at(from))
+                            .end(at(to))
+                            .build()
+                            .unwrap()
+                    })
+                    .collect();
+                let mut booking = NewBooking::new(
+                    UserId::parse(&user).unwrap(),
+                    parts,
+                    Hold::Default,
+                    Some(RequestId::parse(format!("key-{task}")).unwrap()),
+                )
+                .unwrap();
+                booking.validate_only = task % 6 == 1;
+                let first = store.book(booking.clone()).await;
+                let again = store.book(booking).await;
+                (task, first, again)
+            })
+        })
+        .collect();
+    let (mut shared_wins, mut made_parts) = (0, 0);
+    for t in tasks {
+        let (task, first, again) = t.await.unwrap();
+        match (task % 6, &first, &again) {
+            (1, Ok(a), Ok(b)) => {
+                assert!(a.id.uuid().is_nil() && b.id.uuid().is_nil(), "task {task}");
+            }
+            (_, Ok(a), Ok(b)) => {
+                assert_eq!(a.id, b.id, "task {task}: the retry returns the first");
+                assert_eq!(
+                    a.parts.iter().map(|p| p.id).collect::<Vec<_>>(),
+                    b.parts.iter().map(|p| p.id).collect::<Vec<_>>()
+                );
+                assert_eq!(a.parts.len(), 2);
+                made_parts += 2;
+                if task % 3 == 0 {
+                    shared_wins += 1;
+                }
+            }
+            (0 | 3, Err(Error::BookingRejected(parts)), _) => {
+                assert_eq!(parts.len(), 1, "task {task}: {parts:?}");
+                assert_eq!(
+                    (parts[0].index, parts[0].resource_id.as_str()),
+                    (0, "shared")
+                );
+            }
+            other => panic!("task {task}: {other:?}"),
+        }
+    }
+    assert_eq!(shared_wins, 1);
+    // 1 of the 16 sharing, and the 24 that book two rooms of their own.
+    assert_eq!(made_parts, 2 * (1 + 24));
+    let all = env.all().await;
+    assert_eq!(
+        all.len(),
+        made_parts,
+        "a refused booking left nothing behind"
+    );
+    assert!(all.iter().all(|r| r.booking_id.is_some()));
 }

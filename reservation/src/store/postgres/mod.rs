@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use self::{
     changes::{Announcer, PgChanges},
-    rows::{PgReservationRow, PgWriteRow, SQL, range, render, reservation_columns},
+    rows::{PgBookRow, PgReservationRow, PgWriteRow, SQL, range, render, reservation_columns},
     target::Target,
 };
 use crate::{
@@ -465,6 +465,22 @@ fn seconds(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or_default()
 }
 
+/// What became of one booking of a combined call, from its rows.
+fn booked_of(rows: Vec<PgWriteRow>, booking: &BookingPlacement) -> Result<Booked> {
+    if rows.is_empty() {
+        return Err(Error::internal("rsvp.book returned no row"));
+    }
+    if rows.iter().all(|r| r.outcome == "existing") {
+        let fingerprint = rows[0].request_fingerprint;
+        let parts = rows.iter().map(carried).collect::<Result<Vec<_>>>()?;
+        return Ok(Booked::Existing { parts, fingerprint });
+    }
+    Ok(Booked::of(
+        placed_of(rows, booking.parts.len())?,
+        booking.dry,
+    ))
+}
+
 /// The one row of a written item.
 fn single(rows: Vec<PgWriteRow>) -> Result<PgWriteRow> {
     rows.into_iter()
@@ -482,6 +498,14 @@ impl Dialect for PgDialect {
 
     fn write_lanes(&self) -> usize {
         WRITE_LANES
+    }
+
+    fn booking_lanes(&self) -> usize {
+        // As many as the pool has connections: a booking's own work (three
+        // or more checked rows) outweighs its commit, whose WAL flush
+        // group commit already shares among concurrent transactions, so
+        // bookings combine only once every connection is writing one.
+        self.pool.options().get_max_connections() as usize
     }
 
     fn pool_size(&self) -> (usize, usize, usize) {
@@ -605,84 +629,86 @@ impl Dialect for PgDialect {
 
     async fn book(
         &self,
-        booking: &BookingPlacement,
+        batch: &[BookingPlacement],
         time: &WriteTime,
         limit: u32,
     ) -> Result<BookOutcome> {
-        let parts = &booking.parts;
-        let rows: Vec<PgWriteRow> = sqlx::query_as(
-            "SELECT * FROM rsvp.book($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $17, $18)",
+        let parts = || batch.iter().flat_map(|b| &b.parts);
+        let rows: Vec<PgBookRow> = sqlx::query_as(
+            "SELECT b.booking, (b.r).* FROM rsvp.books($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $16, $17, $18, $19) b",
         )
-        .bind(booking.id.uuid())
-        .bind(booking.user_id.as_str())
-        .bind(booking.request.as_ref().map(|(key, _)| key.as_str()))
-        .bind(booking.request.as_ref().map(|(_, digest)| *digest))
-        .bind(parts.iter().map(|p| p.id.uuid()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|b| b.id.uuid()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|b| b.user_id.as_str()).collect::<Vec<_>>())
         .bind(
-            parts
+            batch
                 .iter()
-                .map(|p| p.resource_id.as_str())
+                .map(|b| b.request.as_ref().map(|(key, _)| key.as_str()))
                 .collect::<Vec<_>>(),
         )
         .bind(
-            parts
+            batch
                 .iter()
+                .map(|b| b.request.as_ref().map(|(_, digest)| *digest))
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|b| b.dry).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|b| i32::try_from(b.parts.len()).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(parts().map(|p| p.id.uuid()).collect::<Vec<_>>())
+        .bind(parts().map(|p| p.resource_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            parts()
                 .map(|p| range(p.timespan.start(), p.timespan.end()))
                 .collect::<Vec<_>>(),
         )
-        .bind(parts.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
-        .bind(parts.iter().map(|p| p.note.as_str()).collect::<Vec<_>>())
-        .bind(parts.iter().map(|p| p.hold).collect::<Vec<_>>())
+        .bind(parts().map(|p| p.status.as_str()).collect::<Vec<_>>())
+        .bind(parts().map(|p| p.note.as_str()).collect::<Vec<_>>())
+        .bind(parts().map(|p| p.hold).collect::<Vec<_>>())
         .bind(
-            parts
-                .iter()
+            parts()
                 .map(|p| i32::try_from(p.quantity).unwrap_or(i32::MAX))
                 .collect::<Vec<_>>(),
         )
-        .bind(
-            parts
-                .iter()
-                .map(|p| micros(p.buffers.0))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            parts
-                .iter()
-                .map(|p| micros(p.buffers.1))
-                .collect::<Vec<_>>(),
-        )
-        .bind(parts.iter().map(|p| p.resource_version).collect::<Vec<_>>())
-        .bind(parts.iter().map(|p| p.release_at).collect::<Vec<_>>())
-        .bind(booking.dry)
+        .bind(parts().map(|p| micros(p.buffers.0)).collect::<Vec<_>>())
+        .bind(parts().map(|p| micros(p.buffers.1)).collect::<Vec<_>>())
+        .bind(parts().map(|p| p.resource_version).collect::<Vec<_>>())
+        .bind(parts().map(|p| p.release_at).collect::<Vec<_>>())
         .bind(time.fixed())
         .bind(i32::try_from(limit).unwrap_or(i32::MAX))
         .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(|e| self.write_error(e))?;
-        let at = rows
+        let (at, lock_wait) = rows
             .first()
-            .map(|r| r.at)
-            .ok_or_else(|| Error::internal("rsvp.book returned no row"))?;
-        if rows.iter().all(|r| r.outcome == "existing") {
-            let fingerprint = rows[0].request_fingerprint;
-            let parts = rows.iter().map(carried).collect::<Result<Vec<_>>>()?;
-            return Ok(BookOutcome {
-                at,
-                booked: Booked::Existing { parts, fingerprint },
-            });
+            .map(|r| (r.row.at, seconds(r.row.waited)))
+            .ok_or_else(|| Error::internal("rsvp.books returned no row"))?;
+        let mut of_booking: Vec<Vec<PgWriteRow>> = batch.iter().map(|_| Vec::new()).collect();
+        for r in rows {
+            let rows = usize::try_from(r.booking)
+                .ok()
+                .and_then(|b| b.checked_sub(1))
+                .and_then(|b| of_booking.get_mut(b))
+                .ok_or_else(|| Error::internal("rsvp.books answered for an unknown booking"))?;
+            rows.push(r.row);
         }
-        let placed = placed_of(rows, parts.len())?;
-        let made = placed.iter().all(|p| matches!(p, Placed::Created(_)));
-        let booked = if made && !booking.dry {
+        let booked = of_booking
+            .into_iter()
+            .zip(batch)
+            .map(|(rows, booking)| booked_of(rows, booking))
+            .collect::<Result<Vec<_>>>()?;
+        if booked.iter().any(Booked::wrote) {
             self.announcer.committed();
-            Booked::Made(placed)
-        } else if made {
-            Booked::Made(placed.into_iter().map(|_| Placed::Fits).collect())
-        } else {
-            Booked::Refused(placed)
-        };
-        Ok(BookOutcome { at, booked })
+        }
+        Ok(BookOutcome {
+            at,
+            booked,
+            lock_wait,
+        })
     }
 
     async fn booking(&self, id: BookingId) -> Result<Option<StoredBooking>> {

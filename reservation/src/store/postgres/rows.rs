@@ -217,6 +217,15 @@ pub(crate) struct PgWriteRow {
     checked_out_at: Option<DateTime<Utc>>,
 }
 
+/// A row of `rsvp.books`: a row of `rsvp.book`, with the (1-based)
+/// booking of the call it belongs to.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PgBookRow {
+    pub booking: i32,
+    #[sqlx(flatten)]
+    pub row: PgWriteRow,
+}
+
 impl PgWriteRow {
     /// The reservation the row carries, if it carries one.
     pub fn reservation(&self) -> Option<StoredReservation> {

@@ -270,6 +270,65 @@ impl SqliteDialect {
     }
 }
 
+/// Makes one booking of a combined call, all or nothing: in a savepoint
+/// that is released if every part was placed, and rolled back if any was
+/// refused or the call only checks.
+async fn book_one(
+    tx: &mut Transaction<'static, Sqlite>,
+    booking: &BookingPlacement,
+    at: DateTime<Utc>,
+    limit: u32,
+) -> Result<Booked> {
+    if let Some((key, _)) = &booking.request
+        && let Some(existing) = booking_by_request(tx, &booking.user_id, key).await?
+    {
+        return Ok(Booked::Existing {
+            fingerprint: existing.1,
+            parts: existing.0.parts,
+        });
+    }
+    sqlx::query("SAVEPOINT booking")
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    if !booking.dry {
+        sqlx::query(
+            "INSERT INTO bookings (id, user_id, created_us, request_id, request_fingerprint) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(booking.id.to_string())
+        .bind(booking.user_id.as_str())
+        .bind(micros(at))
+        .bind(booking.request.as_ref().map(|(key, _)| key.as_str()))
+        .bind(booking.request.as_ref().map(|(_, digest)| *digest))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    }
+    // Every part is placed, so that each counts against the next; a
+    // refusal, or a dry run, undoes them all.
+    let mut placed = Vec::with_capacity(booking.parts.len());
+    for (i, p) in booking.parts.iter().enumerate() {
+        let p = Placement {
+            request: None,
+            dry: false,
+            ..p.clone()
+        };
+        placed.push(place_one(tx, &p, at, limit, Some((booking.id, i))).await?);
+    }
+    let booked = Booked::of(placed, booking.dry);
+    let end = if booked.wrote() {
+        "RELEASE booking"
+    } else {
+        "ROLLBACK TO booking; RELEASE booking"
+    };
+    sqlx::raw_sql(end)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(booked)
+}
+
 /// A resource's capacity and version as the store has it (1 and 0 when
 /// not registered).
 async fn capacity_of(tx: &mut Transaction<'static, Sqlite>, resource: &str) -> Result<(u32, i64)> {
@@ -937,6 +996,10 @@ impl Dialect for SqliteDialect {
         1
     }
 
+    fn booking_lanes(&self) -> usize {
+        1
+    }
+
     fn pool_size(&self) -> (usize, usize, usize) {
         (
             self.pool.size() as usize,
@@ -1008,58 +1071,25 @@ impl Dialect for SqliteDialect {
 
     async fn book(
         &self,
-        booking: &BookingPlacement,
+        batch: &[BookingPlacement],
         time: &WriteTime,
         limit: u32,
     ) -> Result<BookOutcome> {
         let mut w = self.begin_write().await?;
         let at = time.now();
-        if let Some((key, _)) = &booking.request
-            && let Some(existing) = booking_by_request(&mut w.tx, &booking.user_id, key).await?
-        {
-            return Ok(BookOutcome {
-                at,
-                booked: Booked::Existing {
-                    fingerprint: existing.1,
-                    parts: existing.0.parts,
-                },
-            });
+        let lock_wait = w.waited;
+        let mut booked = Vec::with_capacity(batch.len());
+        for booking in batch {
+            booked.push(book_one(&mut w.tx, booking, at, limit).await?);
         }
-        if !booking.dry {
-            sqlx::query(
-                "INSERT INTO bookings (id, user_id, created_us, request_id, request_fingerprint) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(booking.id.to_string())
-            .bind(booking.user_id.as_str())
-            .bind(micros(at))
-            .bind(booking.request.as_ref().map(|(key, _)| key.as_str()))
-            .bind(booking.request.as_ref().map(|(_, digest)| *digest))
-            .execute(&mut *w.tx)
-            .await
-            .map_err(db_error)?;
-        }
-        // Every part is placed, so that each counts against the next; a
-        // refusal, or a dry run, undoes them all.
-        let mut placed = Vec::with_capacity(booking.parts.len());
-        for (i, p) in booking.parts.iter().enumerate() {
-            let p = Placement {
-                request: None,
-                dry: false,
-                ..p.clone()
-            };
-            placed.push(place_one(&mut w.tx, &p, at, limit, Some((booking.id, i))).await?);
-        }
-        let made = placed.iter().all(|p| matches!(p, Placed::Created(_)));
-        let booked = if made && !booking.dry {
+        if booked.iter().any(Booked::wrote) {
             w.commit().await?;
-            Booked::Made(placed)
-        } else if made {
-            Booked::Made(placed.into_iter().map(|_| Placed::Fits).collect())
-        } else {
-            Booked::Refused(placed)
-        };
-        Ok(BookOutcome { at, booked })
+        }
+        Ok(BookOutcome {
+            at,
+            booked,
+            lock_wait,
+        })
     }
 
     async fn booking(&self, id: BookingId) -> Result<Option<StoredBooking>> {

@@ -13,7 +13,9 @@
 //! a lock on the changes table from before it drew the id until it ends, so
 //! on seeing a gap the hub asks the store which transactions hold such a
 //! lock ([`ChangeSource::writers`]), waits until none of them runs, and reads
-//! again: an id still missing then was rolled back. It waits for nothing
+//! again: an id still missing then was rolled back. While it waits it keeps
+//! reading, and delivers each missing id as soon as it commits (with what
+//! follows it up to the next one still missing). It waits for nothing
 //! else, and however long it waits it does not skip; a long wait is logged.
 //! Where writers are serialized (SQLite) ids commit in order and no gap can
 //! fill later.
@@ -279,40 +281,44 @@ async fn run<S: ChangeSource>(
     }
 }
 
-/// Reads and delivers whatever can be delivered in order now.
+/// Reads and delivers whatever can be delivered in order now. At a gap,
+/// every id that commits meanwhile is delivered as soon as it is visible
+/// and the ids before it are: only what is still missing waits for the
+/// transactions that may hold it.
 async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap>) -> Result<()> {
-    if let Some(g) = gap.as_mut() {
-        // Until every transaction that may fill the gap has ended, there is
-        // nothing to deliver past it.
-        metrics::gauge!("rsvp_feed_waiting_seconds").set(g.since.elapsed().as_secs_f64());
-        if source.running(&g.writers).await? {
-            if g.reported.elapsed() >= GAP_REPORT {
-                tracing::warn!(
-                    from = shared.lock().delivered + 1,
-                    to = g.below - 1,
-                    writers = ?g.writers.transactions,
-                    waited_s = g.since.elapsed().as_secs(),
-                    "change feed waiting for open transactions that may commit these change ids"
-                );
-                g.reported = Instant::now();
-            }
-            return Ok(());
-        }
-    }
-    // Read after the writers were seen to end: what is still missing now
-    // was rolled back.
-    let settled = gap.take().map(|g| {
-        metrics::histogram!("rsvp_feed_gap_wait_seconds").record(g.since.elapsed().as_secs_f64());
-        metrics::gauge!("rsvp_feed_waiting_seconds").set(0.0);
-        g.below
-    });
-    loop {
+    // Ids up to this one that are still missing were rolled back.
+    let mut settled: Option<i64> = None;
+    'read: loop {
         let delivered = shared.lock().delivered;
         let batch = source.read_after(delivered, shared.read_batch).await?;
         let full = batch.len() as i64 == shared.read_batch;
         for change in batch {
             let next = shared.lock().delivered + 1;
             if change.id > next && settled.is_none_or(|below| change.id > below) {
+                if let Some(g) = gap.as_mut() {
+                    // Until every transaction that may fill the gap has
+                    // ended, there is nothing to deliver past it.
+                    metrics::gauge!("rsvp_feed_waiting_seconds")
+                        .set(g.since.elapsed().as_secs_f64());
+                    if source.running(&g.writers).await? {
+                        if g.reported.elapsed() >= GAP_REPORT {
+                            tracing::warn!(
+                                from = next,
+                                to = change.id - 1,
+                                writers = ?g.writers.transactions,
+                                waited_s = g.since.elapsed().as_secs(),
+                                "change feed waiting for open transactions that may commit these change ids"
+                            );
+                            g.reported = Instant::now();
+                        }
+                        return Ok(());
+                    }
+                    // Read again after the writers were seen to end: what
+                    // is still missing then was rolled back.
+                    settled = Some(g.below);
+                    close(gap);
+                    continue 'read;
+                }
                 // A gap not known to be settled: find who may fill it.
                 if let Some(writers) = source.writers().await? {
                     let now = Instant::now();
@@ -332,9 +338,27 @@ async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap
             state.delivered = change.id;
             // No receivers is fine: nobody is listening right now.
             let _ = state.tx.send(Arc::new(change));
+            drop(state);
+            // Filled: the ids it missed committed.
+            if gap.as_ref().is_some_and(|g| filled(shared, g)) {
+                close(gap);
+            }
         }
         if !full {
             return Ok(());
         }
+    }
+}
+
+/// Whether every id below the gap's end has been delivered.
+fn filled(shared: &Shared, gap: &Gap) -> bool {
+    shared.lock().delivered + 1 >= gap.below
+}
+
+/// Ends the wait at a gap, recording how long it lasted.
+fn close(gap: &mut Option<Gap>) {
+    if let Some(g) = gap.take() {
+        metrics::histogram!("rsvp_feed_gap_wait_seconds").record(g.since.elapsed().as_secs_f64());
+        metrics::gauge!("rsvp_feed_waiting_seconds").set(0.0);
     }
 }

@@ -496,6 +496,44 @@ async fn a_change_id_held_open_for_long_is_delivered_not_skipped() {
     assert_eq!(next(&mut feed).await.reservation.id, quick.id);
 }
 
+/// At a gap, an id that commits is delivered at once (with every id before
+/// it): only the ids still missing wait for their transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_that_commits_at_a_gap_is_delivered_while_later_ones_wait() {
+    let env = Env::postgres().await;
+    let mut feed = env.listen(ListenFilter::default()).await;
+    let mut open = Vec::new();
+    for resource in ["room-1", "room-2"] {
+        let mut tx = pool(&env).begin().await.unwrap();
+        let id = Uuid::now_v7();
+        sqlx::query(RAW_INSERT)
+            .bind(id)
+            .bind(resource)
+            .bind("confirmed")
+            .bind(span(0, 60))
+            .bind(at(0))
+            .execute(&mut *tx)
+            .await
+            .unwrap(); // change ids 1 and 2, open
+        open.push((tx, id));
+    }
+    let quick = env.reserve("alice", "room-3", 0, 60).await.unwrap(); // change id 3
+    nothing_more(&mut feed).await;
+    let (second, second_id) = open.pop().unwrap();
+    let (first, first_id) = open.pop().unwrap();
+    first.commit().await.unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(2), next(&mut feed))
+        .await
+        .expect("delivered while the transaction of id 2 is still open");
+    assert_eq!((c.id, c.reservation.id.uuid()), (1, first_id));
+    nothing_more(&mut feed).await; // 3 waits for 2
+    second.commit().await.unwrap();
+    let c = next(&mut feed).await;
+    assert_eq!((c.id, c.reservation.id.uuid()), (2, second_id));
+    let c = next(&mut feed).await;
+    assert_eq!((c.id, c.reservation.id), (3, quick.id));
+}
+
 /// The feed waits at a gap only for transactions that may hold the missing
 /// change id, not for unrelated ones that happen to be open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

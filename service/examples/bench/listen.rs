@@ -22,6 +22,9 @@ use serde_json::{Value, json};
 /// Writers sharing the rate.
 const WRITERS: u32 = 8;
 
+/// Runs so far: each writes on resources of its own.
+static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Writes `rate` reserves per second through `writer_url` for `seconds`
 /// while listening through `listener_url`.
 pub async fn measure(
@@ -50,6 +53,7 @@ pub async fn measure(
             h.saturating_record(us);
         }
     };
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let period = Duration::from_secs_f64(f64::from(WRITERS) / f64::from(rate.max(1)));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -68,7 +72,7 @@ pub async fn measure(
                     let request = pb::ReserveRequest {
                         reservation: Some(pb::Reservation {
                             user_id: "latency".into(),
-                            resource_id: format!("latency-{w}"),
+                            resource_id: format!("latency-{run}-{w}"),
                             status: pb::ReservationStatus::Confirmed.into(),
                             start: Some(to_timestamp(start)),
                             end: Some(to_timestamp(start + TimeDelta::hours(1))),

@@ -844,6 +844,25 @@ fn markdown(summary: &Value) -> String {
     md
 }
 
+/// `BENCH_ONLY=listen`: only Listen's latency across two servers of an
+/// empty database, `BENCH_REPEAT` times (3), for comparing changes to the
+/// feed quickly.
+async fn listen_only(s: &Settings, url: &str) -> anyhow::Result<()> {
+    drop(PgStore::connect(url, StoreOptions::default()).await?);
+    let writer = Server::start(s, &["--database-url", url])?;
+    let listener = Server::start(s, &["--database-url", url])?;
+    for _ in 0..env_or("BENCH_REPEAT", 3) {
+        listen::measure(
+            &writer.url,
+            &listener.url,
+            1000,
+            humantime::parse_duration(&s.piece_duration)?,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let s = settings()?;
@@ -865,6 +884,9 @@ async fn main() -> anyhow::Result<()> {
         .execute(AssertSqlSafe("CREATE DATABASE rsvp".to_string()))
         .await?;
     let url = cluster.url("rsvp");
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("listen") {
+        return listen_only(&s, &url).await;
+    }
     seed_postgres(&url, &s).await?;
     {
         let store = PgStore::connect(&url, StoreOptions::default()).await?;

@@ -290,8 +290,13 @@ async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap
     let mut settled: Option<i64> = None;
     'read: loop {
         let delivered = shared.lock().delivered;
-        let batch = source.read_after(delivered, shared.read_batch).await?;
-        let full = batch.len() as i64 == shared.read_batch;
+        // At a gap, only the ids up to its end are read until it closes: a
+        // long wait reads a few rows each time, not a whole batch.
+        let limit = gap.as_ref().map_or(shared.read_batch, |g| {
+            (g.below - delivered).clamp(1, shared.read_batch)
+        });
+        let batch = source.read_after(delivered, limit).await?;
+        let full = batch.len() as i64 == limit;
         for change in batch {
             let next = shared.lock().delivered + 1;
             if change.id > next && settled.is_none_or(|below| change.id > below) {

@@ -90,7 +90,9 @@ async fn the_database_crashes_and_returns_under_load() {
     let (record, ended, last) = (seen.clone(), endings.clone(), last_change.clone());
     let listening = tokio::spawn(async move {
         let mut client = connect(addr).await;
-        let mut after = None;
+        // From the first change: the database is fresh, and the load may
+        // start before the first Listen call reaches the server.
+        let mut after = Some(0);
         loop {
             let Ok(stream) = client
                 .listen(pb::ListenRequest {
@@ -444,7 +446,7 @@ async fn more_slow_calls_than_connections_wait_then_answer_and_never_hang() {
     });
 
     // Calls on "busy" wait for its lock, holding a connection each.
-    let blocker_pool = db.pool(1).await;
+    let blocker_pool = db.pool(2).await;
     let mut blocker = blocker_pool.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock(hashtextextended('busy', 0))")
         .execute(&mut *blocker)
@@ -452,26 +454,27 @@ async fn more_slow_calls_than_connections_wait_then_answer_and_never_hang() {
         .unwrap();
     let started = Instant::now();
     // One after the other, so that each finds a writer free (reserves that
-    // arrive together would share one connection).
-    let calls: Vec<_> = (0..6)
-        .map(|i| {
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(50 * i)).await;
-                let mut client = connect(addr).await;
-                let from = i as i64 * 100;
-                let mut request =
-                    tonic::Request::new(reserve_request("u", "busy", from, from + 10));
-                request.set_timeout(Duration::from_secs(10));
-                let result = client.reserve(request).await;
-                (
-                    result
-                        .map(|r| r.into_inner())
-                        .map_err(|s| (s.code(), s.message().to_string())),
-                    started.elapsed(),
-                )
-            })
-        })
-        .collect();
+    // arrive together would share one connection): the first two each wait
+    // on the lock, holding a connection, before the next is sent.
+    let mut calls = Vec::new();
+    for i in 0..6u32 {
+        if (1..=2).contains(&i) {
+            support::waiting_on_locks(&blocker_pool, i64::from(i)).await;
+        }
+        calls.push(tokio::spawn(async move {
+            let mut client = connect(addr).await;
+            let from = i as i64 * 100;
+            let mut request = tonic::Request::new(reserve_request("u", "busy", from, from + 10));
+            request.set_timeout(Duration::from_secs(10));
+            let result = client.reserve(request).await;
+            (
+                result
+                    .map(|r| r.into_inner())
+                    .map_err(|s| (s.code(), s.message().to_string())),
+                started.elapsed(),
+            )
+        }));
+    }
     // A call with a short deadline is answered by its deadline.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut client = connect(addr).await;

@@ -90,7 +90,7 @@ async fn sigterm_ends_streams_cleanly_finishes_calls_and_exits_zero() {
             .reserve(reserve_request("bob", "busy-room", 0, 60))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    support::waiting_on_locks(&pool, 1).await;
     assert!(!in_flight.is_finished());
 
     server.signal(libc::SIGTERM);
@@ -173,7 +173,7 @@ async fn sigterm_exits_non_zero_when_calls_outlast_the_grace_period() {
             .reserve(reserve_request("bob", "stuck-room", 0, 60))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    support::waiting_on_locks(&pool, 1).await;
     assert!(!in_flight.is_finished());
 
     server.signal(libc::SIGTERM);

@@ -526,3 +526,27 @@ pub async fn health_status(
         .map(|r| r.into_inner().status())
         .unwrap_or(tonic_health::pb::health_check_response::ServingStatus::Unknown)
 }
+
+/// Waits until `calls` calls have reached the database and wait there on
+/// a resource's lock (so the server is surely running them).
+pub async fn waiting_on_locks(pool: &sqlx::PgPool, calls: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() \
+               AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting >= calls {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} calls wait on a lock, not {calls}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -29,10 +29,12 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// A chromedriver of its own, on a free port, with the browser's clock in
-/// UTC so that times on the page read as in the test.
+/// UTC so that times on the page read as in the test, and its temporary
+/// files (the browsers' profiles among them) in a directory removed with it.
 struct Driver {
     child: Child,
     url: String,
+    tmp: tempfile::TempDir,
 }
 
 impl Driver {
@@ -44,9 +46,11 @@ impl Driver {
                 "chromedriver is not installed: run `make test-deps` (or set RSVP_CHROMEDRIVER)",
             );
         let port = free_addr().port();
+        let tmp = tempfile::tempdir().expect("a temporary directory");
         let child = Command::new(binary)
             .arg(format!("--port={port}"))
             .env("TZ", "UTC")
+            .env("TMPDIR", tmp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -59,6 +63,7 @@ impl Driver {
         Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            tmp,
         }
     }
 
@@ -91,6 +96,9 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The browsers it started may still be ending: removing their
+        // files is best effort.
+        let _ = std::fs::remove_dir_all(self.tmp.path());
     }
 }
 

@@ -304,7 +304,9 @@ async fn the_board_works_with_a_token_entered_once() {
     let token = async |principal: &str| app.token(principal, Role::User).await;
     let secret = token("alice").await;
     let bob = token("bob").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    for token in [&secret, &bob] {
+        until_token_works(app.addr, token.expose()).await;
+    }
     let driver = Driver::start();
     let alice = driver.browser().await;
     alice.goto(&board(&app, "resources=room-1")).await.unwrap();

@@ -550,3 +550,26 @@ pub async fn waiting_on_locks(pool: &sqlx::PgPool, calls: i64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits until the server at `addr` has loaded the API token `secret` (it
+/// reloads its tokens every 100 ms), asking `/v1/whoami` with it.
+pub async fn until_token_works(addr: SocketAddr, secret: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = client
+            .get(format!("http://{addr}/v1/whoami"))
+            .bearer_auth(secret)
+            .send()
+            .await
+            .map(|r| r.status());
+        if status.as_ref().is_ok_and(|s| s.is_success()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token never worked: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -303,19 +303,7 @@ async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap
                 if let Some(g) = gap.as_mut() {
                     // Until every transaction that may fill the gap has
                     // ended, there is nothing to deliver past it.
-                    metrics::gauge!("rsvp_feed_waiting_seconds")
-                        .set(g.since.elapsed().as_secs_f64());
-                    if source.running(&g.writers).await? {
-                        if g.reported.elapsed() >= GAP_REPORT {
-                            tracing::warn!(
-                                from = next,
-                                to = change.id - 1,
-                                writers = ?g.writers.transactions,
-                                waited_s = g.since.elapsed().as_secs(),
-                                "change feed waiting for open transactions that may commit these change ids"
-                            );
-                            g.reported = Instant::now();
-                        }
+                    if !ended(source, g, next, change.id - 1).await? {
                         return Ok(());
                     }
                     // Read again after the writers were seen to end: what
@@ -349,10 +337,40 @@ async fn step<S: ChangeSource>(source: &S, shared: &Shared, gap: &mut Option<Gap
                 close(gap);
             }
         }
+        if let Some(g) = gap.as_mut() {
+            // The gap's end is no longer there to read (a failover to a
+            // server that never had it, say): the gap ends with its
+            // writers; a later id opens a new one if need be.
+            let next = shared.lock().delivered + 1;
+            if ended(source, g, next, g.below - 1).await? {
+                close(gap);
+            }
+            return Ok(());
+        }
         if !full {
             return Ok(());
         }
     }
+}
+
+/// Whether every transaction that may commit the ids `from..=to` of a gap
+/// has ended; a long wait is logged.
+async fn ended<S: ChangeSource>(source: &S, gap: &mut Gap, from: i64, to: i64) -> Result<bool> {
+    metrics::gauge!("rsvp_feed_waiting_seconds").set(gap.since.elapsed().as_secs_f64());
+    if !source.running(&gap.writers).await? {
+        return Ok(true);
+    }
+    if gap.reported.elapsed() >= GAP_REPORT {
+        tracing::warn!(
+            from,
+            to,
+            writers = ?gap.writers.transactions,
+            waited_s = gap.since.elapsed().as_secs(),
+            "change feed waiting for open transactions that may commit these change ids"
+        );
+        gap.reported = Instant::now();
+    }
+    Ok(false)
 }
 
 /// Whether every id below the gap's end has been delivered.

@@ -1,13 +1,16 @@
 //! The CPU cost of the edge on every call: validating requests, converting
-//! replies, building a conflict's status details, page tokens.
+//! replies, building a conflict's status details, page tokens; and the
+//! server's part of an Availability call (working out the slots, writing
+//! the answer).
 //!
 //! `cargo bench -p abi --bench edge` (part of `make bench`).
 
 use std::hint::black_box;
 
 use abi::{
-    Conflict, Error, NewReservation, Note, Requested, Reservation, ReservationFilter,
-    ReservationId, ReservationStatus, ResourceId, Timespan, UserId, pb,
+    AvailabilityAnswer, Conflict, Error, NewReservation, Note, Requested, Reservation,
+    ReservationFilter, ReservationId, ReservationStatus, ResourceAvailability, ResourceId, Rules,
+    SlotAsk, Timespan, UserId, pb,
     time::{from_timestamp, to_timestamp},
 };
 use chrono::{TimeDelta, TimeZone, Utc};
@@ -102,11 +105,50 @@ fn edge(c: &mut Criterion) {
     });
 }
 
+/// The server's part of the bench's availability workload: 10 resources
+/// (capacity 1, no policy, nothing booked) over a week, 30-minute slots.
+fn availability(c: &mut Criterion) {
+    let start = Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap();
+    let window = Timespan::new(start, start + TimeDelta::days(7)).unwrap();
+    let now = start - TimeDelta::days(30);
+    let rules = Rules::default();
+    let ask = SlotAsk {
+        duration: TimeDelta::minutes(30),
+        step: TimeDelta::minutes(30),
+        quantity: 1,
+    };
+    c.bench_function(
+        "availability of one resource, a week of 30-minute slots",
+        |b| b.iter(|| rules.availability(black_box(window), &[], Some(ask), now)),
+    );
+    let answer = AvailabilityAnswer {
+        resources: (0..10)
+            .map(|i| ResourceAvailability {
+                resource_id: ResourceId::parse(format!("room-{i}")).unwrap(),
+                capacity: 1,
+                deleted: false,
+                availability: rules.availability(window, &[], Some(ask), now),
+            })
+            .collect(),
+        as_of_change_id: 1_000_000,
+    };
+    let wire = pb::AvailabilityResponse::from(answer.clone());
+    c.bench_function("availability answer to wire, 10 resources", |b| {
+        b.iter(|| pb::AvailabilityResponse::from(black_box(answer.clone())))
+    });
+    c.bench_function("availability answer encoded_len", |b| {
+        b.iter(|| prost::Message::encoded_len(black_box(&wire)))
+    });
+    c.bench_function("availability answer encode_to_vec", |b| {
+        b.iter(|| prost::Message::encode_to_vec(black_box(&wire)))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = edge
+    targets = edge, availability
 }
 criterion_main!(benches);

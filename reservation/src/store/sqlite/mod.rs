@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::TryStreamExt;
 use sqlx::{
-    Sqlite, SqliteConnection, SqlitePool, Transaction,
+    QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction,
     migrate::Migrator,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -148,6 +148,11 @@ impl SqliteStore {
         };
         let pool = pool
             .acquire_timeout(options.acquire_timeout)
+            // A ping before every call would be one more hand-off to the
+            // connection's thread and back; a file is not cut off unseen as
+            // a network connection is, and a call on a broken connection
+            // fails with its own error.
+            .test_before_acquire(false)
             .connect_with(connect)
             .await
             .map_err(db_error)?;
@@ -614,6 +619,61 @@ impl SqliteResourceRow {
             ),
             self.version,
         )
+    }
+}
+
+/// A row of the availability read: a resource asked (the `n`th), its row
+/// when registered, and one of its live reservations over the span asked,
+/// or none.
+#[derive(Debug, sqlx::FromRow)]
+struct SqliteUsageRow {
+    n: i64,
+    id: Option<String>,
+    capacity: Option<i64>,
+    spec: Option<Vec<u8>>,
+    created_us: Option<i64>,
+    updated_us: Option<i64>,
+    deleted_us: Option<i64>,
+    version: Option<i64>,
+    occ_start_us: Option<i64>,
+    occ_end_us: Option<i64>,
+    quantity: Option<i64>,
+    status: Option<String>,
+    expires_us: Option<i64>,
+}
+
+impl SqliteUsageRow {
+    /// The resource's row, when it is registered.
+    fn resource(&self) -> Result<Option<Resource>> {
+        let (
+            Some(id),
+            Some(capacity),
+            Some(spec),
+            Some(created_us),
+            Some(updated_us),
+            Some(version),
+        ) = (
+            &self.id,
+            self.capacity,
+            &self.spec,
+            self.created_us,
+            self.updated_us,
+            self.version,
+        )
+        else {
+            return Ok(None);
+        };
+        SqliteResourceRow {
+            id: id.clone(),
+            capacity,
+            spec: spec.clone(),
+            created_us,
+            updated_us,
+            deleted_us: self.deleted_us,
+            version,
+        }
+        .into_resource()
+        .map(Some)
     }
 }
 
@@ -1275,57 +1335,77 @@ impl Dialect for SqliteDialect {
         asks: &[(ResourceId, Timespan)],
         now: DateTime<Utc>,
     ) -> Result<Vec<ResourceUsage>> {
-        // One read transaction: one snapshot of every resource asked.
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let now_us = micros(now);
-        let mut out = Vec::with_capacity(asks.len());
-        for (id, span) in asks {
-            let row: Option<SqliteResourceRow> = sqlx::query_as(concat!(
-                "SELECT ",
-                resource_columns!(),
-                " FROM resources WHERE id = ?"
-            ))
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            let resource = row.map(SqliteResourceRow::into_resource).transpose()?;
-            let capacity = resource.as_ref().map_or(1, |r| u64::from(r.spec.capacity));
-            let live: Vec<(i64, i64, i64, String, Option<i64>)> = sqlx::query_as(
-                "SELECT occ_start_us, occ_end_us, quantity, status, expires_us FROM reservations \
-                 WHERE resource_id = ? AND status IN ('pending', 'confirmed', 'blocked') \
-                 AND occ_start_us < ? AND occ_end_us > ?",
-            )
-            .bind(id.as_str())
-            .bind(micros(span.end()))
-            .bind(micros(span.start()))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            let (from, to) = (micros(span.start()), micros(span.end()));
-            let usage = abi::Usage::sweep(live.into_iter().filter_map(
-                |(start, end, quantity, status, expires)| {
-                    let pending = status == "pending";
-                    // An overdue hold, or a no-show, holds nothing.
-                    if expires.is_some_and(|at| at <= now_us) {
-                        return None;
-                    }
-                    let units = match u64::try_from(quantity).unwrap_or(0) {
-                        0 => capacity,
-                        q => q,
-                    };
-                    Some((
-                        DateTime::from_timestamp_micros(start.max(from))?,
-                        DateTime::from_timestamp_micros(end.min(to))?,
-                        units,
-                        pending,
-                    ))
-                },
-            ));
-            out.push(ResourceUsage { resource, usage });
+        if asks.is_empty() {
+            return Ok(Vec::new());
         }
-        tx.commit().await.map_err(db_error)?;
-        Ok(out)
+        // One statement, so one snapshot of every resource asked and one
+        // hand-off to the connection's thread: each resource asked, its row
+        // if registered, and each live reservation over its span (or none).
+        let mut sql = QueryBuilder::<Sqlite>::new("WITH asks(n, id, from_us, to_us) AS (");
+        sql.push_values(asks.iter().enumerate(), |mut row, (n, (id, span))| {
+            row.push_bind(i64::try_from(n).unwrap_or(i64::MAX))
+                .push_bind(id.as_str())
+                .push_bind(micros(span.start()))
+                .push_bind(micros(span.end()));
+        });
+        sql.push(concat!(
+            ") SELECT a.n, res.id, res.capacity, res.spec, res.created_us, res.updated_us, ",
+            "res.deleted_us, res.version, ",
+            "r.occ_start_us, r.occ_end_us, r.quantity, r.status, r.expires_us ",
+            "FROM asks a LEFT JOIN resources res ON res.id = a.id ",
+            "LEFT JOIN reservations r ON r.resource_id = a.id ",
+            "AND r.status IN ('pending', 'confirmed', 'blocked') ",
+            "AND r.occ_start_us < a.to_us AND r.occ_end_us > a.from_us",
+        ));
+        let rows: Vec<SqliteUsageRow> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let now_us = micros(now);
+        let mut resources: Vec<Option<Option<Resource>>> = vec![None; asks.len()];
+        let mut held: Vec<Vec<(i64, i64, i64, bool)>> = vec![Vec::new(); asks.len()];
+        for row in rows {
+            let n = usize::try_from(row.n)
+                .ok()
+                .filter(|&n| n < asks.len())
+                .ok_or_else(|| Error::internal("availability read returned an unknown row"))?;
+            if resources[n].is_none() {
+                resources[n] = Some(row.resource()?);
+            }
+            if let (Some(start), Some(end), Some(quantity), Some(status)) =
+                (row.occ_start_us, row.occ_end_us, row.quantity, row.status)
+            {
+                // An overdue hold, or a no-show, holds nothing.
+                if row.expires_us.is_some_and(|at| at <= now_us) {
+                    continue;
+                }
+                held[n].push((start, end, quantity, status == "pending"));
+            }
+        }
+        asks.iter()
+            .zip(resources.into_iter().zip(held))
+            .map(|((_, span), (resource, held))| {
+                let resource = resource.flatten();
+                let capacity = resource.as_ref().map_or(1, |r| u64::from(r.spec.capacity));
+                let (from, to) = (micros(span.start()), micros(span.end()));
+                let usage = abi::Usage::sweep(held.into_iter().filter_map(
+                    |(start, end, quantity, pending)| {
+                        let units = match u64::try_from(quantity).unwrap_or(0) {
+                            0 => capacity,
+                            q => q,
+                        };
+                        Some((
+                            DateTime::from_timestamp_micros(start.max(from))?,
+                            DateTime::from_timestamp_micros(end.min(to))?,
+                            units,
+                            pending,
+                        ))
+                    },
+                ));
+                Ok(ResourceUsage { resource, usage })
+            })
+            .collect()
     }
 
     async fn list_resources(

@@ -14,6 +14,7 @@ conformance!(
     segments_show_what_is_free_held_and_closed,
     every_listed_slot_is_accepted_and_every_other_grid_slot_refused,
     listen_from_as_of_change_id_follows_with_no_gap,
+    each_resource_is_answered_in_the_order_asked_whatever_its_name,
 );
 
 fn minutes(m: i64) -> Option<prost_types::Duration> {
@@ -160,6 +161,55 @@ async fn segments_show_what_is_free_held_and_closed(env: Env) {
     assert_eq!(
         shape(&answer.resources[0])[2..4],
         [(day + 9 * 60, 1, 0, true), (day + 9 * 60 + 30, 2, 0, true)]
+    );
+}
+
+/// One answer per resource asked, in the order asked, whatever characters
+/// its name holds.
+async fn each_resource_is_answered_in_the_order_asked_whatever_its_name(env: Env) {
+    let store = &env.store;
+    let (quoted, slashed, wide, sql) = (
+        "quote \" room",
+        "back\\slash",
+        "zimmer-ü-😀",
+        "x' OR '1'='1",
+    );
+    store
+        .create_resource(
+            ResourceSpec::try_from(pb::Resource {
+                id: quoted.into(),
+                capacity: 3,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    for (resource, (from, to)) in [(quoted, (60, 120)), (slashed, (0, 30)), (sql, (300, 360))] {
+        store
+            .reserve(reserve("a", resource, (at(from), at(to)), 1))
+            .await
+            .unwrap();
+    }
+    let asked = [sql, quoted, slashed, wide];
+    let answer = availability(&env, &asked, (at(0), at(600)), 1, None).await;
+    let names: Vec<&str> = answer
+        .resources
+        .iter()
+        .map(|r| r.resource_id.as_str())
+        .collect();
+    assert_eq!(names, asked);
+    let capacities: Vec<u32> = answer.resources.iter().map(|r| r.capacity).collect();
+    assert_eq!(capacities, [1, 3, 1, 1]);
+    let shapes: Vec<_> = answer.resources.iter().map(shape).collect();
+    assert_eq!(
+        shapes,
+        [
+            vec![(0, 1, 0, true), (300, 0, 1, true), (360, 1, 0, true)],
+            vec![(0, 3, 0, true), (60, 2, 1, true), (120, 3, 0, true)],
+            vec![(0, 0, 1, true), (30, 1, 0, true)],
+            vec![(0, 1, 0, true)],
+        ]
     );
 }
 

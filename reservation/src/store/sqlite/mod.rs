@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::TryStreamExt;
 use sqlx::{
-    QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction,
+    Sqlite, SqliteConnection, SqlitePool, Transaction,
     migrate::Migrator,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -1335,33 +1335,34 @@ impl Dialect for SqliteDialect {
         asks: &[(ResourceId, Timespan)],
         now: DateTime<Utc>,
     ) -> Result<Vec<ResourceUsage>> {
-        if asks.is_empty() {
-            return Ok(Vec::new());
-        }
         // One statement, so one snapshot of every resource asked and one
         // hand-off to the connection's thread: each resource asked, its row
         // if registered, and each live reservation over its span (or none).
-        let mut sql = QueryBuilder::<Sqlite>::new("WITH asks(n, id, from_us, to_us) AS (");
-        sql.push_values(asks.iter().enumerate(), |mut row, (n, (id, span))| {
-            row.push_bind(i64::try_from(n).unwrap_or(i64::MAX))
-                .push_bind(id.as_str())
-                .push_bind(micros(span.start()))
-                .push_bind(micros(span.end()));
-        });
-        sql.push(concat!(
-            ") SELECT a.n, res.id, res.capacity, res.spec, res.created_us, res.updated_us, ",
-            "res.deleted_us, res.version, ",
-            "r.occ_start_us, r.occ_end_us, r.quantity, r.status, r.expires_us ",
-            "FROM asks a LEFT JOIN resources res ON res.id = a.id ",
-            "LEFT JOIN reservations r ON r.resource_id = a.id ",
-            "AND r.status IN ('pending', 'confirmed', 'blocked') ",
-            "AND r.occ_start_us < a.to_us AND r.occ_end_us > a.from_us",
-        ));
-        let rows: Vec<SqliteUsageRow> = sql
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
+        // The asks go as one JSON array, so that one prepared statement
+        // serves any number of them.
+        let asks_json = serde_json::Value::Array(
+            asks.iter()
+                .map(|(id, span)| {
+                    serde_json::json!([id.as_str(), micros(span.start()), micros(span.end())])
+                })
+                .collect(),
+        )
+        .to_string();
+        let rows: Vec<SqliteUsageRow> = sqlx::query_as(
+            "WITH asks(n, id, from_us, to_us) AS \
+             (SELECT key, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)) \
+             SELECT a.n, res.id, res.capacity, res.spec, res.created_us, res.updated_us, \
+             res.deleted_us, res.version, \
+             r.occ_start_us, r.occ_end_us, r.quantity, r.status, r.expires_us \
+             FROM asks a LEFT JOIN resources res ON res.id = a.id \
+             LEFT JOIN reservations r ON r.resource_id = a.id \
+             AND r.status IN ('pending', 'confirmed', 'blocked') \
+             AND r.occ_start_us < a.to_us AND r.occ_end_us > a.from_us",
+        )
+        .bind(asks_json)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
         let now_us = micros(now);
         let mut resources: Vec<Option<Option<Resource>>> = vec![None; asks.len()];
         let mut held: Vec<Vec<(i64, i64, i64, bool)>> = vec![Vec::new(); asks.len()];

@@ -15,6 +15,7 @@ conformance!(
     every_listed_slot_is_accepted_and_every_other_grid_slot_refused,
     listen_from_as_of_change_id_follows_with_no_gap,
     each_resource_is_answered_in_the_order_asked_whatever_its_name,
+    each_resource_is_read_over_its_own_span,
 );
 
 fn minutes(m: i64) -> Option<prost_types::Duration> {
@@ -211,6 +212,41 @@ async fn each_resource_is_answered_in_the_order_asked_whatever_its_name(env: Env
             vec![(0, 1, 0, true)],
         ]
     );
+}
+
+/// Each resource is read over its own span, the window widened by its own
+/// buffers, whatever is asked beside it.
+async fn each_resource_is_read_over_its_own_span(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(
+            ResourceSpec::try_from(pb::Resource {
+                id: "buffered".into(),
+                capacity: 1,
+                policy: Some(pb::BookingPolicy {
+                    buffer_before: minutes(60),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Before the window, within the hour a slot's buffer reaches back.
+    store
+        .reserve(reserve("a", "buffered", (at(60), at(90)), 1))
+        .await
+        .unwrap();
+    let window = (at(120), at(600));
+    let slot = Some(TimeDelta::minutes(30));
+    let alone = availability(&env, &["buffered"], window, 1, slot).await;
+    let both = availability(&env, &["plain", "buffered"], window, 1, slot).await;
+    assert_eq!(both.resources[1], alone.resources[0]);
+    let first = |r: &ResourceAvailability| r.availability.slots.first().map(|s| s.span.start());
+    // A slot at 120 would need 60..150 clear; the first that fits is at 150.
+    assert_eq!(first(&both.resources[1]), Some(at(150)));
+    assert_eq!(first(&both.resources[0]), Some(at(120)));
 }
 
 /// Random resources (capacity, grid, buffers, durations, notice, opening

@@ -622,9 +622,9 @@ impl SqliteResourceRow {
     }
 }
 
-/// A row of the availability read: a resource asked (the `n`th), its row
-/// when registered, and one of its live reservations over the span asked,
-/// or none.
+/// A row of the availability read, about the `n`th resource asked: either
+/// its row (it is registered) or one of its live reservations over the span
+/// asked.
 #[derive(Debug, sqlx::FromRow)]
 struct SqliteUsageRow {
     n: i64,
@@ -1336,10 +1336,11 @@ impl Dialect for SqliteDialect {
         now: DateTime<Utc>,
     ) -> Result<Vec<ResourceUsage>> {
         // One statement, so one snapshot of every resource asked and one
-        // hand-off to the connection's thread: each resource asked, its row
-        // if registered, and each live reservation over its span (or none).
-        // The asks go as one JSON array, so that one prepared statement
-        // serves any number of them.
+        // hand-off to the connection's thread: the row of each resource
+        // asked that is registered, then each live reservation over its span,
+        // each kind of row once (a resource's row, with its policy, is not
+        // repeated beside each of its reservations). The asks go as one JSON
+        // array, so that one prepared statement serves any number of them.
         let asks_json = serde_json::Value::Array(
             asks.iter()
                 .map(|(id, span)| {
@@ -1352,10 +1353,13 @@ impl Dialect for SqliteDialect {
             "WITH asks(n, id, from_us, to_us) AS \
              (SELECT key, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)) \
              SELECT a.n, res.id, res.capacity, res.spec, res.created_us, res.updated_us, \
-             res.deleted_us, res.version, \
+             res.deleted_us, res.version, NULL AS occ_start_us, NULL AS occ_end_us, \
+             NULL AS quantity, NULL AS status, NULL AS expires_us \
+             FROM asks a JOIN resources res ON res.id = a.id \
+             UNION ALL \
+             SELECT a.n, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
              r.occ_start_us, r.occ_end_us, r.quantity, r.status, r.expires_us \
-             FROM asks a LEFT JOIN resources res ON res.id = a.id \
-             LEFT JOIN reservations r ON r.resource_id = a.id \
+             FROM asks a JOIN reservations r ON r.resource_id = a.id \
              AND r.status IN ('pending', 'confirmed', 'blocked') \
              AND r.occ_start_us < a.to_us AND r.occ_end_us > a.from_us",
         )
@@ -1364,15 +1368,15 @@ impl Dialect for SqliteDialect {
         .await
         .map_err(db_error)?;
         let now_us = micros(now);
-        let mut resources: Vec<Option<Option<Resource>>> = vec![None; asks.len()];
+        let mut resources: Vec<Option<Resource>> = vec![None; asks.len()];
         let mut held: Vec<Vec<(i64, i64, i64, bool)>> = vec![Vec::new(); asks.len()];
         for row in rows {
             let n = usize::try_from(row.n)
                 .ok()
                 .filter(|&n| n < asks.len())
                 .ok_or_else(|| Error::internal("availability read returned an unknown row"))?;
-            if resources[n].is_none() {
-                resources[n] = Some(row.resource()?);
+            if let Some(resource) = row.resource()? {
+                resources[n] = Some(resource);
             }
             if let (Some(start), Some(end), Some(quantity), Some(status)) =
                 (row.occ_start_us, row.occ_end_us, row.quantity, row.status)
@@ -1387,7 +1391,6 @@ impl Dialect for SqliteDialect {
         asks.iter()
             .zip(resources.into_iter().zip(held))
             .map(|((_, span), (resource, held))| {
-                let resource = resource.flatten();
                 let capacity = resource.as_ref().map_or(1, |r| u64::from(r.spec.capacity));
                 let (from, to) = (micros(span.start()), micros(span.end()));
                 let usage = abi::Usage::sweep(held.into_iter().filter_map(

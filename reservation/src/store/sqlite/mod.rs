@@ -283,6 +283,7 @@ async fn book_one(
     booking: &BookingPlacement,
     at: DateTime<Utc>,
     limit: u32,
+    capacities: &Capacities,
 ) -> Result<Booked> {
     if let Some((key, _)) = &booking.request
         && let Some(existing) = booking_by_request(tx, &booking.user_id, key).await?
@@ -319,7 +320,8 @@ async fn book_one(
             dry: false,
             ..p.clone()
         };
-        placed.push(place_one(tx, &p, at, limit, Some((booking.id, i))).await?);
+        let known = capacities.of(p.resource_id.as_str());
+        placed.push(place_one(tx, &p, at, limit, Some((booking.id, i)), known).await?);
     }
     let booked = Booked::of(placed, booking.dry);
     let end = if booked.wrote() {
@@ -332,6 +334,42 @@ async fn book_one(
         .await
         .map_err(db_error)?;
     Ok(booked)
+}
+
+/// The capacity and version of each resource named, as the store has them
+/// (1 and 0 when not registered), in one statement: a write reads them once
+/// for every placement of its transaction, which changes no resource.
+async fn capacities_of(
+    tx: &mut Transaction<'static, Sqlite>,
+    mut names: Vec<&str>,
+) -> Result<Capacities> {
+    names.sort_unstable();
+    names.dedup();
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT id, capacity, version FROM resources \
+         WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::Value::from(names).to_string())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(Capacities(
+        rows.into_iter()
+            .map(|(id, capacity, version)| {
+                (id, (u32::try_from(capacity).unwrap_or(1).max(1), version))
+            })
+            .collect(),
+    ))
+}
+
+/// Capacities and versions of the resources a write places on.
+struct Capacities(std::collections::HashMap<String, (u32, i64)>);
+
+impl Capacities {
+    /// A resource's capacity and version (1 and 0 when not registered).
+    fn of(&self, resource: &str) -> (u32, i64) {
+        self.0.get(resource).copied().unwrap_or((1, 0))
+    }
 }
 
 /// A resource's capacity and version as the store has it (1 and 0 when
@@ -825,8 +863,8 @@ async fn place_one(
     now: DateTime<Utc>,
     limit: u32,
     booking: Option<(BookingId, usize)>,
+    (capacity, version): (u32, i64),
 ) -> Result<Placed> {
-    let (capacity, version) = capacity_of(tx, p.resource_id.as_str()).await?;
     if version != p.resource_version {
         return Ok(Placed::Stale);
     }
@@ -1077,6 +1115,8 @@ impl Dialect for SqliteDialect {
         let mut w = self.begin_write().await?;
         let at = time.now();
         let lock_wait = w.waited;
+        let names = batch.iter().map(|p| p.resource_id.as_str()).collect();
+        let capacities = capacities_of(&mut w.tx, names).await?;
         let mut placed = Vec::with_capacity(batch.len());
         // A rush on one show: the placements that ask what the last refused
         // one asked, with nothing written since, get its refusal.
@@ -1093,7 +1133,8 @@ impl Dialect for SqliteDialect {
                 placed.push(Placed::Blocked(blockers.clone()));
                 continue;
             }
-            let outcome = place_one(&mut w.tx, p, at, limit, None).await?;
+            let known = capacities.of(p.resource_id.as_str());
+            let outcome = place_one(&mut w.tx, p, at, limit, None, known).await?;
             refused = match &outcome {
                 Placed::Blocked(blockers) => Some((ask, blockers.clone())),
                 Placed::Created(_) => None,
@@ -1139,8 +1180,14 @@ impl Dialect for SqliteDialect {
         let at = time.now();
         let lock_wait = w.waited;
         let mut booked = Vec::with_capacity(batch.len());
+        let names = batch
+            .iter()
+            .flat_map(|b| &b.parts)
+            .map(|p| p.resource_id.as_str())
+            .collect();
+        let capacities = capacities_of(&mut w.tx, names).await?;
         for booking in batch {
-            booked.push(book_one(&mut w.tx, booking, at, limit).await?);
+            booked.push(book_one(&mut w.tx, booking, at, limit, &capacities).await?);
         }
         if booked.iter().any(Booked::wrote) {
             w.commit().await?;

@@ -1318,6 +1318,7 @@ fn resources_are_registered_listed_updated_and_deleted() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("nothing to change"));
+    // Live in the future, whenever the test runs: deleting needs --force.
     server
         .rsvp()
         .args([
@@ -1327,7 +1328,7 @@ fn resources_are_registered_listed_updated_and_deleted() {
             "-u",
             "a",
             "-s",
-            "2026-12-07 10:00",
+            "2030-12-07 10:00",
             "-d",
             "1h",
             "--confirm",
@@ -1370,7 +1371,7 @@ fn units_are_reserved_up_to_the_capacity_and_rules_refuse_with_exit_8() {
             "-u",
             "a",
             "-s",
-            "2026-12-07 10:00",
+            "2030-12-07 10:00",
             "-d",
             "1h",
             "--quantity",

@@ -375,16 +375,7 @@ impl Capacities {
 /// A resource's capacity and version as the store has it (1 and 0 when
 /// not registered).
 async fn capacity_of(tx: &mut Transaction<'static, Sqlite>, resource: &str) -> Result<(u32, i64)> {
-    let row: Option<(i64, i64)> =
-        sqlx::query_as("SELECT capacity, version FROM resources WHERE id = ?")
-            .bind(resource)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_error)?;
-    Ok(match row {
-        Some((capacity, version)) => (u32::try_from(capacity).unwrap_or(1).max(1), version),
-        None => (1, 0),
-    })
+    Ok(capacities_of(tx, vec![resource]).await?.of(resource))
 }
 
 /// Reads what lies in the occupied span `[start, end)` of `resource` at

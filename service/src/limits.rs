@@ -129,10 +129,14 @@ impl Limits {
         let Some(limiter) = limiter else {
             return Ok(());
         };
+        // The delay counts from before the check, so that a thread paused
+        // between the refusal and reading the clock never answers "retry
+        // after 0".
+        let asked = limiter.clock().now();
         limiter.check_key(principal).map_err(|not_until| {
             status(Error::RateLimited {
                 what,
-                retry_after: not_until.wait_time_from(limiter.clock().now()),
+                retry_after: not_until.wait_time_from(asked),
             })
         })
     }

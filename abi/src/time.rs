@@ -54,6 +54,12 @@ pub fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time) // ok: same instant, coarser
 }
 
+/// `t` in microseconds since the epoch, a part of a microsecond rounding
+/// up: the first whole microsecond at or after `t`.
+pub fn micros_up(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros() + i64::from(!t.timestamp_subsec_nanos().is_multiple_of(1000))
+}
+
 /// Reads a protobuf `Duration`, to the nanosecond (what a duration is used
 /// for decides how it rounds: a hold of 1 ns lasts 1 µs, not forever).
 ///

@@ -13,7 +13,7 @@ use crate::{
     Error,
     error::FieldContext,
     pb,
-    time::{from_duration, to_timestamp},
+    time::{from_duration, micros_up, to_timestamp},
 };
 
 /// The most resources one Availability request asks about.
@@ -391,21 +391,42 @@ impl Rules {
                 .checked_add_signed(margin)
                 .unwrap_or(window.end()),
         );
+        // In microseconds since the epoch from here on. A slot's end is its
+        // start and its length, truncated to the microsecond, as a
+        // reservation's is; what its buffers reach is counted from the
+        // instants themselves, and rounded outwards.
+        let window_end = window.end().timestamp_micros();
+        let Some(length) = ask.duration.num_microseconds() else {
+            return Vec::new();
+        };
+        let length_over = ask.duration.subsec_nanos() % 1000 != 0;
+        let (Some(reach_before), Some(reach_after)) = (
+            nanos_up_to_micros(before),
+            ask.duration
+                .checked_add(&after)
+                .and_then(nanos_up_to_micros),
+        ) else {
+            return Vec::new();
+        };
+        let pieces: Vec<(i64, i64, u64)> = usage
+            .iter()
+            .map(|u| (micros_up(u.start), micros_up(u.end), u.used))
+            .collect();
         let mut out = Vec::new();
         // The first piece of use that may reach a slot (slots come in
         // order of start, and so do the pieces).
         let mut first = 0;
         for start in self
             .schedule
-            .grid_points(window.start(), window.end(), ask.step)
+            .grid_micros(window.start(), window.end(), ask.step)
         {
-            let Some(end) = start.checked_add_signed(ask.duration) else {
+            let Some(end) = start.checked_add(length) else {
                 continue;
             };
-            if end > window.end() {
+            if end > window_end || (end == window_end && length_over) {
                 continue;
             }
-            let Ok(span) = Timespan::new(start, end) else {
+            let Some(span) = Timespan::from_micros(start, end) else {
                 continue;
             };
             let reserve = Ask {
@@ -420,26 +441,18 @@ impl Rules {
                 continue;
             }
             let (Some(from), Some(to)) = (
-                if before.is_zero() {
-                    Some(start)
-                } else {
-                    start.checked_sub_signed(before)
-                },
-                if after.is_zero() {
-                    Some(end)
-                } else {
-                    end.checked_add_signed(after)
-                },
+                start.checked_sub(reach_before),
+                start.checked_add(reach_after),
             ) else {
                 continue;
             };
-            while usage.get(first).is_some_and(|u| u.end <= from) {
+            while pieces.get(first).is_some_and(|u| u.1 <= from) {
                 first += 1;
             }
-            let peak = usage[first..]
+            let peak = pieces[first..]
                 .iter()
-                .take_while(|u| u.start < to)
-                .map(|u| u.used)
+                .take_while(|u| u.0 < to)
+                .map(|u| u.2)
                 .max()
                 .unwrap_or(0);
             let free = self.free(peak);
@@ -454,6 +467,15 @@ impl Rules {
     fn free(&self, used: u64) -> u32 {
         u32::try_from(u64::from(self.capacity).saturating_sub(used)).unwrap_or(0)
     }
+}
+
+/// `d` in whole microseconds, a part of one rounding up; `None` past
+/// what microseconds hold.
+fn nanos_up_to_micros(d: TimeDelta) -> Option<i64> {
+    let whole = d.num_microseconds()?;
+    whole.checked_add(i64::from(
+        d > TimeDelta::zero() && d.subsec_nanos() % 1000 != 0,
+    ))
 }
 
 #[cfg(test)]
@@ -563,6 +585,65 @@ mod tests {
         // 09:30 starts inside the cleaning; 10:30 ends at closing.
         assert_eq!(starts, vec!["08:00", "10:00", "10:30"]);
         assert!(a.slots.iter().all(|s| s.free == 1));
+    }
+
+    #[test]
+    fn parts_of_a_microsecond_in_lengths_and_buffers_count() {
+        let mut rules = Rules {
+            capacity: 1,
+            ..Rules::default()
+        };
+        let slots = |rules: &Rules, usage: &[Usage], length: TimeDelta| {
+            rules
+                .availability(
+                    span("2030-01-08T09:00:00Z", "2030-01-08T10:00:00Z"),
+                    usage,
+                    Some(SlotAsk {
+                        duration: length,
+                        step: TimeDelta::minutes(30),
+                        quantity: 1,
+                    }),
+                    utc("2030-01-01T00:00:00Z"),
+                )
+                .slots
+                .iter()
+                .map(|s| (s.span.start(), s.span.end()))
+                .collect::<Vec<_>>()
+        };
+        // 09:30 plus 30 minutes and a nanosecond ends past the window.
+        let length = TimeDelta::minutes(30) + TimeDelta::nanoseconds(1);
+        assert_eq!(
+            slots(&rules, &[], length),
+            [(utc("2030-01-08T09:00:00Z"), utc("2030-01-08T09:30:00Z"))]
+        );
+        // A buffer of a nanosecond before reaches a piece of use ending
+        // at the slot's start; one after, a piece starting at its end.
+        let touching = [
+            Usage {
+                start: utc("2030-01-08T08:00:00Z"),
+                end: utc("2030-01-08T09:00:00Z"),
+                used: 1,
+                held: 0,
+            },
+            Usage {
+                start: utc("2030-01-08T10:00:00Z"),
+                end: utc("2030-01-08T11:00:00Z"),
+                used: 1,
+                held: 0,
+            },
+        ];
+        assert_eq!(slots(&rules, &touching, TimeDelta::minutes(30)).len(), 2);
+        rules.policy.buffer_before = Some(TimeDelta::nanoseconds(1));
+        assert_eq!(
+            slots(&rules, &touching, TimeDelta::minutes(30)),
+            [(utc("2030-01-08T09:30:00Z"), utc("2030-01-08T10:00:00Z"))]
+        );
+        rules.policy.buffer_before = None;
+        rules.policy.buffer_after = Some(TimeDelta::nanoseconds(1));
+        assert_eq!(
+            slots(&rules, &touching, TimeDelta::minutes(30)),
+            [(utc("2030-01-08T09:00:00Z"), utc("2030-01-08T09:30:00Z"))]
+        );
     }
 
     #[test]

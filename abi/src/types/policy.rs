@@ -12,7 +12,7 @@ use chrono::{
 use chrono_tz::Tz;
 
 use super::{Hold, ReservationStatus, Timespan};
-use crate::pb;
+use crate::{pb, time::micros_up};
 
 /// What a policy may demand of a reservation. Unset: no limit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -557,56 +557,59 @@ impl Schedule {
         to: DateTime<Utc>,
         step: TimeDelta,
     ) -> Vec<DateTime<Utc>> {
+        self.grid_micros(from, to, step)
+            .into_iter()
+            .filter_map(DateTime::from_timestamp_micros)
+            .collect()
+    }
+
+    /// [`Schedule::grid_points`] as microseconds since the epoch. The step
+    /// counts in whole microseconds, as [`Schedule::on_grid`] does.
+    pub fn grid_micros(&self, from: DateTime<Utc>, to: DateTime<Utc>, step: TimeDelta) -> Vec<i64> {
         let mut points = Vec::new();
-        if step <= TimeDelta::zero() {
+        let Some(step) = step.num_microseconds().filter(|s| *s > 0) else {
             return points;
-        }
+        };
         let mut day = from.with_timezone(&self.zone).date_naive() - Days::new(1);
         let last = to.with_timezone(&self.zone).date_naive();
         while day <= last {
             let midnight = day.and_time(NaiveTime::MIN);
-            if self.day_by_arithmetic(midnight, step, &mut points) {
-                match day.checked_add_days(Days::new(1)) {
-                    Some(next) => day = next,
-                    None => break,
-                }
-                continue;
-            }
-            let mut offset = TimeDelta::zero();
-            while offset < TimeDelta::days(1) {
-                match self.zone.from_local_datetime(&(midnight + offset)) {
-                    LocalResult::Single(t) => points.push(t.with_timezone(&Utc)),
-                    LocalResult::Ambiguous(a, b) => {
-                        points.push(a.with_timezone(&Utc));
-                        points.push(b.with_timezone(&Utc));
+            if !self.day_by_arithmetic(midnight, step, &mut points) {
+                let mut offset = TimeDelta::zero();
+                let step = TimeDelta::microseconds(step);
+                while offset < TimeDelta::days(1) {
+                    match self.zone.from_local_datetime(&(midnight + offset)) {
+                        LocalResult::Single(t) => points.push(t.timestamp_micros()),
+                        LocalResult::Ambiguous(a, b) => {
+                            points.push(a.timestamp_micros());
+                            points.push(b.timestamp_micros());
+                        }
+                        LocalResult::None => {}
                     }
-                    LocalResult::None => {}
+                    offset += step;
                 }
-                offset += step;
             }
             match day.checked_add_days(Days::new(1)) {
                 Some(next) => day = next,
                 None => break,
             }
         }
-        points.retain(|t| *t >= from && *t < to);
-        points.sort();
+        // `from` and `to` may hold parts of a microsecond: a point is in
+        // the span when it is at or after `from`, and before `to`.
+        let (from, to) = (micros_up(from), micros_up(to));
+        points.retain(|t| (from..to).contains(t));
+        points.sort_unstable();
         points.dedup();
         points
     }
 
     /// The grid points of the local day starting at `midnight`, by adding
-    /// `step` to the instant of midnight, when the day has one offset
-    /// throughout (the same at midnight and 24 hours later: the clocks
-    /// change at most once a day in every zone the time zone database
-    /// has); `false`, with nothing added, on a day the clocks change, whose
-    /// local times must each be looked up.
-    fn day_by_arithmetic(
-        &self,
-        midnight: NaiveDateTime,
-        step: TimeDelta,
-        points: &mut Vec<DateTime<Utc>>,
-    ) -> bool {
+    /// `step` microseconds to the instant of midnight, when the day has one
+    /// offset throughout (the same at midnight and 24 hours later: the
+    /// clocks change at most once a day in every zone the time zone
+    /// database has); `false`, with nothing added, on a day the clocks
+    /// change, whose local times must each be looked up.
+    fn day_by_arithmetic(&self, midnight: NaiveDateTime, step: i64, points: &mut Vec<i64>) -> bool {
         let LocalResult::Single(start) = self.zone.from_local_datetime(&midnight) else {
             return false;
         };
@@ -620,21 +623,18 @@ impl Schedule {
         {
             return false;
         }
-        let mark = points.len();
-        let mut since = TimeDelta::zero();
-        while since < TimeDelta::days(1) {
-            match start.checked_add_signed(since) {
-                Some(t) => points.push(t),
-                None => {
-                    points.truncate(mark);
-                    return false;
-                }
-            }
-            since += step;
-        }
+        let start = start.timestamp_micros();
+        points.extend(
+            (0..MICROS_PER_DAY)
+                .step_by(step.unsigned_abs() as usize)
+                .map(|since| start + since),
+        );
         true
     }
 }
+
+/// Microseconds in a day of 24 hours.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -767,13 +767,15 @@ mod tests {
             day in 0i64..(366 * 12),
             hours in 0i64..72,
             step in proptest::sample::select(vec![1i64, 5, 15, 20, 30, 45, 60, 90, 180, 1440]),
+            // Bounds off the microsecond, either side of a grid point.
+            nudge in proptest::sample::select(vec![-1_001i64, -1, 0, 1, 999, 1_000, 1_001]),
         ) {
             let schedule = Schedule {
                 zone: zone.parse().unwrap(),
                 ..Schedule::default()
             };
-            let from = utc("2024-01-01T00:00:00Z") + TimeDelta::days(day);
-            let to = from + TimeDelta::hours(hours + 1);
+            let from = utc("2024-01-01T00:00:00Z") + TimeDelta::days(day) + TimeDelta::nanoseconds(nudge);
+            let to = from + TimeDelta::hours(hours + 1) + TimeDelta::nanoseconds(nudge);
             let step = TimeDelta::minutes(step);
             let mut want = Vec::new();
             let mut day = from.with_timezone(&schedule.zone).date_naive() - Days::new(1);

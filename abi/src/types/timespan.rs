@@ -31,6 +31,18 @@ impl Timespan {
         Ok(Timespan { start, end })
     }
 
+    /// The interval `[start, end)` of microseconds since the epoch; `None`
+    /// when it is empty or outside the times rsvp can represent.
+    pub fn from_micros(start: i64, end: i64) -> Option<Self> {
+        if start >= end {
+            return None;
+        }
+        Some(Timespan {
+            start: DateTime::from_timestamp_micros(start)?,
+            end: DateTime::from_timestamp_micros(end)?,
+        })
+    }
+
     /// The first instant of the interval.
     pub fn start(&self) -> DateTime<Utc> {
         self.start

@@ -190,6 +190,10 @@ impl<D: Dialect> Engine<D> {
             let now = self.now();
             let mut revisions = Vec::new();
             let mut broken = Vec::new();
+            // The resource of each revision, and the rules each refusal
+            // was judged by.
+            let mut revised_resources = Vec::new();
+            let mut refused_by = Vec::new();
             for (i, row) in stored.parts.iter().enumerate() {
                 let current = row.clone().into_reservation(now)?;
                 let applies = match change {
@@ -233,12 +237,14 @@ impl<D: Dialect> Engine<D> {
                         current.resource_id.clone(),
                         vec![v],
                     ));
+                    refused_by.push((current.resource_id.clone(), known));
                     continue;
                 }
                 let expires_at = match write.status {
                     ReservationStatus::Confirmed => known.rules.release_at(write.timespan.start()),
                     _ => write.expires_at,
                 };
+                revised_resources.push(current.resource_id.clone());
                 revisions.push(Revision {
                     id: current.id,
                     version: row.version,
@@ -255,6 +261,9 @@ impl<D: Dialect> Engine<D> {
                 });
             }
             if !broken.is_empty() {
+                if self.any_rules_changed(&refused_by).await? {
+                    continue;
+                }
                 abi::PartRejection::fit(&mut broken);
                 return Err(Error::BookingRejected(broken));
             }
@@ -273,8 +282,14 @@ impl<D: Dialect> Engine<D> {
             if revised.iter().any(|r| matches!(r, Revised::Missing)) {
                 return Err(Error::BookingNotFound(id));
             }
-            // A part changed under the call (or its hold lapsed): plan
-            // again from the parts as they are.
+            // A part or its resource's rules changed under the call (or a
+            // hold lapsed): plan again from the parts and the rules as they
+            // are.
+            for (resource, revised) in revised_resources.iter().zip(&revised) {
+                if matches!(revised, Revised::Stale(_)) {
+                    self.refresh_rules(resource).await?;
+                }
+            }
         }
         Err(Error::Aborted {
             reason: "the booking kept changing; try again".into(),
@@ -317,6 +332,9 @@ impl<D: Dialect> Engine<D> {
                 }
                 let opens = known.rules.check_in_opens(start);
                 if now < opens {
+                    if self.rules_changed(&resource, &known).await? {
+                        continue;
+                    }
                     return Err(Error::FailedPrecondition(
                         format!("check-in opens at {}", opens.to_rfc3339()).into(),
                     ));
@@ -365,7 +383,9 @@ impl<D: Dialect> Engine<D> {
             match outcome.revised {
                 Revised::Done(done) => return done.into_reservation(outcome.at),
                 Revised::Missing => return Err(Error::NotFound(id)),
-                Revised::Stale(_) | Revised::Blocked(_) => {}
+                Revised::Stale(_) | Revised::Blocked(_) => {
+                    self.refresh_rules(&resource).await?;
+                }
             }
         }
         Err(Error::Aborted {

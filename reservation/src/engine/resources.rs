@@ -3,9 +3,10 @@
 //!
 //! A write names the version of its resource's rules it was judged by;
 //! the store refuses it ('stale') when the resource has changed since, and
-//! the write is judged again by the resource as it is. So a reserve stays
-//! one round trip, and no write is ever judged by rules that are no longer
-//! the resource's.
+//! the write is judged again by the resource as it is. A write about to be
+//! refused by the rules first reads them again. So a reserve stays one
+//! round trip, and no write is ever judged by rules that are no longer the
+//! resource's.
 
 use std::{
     collections::HashMap,
@@ -83,6 +84,27 @@ impl<D: Dialect> Engine<D> {
         };
         self.rules.put(id.clone(), known.clone());
         Ok(known)
+    }
+
+    /// Whether the store's rules for `id` are other than `known`, those a
+    /// write was about to be refused by (the cache takes the store's, and
+    /// the caller judges again): no write is refused by rules that are no
+    /// longer its resource's.
+    pub(super) async fn rules_changed(&self, id: &ResourceId, known: &Known) -> Result<bool> {
+        Ok(self.refresh_rules(id).await?.version != known.version)
+    }
+
+    /// Whether the rules of any of `judged` (each resource with the rules
+    /// it was judged by) changed, as [`Engine::rules_changed`].
+    pub(super) async fn any_rules_changed(
+        &self,
+        judged: &[(ResourceId, Arc<Known>)],
+    ) -> Result<bool> {
+        let mut changed = false;
+        for (id, known) in judged {
+            changed |= self.rules_changed(id, known).await?;
+        }
+        Ok(changed)
     }
 
     fn remember(&self, r: &Resource) {

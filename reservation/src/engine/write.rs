@@ -57,6 +57,9 @@ impl<D: Dialect> Engine<D> {
                         now,
                     );
                 }
+                if self.rules_changed(&request.resource_id, &known).await? {
+                    continue;
+                }
                 metrics::counter!("rsvp_policy_refusals_total", "write" => "reserve").increment(1);
                 return Err(Error::Policy(broken));
             }
@@ -151,7 +154,14 @@ impl<D: Dialect> Engine<D> {
                 ReservationStatus::Confirmed => row.expires_at,
                 _ => write.expires_at,
             };
-            judge_update(&known.rules, &current, &write, &update, now)?;
+            if let Err(refused) = judge_update(&known.rules, &current, &write, &update, now) {
+                if self.rules_changed(&resource, &known).await? {
+                    known = self.rules.get(&resource);
+                    continue;
+                }
+                metrics::counter!("rsvp_policy_refusals_total", "write" => "update").increment(1);
+                return Err(refused);
+            }
             let revision = Revision {
                 id: update.id,
                 version: row.version,
@@ -186,9 +196,7 @@ impl<D: Dialect> Engine<D> {
                 // store judged it by, and by the resource as it is.
                 Revised::Stale(latest) => {
                     (row, now) = (latest, outcome.at);
-                    if write.check {
-                        known = self.refresh_rules(&resource).await?;
-                    }
+                    known = self.refresh_rules(&resource).await?;
                 }
             }
         }
@@ -238,7 +246,6 @@ fn judge_update(
     if broken.is_empty() {
         Ok(())
     } else {
-        metrics::counter!("rsvp_policy_refusals_total", "write" => "update").increment(1);
         Err(Error::Policy(broken))
     }
 }

@@ -24,6 +24,7 @@ conformance!(
     bookings_and_reserves_at_once_never_overbook,
     the_parts_share_the_shortest_hold_their_resources_allow,
     a_cancel_within_the_notice_refuses_the_whole_booking,
+    bookings_and_arrivals_are_judged_by_the_rules_as_they_are_whichever_server_judges_them,
     a_deleted_resource_refuses_its_part_and_override_lifts_other_rules,
     bookings_written_together_each_keep_their_own_outcome,
 );
@@ -706,6 +707,64 @@ async fn a_cancel_within_the_notice_refuses_the_whole_booking(env: Env) {
         statuses,
         [ReservationStatus::Cancelled, ReservationStatus::CheckedIn]
     );
+}
+
+async fn bookings_and_arrivals_are_judged_by_the_rules_as_they_are_whichever_server_judges_them(
+    env: Env,
+) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "suite",
+            1,
+            pb::BookingPolicy {
+                granularity: minutes(15),
+                min_cancel_notice: minutes(180),
+                check_in_opens: minutes(60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    store
+        .create_resource(spec(
+            "desk",
+            1,
+            pb::BookingPolicy {
+                auto_release_after: minutes(30),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let stay = store
+        .book(booking(vec![
+            part("suite", 120, 240),
+            part("desk", 120, 240),
+        ]))
+        .await
+        .unwrap();
+    // Each step by a server that has not seen the resources yet (another
+    // one, or this one after a restart).
+    let confirmed = env.twin().await.confirm_booking(stay.id).await.unwrap();
+    let refused = rejected(env.twin().await.cancel_booking(stay.id).await);
+    assert_eq!(
+        (refused.len(), refused[0].index, refused[0].policy[0].rule),
+        (1, 0, abi::Rule::CancelNotice)
+    );
+    // Check-in opens an hour before the start.
+    env.advance(70);
+    let (suite, desk) = (confirmed.parts[0].id, confirmed.parts[1].id);
+    let arrived = env.twin().await.check_in(suite).await.unwrap();
+    assert_eq!(arrived.status, ReservationStatus::CheckedIn);
+    // Out early: the end comes up to the suite's grid.
+    env.advance(67);
+    let left = env.twin().await.check_out(suite).await.unwrap();
+    assert_eq!(left.timespan.end(), at(150));
+    // The desk, confirmed by a server that had not seen it, is released
+    // thirty minutes after its start.
+    env.advance(13);
+    assert_eq!(env.get(desk).await.status, ReservationStatus::NoShow);
 }
 
 async fn a_deleted_resource_refuses_its_part_and_override_lifts_other_rules(env: Env) {

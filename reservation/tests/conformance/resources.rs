@@ -27,6 +27,7 @@ conformance!(
     a_capacity_cut_below_what_is_held_is_refused_naming_when,
     deleting_a_resource_with_live_reservations_needs_force,
     rules_changed_by_another_writer_apply_at_once,
+    every_write_is_judged_by_the_rules_as_they_are_whichever_server_judges_it,
     a_retry_returns_what_the_first_call_made_though_the_rules_now_refuse,
     sixty_four_buyers_of_ten_units_make_ten_winners,
     random_writes_never_exceed_the_capacity,
@@ -702,6 +703,57 @@ async fn rules_changed_by_another_writer_apply_at_once(env: Env) {
         other.reserve(hold("d", "room", 60, 90)).await,
         Err(Error::Conflict(_))
     ));
+}
+
+async fn every_write_is_judged_by_the_rules_as_they_are_whichever_server_judges_it(env: Env) {
+    let store = &env.store;
+    let made = store
+        .create_resource(spec(
+            "table",
+            1,
+            pb::BookingPolicy {
+                min_notice: minutes(60),
+                min_cancel_notice: minutes(120),
+                auto_release_after: minutes(15),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let booked = env.confirmed("a", "table", 90, 150).await;
+    let held = store.reserve(hold("b", "table", 300, 360)).await.unwrap();
+    // A server that has not seen the table yet (another one, or this one
+    // after a restart) judges by its rules all the same: it keeps the
+    // cancel notice, and a confirm sets the release of a no-show.
+    let other = env.twin().await;
+    assert_eq!(
+        rules_of(other.cancel(booked.id).await.unwrap_err()),
+        [Rule::CancelNotice]
+    );
+    let other = env.twin().await;
+    let confirmed = other.confirm(held.id).await.unwrap();
+    assert_eq!(
+        rules_of(other.reserve(hold("c", "table", 30, 60)).await.unwrap_err()),
+        [Rule::MinNotice]
+    );
+    // Another server lifts both notices: what `other` saw before refuses
+    // nothing now.
+    store
+        .update_resource(patch(
+            "table",
+            &made.etag(),
+            &["policy.min_notice", "policy.min_cancel_notice"],
+            pb::Resource::default(),
+        ))
+        .await
+        .unwrap();
+    other.reserve(hold("c", "table", 30, 60)).await.unwrap();
+    other.cancel(booked.id).await.unwrap();
+    env.advance(316);
+    assert_eq!(
+        env.get(confirmed.id).await.status,
+        ReservationStatus::NoShow
+    );
 }
 
 trait TapStart {

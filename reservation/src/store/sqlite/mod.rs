@@ -942,7 +942,7 @@ async fn revise_in(
     let (capacity, resource_version) = capacity_of(tx, &row.resource_id).await?;
     if row.version != revision.version
         || row.lapsed_at(at) != revision.seen_lapsed
-        || (revision.check && resource_version != revision.resource_version)
+        || resource_version != revision.resource_version
     {
         return Ok(Revised::Stale(row));
     }

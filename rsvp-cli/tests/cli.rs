@@ -1873,6 +1873,29 @@ fn check_in_and_out_show_when() {
         .stderr(predicate::str::contains(
             "cannot check in a reservation that is pending",
         ));
+    // Before its window opens: refused by the policy.
+    let later = stdout(rsvp().args([
+        "-o",
+        "json",
+        "reserve",
+        "-r",
+        "desk-3",
+        "-u",
+        "ann",
+        "-s",
+        "2030-01-01T10:00:00Z",
+        "-d",
+        "1h",
+        "--confirm",
+    ]));
+    let later: serde_json::Value = serde_json::from_str(&later).unwrap();
+    rsvp()
+        .args(["check-in", later["id"].as_str().unwrap()])
+        .assert()
+        .code(8)
+        .stderr(predicate::str::contains(
+            "check-in opens at 2030-01-01T10:00:00",
+        ));
 }
 
 /// Makes an API token straight through the store.

@@ -191,6 +191,15 @@ async fn arrival_checks_in_and_out() {
         Code::FailedPrecondition,
     );
     assert!(status.message().contains("check-in opens"), "{status:?}");
+    let refused = abi::policy_from_status(&status).expect("a policy violation");
+    assert_eq!(
+        refused
+            .violations
+            .iter()
+            .map(|v| v.rule)
+            .collect::<Vec<_>>(),
+        [pb::PolicyRule::CheckInWindow as i32]
+    );
     app.advance(60);
     let arrived = client
         .check_in(check_in())

@@ -3,7 +3,7 @@
 
 use abi::{
     Ask, AskKind, Booking, BookingId, Error, NewBooking, PartRejection, Reservation, ReservationId,
-    ReservationStatus, ReservationUpdate, Result, StatusChange, Timespan, UserId,
+    ReservationStatus, ReservationUpdate, Result, Rule, StatusChange, Timespan, UserId, Violation,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -331,18 +331,18 @@ impl<D: Dialect> Engine<D> {
                     }
                 }
                 let opens = known.rules.check_in_opens(start);
-                if now < opens {
-                    if self.rules_changed(&resource, &known).await? {
+                if now < opens || now >= end {
+                    if now < opens && self.rules_changed(&resource, &known).await? {
                         continue;
                     }
-                    return Err(Error::FailedPrecondition(
-                        format!("check-in opens at {}", opens.to_rfc3339()).into(),
-                    ));
-                }
-                if now >= end {
-                    return Err(Error::FailedPrecondition(
-                        format!("the reservation ended at {}", end.to_rfc3339()).into(),
-                    ));
+                    return Err(Error::Policy(vec![Violation {
+                        rule: Rule::CheckInWindow,
+                        message: if now < opens {
+                            format!("check-in opens at {}", opens.to_rfc3339())
+                        } else {
+                            format!("the reservation ended at {}", end.to_rfc3339())
+                        },
+                    }]));
                 }
                 revision(
                     ReservationStatus::CheckedIn,

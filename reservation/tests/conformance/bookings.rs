@@ -364,11 +364,11 @@ async fn checking_in_and_out_follows_the_window(env: Env) {
         store.check_in(pending.id).await,
         Err(Error::FailedPrecondition(_))
     ));
-    // Opens an hour before the start.
+    // Opens an hour before the start: a refusal by the policy's window.
     env.advance(30);
     assert!(matches!(
         store.check_in(stay.id).await,
-        Err(Error::FailedPrecondition(_))
+        Err(Error::Policy(v)) if v.iter().map(|v| v.rule).eq([abi::Rule::CheckInWindow])
     ));
     env.advance(40);
     let mut changes = env
@@ -422,7 +422,7 @@ async fn checking_in_and_out_follows_the_window(env: Env) {
     env.advance(120);
     assert!(matches!(
         store.check_in(missed.id).await,
-        Err(Error::FailedPrecondition(_))
+        Err(Error::Policy(v)) if v.iter().map(|v| v.rule).eq([abi::Rule::CheckInWindow])
     ));
     env.advance(-120);
     // The rest of the stay is free.

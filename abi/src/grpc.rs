@@ -119,7 +119,15 @@ impl From<Error> for Status {
                 "LOCK_CONTENTION",
                 None,
             ),
-            Error::Lagged { .. } => Status::resource_exhausted(e.to_string()),
+            Error::Lagged { last_change_id } => Status::with_error_details(
+                Code::ResourceExhausted,
+                e.to_string(),
+                ErrorDetails::with_error_info(
+                    "LISTENER_LAGGED",
+                    "rsvp",
+                    [("last_change_id".to_string(), last_change_id.to_string())],
+                ),
+            ),
             Error::PermissionDenied(_) => status_with(
                 Code::PermissionDenied,
                 e.to_string(),

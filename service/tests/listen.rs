@@ -11,6 +11,7 @@ use futures::StreamExt;
 use rsvp_server::server::ServerSettings;
 use support::{TestApp, next, quiet};
 use tonic::{Code, transport::Channel};
+use tonic_types::StatusExt;
 
 fn listen_all() -> pb::ListenRequest {
     pb::ListenRequest::default()
@@ -211,6 +212,8 @@ async fn a_slow_listener_is_cut_off_without_holding_back_the_others() {
         }
     };
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let info = status.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(info.reason, "LISTENER_LAGGED");
     assert!((got.len() as i64) < CHANGES, "it fell behind");
     assert_eq!(got, (1..=got.len() as i64).collect::<Vec<_>>());
     let resume_at: i64 = status
@@ -219,6 +222,10 @@ async fn a_slow_listener_is_cut_off_without_holding_back_the_others() {
         .next()
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no resume point in {:?}", status.message()));
+    assert_eq!(
+        info.metadata.get("last_change_id"),
+        Some(&resume_at.to_string())
+    );
     assert!(resume_at >= *got.last().unwrap_or(&0));
 
     // Resuming from there yields the rest with no gap.

@@ -135,6 +135,12 @@ impl<D: Dialect> Engine<D> {
 
     pub(crate) async fn update_resource(&self, patch: ResourcePatch) -> Result<Resource> {
         let change = |current: &Resource| -> Result<ResourceSpec> {
+            // Deleted first: re-reading it would not help.
+            if current.deleted_at.is_some() {
+                return Err(Error::FailedPrecondition(
+                    format!("resource {} is deleted: it cannot change", current.spec.id).into(),
+                ));
+            }
             if let Some(etag) = &patch.etag
                 && *etag != current.etag()
             {
@@ -142,11 +148,6 @@ impl<D: Dialect> Engine<D> {
                     given: etag.clone(),
                     current: current.etag(),
                 });
-            }
-            if current.deleted_at.is_some() {
-                return Err(Error::FailedPrecondition(
-                    format!("resource {} is deleted: it cannot change", current.spec.id).into(),
-                ));
             }
             patch.apply(&current.spec)
         };

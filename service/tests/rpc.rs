@@ -443,6 +443,43 @@ async fn health_is_serving_and_reflection_lists_the_services() {
     );
 }
 
+/// Reservations of users with the longest ids in the way, on a resource
+/// with the longest id: the refusal lists fewer than 20 so that it stays
+/// under 8 KiB, and counts the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_with_long_ids_in_the_way_stays_small() {
+    let app = TestApp::spawn().await;
+    let mut client = app.client().await;
+    // 64 characters of 4 bytes each.
+    let long = |c: char| c.to_string().repeat(64);
+    let resource = long('\u{1D11E}');
+    for i in 0..25 {
+        let user = format!(
+            "{}{}",
+            long('\u{1F600}').chars().skip(2).collect::<String>(),
+            i + 10
+        );
+        client
+            .reserve(reserve_request(&user, &resource, i * 60, i * 60 + 30))
+            .await
+            .unwrap();
+    }
+    let status = client
+        .reserve(reserve_request("bob", &resource, 0, 25 * 60))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let conflict = abi::conflict_from_status(&status).expect("conflict details");
+    assert!(
+        (1..20).contains(&conflict.existing.len()),
+        "{} listed",
+        conflict.existing.len()
+    );
+    assert_eq!(conflict.existing.len() as u32 + conflict.omitted, 25);
+    let size = status.message().len() + status.details().len();
+    assert!(size < 8 * 1024, "the status takes {size} bytes");
+}
+
 /// Hundreds of reservations with long notes in the way: the refusal lists
 /// 20 without notes, counts the rest, and stays far below the header sizes
 /// that clients accept (gRPC's C-core clients refuse 16 KiB).

@@ -1,7 +1,8 @@
 //! What a refused write reports: the request, and what is in the way —
 //! the first [`MAX_LISTED`] live reservations by start, and how many more.
-//! Notes are left out (of the request too): a refusal stays a few KiB
-//! however long the notes in the way, so every client can read it.
+//! Notes are left out (of the request too), and fewer are listed when
+//! their ids are long: a refusal stays a few KiB however long the notes
+//! and ids in the way, so every client can read it.
 
 use abi::{Conflict, Error, NewReservation, Note, Requested, Reservation, Result, Timespan};
 use chrono::{DateTime, Utc};
@@ -67,11 +68,13 @@ fn conflict(requested: Requested, blockers: Blockers, at: DateTime<Utc>) -> Resu
         .take(MAX_LISTED)
         .filter_map(|(start, end)| Timespan::new(start, end).ok())
         .collect();
-    Ok(Error::Conflict(Box::new(Conflict {
+    let mut conflict = Conflict {
         requested,
         existing,
         omitted,
         capacity: blockers.capacity.max(1),
         full,
-    })))
+    };
+    conflict.fit();
+    Ok(Error::Conflict(Box::new(conflict)))
 }

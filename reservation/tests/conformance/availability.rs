@@ -163,6 +163,16 @@ async fn segments_show_what_is_free_held_and_closed(env: Env) {
         shape(&answer.resources[0])[2..4],
         [(day + 9 * 60, 1, 0, true), (day + 9 * 60 + 30, 2, 0, true)]
     );
+    // A hold that never expires is held however long ago it was made.
+    let mut forever = reserve("c", "room", (at(day + 10 * 60), at(day + 11 * 60)), 1);
+    forever.hold = abi::Hold::Never;
+    store.reserve(forever).await.unwrap();
+    env.advance(24 * 60);
+    let answer = availability(&env, &["room"], window, 1, None).await;
+    assert_eq!(
+        shape(&answer.resources[0])[4..6],
+        [(day + 10 * 60, 1, 1, true), (day + 11 * 60, 2, 0, true)]
+    );
 }
 
 /// One answer per resource asked, in the order asked, whatever characters

@@ -20,6 +20,7 @@ conformance!(
     validate_only_checks_every_part_and_makes_nothing,
     confirming_and_cancelling_a_booking_is_all_or_nothing,
     checking_in_and_out_follows_the_window,
+    arrival_asks_only_the_status_and_the_window,
     a_confirmed_reservation_nobody_checks_in_is_a_no_show,
     bookings_and_reserves_at_once_never_overbook,
     the_parts_share_the_shortest_hold_their_resources_allow,
@@ -427,6 +428,46 @@ async fn checking_in_and_out_follows_the_window(env: Env) {
     env.advance(-120);
     // The rest of the stay is free.
     env.reserve("bob", "suite", 150, 240).await.unwrap();
+}
+
+async fn arrival_asks_only_the_status_and_the_window(env: Env) {
+    let store = &env.store;
+    // Open Tuesdays from 10:00 (t0 is Tuesday 2026-12-01, 00:00 UTC);
+    // nothing shorter than an hour.
+    store
+        .create_resource(
+            ResourceSpec::try_from(pb::Resource {
+                id: "pod".into(),
+                capacity: 1,
+                time_zone: "UTC".into(),
+                opening_hours: vec![pb::OpeningHours {
+                    day: 2,
+                    open_minute: 600,
+                    close_minute: 1080,
+                }],
+                policy: Some(pb::BookingPolicy {
+                    granularity: minutes(15),
+                    min_duration: minutes(60),
+                    check_in_opens: minutes(60),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let stay = env.confirmed("ann", "pod", 600, 720).await;
+    // In before the pod opens: the window is the only rule.
+    env.advance(560);
+    let arrived = store.check_in(stay.id).await.unwrap();
+    assert_eq!(arrived.status, ReservationStatus::CheckedIn);
+    // Out a quarter of an hour after the start: shorter than the hour the
+    // policy asks of a reservation, and allowed.
+    env.advance(53);
+    let left = store.check_out(stay.id).await.unwrap();
+    assert_eq!(left.status, ReservationStatus::Completed);
+    assert_eq!(left.timespan.end(), at(615));
 }
 
 async fn a_confirmed_reservation_nobody_checks_in_is_a_no_show(env: Env) {

@@ -308,6 +308,15 @@ async fn buffers_are_occupied_time_and_stay_with_the_reservation(env: Env) {
         panic!("the cleaning after the first takes [120, 135)");
     };
     assert_eq!((c.full[0].start(), c.full[0].end()), (at(120), at(135)));
+    // Its own cleaning would run into the next one: a clash of buffers
+    // alone, named where it is, past the interval asked for.
+    store.reserve(hold("z", "room", 200, 260)).await.unwrap();
+    let Err(Error::Conflict(c)) = store.reserve(hold("b", "room", 140, 190)).await else {
+        panic!("[190, 205) is the cleaning of one and the booking of the other");
+    };
+    assert_eq!(c.existing.len(), 1);
+    assert_eq!((c.full[0].start(), c.full[0].end()), (at(200), at(205)));
+    store.cancel(c.existing[0].id).await.unwrap();
     store.reserve(hold("b", "room", 135, 180)).await.unwrap();
     // A new policy applies to new reservations only.
     store
@@ -670,7 +679,51 @@ async fn deleting_a_resource_with_live_reservations_needs_force(env: Env) {
         ),
         [Rule::ResourceDeleted]
     );
+    assert!(
+        store
+            .get_resource(id.clone())
+            .await
+            .unwrap()
+            .deleted_at
+            .is_some()
+    );
+    // What it had is not moved or grown either, override or not.
+    let moved = ReservationUpdate::builder()
+        .id(past.id.to_string())
+        .start(at(300))
+        .end(at(310))
+        .build()
+        .unwrap();
+    let grown = ReservationUpdate {
+        quantity: Some(2),
+        ..ReservationUpdate::status(past.id, StatusChange::Confirm)
+    };
+    for update in [moved, grown] {
+        for override_policy in [false, true] {
+            let update = ReservationUpdate {
+                override_policy,
+                ..update.clone()
+            };
+            assert_eq!(
+                rules_of(store.update(update).await.unwrap_err()),
+                [Rule::ResourceDeleted]
+            );
+        }
+    }
+    // A deleted id stays taken; one never registered is not found.
+    assert!(matches!(
+        store
+            .create_resource(spec("studio", 2, pb::BookingPolicy::default()))
+            .await,
+        Err(Error::ResourceExists(_))
+    ));
     assert!(store.get_resource(id).await.unwrap().deleted_at.is_some());
+    assert!(matches!(
+        store
+            .delete_resource(ResourceId::parse("nowhere").unwrap(), true)
+            .await,
+        Err(Error::ResourceNotFound(_))
+    ));
 }
 
 async fn rules_changed_by_another_writer_apply_at_once(env: Env) {

@@ -184,10 +184,18 @@ pub async fn each_role_may_do_what_the_rules_say(env: Env) {
 
     // Reserving for ann, blocking the room, overriding its policy, and
     // changing resources: who may.
-    let table: [(&str, [bool; 5]); 6] = [
+    let table: [(&str, [bool; 5]); 8] = [
         ("reserve as ann", [true, false, false, true, true]),
         ("block the room", [false, false, true, false, true]),
         ("override the policy", [false, false, true, false, true]),
+        (
+            "override the policy changing its own",
+            [false, false, true, false, true],
+        ),
+        (
+            "override the policy in a booking",
+            [false, false, true, false, true],
+        ),
         ("register a resource", [false, false, false, false, true]),
         ("change the room", [false, false, true, false, true]),
         ("delete another room", [false, false, false, false, true]),
@@ -222,6 +230,35 @@ pub async fn each_role_may_do_what_the_rules_say(env: Env) {
                     )
                     .await
                     .map(drop),
+                "override the policy changing its own" => {
+                    let own = env
+                        .store
+                        .reserve(hold(name, "room", start, start + 5))
+                        .await
+                        .unwrap();
+                    access
+                        .update(
+                            caller,
+                            ReservationUpdate {
+                                note: Some(Note::parse("moved by an admin").unwrap()),
+                                override_policy: true,
+                                ..ReservationUpdate::status(own.id, StatusChange::Confirm)
+                            },
+                        )
+                        .await
+                        .map(drop)
+                }
+                "override the policy in a booking" => {
+                    let mut booking = NewBooking::new(
+                        UserId::parse(name).unwrap(),
+                        vec![hold(name, "room", start, start + 5)],
+                        Hold::Default,
+                        None,
+                    )
+                    .unwrap();
+                    booking.override_policy = true;
+                    access.book(caller, booking).await.map(drop)
+                }
                 "register a resource" => access
                     .create_resource(
                         caller,

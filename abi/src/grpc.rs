@@ -290,6 +290,72 @@ mod tests {
         );
     }
 
+    /// Statuses that share a code are told apart by their ErrorInfo
+    /// reason, as the design lists them.
+    #[test]
+    fn each_refusal_names_its_reason() {
+        let cases = [
+            (
+                Error::CapacityInUse("held".into()),
+                Code::FailedPrecondition,
+                "CAPACITY_IN_USE",
+            ),
+            (
+                Error::FailedPrecondition("an expired hold".into()),
+                Code::FailedPrecondition,
+                "INVALID_TRANSITION",
+            ),
+            (
+                Error::BookingRejected(Vec::new()),
+                Code::FailedPrecondition,
+                "BOOKING_REJECTED",
+            ),
+            (
+                Error::EtagMismatch {
+                    given: "1".into(),
+                    current: "2".into(),
+                },
+                Code::Aborted,
+                "ETAG_MISMATCH",
+            ),
+            (
+                Error::Aborted {
+                    reason: "the resource kept changing".into(),
+                    source: "deadlock detected".into(),
+                },
+                Code::Aborted,
+                "LOCK_CONTENTION",
+            ),
+            (
+                Error::Lagged { last_change_id: 7 },
+                Code::ResourceExhausted,
+                "LISTENER_LAGGED",
+            ),
+            (
+                Error::RateLimited {
+                    what: "writes",
+                    retry_after: std::time::Duration::from_millis(5),
+                },
+                Code::ResourceExhausted,
+                "RATE_LIMITED",
+            ),
+            (
+                Error::PermissionDenied("not yours".into()),
+                Code::PermissionDenied,
+                "PERMISSION_DENIED",
+            ),
+        ];
+        for (error, code, reason) in cases {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{reason}");
+            let info = status.get_details_error_info().expect("error info");
+            assert_eq!(
+                (info.reason.as_str(), info.domain.as_str()),
+                (reason, "rsvp")
+            );
+        }
+    }
+
     #[test]
     fn internal_errors_leak_nothing() {
         let status = Status::from(Error::internal("relation \"rsvp.x\" does not exist"));

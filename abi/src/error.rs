@@ -55,7 +55,7 @@ pub enum Error {
     Policy(Vec<Violation>),
 
     /// A booking refused: every part that could not be made. Nothing was.
-    #[error("booking refused: {}", list_parts(.0))]
+    #[error("{}", booking_message(.0))]
     BookingRejected(Vec<crate::PartRejection>),
 
     /// A capacity cut, or a delete, refused because live reservations hold
@@ -220,6 +220,11 @@ impl<T> FieldContext<T> for Result<T, InvalidValue> {
 
 /// `Result` with rsvp's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The message of a refused booking.
+pub(crate) fn booking_message(parts: &[crate::PartRejection]) -> String {
+    format!("booking refused: {}", list_parts(parts))
+}
 
 /// Every failing part, in at most [`crate::types::booking::MAX_REJECTION_MESSAGE`]
 /// bytes (the details name them all).

@@ -36,6 +36,56 @@ fn status_with(
     Status::with_details(code, message, Bytes::from(rpc.encode_to_vec()))
 }
 
+/// The most bytes a refusal's status takes in its trailers: the message as
+/// `grpc-message` carries it (percent-encoded) and the details as
+/// `grpc-status-details-bin` does (base64). gRPC clients accept 8 KiB of
+/// headers (grpc-java always, C-core's soft limit); this leaves room for
+/// the others.
+pub const MAX_STATUS_WIRE_BYTES: usize = 7 * 1024;
+
+/// What the google.rpc.Status around one detail adds to it and to the
+/// message it repeats, at most: the code, two `Any` wrappers with their
+/// type URLs, and the `ErrorInfo`.
+const STATUS_OVERHEAD: usize = 256;
+
+/// How many bytes `status` takes in its trailers (see
+/// [`MAX_STATUS_WIRE_BYTES`]).
+pub fn wire_len(status: &Status) -> usize {
+    percent_encoded_len(status.message()) + base64_len(status.details().len())
+}
+
+/// At most how many bytes a refusal with `message` and one detail of
+/// `detail_len` encoded bytes takes in its trailers, as [`status_with`]
+/// makes it.
+pub(crate) fn refusal_wire_len(message: &str, detail_len: usize) -> usize {
+    percent_encoded_len(message) + base64_len(detail_len + message.len() + STATUS_OVERHEAD)
+}
+
+/// The message of a conflict's status.
+pub(crate) fn conflict_message(conflict: &crate::Conflict) -> String {
+    format!("reservation conflict: {conflict}")
+}
+
+/// The length of `message` percent-encoded as tonic writes `grpc-message`:
+/// controls, bytes past ASCII and ` "#%<>`?{}` take three bytes.
+fn percent_encoded_len(message: &str) -> usize {
+    message
+        .bytes()
+        .map(|b| {
+            if b < 0x20 || b >= 0x7f || b" \"#%<>`?{}".contains(&b) {
+                3
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// The length of `n` bytes in base64 without padding.
+fn base64_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
 /// `INVALID_ARGUMENT` for `field` (a path such as `reservation.start`),
 /// worded as every invalid argument is, with a `google.rpc.BadRequest`
 /// naming the field.
@@ -63,7 +113,7 @@ impl From<Error> for Status {
                 };
                 status_with(
                     Code::FailedPrecondition,
-                    format!("reservation conflict: {conflict}"),
+                    conflict_message(conflict),
                     "RESERVATION_CONFLICT",
                     Some(any),
                 )

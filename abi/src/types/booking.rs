@@ -260,24 +260,25 @@ pub struct PartRejection {
     pub policy: Vec<Violation>,
 }
 
-/// The most bytes a refused booking's details (the encoded
-/// `BookingRejection`) take, so that the whole status (message and
-/// details) stays under 8 KiB.
-pub const MAX_REJECTION_BYTES: usize = 5 * 1024;
-
 /// The most bytes a refused booking's message takes.
 pub const MAX_REJECTION_MESSAGE: usize = 1024;
 
 impl PartRejection {
-    /// Cuts what `parts` list until their details fit in
-    /// [`MAX_REJECTION_BYTES`]: reservations in the way first (from the
+    /// Cuts what `parts` list until their status fits in
+    /// [`crate::grpc::MAX_STATUS_WIRE_BYTES`] on the wire: reservations in
+    /// the way first (from the
     /// part listing the most; each counted in `omitted`), then the
     /// stretches where units are short, then all but the first rule broken
     /// by a part. Every part stays named.
     pub fn fit(parts: &mut [PartRejection]) {
         use prost::Message;
-        let size = |parts: &[PartRejection]| booking_rejection(parts).encoded_len();
-        while size(parts) > MAX_REJECTION_BYTES {
+        let size = |parts: &[PartRejection]| {
+            crate::grpc::refusal_wire_len(
+                &crate::error::booking_message(parts),
+                booking_rejection(parts).encoded_len(),
+            )
+        };
+        while size(parts) > crate::grpc::MAX_STATUS_WIRE_BYTES {
             let most = |f: fn(&PartRejection) -> usize| {
                 parts
                     .iter()

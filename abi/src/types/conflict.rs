@@ -42,23 +42,25 @@ pub struct Conflict {
     pub full: Vec<Timespan>,
 }
 
-/// The most bytes a conflict's details (the encoded
-/// `ReservationConflict`) take, so that the whole status (message and
-/// details) stays under 8 KiB.
-pub const MAX_CONFLICT_BYTES: usize = 5 * 1024;
-
 impl Conflict {
     /// The most reservations a conflict lists.
     pub const MAX_LISTED: usize = 20;
 
-    /// Cuts what the conflict lists until its details fit in
-    /// [`MAX_CONFLICT_BYTES`]: the reservations in the way from the last
-    /// (each counted in `omitted`), then the stretches where units are
-    /// short. Twenty reservations fit unless their ids are long (an id is
-    /// up to 64 characters of up to 4 bytes each).
+    /// Cuts what the conflict lists until its status fits in
+    /// [`crate::grpc::MAX_STATUS_WIRE_BYTES`] on the wire: the reservations
+    /// in the way from the last (each counted in `omitted`), then the
+    /// stretches where units are short. Twenty reservations fit unless
+    /// their ids are long (an id is up to 64 characters of up to 4 bytes
+    /// each).
     pub fn fit(&mut self) {
         use prost::Message;
-        while pb::ReservationConflict::from(&*self).encoded_len() > MAX_CONFLICT_BYTES {
+        let size = |c: &Conflict| {
+            crate::grpc::refusal_wire_len(
+                &crate::grpc::conflict_message(c),
+                pb::ReservationConflict::from(c).encoded_len(),
+            )
+        };
+        while size(self) > crate::grpc::MAX_STATUS_WIRE_BYTES {
             if self.existing.pop().is_some() {
                 self.omitted += 1;
             } else if self.full.pop().is_none() {

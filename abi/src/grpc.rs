@@ -72,7 +72,7 @@ fn percent_encoded_len(message: &str) -> usize {
     message
         .bytes()
         .map(|b| {
-            if b < 0x20 || b >= 0x7f || b" \"#%<>`?{}".contains(&b) {
+            if !(0x20..0x7f).contains(&b) || b" \"#%<>`?{}".contains(&b) {
                 3
             } else {
                 1

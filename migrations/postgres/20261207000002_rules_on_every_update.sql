@@ -1,11 +1,16 @@
 -- Every update is judged by its resource's rules as they are: a confirm
 -- sets the release time of the resource's check-in policy, a cancel
 -- meets its cancel notice, a check-in its window, an early check-out its
--- grid. The caller names the version of the rules it judged by, and the
--- update is refused as 'stale' when the resource has changed since, not
--- only when the update checks for conflicts (the caller reads the rules
--- again and plans anew). As rsvp.revise was, otherwise.
-CREATE OR REPLACE FUNCTION rsvp.revise(
+-- grid. rsvp.revise_versioned is rsvp.revise but for one thing: the
+-- caller names the version of the rules it judged by, and the update is
+-- refused as 'stale' when the resource has changed since, not only when
+-- the update checks for conflicts (the caller reads the rules again and
+-- plans anew). An update that does not check for conflicts (and so does
+-- not take the resource's lock) holds the resource's row FOR SHARE, taken
+-- before the reservation's row as a change of the rules takes them: a
+-- change of the rules waits for it, or it for the change. rsvp.revise stays as it was,
+-- for servers of the release before this one while both run.
+CREATE FUNCTION rsvp.revise_versioned(
     p_id               uuid,
     p_version          bigint,
     p_seen_lapsed      boolean,
@@ -59,6 +64,12 @@ BEGIN
     IF p_check THEN
         PERFORM pg_advisory_xact_lock(rsvp.lock_key(r.resource_id))
         FROM rsvp.reservations r WHERE r.id = p_id;
+    ELSE
+        -- The resource's row before the reservation's, in the order a
+        -- change of its rules takes them.
+        PERFORM 1 FROM rsvp.resources res
+        WHERE res.id = (SELECT r.resource_id FROM rsvp.reservations r WHERE r.id = p_id)
+        FOR SHARE;
     END IF;
     v_now := coalesce(p_now, clock_timestamp());
     v_waited := extract(epoch FROM clock_timestamp() - v_started);

@@ -346,4 +346,14 @@ async fn availability_answers_segments_and_slots_and_refuses_what_is_too_big() {
     huge.quantity = 1;
     let status = expect_code(reservations.availability(huge).await, Code::InvalidArgument);
     assert!(status.message().starts_with("slot_step"), "{status:?}");
+    // Slots of a microsecond, spaced by their length: billions of starts
+    // in a day, refused before any is worked out.
+    let mut tiny = ask(&["plain"], 1, 0);
+    tiny.quantity = 1;
+    tiny.slot_duration = Some(prost_types::Duration {
+        seconds: 0,
+        nanos: 1_000,
+    });
+    let status = expect_code(reservations.availability(tiny).await, Code::InvalidArgument);
+    assert!(status.message().starts_with("slot_step"), "{status:?}");
 }

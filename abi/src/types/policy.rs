@@ -624,11 +624,10 @@ impl Schedule {
             return false;
         }
         let start = start.timestamp_micros();
-        points.extend(
-            (0..MICROS_PER_DAY)
-                .step_by(step.unsigned_abs() as usize)
-                .map(|since| start + since),
-        );
+        // A step longer than `usize` holds (on a 32-bit target) takes one
+        // point a day, as any step of a day or more does.
+        let step = usize::try_from(step).unwrap_or(usize::MAX);
+        points.extend((0..MICROS_PER_DAY).step_by(step).map(|since| start + since));
         true
     }
 }

@@ -181,13 +181,14 @@ impl<D: Dialect> Engine<D> {
         id: BookingId,
         change: StatusChange,
     ) -> Result<Booking> {
+        // After a stale answer, the time the store judged by.
+        let mut now = self.now();
         for _ in 0..BOOK_ATTEMPTS {
             let stored = self
                 .dialect
                 .booking(id)
                 .await?
                 .ok_or(Error::BookingNotFound(id))?;
-            let now = self.now();
             let mut revisions = Vec::new();
             let mut broken = Vec::new();
             // The resource of each revision, and the rules each refusal
@@ -285,6 +286,7 @@ impl<D: Dialect> Engine<D> {
             // A part or its resource's rules changed under the call (or a
             // hold lapsed): plan again from the parts and the rules as they
             // are.
+            now = at;
             for (resource, revised) in revised_resources.iter().zip(&revised) {
                 if matches!(revised, Revised::Stale(_)) {
                     self.refresh_rules(resource).await?;
@@ -299,9 +301,10 @@ impl<D: Dialect> Engine<D> {
 
     /// Checks a confirmed reservation in, or a checked-in one out.
     pub(super) async fn arrive(&self, id: ReservationId, arriving: bool) -> Result<Reservation> {
+        // After a stale answer, the time the store judged by.
+        let mut now = self.now();
         for _ in 0..BOOK_ATTEMPTS {
             let row = self.dialect.read(id).await?.ok_or(Error::NotFound(id))?;
-            let now = self.now();
             let current = row.clone().into_reservation(now)?;
             let resource = current.resource_id.clone();
             let known = self.rules.get(&resource);
@@ -332,9 +335,11 @@ impl<D: Dialect> Engine<D> {
                 }
                 let opens = known.rules.check_in_opens(start);
                 if now < opens || now >= end {
-                    if now < opens && self.rules_changed(&resource, &known).await? {
+                    if now < opens && self.rules_changed(&resource, &known).await?.is_some() {
                         continue;
                     }
+                    metrics::counter!("rsvp_policy_refusals_total", "write" => "check_in")
+                        .increment(1);
                     return Err(Error::Policy(vec![Violation {
                         rule: Rule::CheckInWindow,
                         message: if now < opens {
@@ -384,6 +389,7 @@ impl<D: Dialect> Engine<D> {
                 Revised::Done(done) => return done.into_reservation(outcome.at),
                 Revised::Missing => return Err(Error::NotFound(id)),
                 Revised::Stale(_) | Revised::Blocked(_) => {
+                    now = outcome.at;
                     self.refresh_rules(&resource).await?;
                 }
             }

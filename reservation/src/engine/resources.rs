@@ -17,6 +17,7 @@ use abi::{
     AvailabilityAnswer, AvailabilityRequest, Error, Resource, ResourceAvailability, ResourceId,
     ResourceListing, ResourcePage, ResourcePatch, ResourceSpec, Result, Rules, SlotAsk, Timespan,
 };
+use chrono::TimeDelta;
 
 use super::Engine;
 use crate::dialect::Dialect;
@@ -86,12 +87,17 @@ impl<D: Dialect> Engine<D> {
         Ok(known)
     }
 
-    /// Whether the store's rules for `id` are other than `known`, those a
-    /// write was about to be refused by (the cache takes the store's, and
-    /// the caller judges again): no write is refused by rules that are no
+    /// The store's rules for `id` when they are other than `known`, those a
+    /// write was about to be refused by (the cache takes them too, and the
+    /// caller judges again): no write is refused by rules that are no
     /// longer its resource's.
-    pub(super) async fn rules_changed(&self, id: &ResourceId, known: &Known) -> Result<bool> {
-        Ok(self.refresh_rules(id).await?.version != known.version)
+    pub(super) async fn rules_changed(
+        &self,
+        id: &ResourceId,
+        known: &Known,
+    ) -> Result<Option<Arc<Known>>> {
+        let fresh = self.refresh_rules(id).await?;
+        Ok((fresh.version != known.version).then_some(fresh))
     }
 
     /// Whether the rules of any of `judged` (each resource with the rules
@@ -102,7 +108,7 @@ impl<D: Dialect> Engine<D> {
     ) -> Result<bool> {
         let mut changed = false;
         for (id, known) in judged {
-            changed |= self.rules_changed(id, known).await?;
+            changed |= self.rules_changed(id, known).await?.is_some();
         }
         Ok(changed)
     }
@@ -216,7 +222,8 @@ impl<D: Dialect> Engine<D> {
                             .as_ref()
                             .map_or_else(Rules::default, Resource::rules);
                         let step = step.unwrap_or_else(|| rules.slot_step(duration));
-                        (window.end() - window.start()).num_seconds() / step.num_seconds().max(1)
+                        let micros = |d: TimeDelta| d.num_microseconds().unwrap_or(i64::MAX);
+                        micros(window.end() - window.start()) / micros(step).max(1)
                     })
                     .sum();
                 if starts > MAX_SLOT_STARTS {

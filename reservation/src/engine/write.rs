@@ -57,7 +57,11 @@ impl<D: Dialect> Engine<D> {
                         now,
                     );
                 }
-                if self.rules_changed(&request.resource_id, &known).await? {
+                if self
+                    .rules_changed(&request.resource_id, &known)
+                    .await?
+                    .is_some()
+                {
                     continue;
                 }
                 metrics::counter!("rsvp_policy_refusals_total", "write" => "reserve").increment(1);
@@ -155,8 +159,8 @@ impl<D: Dialect> Engine<D> {
                 _ => write.expires_at,
             };
             if let Err(refused) = judge_update(&known.rules, &current, &write, &update, now) {
-                if self.rules_changed(&resource, &known).await? {
-                    known = self.rules.get(&resource);
+                if let Some(fresh) = self.rules_changed(&resource, &known).await? {
+                    known = fresh;
                     continue;
                 }
                 metrics::counter!("rsvp_policy_refusals_total", "write" => "update").increment(1);

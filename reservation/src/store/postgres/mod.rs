@@ -1094,7 +1094,8 @@ async fn revise_on(
     limit: u32,
 ) -> std::result::Result<Vec<PgWriteRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT * FROM rsvp.revise($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "SELECT * FROM rsvp.revise_versioned($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14)",
     )
     .bind(revision.id.uuid())
     .bind(revision.version)

@@ -1,15 +1,17 @@
 -- Every update is judged by its resource's rules as they are: a confirm
 -- sets the release time of the resource's check-in policy, a cancel
 -- meets its cancel notice, a check-in its window, an early check-out its
--- grid. rsvp.revise_versioned is rsvp.revise but for one thing: the
--- caller names the version of the rules it judged by, and the update is
+-- grid. rsvp.revise_versioned is rsvp.revise but for this: the
+-- caller names the version of the rules it judged by (null when no rule
+-- has a say, as in a change of the note alone), and the update is
 -- refused as 'stale' when the resource has changed since, not only when
 -- the update checks for conflicts (the caller reads the rules again and
--- plans anew). An update that does not check for conflicts (and so does
--- not take the resource's lock) holds the resource's row FOR SHARE, taken
--- before the reservation's row as a change of the rules takes them: a
--- change of the rules waits for it, or it for the change. rsvp.revise stays as it was,
--- for servers of the release before this one while both run.
+-- plans anew). An update that does not check for conflicts takes the
+-- resource's lock too, before the reservation's row: shared, unless the
+-- resource has several units (then its capacity trigger needs it
+-- exclusive): a change of the rules waits for it, or it for the change.
+-- rsvp.revise stays as it was, for servers of the release before this
+-- one while both run.
 CREATE FUNCTION rsvp.revise_versioned(
     p_id               uuid,
     p_version          bigint,
@@ -60,16 +62,25 @@ DECLARE
     v_capacity int;
     v_version  bigint;
     v_occupied tstzrange;
+    v_shared   boolean;
+    v_resource text;
 BEGIN
     IF p_check THEN
         PERFORM pg_advisory_xact_lock(rsvp.lock_key(r.resource_id))
         FROM rsvp.reservations r WHERE r.id = p_id;
     ELSE
-        -- The resource's row before the reservation's, in the order a
-        -- change of its rules takes them.
-        PERFORM 1 FROM rsvp.resources res
-        WHERE res.id = (SELECT r.resource_id FROM rsvp.reservations r WHERE r.id = p_id)
-        FOR SHARE;
+        -- The resource's lock before the reservation's row, as every write
+        -- of the resource takes them: exclusive for a row of a resource of
+        -- several units (its capacity trigger takes it so), shared
+        -- otherwise. A change of the rules, which takes it exclusive,
+        -- waits for this update, or it for the change.
+        SELECT r.shared, r.resource_id INTO v_shared, v_resource
+        FROM rsvp.reservations r WHERE r.id = p_id;
+        IF v_shared THEN
+            PERFORM pg_advisory_xact_lock(rsvp.lock_key(v_resource));
+        ELSIF FOUND THEN
+            PERFORM pg_advisory_xact_lock_shared(rsvp.lock_key(v_resource));
+        END IF;
     END IF;
     v_now := coalesce(p_now, clock_timestamp());
     v_waited := extract(epoch FROM clock_timestamp() - v_started);
@@ -88,7 +99,12 @@ BEGIN
        OR (v_row.status IN ('pending', 'confirmed')
            AND coalesce(v_row.expires_at <= v_now, false))
           <> p_seen_lapsed
-       OR v_version <> p_resource_version THEN
+       -- Judged by rules that are no longer the resource's (none given:
+       -- no rule has a say in it).
+       OR v_version <> coalesce(p_resource_version, v_version)
+       -- The resource's capacity changed between the lock and the row:
+       -- plan again (under the lock its rows now need).
+       OR (NOT p_check AND v_row.shared IS DISTINCT FROM v_shared) THEN
         RETURN QUERY
             SELECT 1, 'stale'::text, v_now, 0::bigint, v_row.id, v_row.user_id,
                    v_row.resource_id, v_row.status, lower(v_row.timespan),

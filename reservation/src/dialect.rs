@@ -213,9 +213,10 @@ pub(crate) struct Revision {
     pub timespan: Timespan,
     pub expires_at: Option<DateTime<Utc>>,
     pub quantity: u32,
-    /// The version of the resource the plan was judged by (0: not
-    /// registered); checked with `check`.
-    pub resource_version: i64,
+    /// The version of the resource's rules the plan was judged by (0: not
+    /// registered), compared with the resource's; none when no rule has a
+    /// say in it (only the note changes).
+    pub resource_version: Option<i64>,
     /// When it was checked in and out.
     pub checked_in_at: Option<DateTime<Utc>>,
     pub checked_out_at: Option<DateTime<Utc>>,

@@ -256,7 +256,7 @@ impl<D: Dialect> Engine<D> {
                     timespan: write.timespan,
                     expires_at,
                     quantity: write.quantity,
-                    resource_version: known.version,
+                    resource_version: Some(known.version),
                     checked_in_at: row.checked_in_at,
                     checked_out_at: row.checked_out_at,
                 });
@@ -319,7 +319,7 @@ impl<D: Dialect> Engine<D> {
                 timespan,
                 expires_at: None,
                 quantity: current.quantity,
-                resource_version: known.version,
+                resource_version: Some(known.version),
                 checked_in_at,
                 checked_out_at,
             };

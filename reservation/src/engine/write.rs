@@ -176,7 +176,9 @@ impl<D: Dialect> Engine<D> {
                 timespan: write.timespan,
                 expires_at,
                 quantity: write.quantity,
-                resource_version: known.version,
+                // A change of the note alone asks no rule.
+                resource_version: (write.check || write.status != current.status)
+                    .then_some(known.version),
                 checked_in_at: row.checked_in_at,
                 checked_out_at: row.checked_out_at,
             };

@@ -30,6 +30,7 @@ conformance!(
     every_write_is_judged_by_the_rules_as_they_are_whichever_server_judges_it,
     a_retry_returns_what_the_first_call_made_though_the_rules_now_refuse,
     sixty_four_buyers_of_ten_units_make_ten_winners,
+    updates_and_changes_of_the_rules_at_once_never_deadlock,
     random_writes_never_exceed_the_capacity,
 );
 
@@ -821,6 +822,81 @@ impl TapStart for NewReservation {
         self.timespan = abi::Timespan::new(at(minute), self.timespan.end()).unwrap();
         self
     }
+}
+
+/// Confirms and note changes of a resource's reservations while its
+/// capacity goes from one unit to two and back (its rows change from
+/// unshared to shared each time): every call succeeds, none waits on
+/// another in a cycle.
+async fn updates_and_changes_of_the_rules_at_once_never_deadlock(env: Env) {
+    let store = env.store.clone();
+    store
+        .create_resource(spec("hall", 1, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for i in 0..24 {
+        held.push(
+            store
+                .reserve(hold("a", "hall", i * 10, i * 10 + 5))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut tasks = Vec::new();
+    for mine in held.chunks(6) {
+        let (store, mine) = (Arc::clone(&store), mine.to_vec());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..8 {
+                for r in &mine {
+                    let update = if round == 0 {
+                        ReservationUpdate::status(r.id, StatusChange::Confirm)
+                    } else {
+                        ReservationUpdate {
+                            id: r.id,
+                            status: None,
+                            note: Some(abi::Note::parse(format!("round {round}")).unwrap()),
+                            timespan: None,
+                            quantity: None,
+                            override_policy: false,
+                        }
+                    };
+                    store.update(update).await.map(drop)?;
+                }
+            }
+            Ok::<_, Error>(())
+        }));
+    }
+    let changer = Arc::clone(&store);
+    tasks.push(tokio::spawn(async move {
+        for round in 0..16 {
+            // Rules change now and then, not in a tight loop (each change
+            // sends the confirms it overtakes back to plan again).
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            changer
+                .update_resource(patch(
+                    "hall",
+                    "",
+                    &["capacity"],
+                    pb::Resource {
+                        capacity: 1 + round % 2,
+                        ..Default::default()
+                    },
+                ))
+                .await?;
+        }
+        Ok(())
+    }));
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("no call waits forever")
+            .unwrap()
+            .unwrap();
+    }
+    let all = env.all().await;
+    assert!(all.iter().all(|r| r.status == ReservationStatus::Confirmed));
+    assert!(all.iter().all(|r| r.note.as_str() == "round 7"));
 }
 
 async fn sixty_four_buyers_of_ten_units_make_ten_winners(env: Env) {

@@ -2,7 +2,7 @@
 //! locking only; every rule is the engine's.
 //!
 //! - Writes are one round trip each: `rsvp.place(...)` (new reservations,
-//!   several per call) and `rsvp.revise(...)` (an update planned by the
+//!   several per call) and `rsvp.revise_versioned(...)` (an update planned by the
 //!   engine). Both take the resources' transaction locks in one global
 //!   order, read the time after them, and refuse what is in the way.
 //! - The exclusion constraint is the last line of defence; SQLSTATE 23P01
@@ -1086,7 +1086,7 @@ impl Dialect for PgDialect {
     }
 }
 
-/// Runs rsvp.revise for `revision` on `conn`.
+/// Runs rsvp.revise_versioned for `revision` on `conn`.
 async fn revise_on(
     conn: &mut sqlx::PgConnection,
     revision: &Revision,
@@ -1115,7 +1115,7 @@ async fn revise_on(
     .await
 }
 
-/// What rows of rsvp.revise say became of a revision (none: no such row).
+/// What rows of rsvp.revise_versioned say became of a revision (none: no such row).
 fn revised_of(rows: Vec<PgWriteRow>) -> Result<Revised> {
     if rows.is_empty() {
         return Ok(Revised::Missing);
@@ -1127,7 +1127,7 @@ fn revised_of(rows: Vec<PgWriteRow>) -> Result<Revised> {
         "conflict" => Revised::Blocked(blockers(rows, total)),
         other => {
             return Err(Error::internal(format!(
-                "rsvp.revise returned outcome {other:?}"
+                "rsvp.revise_versioned returned outcome {other:?}"
             )));
         }
     })

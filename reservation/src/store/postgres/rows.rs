@@ -183,7 +183,7 @@ impl From<PgReservationRow> for StoredReservation {
     }
 }
 
-/// A row of `rsvp.place(...)` or `rsvp.revise(...)`: which item, what
+/// A row of `rsvp.place(...)` or `rsvp.revise_versioned(...)`: which item, what
 /// happened, at what time, and a reservation (none for a conflict's
 /// header, a stale resource or a dry placement that fits).
 #[derive(Debug, sqlx::FromRow)]

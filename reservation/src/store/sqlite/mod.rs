@@ -942,7 +942,9 @@ async fn revise_in(
     let (capacity, resource_version) = capacity_of(tx, &row.resource_id).await?;
     if row.version != revision.version
         || row.lapsed_at(at) != revision.seen_lapsed
-        || resource_version != revision.resource_version
+        || revision
+            .resource_version
+            .is_some_and(|judged| judged != resource_version)
     {
         return Ok(Revised::Stale(row));
     }

@@ -7,7 +7,7 @@
 use abi::{
     Ask, AskKind, Hold, Policy, ReservationStatus, Rule, Rules, Schedule, Timespan, WeeklyHours,
 };
-use chrono::{DateTime, Datelike, NaiveTime, TimeDelta, Utc, Weekday};
+use chrono::{DateTime, Datelike, LocalResult, NaiveTime, TimeDelta, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use proptest::prelude::*;
 
@@ -118,6 +118,35 @@ fn on_grid(zone: Tz, t: DateTime<Utc>, grid: TimeDelta) -> bool {
     since.num_seconds() % grid.num_seconds() == 0 && since.subsec_nanos() == 0
 }
 
+/// Hours that lie wholly where the clocks spring forward open nothing that
+/// day: 02:00–02:15 in St. John's on 14 March 2027, when 02:00 becomes
+/// 03:00 (both ends are the first minute that exists, 03:00).
+#[test]
+fn hours_inside_the_spring_forward_gap_open_nothing_that_day() {
+    let zone: Tz = "America/St_Johns".parse().unwrap();
+    let schedule = Schedule {
+        zone,
+        hours: vec![WeeklyHours {
+            day: Weekday::Sun,
+            open_minute: 120,
+            close_minute: 135,
+        }],
+        periods: Vec::new(),
+        closed_by_default: false,
+    };
+    let day: DateTime<Utc> = "2027-03-14T12:00:00Z".parse().unwrap();
+    let openings = schedule.open_between(day - TimeDelta::days(2), day + TimeDelta::days(2));
+    assert!(openings.is_empty(), "{openings:?}");
+    // A week later the hours open as usual.
+    let later = day + TimeDelta::days(7);
+    assert_eq!(
+        schedule
+            .open_between(later - TimeDelta::days(2), later + TimeDelta::days(2))
+            .len(),
+        1
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -214,7 +243,13 @@ proptest! {
         let from = day - TimeDelta::days(2);
         let to = day + TimeDelta::days(2);
         let openings = schedule.open_between(from, to);
-        prop_assert!(!openings.is_empty());
+        // Open that day unless every minute of the hours falls where the
+        // clocks spring forward.
+        let exists = |m: u16| {
+            let local = local_day.and_time(NaiveTime::MIN) + TimeDelta::minutes(i64::from(m));
+            zone.from_local_datetime(&local) != LocalResult::None
+        };
+        prop_assert_eq!(!openings.is_empty(), (open..close).any(exists));
         for (s, e) in openings {
             prop_assert!(s < e);
             // Each opening starts at the wall-clock minute asked, or at the

@@ -196,6 +196,17 @@ fn cases() -> Vec<(&'static str, Call, &'static str)> {
             "hold",
         ),
         (
+            // Its expiry would pass what a timestamp holds.
+            "a hold of 2,000 years",
+            reserve(|r| {
+                r.hold = Some(Duration {
+                    seconds: 2_000 * 365 * 86_400,
+                    nanos: 0,
+                })
+            }),
+            "hold",
+        ),
+        (
             "hold nanos out of range",
             reserve(|r| {
                 r.hold = Some(Duration {

@@ -2,10 +2,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::{
-    error::InvalidValue,
-    time::{MAX_DURATION_SECONDS, truncate_to_micros},
-};
+use crate::{error::InvalidValue, time::truncate_to_micros};
 
 /// A half-open, non-empty interval `[start, end)` to the microsecond.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,17 +120,25 @@ pub enum Hold {
 }
 
 impl Hold {
+    /// The longest hold, in days: a little under 1,000 years.
+    pub const MAX_DAYS: i64 = 365_000;
+
     /// A hold of `length`, rounded up to the microsecond; exactly zero
     /// means [`Hold::Never`].
     ///
     /// # Errors
-    /// When `length` is negative or longer than 10,000 years.
+    /// When `length` is negative or longer than [`Hold::MAX_DAYS`] days.
     pub fn new(length: TimeDelta) -> Result<Self, InvalidValue> {
         if length < TimeDelta::zero() {
             return Err(InvalidValue::new("must not be negative"));
         }
-        if length > TimeDelta::seconds(MAX_DURATION_SECONDS) {
-            return Err(InvalidValue::new("must be at most 10,000 years"));
+        // Any longer and its expiry could pass the last instant a
+        // timestamp holds (9999-12-31): clients could not read it.
+        if length > TimeDelta::days(Hold::MAX_DAYS) {
+            return Err(InvalidValue::new(format!(
+                "must be at most {} days (0: never expires)",
+                Hold::MAX_DAYS
+            )));
         }
         if length.is_zero() {
             return Ok(Hold::Never);
@@ -165,7 +170,7 @@ impl Hold {
         now: DateTime<Utc>,
         default: Option<TimeDelta>,
     ) -> Option<DateTime<Utc>> {
-        // Within 10,000 years of any valid timestamp: chrono reaches year 262143.
+        // Within 1,000 years of any valid timestamp: chrono reaches year 262143.
         now.checked_add_signed(self.length(default)?)
     }
 }
@@ -232,5 +237,13 @@ mod tests {
             Hold::new(TimeDelta::nanoseconds(1500)).unwrap(),
             Hold::For(TimeDelta::microseconds(2))
         );
+        // Under a thousand years: its expiry stays a timestamp clients can
+        // read (before year 10000) from any time until the end of 8999.
+        let longest = TimeDelta::days(Hold::MAX_DAYS);
+        let made = Hold::new(longest).unwrap();
+        assert!(Hold::new(longest + TimeDelta::microseconds(1)).is_err());
+        let now: DateTime<Utc> = "8999-12-31T00:00:00Z".parse().unwrap();
+        let last: DateTime<Utc> = "9999-12-31T23:59:59Z".parse().unwrap();
+        assert!(made.expires_at(now, None).is_some_and(|t| t <= last));
     }
 }

@@ -70,7 +70,7 @@ pub fn status_json(pool: &DescriptorPool, status: &Status) -> serde_json::Value 
         return plain();
     };
     match DynamicMessage::decode(descriptor, status.details()) {
-        Ok(rpc) => to_json(&rpc),
+        Ok(rpc) => to_json(&rpc).unwrap_or_else(|_| plain()),
         Err(_) => plain(),
     }
 }

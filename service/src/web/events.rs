@@ -42,8 +42,8 @@ pub(super) async fn serve(
     let events = async_stream::stream! {
         yield Ok::<_, Infallible>(Event::default().retry(RECONNECT_AFTER).comment("listening"));
         while let Some(item) = changes.next().await {
-            match item {
-                Ok(change) => yield Ok(change_event(&change)),
+            match item.and_then(|change| change_event(&change)) {
+                Ok(event) => yield Ok(event),
                 Err(status) => {
                     yield Ok(Event::default()
                         .event("end")
@@ -58,12 +58,12 @@ pub(super) async fn serve(
         .into_response()
 }
 
-fn change_event(change: &DynamicMessage) -> Event {
+fn change_event(change: &DynamicMessage) -> Result<Event, tonic::Status> {
     let id = change
         .get_field_by_name("change_id")
         .and_then(|value| value.as_i64())
         .unwrap_or_default();
-    Event::default()
+    Ok(Event::default()
         .id(id.to_string())
-        .data(to_json(change).to_string())
+        .data(to_json(change)?.to_string()))
 }

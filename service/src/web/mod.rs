@@ -278,7 +278,10 @@ async fn serve(State(web): State<Arc<Web>>, request: Request) -> Response {
     let from = Forwarded::from_request(&parts.headers, parts.extensions);
     match route.output {
         Output::Json => match transcode::unary(&web.grpc, method, message, from).await {
-            Ok(answer) => axum::Json(to_json(&answer)).into_response(),
+            Ok(answer) => match to_json(&answer) {
+                Ok(json) => axum::Json(json).into_response(),
+                Err(status) => error_response(&web.pool, &status),
+            },
             Err(status) => error_response(&web.pool, &status),
         },
         Output::JsonLines => json_lines(&web, method, message, from).await,
@@ -524,8 +527,8 @@ async fn json_lines(
     let lines = async_stream::stream! {
         let mut next = first;
         while let Some(item) = next {
-            let line = match item {
-                Ok(message) => serde_json::json!({ "result": to_json(&message) }),
+            let line = match item.and_then(|message| to_json(&message)) {
+                Ok(json) => serde_json::json!({ "result": json }),
                 Err(status) => {
                     yield Ok::<_, std::convert::Infallible>(line_bytes(
                         &serde_json::json!({ "error": status_json(&pool, &status) }),

@@ -178,10 +178,17 @@ impl Decoder for DynamicDecoder {
 
 /// A message as canonical proto3 JSON: lowerCamelCase names, fields at
 /// their defaults left out, 64-bit integers as strings, enums by name.
-pub fn to_json(message: &DynamicMessage) -> serde_json::Value {
+///
+/// # Errors
+/// `INTERNAL` when the message holds what JSON cannot say (a timestamp
+/// past year 9999, say): never an answer that reads as a success.
+pub fn to_json(message: &DynamicMessage) -> Result<serde_json::Value, Status> {
     message
         .serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())
-        .unwrap_or_else(|e| serde_json::Value::String(format!("unrepresentable message: {e}")))
+        .map_err(|e| {
+            tracing::error!(error = %e, "an answer cannot be written as JSON");
+            Status::internal("the answer cannot be written as JSON")
+        })
 }
 
 /// `value` as a message of type `descriptor`, in the canonical proto3 JSON

@@ -321,13 +321,31 @@ impl Access {
     }
 
     /// [`Rsvp::cancel_booking`] for `caller`: the owner, a service or an
-    /// admin.
+    /// admin; a booking with a blocking part, an admin of its resource.
     ///
     /// # Errors
     /// [`Error::PermissionDenied`]; as [`Rsvp::cancel_booking`].
     pub async fn cancel_booking(&self, caller: &Caller, id: BookingId) -> Result<Booking> {
-        if caller.role() == Role::User {
-            self.readable_booking(caller, id).await?;
+        if caller.role() == Role::Admin {
+            return self.store.cancel_booking(id).await;
+        }
+        let found = if caller.role() == Role::User {
+            self.readable_booking(caller, id).await?
+        } else {
+            self.store.get_booking(id).await?
+        };
+        // A block is lifted by admins only, as a block alone is: an admin
+        // of the service or of its resource.
+        for part in &found.parts {
+            if part.status == ReservationStatus::Blocked
+                && !self.administers(caller, &part.resource_id).await?
+            {
+                return Err(denied(format!(
+                    "{caller} may not cancel booking {id}: part {} blocks {}, and only an \
+                     admin of the service or of {} may lift it",
+                    part.id, part.resource_id, part.resource_id
+                )));
+            }
         }
         self.store.cancel_booking(id).await
     }

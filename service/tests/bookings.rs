@@ -131,6 +131,14 @@ async fn bad_bookings_name_the_field() {
     other.reservations[0].user_id = "eve".into();
     let status = expect_code(client.book(other).await, Code::InvalidArgument);
     assert_eq!(field(status), "reservations[0].user_id");
+    // The booking's hold is the booking's field, whichever part it is for.
+    let mut negative = book(vec![part("a", 0, 60)]);
+    negative.hold = Some(prost_types::Duration {
+        seconds: -60,
+        nanos: 0,
+    });
+    let status = expect_code(client.book(negative).await, Code::InvalidArgument);
+    assert_eq!(field(status), "hold");
     let many = book((0..21).map(|i| part("a", i * 60, i * 60 + 60)).collect());
     expect_code(client.book(many).await, Code::InvalidArgument);
     let status = expect_code(

@@ -188,6 +188,10 @@ impl TryFrom<pb::BookRequest> for NewBooking {
             .map(from_duration)
             .transpose()
             .field("hold")?;
+        // Checked once, as the booking's: each part would name it its own.
+        if let Some(length) = hold {
+            Hold::new(length).field("hold")?;
+        }
         let mut parts = Vec::with_capacity(req.reservations.len());
         for (i, r) in req.reservations.into_iter().enumerate() {
             let at = |field: &str| part_field(i, field);

@@ -1596,6 +1596,15 @@ fn free_draws_a_timeline_lists_slots_and_prints_json() {
         "a day of half-hour cells from now: {now}"
     );
 
+    // From the last day chrono knows, a day's window does not exist: a
+    // usage error, not a crash.
+    server
+        .rsvp_in("UTC")
+        .args(["free", "-r", "hall", "--from", "+262142-12-31"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--from"));
+
     // Two units wanted: the hall has one while the two are taken.
     let two = stdout(rsvp().args(["free", "-r", "hall", "-q", "2"]).args(day));
     assert!(

@@ -385,6 +385,8 @@ pub struct Rows<'w, W: Write> {
     widths: Option<Vec<Option<usize>>>,
     /// Where the id is.
     id_column: usize,
+    /// Where the units are, in a table that has them.
+    units_column: Option<usize>,
     /// Size from the first rows (else print each row at once).
     wait: bool,
 }
@@ -393,9 +395,9 @@ impl<'w, W: Write> Rows<'w, W> {
     /// A table of `kind`, sized from its first rows; for a live stream
     /// (`wait` false) sized at once.
     pub fn new(view: View, out: &'w mut W, kind: Kind, wait: bool) -> Self {
-        let (columns, id_column): (&'static [Column], usize) = match kind {
-            Kind::Reservations => (&RESERVATION_COLUMNS, 0),
-            Kind::Changes => (&CHANGE_COLUMNS, 2),
+        let (columns, id_column, units_column): (&'static [Column], usize, _) = match kind {
+            Kind::Reservations => (&RESERVATION_COLUMNS, 0, Some(UNITS_COLUMN)),
+            Kind::Changes => (&CHANGE_COLUMNS, 2, None),
         };
         Rows {
             view,
@@ -404,6 +406,7 @@ impl<'w, W: Write> Rows<'w, W> {
             pending: Vec::new(),
             widths: None,
             id_column,
+            units_column,
             wait,
         }
     }
@@ -467,11 +470,11 @@ impl<'w, W: Write> Rows<'w, W> {
             };
             // Units are shown when some row holds other than one.
             let mut want = want;
-            let units = self.columns.len() == RESERVATION_COLUMNS.len()
-                && self.wait
-                && self.pending.iter().any(|row| row[UNITS_COLUMN] != "1");
-            if self.columns.len() == RESERVATION_COLUMNS.len() && !units {
-                want[UNITS_COLUMN] = 0;
+            if let Some(column) = self.units_column {
+                let units = self.wait && self.pending.iter().any(|row| row[column] != "1");
+                if !units {
+                    want[column] = 0;
+                }
             }
             let mut widths = layout(self.columns, &want, self.view.width);
             // A note column with no note in it is left out.

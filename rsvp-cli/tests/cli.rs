@@ -1217,6 +1217,10 @@ fn listen_shows_each_change_with_its_note() {
         "{heading}"
     );
     assert!(
+        heading.contains(" END "),
+        "a change shows its end: {heading}"
+    );
+    assert!(
         created.contains("create") && created.contains("design review"),
         "{created}"
     );

@@ -61,7 +61,10 @@ fn request(args: &FreeArgs, cx: &Context) -> Result<pb::AvailabilityRequest, Cli
     let to = match &args.to {
         Some(t) => resolve(t, "--to")?,
         None => from.checked_add_signed(TimeDelta::days(1)).ok_or_else(|| {
-            CliError::new(Exit::Usage, "--from: too late for a day's window; give --to")
+            CliError::new(
+                Exit::Usage,
+                "--from: too late for a day's window; give --to",
+            )
         })?,
     };
     crate::time::check_order(zone, from, to, "--from", "--to")?;

@@ -173,9 +173,25 @@ pub async fn call<T>(
     timeout: Duration,
     call: impl Future<Output = Result<Response<T>, Status>>,
 ) -> Result<T, CliError> {
+    call_as(server, timeout, call, |status| {
+        CliError::from_status(status, server)
+    })
+    .await
+}
+
+/// [`call`], a refusal told in the words of `refused`.
+///
+/// # Errors
+/// What the failed call means to the user.
+pub async fn call_as<T>(
+    server: &str,
+    timeout: Duration,
+    call: impl Future<Output = Result<Response<T>, Status>>,
+    refused: impl FnOnce(Status) -> CliError,
+) -> Result<T, CliError> {
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(CliError::from_status(status, server)),
+        Ok(Err(status)) => Err(refused(status)),
         Err(_) => Err(CliError::from_status(
             Status::deadline_exceeded("timed out"),
             server,

@@ -52,6 +52,27 @@ impl CliError {
         )
     }
 
+    /// A refused ConfirmBooking or CancelBooking, in the words of `done`
+    /// ("confirmed", "cancelled"): no part changed.
+    pub fn booking_change(status: Status, server: &str, done: &str) -> Self {
+        match abi::booking_rejection_from_status(&status) {
+            Some(rejection) => CliError::rejection(
+                &rejection,
+                &format!("booking not {done}; no part changed:"),
+                "part ",
+            ),
+            None => CliError::from_status(status, server),
+        }
+    }
+
+    /// A refused booking call: `heading`, then each failing part, named
+    /// `label` and its number from 1.
+    fn rejection(rejection: &pb::BookingRejection, heading: &str, label: &str) -> Self {
+        let taken = rejection.parts.iter().any(|p| p.conflict.is_some());
+        let exit = if taken { Exit::Conflict } else { Exit::Policy };
+        CliError::new(exit, rejection_lines(rejection, heading, label))
+    }
+
     /// What a failed call means to the user.
     pub fn from_status(status: Status, server: &str) -> Self {
         let message = status.message().to_string();
@@ -60,9 +81,11 @@ impl CliError {
             Code::NotFound => CliError::new(Exit::NotFound, message),
             Code::FailedPrecondition => {
                 if let Some(rejection) = abi::booking_rejection_from_status(&status) {
-                    let taken = rejection.parts.iter().any(|p| p.conflict.is_some());
-                    let exit = if taken { Exit::Conflict } else { Exit::Policy };
-                    return CliError::new(exit, rejection_lines(&rejection));
+                    return CliError::rejection(
+                        &rejection,
+                        "booking refused; nothing was made:",
+                        "--part #",
+                    );
                 }
                 if let Some(policy) = abi::policy_from_status(&status) {
                     return CliError::new(Exit::Policy, policy_lines(&policy));
@@ -176,10 +199,10 @@ fn conflict_line(conflict: &pb::ReservationConflict) -> String {
     )
 }
 
-/// A refused booking: every failing part, one per line, numbered as the
-/// `--part`s were given.
-fn rejection_lines(rejection: &pb::BookingRejection) -> String {
-    let mut text = String::from("booking refused; nothing was made:");
+/// A refused booking call: `heading`, then every failing part, one per
+/// line, numbered from 1 (as the `--part`s were given, for a Book).
+fn rejection_lines(rejection: &pb::BookingRejection, heading: &str, label: &str) -> String {
+    let mut text = String::from(heading);
     for p in &rejection.parts {
         let why = match (&p.conflict, &p.policy) {
             (Some(conflict), _) => conflict_line(conflict),
@@ -192,7 +215,7 @@ fn rejection_lines(rejection: &pb::BookingRejection) -> String {
             (None, None) => "refused".into(),
         };
         text.push_str(&format!(
-            "\n  --part #{} ({}): {why}",
+            "\n  {label}{} ({}): {why}",
             p.index + 1,
             p.resource_id
         ));

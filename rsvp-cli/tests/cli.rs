@@ -1839,6 +1839,32 @@ fn book_makes_every_part_or_names_the_ones_that_failed() {
     let cancelled = stdout(rsvp().args(["booking", "cancel", &id]));
     assert_eq!(cancelled.matches(" cancelled ").count(), 2, "{cancelled}");
 
+    // A cancel the notice refuses names the part, in a cancel's words.
+    rsvp()
+        .args(["resource", "create", "spa", "--cancel-notice", "3000d"])
+        .assert()
+        .success();
+    let spa = stdout(rsvp().args([
+        "book",
+        "-u",
+        "ann",
+        "-p",
+        "spa,2030-12-04 10:00,2030-12-04 11:00",
+    ]));
+    let spa = spa
+        .lines()
+        .find_map(|l| l.strip_prefix("booking   "))
+        .unwrap()
+        .to_string();
+    stdout(rsvp().args(["booking", "confirm", &spa]));
+    rsvp()
+        .args(["booking", "cancel", &spa])
+        .assert()
+        .code(8)
+        .stderr(predicate::str::contains(
+            "booking not cancelled; no part changed:\n  part 1 (spa): ",
+        ));
+
     // Refused before anything is sent, in the flags' words.
     rsvp()
         .args(["book", "-u", "ann", "-p", "flight,2030-12-03 10:00"])

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::Context;
 use crate::{
     cli::{BookArgs, BookingCommand, Format},
-    client::{call, with_deadline},
+    client::{call, call_as, with_deadline},
     error::CliError,
     exit::Exit,
     output::{self, Kind, ReservationJson, Rows, rfc3339},
@@ -138,10 +138,11 @@ pub async fn run(
         BookingCommand::Confirm(arg) => {
             let id = abi::parse_booking_id(&arg.id)?.to_string();
             let request = pb::ConfirmBookingRequest { id };
-            call(
+            call_as(
                 &cx.server,
                 cx.timeout,
                 client.confirm_booking(with_deadline(request, cx.timeout)),
+                |status| CliError::booking_change(status, &cx.server, "confirmed"),
             )
             .await?
             .booking
@@ -149,10 +150,11 @@ pub async fn run(
         BookingCommand::Cancel(arg) => {
             let id = abi::parse_booking_id(&arg.id)?.to_string();
             let request = pb::CancelBookingRequest { id };
-            call(
+            call_as(
                 &cx.server,
                 cx.timeout,
                 client.cancel_booking(with_deadline(request, cx.timeout)),
+                |status| CliError::booking_change(status, &cx.server, "cancelled"),
             )
             .await?
             .booking

@@ -108,8 +108,13 @@ impl CliError {
                 {
                     CliError::unreachable(server, message)
                 } else {
+                    // Refused before the call was made (credentials that
+                    // cannot be checked, no database connection free):
+                    // nothing was done. Otherwise it may have been.
+                    let attempted = !(message.starts_with("credentials cannot be checked")
+                        || message.starts_with("the server is busy"));
                     CliError {
-                        unknown: true,
+                        unknown: attempted,
                         ..CliError::new(
                             Exit::Unreachable,
                             format!("the server is unavailable: {message}"),
@@ -257,5 +262,28 @@ impl From<std::io::Error> for CliError {
             return CliError::new(Exit::Ok, "");
         }
         CliError::new(Exit::Other, format!("cannot write the output: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call the server refused before making it is not reported as one
+    /// that may have been made; one the database may have seen is.
+    #[test]
+    fn only_a_call_that_may_have_been_made_says_so() {
+        let unknown =
+            |status: Status| CliError::from_status(status, "http://rsvp:50051").outcome_unknown();
+        assert!(!unknown(Status::unavailable(
+            "credentials cannot be checked now: the server cannot read its tokens; retry later"
+        )));
+        assert!(!unknown(Status::from(abi::Error::Busy(
+            "pool timed out".into()
+        ))));
+        assert!(unknown(Status::from(abi::Error::Unavailable(
+            "connection reset".into()
+        ))));
+        assert!(!unknown(Status::unavailable("tcp connect error")));
     }
 }

@@ -2141,3 +2141,51 @@ fn without_authentication_a_reservation_needs_its_user_named() {
         .code(5)
         .stderr(predicate::str::ends_with("give --user)\n"));
 }
+
+/// A server that takes the connection and never answers: the reserve may
+/// or may not have been made, and the hint gives the command to repeat
+/// with the times as sent (a repeated `now` would be later).
+#[test]
+fn a_reserve_without_an_answer_says_how_to_repeat_it_exactly() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(2).collect();
+        std::thread::sleep(Duration::from_secs(10));
+        drop(held);
+    });
+    let assert = Command::cargo_bin("rsvp")
+        .unwrap()
+        .env_clear()
+        .env("RSVP_SERVER", format!("http://{addr}"))
+        .args([
+            "--timeout",
+            "1s",
+            "reserve",
+            "-r",
+            "room",
+            "-u",
+            "ann",
+            "-s",
+            "now",
+            "-d",
+            "1h",
+        ])
+        .assert()
+        .code(6);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(err.contains("may have been made"), "{err}");
+    let words: Vec<&str> = err.split_whitespace().collect();
+    let after = |flag: &str| {
+        words
+            .iter()
+            .position(|w| *w == flag)
+            .and_then(|i| words.get(i + 1))
+            .copied()
+            .unwrap_or_default()
+    };
+    assert!(!after("--request-id").is_empty(), "{err}");
+    let start: chrono::DateTime<chrono::Utc> = after("--start").parse().expect(&err);
+    let end: chrono::DateTime<chrono::Utc> = after("--end").parse().expect(&err);
+    assert_eq!(end - start, chrono::TimeDelta::hours(1), "{err}");
+}

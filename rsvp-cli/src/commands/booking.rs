@@ -84,7 +84,8 @@ pub async fn book(args: BookArgs, cx: &Context, out: &mut impl Write) -> Result<
         if e.outcome_unknown() {
             e.message.push_str(&format!(
                 "; the booking may have been made: repeat the command with \
-                 --request-id {request_id} to find out without booking twice"
+                 --request-id {request_id}, and the same times (not `now`: it would be later), \
+                 to find out without booking twice"
             ));
         }
         if no_user && e.exit == Exit::InvalidArgument && e.message.starts_with("--user") {

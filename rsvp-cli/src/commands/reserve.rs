@@ -112,9 +112,14 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
     .await
     .map_err(|mut e| {
         if e.outcome_unknown() {
+            // The times as sent: `now` or `+1h` would resolve anew, and a
+            // retry must ask for the same thing.
             e.message.push_str(&format!(
                 "; the reservation may have been made: repeat the command with \
-                 --request-id {request_id} to find out without booking twice"
+                 --request-id {request_id} --start {} --end {} to find out without booking \
+                 twice",
+                start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
             ));
         }
         if no_user && e.exit == Exit::InvalidArgument && e.message.starts_with("--user") {

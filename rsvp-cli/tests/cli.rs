@@ -1609,6 +1609,17 @@ fn free_draws_a_timeline_lists_slots_and_prints_json() {
         .code(2)
         .stderr(predicate::str::contains("--from"));
 
+    // Refused by the server, still in the flags' words: a second's slots
+    // spaced by their length over nine days are too many to judge.
+    rsvp()
+        .args(["free", "-r", "hall", "--slot", "1s"])
+        .args(["--from", "2030-01-01", "--to", "2030-01-10"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::starts_with(
+            "rsvp: --step: the request would judge",
+        ));
+
     // Two units wanted: the hall has one while the two are taken.
     let two = stdout(rsvp().args(["free", "-r", "hall", "-q", "2"]).args(day));
     assert!(

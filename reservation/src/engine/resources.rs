@@ -214,8 +214,15 @@ impl<D: Dialect> Engine<D> {
                 continue;
             }
             if let Some((duration, step)) = request.slot {
+                // A deleted resource lists no slots: it judges none.
                 let starts: i64 = read
                     .iter()
+                    .filter(|usage| {
+                        usage
+                            .resource
+                            .as_ref()
+                            .is_none_or(|r| r.deleted_at.is_none())
+                    })
                     .map(|usage| {
                         let rules = usage
                             .resource

@@ -16,6 +16,7 @@ conformance!(
     listen_from_as_of_change_id_follows_with_no_gap,
     each_resource_is_answered_in_the_order_asked_whatever_its_name,
     each_resource_is_read_over_its_own_span,
+    slots_are_counted_against_the_limit_only_where_they_are_judged,
 );
 
 fn minutes(m: i64) -> Option<prost_types::Duration> {
@@ -47,6 +48,56 @@ async fn availability(
     )
     .unwrap();
     env.store.availability(request).await.unwrap()
+}
+
+/// The limit on slot starts counts the starts each resource's grid has;
+/// a deleted resource lists no slots, and counts none.
+async fn slots_are_counted_against_the_limit_only_where_they_are_judged(env: Env) {
+    let store = &env.store;
+    for (id, granularity) in [("clinic", Some(15)), ("gone", None)] {
+        store
+            .create_resource(
+                ResourceSpec::try_from(pb::Resource {
+                    id: id.into(),
+                    capacity: 1,
+                    policy: Some(pb::BookingPolicy {
+                        granularity: granularity.map(|m: i64| prost_types::Duration {
+                            seconds: m * 60,
+                            nanos: 0,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    // Slots of a second over five days: 480 starts on the clinic's grid,
+    // 432,000 on a resource without one (more than any answer holds).
+    let ask = |names: &[&str]| {
+        AvailabilityRequest::new(
+            ids(names),
+            Timespan::new(at(0), at(5 * 24 * 60)).unwrap(),
+            1,
+            Some((TimeDelta::seconds(1), None)),
+        )
+        .unwrap()
+    };
+    assert!(matches!(
+        store.availability(ask(&["clinic", "gone"])).await,
+        Err(abi::Error::InvalidArgument {
+            field: "slot_step",
+            ..
+        })
+    ));
+    store
+        .delete_resource(ResourceId::parse("gone").unwrap(), false)
+        .await
+        .unwrap();
+    let answer = store.availability(ask(&["clinic", "gone"])).await.unwrap();
+    assert!(answer.resources[1].deleted);
 }
 
 fn reserve(

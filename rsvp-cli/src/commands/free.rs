@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::Context;
 use crate::{
     cli::{Format, FreeArgs},
-    client::{call, with_deadline},
+    client::{call_as, with_deadline},
     error::CliError,
     exit::Exit,
     output::{self, View, rfc3339, time},
@@ -32,10 +32,20 @@ const LABEL: usize = 24;
 pub async fn run(args: FreeArgs, cx: &Context, out: &mut impl Write) -> Result<(), CliError> {
     let request = request(&args, cx)?;
     let mut client = cx.client().await?;
-    let answer = call(
+    // The server's refusals too in the flags' words.
+    let answer = call_as(
         &cx.server,
         cx.timeout,
         client.availability(with_deadline(request.clone(), cx.timeout)),
+        |status| match status.message().split_once(": ") {
+            Some((field, reason)) if status.code() == tonic::Code::InvalidArgument => {
+                CliError::new(
+                    Exit::InvalidArgument,
+                    format!("{}: {reason}", flag_of(field)),
+                )
+            }
+            _ => CliError::from_status(status, &cx.server),
+        },
     )
     .await?;
     if cx.view.format == Format::Json {
@@ -90,20 +100,24 @@ fn request(args: &FreeArgs, cx: &Context) -> Result<pb::AvailabilityRequest, Cli
     if let Err(abi::Error::InvalidArgument { field, reason }) =
         AvailabilityRequest::try_from(request.clone())
     {
-        let flag = match field {
-            "resource_ids" => "--resource",
-            "start" => "--from",
-            "end" => "--to",
-            "slot_duration" => "--slot",
-            "slot_step" => "--step",
-            other => other,
-        };
         return Err(CliError::new(
             Exit::InvalidArgument,
-            format!("{flag}: {reason}"),
+            format!("{}: {reason}", flag_of(field)),
         ));
     }
     Ok(request)
+}
+
+/// The flag of `rsvp free` that sets an Availability request's `field`.
+fn flag_of(field: &str) -> &str {
+    match field {
+        "resource_ids" => "--resource",
+        "start" => "--from",
+        "end" => "--to",
+        "slot_duration" => "--slot",
+        "slot_step" => "--step",
+        other => other,
+    }
 }
 
 /// The timelines, the legend, the segments and slots asked for, and where

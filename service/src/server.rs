@@ -209,15 +209,14 @@ pub async fn run(
             }))
             .service(grpc.routes()),
     );
+    let open = settings.auth.mode() == crate::auth::AuthMode::None;
     let grpc_web: Fallback = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .map_response(|answer: http::Response<_>| answer.map(tonic::body::Body::new))
             .layer(GrpcWebLayer::new())
-            .service(grpc.clone()),
+            .service(crate::web::loopback_only(grpc.clone(), open)),
     );
-    let open = settings.auth.mode() == crate::auth::AuthMode::None;
-    let mut web =
-        Web::new(grpc, settings.max_message_bytes.saturating_mul(4), open)?.router(grpc_web);
+    let mut web = Web::new(grpc, settings.max_message_bytes, open)?.router(grpc_web);
     if let Some(cors) = crate::web::cors(&settings.cors_origins)? {
         web = web.layer(cors);
     }

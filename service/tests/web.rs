@@ -277,6 +277,27 @@ async fn bad_requests_name_the_field_and_unknown_routes_say_so() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Even a form with no fields, which is an empty body: refused, and
+    // nothing changes. An empty body that names no type is `{}`.
+    let (_, made) = http
+        .post("/v1/reservations", reservation("alice", "room-9", 0, 30))
+        .await;
+    let id = made["reservation"]["id"].as_str().unwrap().to_string();
+    let response = http
+        .request(Method::POST, &format!("/v1/reservations/{id}:cancel"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (_, got) = http.get(&format!("/v1/reservations/{id}")).await;
+    assert_eq!(got["reservation"]["status"], "RESERVATION_STATUS_PENDING");
+    let response = http
+        .request(Method::POST, &format!("/v1/reservations/{id}:confirm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     // A server without authentication answers only calls to a loopback
     // name (not a page whose DNS name was pointed at 127.0.0.1).
     let response = http
@@ -311,6 +332,20 @@ async fn bad_requests_name_the_field_and_unknown_routes_say_so() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "GET, PATCH");
+
+    // A body within the JSON limit whose message is over what the
+    // services decode: 413 naming the limit, as a gRPC client is refused.
+    let mut big = reservation("alice", "room-1", 0, 30);
+    big["reservation"]["note"] = Value::String("n".repeat(100_000));
+    let (status, error) = http.post("/v1/reservations", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{error}");
+    assert_eq!(error["code"], 3, "{error}");
+    let violation = &detail(&error, "google.rpc.BadRequest")["fieldViolations"][0];
+    assert_eq!(violation["field"], "body", "{error}");
+    assert!(
+        violation["description"].as_str().unwrap().contains("65536"),
+        "{error}"
+    );
 
     // A body too large is refused before it is read whole: the answer comes
     // while most of the body announced is still unsent. (A client that
@@ -495,6 +530,75 @@ async fn http_calls_are_authenticated_as_grpc_calls_are() {
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     let existing = &detail(&error, "ReservationConflict")["existing"][0];
     assert!(existing.get("userId").is_none(), "{existing}");
+}
+
+/// A request that cannot be read is answered as any call would be first:
+/// 401 without credentials, 429 over the caller's rate; only then 400 (or
+/// 415) saying why it cannot be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_requests_are_authenticated_and_limited_first() {
+    use rsvp_server::limits::{Limits, RoleLimits};
+    let app = TestApp::spawn_with(
+        |_| {},
+        ServerSettings {
+            auth: std::sync::Arc::new(rsvp_server::auth::Authenticator::tokens(
+                std::sync::Arc::new(rsvp_server::auth::TokenCache::new()),
+            )),
+            token_refresh: Duration::from_millis(100),
+            limits: std::sync::Arc::new(Limits::new(
+                RoleLimits::UNLIMITED,
+                RoleLimits::UNLIMITED,
+                RoleLimits {
+                    reads_per_second: 2,
+                    writes_per_second: 1000,
+                    streams: 10,
+                },
+            )),
+            ..ServerSettings::default()
+        },
+    )
+    .await;
+    let secret = app.token("ann", Role::User).await.expose().to_string();
+    until_token_works(app.addr, &secret).await;
+
+    let unreadable = |http: &Http| {
+        [
+            http.request(Method::POST, "/v1/reservations")
+                .header("content-type", "application/json")
+                .body(r#"{"reservation": {"colour": "red"}}"#),
+            http.request(Method::POST, "/v1/reservations")
+                .header("content-type", "text/plain")
+                .body("{}"),
+            http.request(Method::GET, "/v1/reservations?colour=red"),
+            http.request(Method::GET, "/v1/changes")
+                .header("last-event-id", "yesterday"),
+        ]
+    };
+    for request in unreadable(&Http::new(&app)) {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers().contains_key("www-authenticate"));
+    }
+
+    // Full again after two seconds: four reads a burst, two a second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let ann = Http::with_token(&app, &secret);
+    let answers = futures::future::join_all(
+        unreadable(&ann)
+            .into_iter()
+            .chain(unreadable(&ann))
+            .map(|request| async move { request.send().await.unwrap().status() }),
+    )
+    .await;
+    let refused = |status: StatusCode| answers.iter().filter(|s| **s == status).count();
+    let unread = refused(StatusCode::BAD_REQUEST) + refused(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(unread >= 1, "{answers:?}");
+    assert!(refused(StatusCode::TOO_MANY_REQUESTS) >= 1, "{answers:?}");
+    assert_eq!(
+        unread + refused(StatusCode::TOO_MANY_REQUESTS),
+        answers.len(),
+        "{answers:?}"
+    );
 }
 
 /// Reads Server-Sent Events from a raw connection until `until` returns
@@ -694,23 +798,23 @@ async fn the_openapi_document_names_every_route() {
 async fn grpc_web_clients_are_served_on_the_same_port() {
     use prost::Message;
     let app = TestApp::spawn().await;
-    let call = |path: &'static str, message: Vec<u8>| {
+    let call_as = |host: Option<&'static str>, path: &'static str, message: Vec<u8>| {
         let url = format!("http://{}{path}", app.addr);
         async move {
             let mut body = vec![0u8];
             body.extend_from_slice(&(message.len() as u32).to_be_bytes());
             body.extend_from_slice(&message);
-            let response = Client::builder()
+            let mut request = Client::builder()
                 .http1_only()
                 .build()
                 .unwrap()
                 .post(url)
                 .header("content-type", "application/grpc-web+proto")
-                .header("x-grpc-web", "1")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+                .header("x-grpc-web", "1");
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            let response = request.body(body).send().await.unwrap();
             assert_eq!(response.status(), StatusCode::OK);
             assert_eq!(response.version(), reqwest::Version::HTTP_11);
             // A status with no message comes in the headers (trailers-only).
@@ -736,6 +840,7 @@ async fn grpc_web_clients_are_served_on_the_same_port() {
             (messages, trailers)
         }
     };
+    let call = |path: &'static str, message: Vec<u8>| call_as(None, path, message);
 
     let request = reserve_request("alice", "room-1", 0, 60).encode_to_vec();
     let (messages, trailers) = call("/reservation.ReservationService/Reserve", request).await;
@@ -769,6 +874,64 @@ async fn grpc_web_clients_are_served_on_the_same_port() {
         .map(|m| pb::Reservation::decode(m.as_slice()).unwrap().user_id)
         .collect();
     assert_eq!(users, ["alice", "carol"]);
+
+    // This server authenticates no one: a page of another site whose DNS
+    // name was pointed at 127.0.0.1 is same-origin to the browser, and its
+    // gRPC-Web calls name that host. Refused as the HTTP routes refuse it,
+    // and nothing changes.
+    let cancel = pb::CancelRequest {
+        id: made.id.clone(),
+    }
+    .encode_to_vec();
+    let path = "/reservation.ReservationService/Cancel";
+    let (messages, trailers) = call_as(Some("rebound.example"), path, cancel.clone()).await;
+    assert!(messages.is_empty());
+    assert!(trailers.contains("grpc-status:7"), "{trailers}");
+    let (_, trailers) = call_as(Some("rebound.example:80"), path, cancel).await;
+    assert!(trailers.contains("grpc-status:7"), "{trailers}");
+    let stored = app.store.get(made.id.parse().unwrap()).await.unwrap();
+    assert_eq!(stored.status, abi::ReservationStatus::Pending);
+    let whoami = pb::WhoAmIRequest {}.encode_to_vec();
+    let (_, trailers) = call_as(
+        Some("rebound.example"),
+        "/reservation.ReservationService/WhoAmI",
+        whoami.clone(),
+    )
+    .await;
+    assert!(trailers.contains("grpc-status:7"), "{trailers}");
+    let (_, trailers) = call_as(
+        Some("localhost"),
+        "/reservation.ReservationService/WhoAmI",
+        whoami,
+    )
+    .await;
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+
+    // Over HTTP/2 the host is the request's authority: the same rule.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .origin(
+            format!("http://rebound.example:{}", app.addr.port())
+                .parse()
+                .unwrap(),
+        )
+        .connect()
+        .await
+        .unwrap();
+    let refused = pb::reservation_service_client::ReservationServiceClient::new(channel.clone())
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // Health checks answer anyone.
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        health.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }
 
 /// Pages of the origins named in `cors_origins` may call the API from a

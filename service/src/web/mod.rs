@@ -33,7 +33,7 @@ use futures::StreamExt;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, MethodDescriptor};
 use tonic::{
     Code, Status,
-    codegen::http::{HeaderMap, HeaderValue, StatusCode, header},
+    codegen::http::{self, HeaderMap, HeaderValue, StatusCode, header},
 };
 
 use self::{
@@ -42,6 +42,7 @@ use self::{
     transcode::{Fallback, Forwarded, GrpcService, from_json, to_json},
 };
 use abi::invalid_argument as invalid;
+use tower::util::BoxCloneSyncService;
 
 /// The HTTP API's state: the descriptors, the routes resolved to their
 /// methods, and the gRPC services to call.
@@ -53,11 +54,14 @@ pub struct Web {
     routes: Vec<Route>,
     methods: Vec<MethodDescriptor>,
     openapi: Bytes,
-    body_limit: usize,
+    /// The largest request message the gRPC services decode.
+    message_limit: usize,
+    whoami: MethodDescriptor,
 }
 
 impl Web {
-    /// The API over `grpc`; request bodies of at most `body_limit` bytes.
+    /// The API over `grpc`, which decodes request messages of at most
+    /// `message_limit` bytes; JSON bodies may be four times that.
     /// `open`: the server authenticates no one, so requests must name a
     /// loopback host (a page of another site that a DNS name pointed at
     /// 127.0.0.1 gets nothing).
@@ -65,7 +69,7 @@ impl Web {
     /// # Errors
     /// When a route names an RPC the proto does not have, or an RPC has no
     /// route.
-    pub fn new(grpc: GrpcService, body_limit: usize, open: bool) -> anyhow::Result<Self> {
+    pub fn new(grpc: GrpcService, message_limit: usize, open: bool) -> anyhow::Result<Self> {
         let pool = transcode::descriptors().context("loading the API's descriptors")?;
         let routes = routes::all();
         let methods = routes
@@ -87,6 +91,7 @@ impl Web {
                 );
             }
         }
+        let whoami = method(&pool, "ReservationService/WhoAmI")?;
         let openapi = serde_json::to_vec_pretty(&openapi::document(&pool, &routes, &methods))
             .context("writing the OpenAPI document")?;
         Ok(Web {
@@ -96,7 +101,8 @@ impl Web {
             routes,
             methods,
             openapi: Bytes::from(openapi),
-            body_limit,
+            message_limit,
+            whoami,
         })
     }
 
@@ -200,12 +206,10 @@ fn method(pool: &DescriptorPool, rpc: &str) -> anyhow::Result<MethodDescriptor> 
 async fn serve(State(web): State<Arc<Web>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
-    if web.open && !loopback_host(&parts.headers) {
+    if web.open && !loopback_host(&parts.headers, &parts.uri) {
         return error_response_as(
             &web.pool,
-            &Status::permission_denied(
-                "this server authenticates no one: call it as localhost or a loopback address",
-            ),
+            &Status::permission_denied(OPEN_SERVER),
             StatusCode::FORBIDDEN,
         );
     }
@@ -242,40 +246,20 @@ async fn serve(State(web): State<Arc<Web>>, request: Request) -> Response {
             );
         }
     };
-    let input = match route.input {
-        Input::Body => match read_json(&parts.headers, body, web.body_limit).await {
-            Ok(value) => value,
-            Err(failed) => return failed.into_response(&web.pool),
-        },
-        Input::Query => match query_json(&method.input(), parts.uri.query().unwrap_or_default()) {
-            Ok(value) => value,
-            Err(status) => return error_response(&web.pool, &status),
-        },
-    };
-    let mut input = match with_param(input, route, param) {
-        Ok(value) => value,
-        Err(status) => return error_response(&web.pool, &status),
-    };
-    if route.output == Output::Events
-        && let Some(last) = parts.headers.get("last-event-id")
-    {
-        // A browser reconnecting: resume after the last change it saw.
-        match last
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-        {
-            Some(id) => input["afterChangeId"] = serde_json::Value::String(id.to_string()),
-            None => {
-                return error_response(&web.pool, &invalid("Last-Event-ID", "must be a change id"));
-            }
-        }
-    }
-    let message = match from_json(method.input(), input) {
-        Ok(message) => message,
-        Err(status) => return error_response(&web.pool, &status),
-    };
     let from = Forwarded::from_request(&parts.headers, parts.extensions);
+    let read = read_message(
+        &web,
+        route,
+        method,
+        param,
+        &parts.headers,
+        parts.uri.query(),
+        body,
+    );
+    let message = match read.await {
+        Ok(message) => message,
+        Err(refusal) => return unreadable(&web, from, refusal).await,
+    };
     match route.output {
         Output::Json => match transcode::unary(&web.grpc, method, message, from).await {
             Ok(answer) => match to_json(&answer) {
@@ -289,10 +273,106 @@ async fn serve(State(web): State<Arc<Web>>, request: Request) -> Response {
     }
 }
 
-/// Whether the request names a loopback host (or none, as HTTP/1.0 may).
-fn loopback_host(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return true;
+/// The request message of `route`'s `method` from its body or query
+/// parameters and the path's `param`; else the refusal saying why not.
+async fn read_message(
+    web: &Web,
+    route: &Route,
+    method: &MethodDescriptor,
+    param: Option<String>,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Body,
+) -> Result<DynamicMessage, Response> {
+    let input = match route.input {
+        Input::Body => read_json(headers, body, web.message_limit.saturating_mul(4))
+            .await
+            .map_err(|failed| failed.into_response(&web.pool))?,
+        Input::Query => query_json(&method.input(), query.unwrap_or_default())
+            .map_err(|status| error_response(&web.pool, &status))?,
+    };
+    let mut input =
+        with_param(input, route, param).map_err(|status| error_response(&web.pool, &status))?;
+    if route.output == Output::Events
+        && let Some(last) = headers.get("last-event-id")
+    {
+        // A browser reconnecting: resume after the last change it saw.
+        let id = last
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .ok_or_else(|| {
+                error_response(&web.pool, &invalid("Last-Event-ID", "must be a change id"))
+            })?;
+        input["afterChangeId"] = serde_json::Value::String(id.to_string());
+    }
+    let message =
+        from_json(method.input(), input).map_err(|status| error_response(&web.pool, &status))?;
+    // JSON is larger than the message it carries; the message itself must
+    // fit what the services decode, as a gRPC client's must.
+    if prost::Message::encoded_len(&message) > web.message_limit {
+        return Err(BodyError::MessageTooLarge(web.message_limit).into_response(&web.pool));
+    }
+    Ok(message)
+}
+
+/// A request that could not be read is answered as any call of its
+/// caller would be first: UNAUTHENTICATED without credentials that hold,
+/// RESOURCE_EXHAUSTED over the caller's rate (it counts as a read, by a
+/// `WhoAmI` made in process); only then with `refusal`, why it could not be
+/// read. So no one unknown learns how requests are checked, or spends the
+/// server's work without limit.
+async fn unreadable(web: &Web, from: Forwarded, refusal: Response) -> Response {
+    let message = DynamicMessage::new(web.whoami.input());
+    match transcode::unary(&web.grpc, &web.whoami, message, from).await {
+        Ok(_) => refusal,
+        Err(status) => error_response(&web.pool, &status),
+    }
+}
+
+/// Why a server that authenticates no one refuses a call naming another
+/// host.
+const OPEN_SERVER: &str =
+    "this server authenticates no one: call it as localhost or a loopback address";
+
+/// `grpc` as the gRPC and gRPC-Web clients reach it. On a server that
+/// authenticates no one (`open`), a call that names a host other than a
+/// loopback one is PERMISSION_DENIED, as the HTTP routes answer it 403: a
+/// page of another site whose DNS name was pointed at 127.0.0.1 is
+/// same-origin to the browser and could otherwise call gRPC-Web as an
+/// admin. Health checks answer anyone.
+pub fn loopback_only(grpc: GrpcService, open: bool) -> GrpcService {
+    use tower::ServiceExt;
+    if !open {
+        return grpc;
+    }
+    BoxCloneSyncService::new(tower::service_fn(
+        move |request: http::Request<tonic::body::Body>| {
+            let grpc = grpc.clone();
+            async move {
+                let health = request.uri().path().starts_with("/grpc.health.");
+                if !health && !loopback_host(request.headers(), request.uri()) {
+                    return Ok(Status::permission_denied(OPEN_SERVER).into_http());
+                }
+                grpc.oneshot(request).await
+            }
+        },
+    ))
+}
+
+/// Whether the request names a loopback host: its `Host` header (HTTP/1),
+/// else the authority of its URI (HTTP/2), else none at all, as HTTP/1.0
+/// may.
+fn loopback_host(headers: &HeaderMap, uri: &http::Uri) -> bool {
+    let host = match headers.get(header::HOST) {
+        Some(host) => match host.to_str() {
+            Ok(host) => host,
+            Err(_) => return false,
+        },
+        None => match uri.authority() {
+            Some(authority) => authority.as_str(),
+            None => return true,
+        },
     };
     let name = match host.rsplit_once(':') {
         // `[::1]:50051`, `localhost:50051`; a bare IPv6 address has colons
@@ -313,6 +393,7 @@ fn loopback_host(headers: &HeaderMap) -> bool {
 enum BodyError {
     NotJson,
     TooLarge(usize),
+    MessageTooLarge(usize),
     Unreadable(String),
     Invalid(Status),
 }
@@ -330,6 +411,14 @@ impl BodyError {
                 &invalid("body", &format!("must be at most {limit} bytes")),
                 StatusCode::PAYLOAD_TOO_LARGE,
             ),
+            BodyError::MessageTooLarge(limit) => error_response_as(
+                pool,
+                &invalid(
+                    "body",
+                    &format!("the request must encode to at most {limit} bytes of protobuf"),
+                ),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
             BodyError::Unreadable(e) => error_response_as(
                 pool,
                 &Status::new(Code::Cancelled, format!("reading the body: {e}")),
@@ -340,9 +429,10 @@ impl BodyError {
     }
 }
 
-/// The body as a JSON object; an empty body is `{}`. A body must say it
-/// is JSON: a form another site's page posts (which a browser sends with
-/// no preflight) is refused.
+/// The body as a JSON object; an empty body with no `Content-Type` is
+/// `{}`. A body must say it is JSON: a form another site's page posts
+/// (which a browser sends with no preflight), even one with no fields, is
+/// refused.
 async fn read_json(
     headers: &HeaderMap,
     body: Body,
@@ -356,11 +446,8 @@ async fn read_json(
             BodyError::Unreadable(e.to_string())
         }
     })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Value::Object(Default::default()));
-    }
-    let json = headers
-        .get(header::CONTENT_TYPE)
+    let content_type = headers.get(header::CONTENT_TYPE);
+    let json = content_type
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| {
@@ -368,6 +455,13 @@ async fn read_json(
             v.eq_ignore_ascii_case("application/json")
                 || (v.starts_with("application/") && v.ends_with("+json"))
         });
+    // A form with no fields is an empty body too, and says it is a form.
+    if !json && content_type.is_some() {
+        return Err(BodyError::NotJson);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
     if !json {
         return Err(BodyError::NotJson);
     }
@@ -563,7 +657,7 @@ mod tests {
         let host = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::HOST, HeaderValue::from_str(value).unwrap());
-            loopback_host(&headers)
+            loopback_host(&headers, &http::Uri::from_static("/v1/whoami"))
         };
         for ok in [
             "localhost",
@@ -583,6 +677,25 @@ mod tests {
         ] {
             assert!(!host(refused), "{refused}");
         }
-        assert!(loopback_host(&HeaderMap::new()));
+        let none = HeaderMap::new();
+        assert!(loopback_host(&none, &http::Uri::from_static("/v1/whoami")));
+        // HTTP/2 names its host in the URI's authority instead.
+        for (uri, ok) in [
+            (
+                "http://127.0.0.1:50051/reservation.ReservationService/Get",
+                true,
+            ),
+            (
+                "http://[::1]:50051/reservation.ReservationService/Get",
+                true,
+            ),
+            (
+                "http://rebound.example:50051/reservation.ReservationService/Get",
+                false,
+            ),
+        ] {
+            let uri = http::Uri::from_static(uri);
+            assert_eq!(loopback_host(&none, &uri), ok, "{uri}");
+        }
     }
 }

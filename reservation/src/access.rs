@@ -60,6 +60,14 @@ enum Needs {
     Admin,
 }
 
+/// `caller` may not do `what` on `resource`, which only admins may.
+fn not_an_admin(caller: &Caller, resource: &ResourceId, what: &str) -> Error {
+    denied(format!(
+        "{caller} may not {what} on {resource}: only an admin of the service or of the \
+         resource may"
+    ))
+}
+
 fn denied(what: String) -> Error {
     Error::PermissionDenied(what.into())
 }
@@ -400,7 +408,7 @@ impl Access {
     /// # Errors
     /// [`Error::PermissionDenied`]; as [`Rsvp::update_resource`].
     pub async fn update_resource(&self, caller: &Caller, patch: ResourcePatch) -> Result<Resource> {
-        self.must_administer(caller, &patch.id, "change this resource")
+        self.must_administer_registered(caller, &patch.id, "change this resource")
             .await?;
         self.store.update_resource(patch).await
     }
@@ -415,7 +423,7 @@ impl Access {
         id: ResourceId,
         force: bool,
     ) -> Result<Resource> {
-        self.must_administer(caller, &id, "delete this resource")
+        self.must_administer_registered(caller, &id, "delete this resource")
             .await?;
         self.store.delete_resource(id, force).await
     }
@@ -439,6 +447,29 @@ impl Access {
         }
     }
 
+    /// As [`Self::must_administer`], but an id never registered is
+    /// NOT_FOUND to anyone (any caller may read resources, so saying so
+    /// tells nothing) rather than a refusal to change what is not there.
+    ///
+    /// # Errors
+    /// [`Error::ResourceNotFound`], [`Error::PermissionDenied`]; when the
+    /// resource cannot be read.
+    async fn must_administer_registered(
+        &self,
+        caller: &Caller,
+        resource: &ResourceId,
+        what: &str,
+    ) -> Result<()> {
+        if caller.role() == Role::Admin {
+            return Ok(());
+        }
+        let found = self.store.get_resource(resource.clone()).await?;
+        match caller.principal() {
+            Some(principal) if found.spec.admins.contains(principal) => Ok(()),
+            _ => Err(not_an_admin(caller, resource, what)),
+        }
+    }
+
     async fn must_administer(
         &self,
         caller: &Caller,
@@ -448,10 +479,7 @@ impl Access {
         if self.administers(caller, resource).await? {
             Ok(())
         } else {
-            Err(denied(format!(
-                "{caller} may not {what} on {resource}: only an admin of the service or of \
-                 the resource may"
-            )))
+            Err(not_an_admin(caller, resource, what))
         }
     }
 

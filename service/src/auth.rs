@@ -10,7 +10,7 @@ use std::{
 };
 
 use abi::{ApiToken, Caller, Role, TokenDigest, TokenSecret, UserId};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::jwt::JwtVerifier;
 use reservation::Rsvp;
@@ -129,31 +129,52 @@ impl Authenticator {
     /// `UNAUTHENTICATED` when credentials are missing or not valid, saying
     /// nothing else.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.credentials(request).map(|(caller, _)| caller)
+    }
+
+    /// The caller of `request`, and its credentials to check again while
+    /// its streams stay open.
+    ///
+    /// # Errors
+    /// As [`Authenticator::authenticate`].
+    pub fn credentials<T>(&self, request: &Request<T>) -> Result<(Caller, Credentials), Status> {
         let invalid = || Status::unauthenticated("invalid credentials");
+        let lasting = |caller| (caller, Credentials(Held::Lasting));
         match self.mode {
-            AuthMode::None => Ok(Caller::system()),
+            AuthMode::None => Ok(lasting(Caller::system())),
             AuthMode::Token | AuthMode::Jwt => {
                 if request.metadata().get("authorization").is_none()
                     && let Some(caller) = self.certificate_caller(request)
                 {
-                    return Ok(caller);
+                    return Ok(lasting(caller));
                 }
                 let credentials = bearer(request)?;
-                let caller = match (&self.tokens, &self.jwt) {
+                match (&self.tokens, &self.jwt) {
                     (Some(tokens), _) => {
-                        tokens.caller(&TokenSecret::from_presented(credentials))?
+                        let secret = TokenSecret::from_presented(credentials);
+                        let caller = tokens.caller(&secret)?.ok_or_else(invalid)?;
+                        let held = Held::Token {
+                            cache: tokens.clone(),
+                            digest: secret.digest(),
+                        };
+                        Ok((caller, Credentials(held)))
                     }
-                    (None, Some(jwt)) => jwt.caller(credentials),
-                    (None, None) => None,
-                };
-                caller.ok_or_else(invalid)
+                    (None, Some(jwt)) => {
+                        let (caller, expires) = jwt.verify(credentials).ok_or_else(invalid)?;
+                        Ok((caller, Credentials(Held::Until(expires))))
+                    }
+                    (None, None) => Err(invalid()),
+                }
             }
-            AuthMode::Mtls => self.certificate_caller(request).ok_or_else(|| {
-                Status::unauthenticated(
-                    "credentials required: a client certificate signed by an authority the \
+            AuthMode::Mtls => self
+                .certificate_caller(request)
+                .map(lasting)
+                .ok_or_else(|| {
+                    Status::unauthenticated(
+                        "credentials required: a client certificate signed by an authority the \
                      server trusts",
-                )
-            }),
+                    )
+                }),
         }
     }
 
@@ -235,6 +256,15 @@ impl TokenCache {
     /// `UNAVAILABLE` when the tokens have not been reloaded for too long
     /// (the store is out of reach): a revoked token might pass.
     pub fn caller(&self, secret: &TokenSecret) -> Result<Option<Caller>, Status> {
+        self.active_token(&secret.digest())
+            .map(|token| token.map(|token| Caller::new(token.principal, token.role)))
+    }
+
+    /// The active token of `digest`, if there is one.
+    ///
+    /// # Errors
+    /// As [`TokenCache::caller`].
+    fn active_token(&self, digest: &TokenDigest) -> Result<Option<ApiToken>, Status> {
         let fresh = self
             .loaded_at
             .read()
@@ -247,9 +277,9 @@ impl TokenCache {
         }
         let active = self.active.read().unwrap_or_else(|e| e.into_inner());
         Ok(active
-            .get(&secret.digest())
+            .get(digest)
             .filter(|token| token.is_active(Utc::now()))
-            .map(|token| Caller::new(token.principal.clone(), token.role)))
+            .cloned())
     }
 
     /// Replaces what the cache holds with the store's active tokens.
@@ -292,14 +322,75 @@ impl TokenCache {
     }
 }
 
-/// Puts each request's [`Caller`] in its extensions, or refuses it.
+/// A caller's credentials as they were presented, kept with its streams
+/// (Query, Listen) to check again while they stay open: a stream ends when
+/// its token is revoked or expires, as a new call with it would be refused.
+#[derive(Clone, Debug)]
+pub struct Credentials(Held);
+
+#[derive(Clone)]
+enum Held {
+    /// Nothing that lapses while the connection lasts: no authentication,
+    /// or a client certificate (checked when the connection was made).
+    Lasting,
+    /// An API token, active while the cache holds it.
+    Token {
+        cache: Arc<TokenCache>,
+        digest: TokenDigest,
+    },
+    /// A JSON Web Token, good until its expiry.
+    Until(DateTime<Utc>),
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Held::Lasting => f.write_str("Lasting"),
+            Held::Token { .. } => f.write_str("Token"),
+            Held::Until(expires) => write!(f, "Until({expires})"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Credentials that never lapse.
+    pub fn lasting() -> Self {
+        Credentials(Held::Lasting)
+    }
+
+    /// Whether the credentials still hold.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` when the token was revoked or has expired;
+    /// `UNAVAILABLE` when the server cannot tell (its tokens are stale).
+    pub fn check(&self) -> Result<(), Status> {
+        let lapsed = || {
+            Status::unauthenticated(
+                "the credentials this stream was opened with were revoked or have expired",
+            )
+        };
+        match &self.0 {
+            Held::Lasting => Ok(()),
+            Held::Token { cache, digest } => match cache.active_token(digest)? {
+                Some(_) => Ok(()),
+                None => Err(lapsed()),
+            },
+            Held::Until(expires) if Utc::now() < *expires => Ok(()),
+            Held::Until(_) => Err(lapsed()),
+        }
+    }
+}
+
+/// Puts each request's [`Caller`] and [`Credentials`] in its extensions,
+/// or refuses it.
 #[derive(Clone, Debug)]
 pub struct Authenticate(pub Arc<Authenticator>);
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = self.0.authenticate(&request)?;
+        let (caller, credentials) = self.0.credentials(&request)?;
         request.extensions_mut().insert(caller);
+        request.extensions_mut().insert(credentials);
         Ok(request)
     }
 }
@@ -314,6 +405,16 @@ pub(crate) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("credentials required"))
+}
+
+/// The credentials the interceptor found for `request`; lasting when
+/// none were put there.
+pub(crate) fn credentials<T>(request: &Request<T>) -> Credentials {
+    request
+        .extensions()
+        .get::<Credentials>()
+        .cloned()
+        .unwrap_or_else(Credentials::lasting)
 }
 
 #[cfg(test)]

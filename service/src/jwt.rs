@@ -8,6 +8,7 @@ use std::path::Path;
 
 use abi::{Caller, Role, UserId};
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{
     Algorithm, DecodingKey, Validation, decode, decode_header,
     jwk::{AlgorithmParameters, JwkSet},
@@ -44,6 +45,8 @@ impl std::fmt::Debug for JwtVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Seconds since the epoch; required by the validation.
+    exp: i64,
     #[serde(flatten)]
     other: serde_json::Map<String, serde_json::Value>,
 }
@@ -103,28 +106,46 @@ impl JwtVerifier {
 
     /// The caller a token names, if its signature and claims hold now.
     pub fn caller(&self, token: &str) -> Option<Caller> {
+        self.verify(token).map(|(caller, _)| caller)
+    }
+
+    /// The caller a token names and until when the token is accepted (its
+    /// expiry and the leeway allowed for clocks), if its signature and
+    /// claims hold now.
+    pub fn verify(&self, token: &str) -> Option<(Caller, DateTime<Utc>)> {
         let header = decode_header(token).ok()?;
         // The header's algorithm must be the key's: a token cannot choose
         // how it is checked.
-        let key = self.keys.iter().find(|k| {
-            k.algorithm == header.alg
-                && match (&header.kid, &k.id) {
-                    (Some(wanted), Some(id)) => wanted == id,
-                    _ => true,
-                }
-        })?;
-        let mut validation = Validation::new(key.algorithm);
+        let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation.validate_nbf = true;
-        let claims = decode::<Claims>(token, &key.key, &validation).ok()?.claims;
+        // Each key of its algorithm (of its `kid`, when both name one) in
+        // turn: while keys rotate, a JWKS holds the old and the new, and a
+        // token need not say which signed it.
+        let claims = self
+            .keys
+            .iter()
+            .filter(|k| {
+                k.algorithm == header.alg
+                    && match (&header.kid, &k.id) {
+                        (Some(wanted), Some(id)) => wanted == id,
+                        _ => true,
+                    }
+            })
+            .find_map(|key| decode::<Claims>(token, &key.key, &validation).ok())?
+            .claims;
         let role = match claims.other.get(&self.role_claim) {
             None => Role::User,
             Some(serde_json::Value::String(role)) => role.parse().ok()?,
             Some(_) => return None,
         };
-        Some(Caller::new(UserId::parse(claims.sub).ok()?, role))
+        // Accepted through the whole second of its expiry and the leeway
+        // the validation allows, as the validation counts in seconds.
+        let leeway = i64::try_from(validation.leeway).ok()?;
+        let expires = DateTime::from_timestamp(claims.exp.saturating_add(leeway + 1), 0)?;
+        Some((Caller::new(UserId::parse(claims.sub).ok()?, role), expires))
     }
 }
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth::{AuthMode, caller},
+    auth::{AuthMode, caller, credentials},
     errors::status,
     limits::{Class, Limits, StreamSlot},
     streams::{self, StreamLimits},
@@ -243,12 +243,17 @@ impl ReservationService for RsvpService {
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<Self::QueryStream>, Status> {
         let caller = caller(&request)?;
+        let credentials = credentials(&request);
         self.limits.admit(&caller, Class::Read)?;
         let query = ReservationQuery::try_from(request.into_inner()).map_err(status)?;
         let slot = self.limits.open_stream(&caller)?;
         let rows = self.access.query(&caller, query).await.map_err(status)?;
         let rows = holding(rows, slot);
-        Ok(Response::new(streams::query(rows, &self.streams)?))
+        Ok(Response::new(streams::query(
+            rows,
+            &self.streams,
+            credentials,
+        )?))
     }
 
     async fn filter(
@@ -292,6 +297,7 @@ impl ReservationService for RsvpService {
         request: Request<pb::ListenRequest>,
     ) -> Result<Response<Self::ListenStream>, Status> {
         let caller = caller(&request)?;
+        let credentials = credentials(&request);
         self.limits.admit(&caller, Class::Read)?;
         let filter = ListenFilter::try_from(request.into_inner()).map_err(status)?;
         let after = filter.after_change_id;
@@ -302,6 +308,7 @@ impl ReservationService for RsvpService {
             changes,
             after,
             &self.streams,
+            credentials,
         )?))
     }
 

@@ -13,6 +13,9 @@
 //!   its task and its place among the open streams are freed at once.
 //! - Every open stream ends with `UNAVAILABLE` when the server shuts down,
 //!   so a client never mistakes a cut-off stream for a complete one.
+//! - A stream's credentials are checked again every second: when its token
+//!   is revoked or expires it ends with `UNAUTHENTICATED`, saying how to
+//!   resume (with credentials that hold).
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,10 +27,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{errors::status, telemetry::Open};
+use crate::{auth::Credentials, errors::status, telemetry::Open};
 
 /// Items buffered between a stream's producer and the wire.
 const BUFFER: usize = 64;
+
+/// How often an open stream's credentials are checked again.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Bounds on open streams, shared by every stream of a server.
 #[derive(Clone, Debug)]
@@ -72,24 +78,48 @@ enum Cut {
     Idle,
 }
 
+/// How a cut-off stream ended, for its last status.
+enum Ending {
+    /// The server is shutting down.
+    Shutdown,
+    /// The client read nothing for the idle time.
+    Idle,
+    /// Its credentials no longer hold (or cannot be checked): why.
+    Lapsed(Status),
+}
+
+/// What kind of stream a server stream is: `name` (for metrics), `wire`
+/// turns an item into its message, `position` names where a client would
+/// resume after it, and `ended` words the end of a cut-off stream
+/// (shutdown, idle, credentials that lapsed) from the last position
+/// delivered.
+struct Shape<T, W> {
+    name: &'static str,
+    wire: fn(T) -> W,
+    position: fn(&W) -> Option<i64>,
+    ended: fn(Ending, Option<i64>) -> Status,
+}
+
 /// Runs `items` in a task of its own, into a bounded buffer the returned
-/// stream drains; `wire` turns an item into its message, `position` names
-/// where a client would resume after it (`start` before the first), and
-/// `ended` words the end of a cut-off stream (shutdown, idle) from the last
-/// position delivered.
+/// stream drains, as `shape` says; `start` is where a client would resume
+/// before the first item.
 fn run<T, W>(
-    kind: &'static str,
+    shape: Shape<T, W>,
     mut items: BoxStream<'static, abi::Result<T>>,
     start: Option<i64>,
     limits: &StreamLimits,
-    wire: fn(T) -> W,
-    position: fn(&W) -> Option<i64>,
-    ended: fn(Code, Option<i64>) -> Status,
+    credentials: Credentials,
 ) -> Result<BoxStream<'static, Result<W, Status>>, Status>
 where
     T: Send + 'static,
     W: Send + 'static,
 {
+    let Shape {
+        name,
+        wire,
+        position,
+        ended,
+    } = shape;
     let permit = limits.admit()?;
     let (tx, mut rx) = mpsc::channel::<Result<W, Status>>(BUFFER);
     let (cut_tx, mut cut) = oneshot::channel::<Cut>();
@@ -97,7 +127,7 @@ where
     let shutdown = limits.shutdown.clone();
     let producer = tokio::spawn(async move {
         let _permit = permit;
-        let _open = Open::new(kind);
+        let _open = Open::new(name);
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -126,17 +156,25 @@ where
         let mut last = start;
         // Whether the cut-off signal was received (or can no longer come).
         let mut cut_seen = false;
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    yield Err(ended(Code::Unavailable, last));
+                    yield Err(ended(Ending::Shutdown, last));
                     break;
                 }
                 signal = &mut cut, if !cut_seen => {
                     cut_seen = true;
                     if let Ok(Cut::Idle) = signal {
-                        yield Err(ended(Code::ResourceExhausted, last));
+                        yield Err(ended(Ending::Idle, last));
+                        break;
+                    }
+                }
+                _ = recheck.tick() => {
+                    if let Err(lapsed) = credentials.check() {
+                        yield Err(ended(Ending::Lapsed(lapsed), last));
                         break;
                     }
                 }
@@ -152,7 +190,7 @@ where
                     None => {
                         // The producer ended: normally, or cut for idling.
                         if !cut_seen && let Ok(Cut::Idle) = cut.try_recv() {
-                            yield Err(ended(Code::ResourceExhausted, last));
+                            yield Err(ended(Ending::Idle, last));
                         }
                         break;
                     }
@@ -175,27 +213,27 @@ impl Drop for AbortOnDrop {
 pub(crate) fn query(
     rows: ReservationStream,
     limits: &StreamLimits,
+    credentials: Credentials,
 ) -> Result<BoxStream<'static, Result<pb::Reservation, Status>>, Status> {
-    run(
-        "query",
-        rows,
-        None,
-        limits,
-        pb::Reservation::from,
-        |_| None,
-        |code, _| {
-            if code == Code::Unavailable {
-                Status::unavailable(
-                    "the server is shutting down; the results are incomplete, query again",
-                )
-            } else {
-                exhausted(
-                    "STREAM_IDLE",
-                    "the client read nothing for too long; the results are incomplete, query again",
-                )
-            }
+    let shape = Shape {
+        name: "query",
+        wire: pb::Reservation::from,
+        position: |_| None,
+        ended: |ending, _| match ending {
+            Ending::Shutdown => Status::unavailable(
+                "the server is shutting down; the results are incomplete, query again",
+            ),
+            Ending::Idle => exhausted(
+                "STREAM_IDLE",
+                "the client read nothing for too long; the results are incomplete, query again",
+            ),
+            Ending::Lapsed(why) => Status::new(
+                why.code(),
+                format!("{}; the results are incomplete", why.message()),
+            ),
         },
-    )
+    };
+    run(shape, rows, None, limits, credentials)
 }
 
 /// The changes of a Listen that started after `after` (if set).
@@ -203,27 +241,31 @@ pub(crate) fn listen(
     changes: ChangeStream,
     after: Option<i64>,
     limits: &StreamLimits,
+    credentials: Credentials,
 ) -> Result<BoxStream<'static, Result<pb::ReservationChange, Status>>, Status> {
-    run(
-        "listen",
-        changes,
-        after,
-        limits,
-        pb::ReservationChange::from,
-        |c| Some(c.change_id),
-        |code, last| {
+    let shape = Shape {
+        name: "listen",
+        wire: pb::ReservationChange::from,
+        position: |c| Some(c.change_id),
+        ended: |ending, last| {
             let resume = match last {
                 Some(id) => format!("resume with after_change_id = {id}"),
                 None => "listen again".to_string(),
             };
-            if code == Code::Unavailable {
-                Status::unavailable(format!("the server is shutting down; {resume}"))
-            } else {
-                exhausted(
+            match ending {
+                Ending::Shutdown => {
+                    Status::unavailable(format!("the server is shutting down; {resume}"))
+                }
+                Ending::Idle => exhausted(
                     "STREAM_IDLE",
                     &format!("the client read nothing for too long; {resume}"),
-                )
+                ),
+                Ending::Lapsed(why) => Status::new(
+                    why.code(),
+                    format!("{}; {resume} with credentials that hold", why.message()),
+                ),
             }
         },
-    )
+    };
+    run(shape, changes, after, limits, credentials)
 }

@@ -223,6 +223,68 @@ async fn a_token_names_its_principal_and_role_until_it_is_revoked() {
     );
 }
 
+/// A stream lasts as long as its token: revoked (through any server) or
+/// expired, an open Listen ends with UNAUTHENTICATED, saying where to
+/// resume, and delivers nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_end_when_their_token_is_revoked_or_expires() {
+    let app = TestApp::spawn_with_tokens().await;
+    let new = |principal: &str, expires_at| NewToken {
+        principal: UserId::parse(principal).unwrap(),
+        role: Role::Admin,
+        expires_at,
+    };
+    let (made, ops) = app.store.create_token(new("ops", None)).await.unwrap();
+    let soon = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
+    let (_, brief) = app
+        .store
+        .create_token(new("brief", Some(soon)))
+        .await
+        .unwrap();
+    let ops = as_token(&app, &ops).await;
+    let brief = as_token(&app, &brief).await;
+    eventually(Duration::from_secs(10), &ops).await;
+    eventually(Duration::from_secs(10), &brief).await;
+
+    let listen = |mut client: Client| async move {
+        client
+            .listen(pb::ListenRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let mut revoked = listen(ops.clone()).await;
+    let mut expiring = listen(brief.clone()).await;
+    ops.clone()
+        .reserve(reserve_request("ann", "room-1", 0, 30))
+        .await
+        .unwrap();
+    let first = revoked.message().await.unwrap().unwrap();
+    assert_eq!(first.reservation.unwrap().user_id, "ann");
+    let first = expiring.message().await.unwrap().unwrap();
+    assert_eq!(first.reservation.unwrap().user_id, "ann");
+
+    app.store.revoke_token(made.id).await.unwrap();
+    for (stream, what) in [(&mut revoked, "revoked"), (&mut expiring, "expired")] {
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .unwrap_or_else(|_| panic!("the {what} token's stream still open after 10 s"))
+            {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the {what} token's stream ended without a status"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(ended.code(), Code::Unauthenticated, "{what}: {ended:?}");
+        assert!(
+            ended.message().contains("resume with after_change_id = "),
+            "{what}: {ended:?}"
+        );
+    }
+    expect_code(whoami(&mut ops.clone()).await, Code::Unauthenticated);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_act_as_themselves_and_see_others_only_redacted() {
     let app = TestApp::spawn_with_tokens().await;

@@ -240,6 +240,26 @@ async fn rs256_eddsa_from_a_jwks_and_hs256_keys_work_with_a_role_claim_of_ones_c
         "a key id the set does not have"
     );
 
+    // While keys rotate the set holds two of one algorithm, without ids:
+    // a token signed by either works, by neither does not.
+    let new = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let keys = [ed.public_key_raw(), new.public_key_raw()]
+        .map(|x| json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(x)}));
+    let jwks = json!({ "keys": keys });
+    let jwks = write(dir.path(), "rotating.json", jwks.to_string());
+    let app = server(KeySource::Public(&jwks), "role").await;
+    for (signer, works) in [(&ed, true), (&new, true), (&other, false)] {
+        let key = EncodingKey::from_ed_pem(signer.serialize_pem().as_bytes()).unwrap();
+        let answer = whoami(&app, &sign(&claims("ann"), Algorithm::EdDSA, &key, None)).await;
+        let expected = if works {
+            Ok(("ann".into(), pb::Role::User))
+        } else {
+            Err(Code::Unauthenticated)
+        };
+        assert_eq!(answer, expected);
+    }
+
     // HS256 from a secret file.
     let secret = "a shared secret of at least thirty-two bytes";
     let app = server(
@@ -259,4 +279,46 @@ async fn rs256_eddsa_from_a_jwks_and_hs256_keys_work_with_a_role_claim_of_ones_c
     );
     let short = write(dir.path(), "short", "too short");
     assert!(JwtVerifier::new(KeySource::Secret(&short), ISSUER, AUDIENCE, "role").is_err());
+}
+
+/// A Listen stream lasts as long as its token is accepted: past the
+/// token's expiry (and the leeway allowed for clocks) it ends with
+/// UNAUTHENTICATED, saying where to resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_when_its_token_expires() {
+    let secret = "a shared secret of at least thirty-two bytes";
+    let dir = tempfile::tempdir().unwrap();
+    let app = server(
+        KeySource::Secret(&write(dir.path(), "secret", secret)),
+        "role",
+    )
+    .await;
+    let key = EncodingKey::from_secret(secret.as_bytes());
+    // Expired 59 s ago: accepted for one or two more seconds of the
+    // minute's leeway.
+    let jwt = sign(
+        &with(claims("ann"), "exp", json!(now() - 59)),
+        Algorithm::HS256,
+        &key,
+        None,
+    );
+    let mut request = Request::new(pb::ListenRequest::default());
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {jwt}")).unwrap(),
+    );
+    let mut changes = app
+        .client
+        .clone()
+        .listen(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), changes.message())
+        .await
+        .expect("the stream ends within 10 s");
+    let status = ended.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("listen again"), "{status:?}");
+    assert_eq!(whoami(&app, &jwt).await, Err(Code::Unauthenticated));
 }

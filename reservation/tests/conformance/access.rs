@@ -400,6 +400,34 @@ pub async fn each_role_may_do_what_the_rules_say(env: Env) {
         )
         .await;
     assert!(!judged(bobs, "bob books as ann"), "bob books as ann");
+
+    // An id never registered is not found, whoever asks to change or
+    // delete it: not a refusal to change what is not there.
+    for (name, caller) in cast.each() {
+        let patch = ResourcePatch::from_request(pb::UpdateResourceRequest {
+            resource: Some(pb::Resource {
+                id: "nowhere".into(),
+                capacity: 3,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["capacity".into()],
+            }),
+        })
+        .unwrap();
+        let changed = access.update_resource(caller, patch).await;
+        assert!(
+            matches!(changed, Err(Error::ResourceNotFound(_))),
+            "{name} changes nowhere: {changed:?}"
+        );
+        let deleted = access
+            .delete_resource(caller, "nowhere".parse().unwrap(), false)
+            .await;
+        assert!(
+            matches!(deleted, Err(Error::ResourceNotFound(_))),
+            "{name} deletes nowhere: {deleted:?}"
+        );
+    }
 }
 
 pub async fn a_user_reads_only_its_own_unless_it_administers_the_resource(env: Env) {

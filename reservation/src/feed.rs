@@ -195,7 +195,9 @@ impl<S: ChangeSource> Feed<S> {
     ///
     /// # Errors
     /// [`Error::ChangesExpired`] when retention already deleted changes
-    /// after `after_change_id` (0 always means "from the oldest retained").
+    /// after `after_change_id` (0 always means "from the oldest retained");
+    /// in the stream, when retention deletes changes the replay has not
+    /// read yet.
     pub async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream> {
         let (mut rx, delivered) = {
             let state = self.shared.lock();
@@ -220,6 +222,16 @@ impl<S: ChangeSource> Feed<S> {
                 let mut from = after;
                 while from < delivered {
                     let batch = source.replay(from, delivered, &filter, REPLAY_BATCH).await?;
+                    // Retention may have deleted changes after `from` before
+                    // the batch was read (it purges in id order): then the
+                    // batch may miss some, and the stream ends as a start
+                    // too old for retention does, rather than skip them.
+                    let purged = source.purged_through().await?;
+                    if purged > from {
+                        Err(Error::ChangesExpired {
+                            oldest_change_id: purged + 1,
+                        })?;
+                    }
                     let Some(tail) = batch.last() else { break };
                     from = tail.id;
                     for change in batch {

@@ -12,6 +12,7 @@ conformance!(
     sweep_expires_overdue_holds_with_change_events,
     sweep_purges_changes_past_retention,
     resuming_below_what_retention_deleted_is_out_of_range,
+    retention_overtaking_a_replay_ends_it_out_of_range,
 );
 
 async fn listener_sees_every_kind_of_change_in_order(env: Env) {
@@ -244,4 +245,47 @@ async fn resuming_below_what_retention_deleted_is_out_of_range(env: Env) {
             .await;
         assert_eq!(next(&mut replay).await.id, 3, "after {after}");
     }
+}
+
+/// A replay is read in batches as its client reads; retention that deletes
+/// changes it has not read yet ends it out of range (naming the oldest id
+/// kept), never with a silent skip to what is left.
+async fn retention_overtaking_a_replay_ends_it_out_of_range(env: Env) {
+    use futures::StreamExt;
+    for i in 0..600 {
+        env.reserve("alice", "room-1", i * 2, i * 2 + 1)
+            .await
+            .unwrap(); // changes 1..=600
+    }
+    let mut replay = env
+        .listen(ListenFilter {
+            after_change_id: Some(1),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(next(&mut replay).await.id, 2);
+    env.advance(60 * 24 * 7 + 1);
+    env.reserve("bob", "room-2", 0, 1).await.unwrap(); // change 601
+    assert_eq!(env.store.sweep().await.unwrap().purged_changes, 600);
+    let mut ids = vec![2];
+    let ended = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), replay.next()).await {
+            Ok(Some(Ok(change))) => ids.push(change.id),
+            Ok(Some(Err(e))) => break e,
+            Ok(None) => panic!("the replay ended without an error after {ids:?}"),
+            Err(_) => panic!("the replay went on past {:?} without an error", ids.last()),
+        }
+    };
+    assert!(
+        matches!(
+            ended,
+            abi::Error::ChangesExpired {
+                oldest_change_id: 601
+            }
+        ),
+        "{ended:?}"
+    );
+    // What came before the end came in order, with nothing skipped.
+    let expected: Vec<i64> = (2..=*ids.last().unwrap()).collect();
+    assert_eq!(ids, expected);
 }

@@ -104,6 +104,8 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Changes kept for slow listeners.
+    capacity: usize,
     /// Changes read per query: at most half the buffer, so that one read's
     /// burst never cuts off a listener that keeps up.
     read_batch: i64,
@@ -173,10 +175,16 @@ impl<S: ChangeSource> Feed<S> {
                 delivered: head,
                 tx,
             }),
+            capacity,
             read_batch: READ_BATCH.min(capacity as i64 / 2),
         });
         let stop = CancellationToken::new();
-        tokio::spawn(run(source.clone(), shared.clone(), wake, stop.clone()));
+        tokio::spawn(supervise(
+            source.clone(),
+            shared.clone(),
+            wake,
+            stop.clone(),
+        ));
         Ok(Feed {
             shared,
             source,
@@ -255,11 +263,54 @@ impl<S: ChangeSource> Feed<S> {
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         Err(Error::Lagged { last_change_id: last })?;
                     }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    // The feed stopped (its store closed) or failed and
+                    // starts again: this stream ends, saying where to resume.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        Err(Error::Unavailable(
+                            format!("the change feed stopped after change {last}").into(),
+                        ))?;
+                    }
                 }
             }
         }
         .boxed())
+    }
+}
+
+/// Runs the hub until `stop`. Should it fail (a panic), every listener's
+/// stream ends with [`Error::Unavailable`] rather than wait for changes
+/// that would never come, and the hub starts again from what it delivered
+/// a second later; a listener resumes from its last change id.
+async fn supervise<S: ChangeSource>(
+    source: Arc<S>,
+    shared: Arc<Shared>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        let hub = tokio::spawn(run(
+            source.clone(),
+            shared.clone(),
+            wake.clone(),
+            stop.clone(),
+        ));
+        match hub.await {
+            Ok(()) => return,
+            Err(failed) => {
+                tracing::error!(
+                    error = %failed,
+                    "the change feed failed: ending every listener's stream, starting again"
+                );
+                metrics::counter!("rsvp_feed_failures_total").increment(1);
+                // Dropping the sender ends every receiver.
+                let mut state = shared.lock();
+                state.tx = broadcast::channel(shared.capacity).0;
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 
@@ -395,5 +446,134 @@ fn close(gap: &mut Option<Gap>) {
     if let Some(g) = gap.take() {
         metrics::histogram!("rsvp_feed_gap_wait_seconds").record(g.since.elapsed().as_secs_f64());
         metrics::gauge!("rsvp_feed_waiting_seconds").set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use abi::{
+        ChangeOp, Note, Reservation, ReservationId, ReservationStatus, ResourceId, Timespan, UserId,
+    };
+    use chrono::DateTime;
+
+    use super::*;
+
+    /// Changes in memory; the first read after `fail` is set panics, as a
+    /// row the hub cannot handle would.
+    #[derive(Default)]
+    struct Fake {
+        changes: Mutex<Vec<Change>>,
+        fail: AtomicBool,
+    }
+
+    impl Fake {
+        fn push(&self) -> i64 {
+            let at = |s| DateTime::from_timestamp(s, 0).unwrap_or_default();
+            let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+            let id = changes.len() as i64 + 1;
+            changes.push(Change {
+                id,
+                op: ChangeOp::Create,
+                reservation: Reservation {
+                    id: ReservationId::new(),
+                    user_id: UserId::parse("alice").unwrap(),
+                    resource_id: ResourceId::parse("room").unwrap(),
+                    status: ReservationStatus::Pending,
+                    timespan: Timespan::new(at(0), at(60)).unwrap(),
+                    note: Note::default(),
+                    created_at: at(0),
+                    updated_at: at(0),
+                    expires_at: None,
+                    quantity: 1,
+                    booking_id: None,
+                    checked_in_at: None,
+                    checked_out_at: None,
+                },
+                changed_at: at(0),
+            });
+            id
+        }
+    }
+
+    #[async_trait]
+    impl ChangeSource for Fake {
+        async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
+            assert!(
+                !self.fail.swap(false, Ordering::SeqCst),
+                "a change the hub cannot handle"
+            );
+            let changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(changes
+                .iter()
+                .filter(|c| c.id > after)
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        }
+
+        async fn head(&self) -> Result<i64> {
+            Ok(self.changes.lock().unwrap_or_else(|p| p.into_inner()).len() as i64)
+        }
+
+        async fn writers(&self) -> Result<Option<Writers>> {
+            Ok(None)
+        }
+
+        async fn running(&self, _: &Writers) -> Result<bool> {
+            Ok(false)
+        }
+
+        async fn purged_through(&self) -> Result<i64> {
+            Ok(0)
+        }
+
+        async fn select(&self, _: Statement) -> Result<Vec<StoredChange>> {
+            Ok(Vec::new())
+        }
+
+        fn sql(&self) -> &'static Sql {
+            unreachable!("no replay in these tests")
+        }
+    }
+
+    async fn next(stream: &mut ChangeStream) -> Result<Change> {
+        tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("an item within 10 s")
+            .expect("the stream goes on")
+    }
+
+    /// A hub that fails ends every listener's stream, saying so, instead of
+    /// leaving it to wait for changes that never come; it starts again, and
+    /// new listeners get every later change.
+    #[tokio::test]
+    async fn a_hub_that_fails_ends_its_listeners_and_starts_again() {
+        let source = Arc::new(Fake::default());
+        let wake = Arc::new(Notify::new());
+        let feed = Feed::start(source.clone(), wake.clone(), 16).await.unwrap();
+        let mut before = feed.listen(ListenFilter::default()).await.unwrap();
+        let first = source.push();
+        wake.notify_one();
+        assert_eq!(next(&mut before).await.unwrap().id, first);
+
+        source.fail.store(true, Ordering::SeqCst);
+        let lost = source.push();
+        wake.notify_one();
+        let ended = next(&mut before).await.unwrap_err();
+        assert!(matches!(ended, Error::Unavailable(_)), "{ended:?}");
+        assert!(
+            ended.chain().contains(&format!("after change {first}")),
+            "{ended:?}"
+        );
+
+        let mut after = feed.listen(ListenFilter::default()).await.unwrap();
+        let later = source.push();
+        wake.notify_one();
+        // The change read when the hub failed is delivered once it starts
+        // again (to listeners from before it, resuming, by replay).
+        assert_eq!(next(&mut after).await.unwrap().id, lost);
+        assert_eq!(next(&mut after).await.unwrap().id, later);
     }
 }

@@ -81,6 +81,41 @@ async fn exclusion_constraint_refuses_overlapping_live_rows_from_any_writer() {
 }
 
 /// Registers `id` with `capacity` units.
+/// Rows that could not be read back (an id with a control character, a
+/// time of 'infinity' or past what a reader represents) are refused from
+/// any writer: one of them would stop the change feed of every listener.
+/// The feed goes on.
+#[tokio::test]
+async fn rows_that_could_not_be_read_back_are_refused_from_any_writer() {
+    let env = Env::postgres().await;
+    let mut feed = env.listen(ListenFilter::default()).await;
+    let made = env.reserve("alice", "room-1", 0, 60).await.unwrap();
+    assert_eq!(next(&mut feed).await.reservation.id, made.id);
+    for set in [
+        "UPDATE rsvp.reservations SET user_id = E'al\\tice' WHERE id = $1",
+        "UPDATE rsvp.reservations SET resource_id = E'room\\u0085' WHERE id = $1",
+        "UPDATE rsvp.reservations SET note = 'x', updated_at = 'infinity' WHERE id = $1",
+        "UPDATE rsvp.reservations SET expires_at = '-infinity' WHERE id = $1",
+        "UPDATE rsvp.reservations SET checked_in_at = '250000-01-01 00:00:00+00' WHERE id = $1",
+        "UPDATE rsvp.reservations SET timespan = tstzrange('2026-01-01', '250000-01-01') \
+         WHERE id = $1",
+    ] {
+        let err = sqlx::query(set)
+            .bind(made.id.uuid())
+            .execute(pool(&env))
+            .await
+            .unwrap_err();
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("23514"), "{set}: {err}");
+        assert!(err.to_string().contains("reservations_readable"), "{err}");
+    }
+    let later = env.reserve("bob", "room-2", 0, 60).await.unwrap();
+    assert_eq!(next(&mut feed).await.reservation.id, later.id);
+}
+
 async fn register(env: &Env, id: &str, capacity: u32) {
     env.store
         .create_resource(

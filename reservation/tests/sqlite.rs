@@ -21,6 +21,36 @@ const RAW_INSERT: &str = "INSERT INTO reservations \
     (id, user_id, resource_id, status, start_us, end_us, created_us, updated_us) \
     VALUES (?, 'script', ?, ?, ?, ?, 0, 0)";
 
+/// Rows that could not be read back (an id with a control character, a
+/// time past what a reader represents) are refused from any writer: one of
+/// them would stop the change feed of every listener. The feed goes on.
+#[tokio::test]
+async fn rows_that_could_not_be_read_back_are_refused_from_any_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let mut feed = store.listen(ListenFilter::default()).await.unwrap();
+    let made = store.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
+    assert_eq!(next(&mut feed).await.reservation.id, made.id);
+    for set in [
+        "UPDATE reservations SET user_id = 'al' || char(9) || 'ice' WHERE id = ?",
+        "UPDATE reservations SET resource_id = 'room' || char(133) WHERE id = ?",
+        "UPDATE reservations SET updated_us = 7000000000000000000 WHERE id = ?",
+        "UPDATE reservations SET expires_us = -9000000000000000000 WHERE id = ?",
+    ] {
+        let err = sqlx::query(set)
+            .bind(made.id.to_string())
+            .execute(store.pool())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("reservations_readable"),
+            "{set}: {err}"
+        );
+    }
+    let later = store.reserve(hold("bob", "room-2", 0, 60)).await.unwrap();
+    assert_eq!(next(&mut feed).await.reservation.id, later.id);
+}
+
 #[tokio::test]
 async fn triggers_refuse_overlapping_live_rows_from_any_writer() {
     let dir = tempfile::tempdir().unwrap();

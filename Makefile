@@ -21,7 +21,7 @@ test: lint test-deps ## Formatting, clippy, and every test (starts its own Postg
 	$(CARGO) test --workspace --all-features
 
 test-deps: ## Install what the tests need beyond Rust, when missing
-	@test -x $(TOOLS)/venv/bin/st || { python3 -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install --quiet 'schemathesis>=4.3,<5'; }
+	@test -x $(TOOLS)/venv/bin/st || { python3 -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install --quiet 'schemathesis==4.32.5' 'hypothesis==6.170.27'; }
 	@{ command -v chromedriver && { command -v chromium || command -v google-chrome; }; } >/dev/null || \
 		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 	@{ command -v pg_autoctl && ls /usr/lib/postgresql/*/lib/pgautofailover.so; } >/dev/null 2>&1 || \

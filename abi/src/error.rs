@@ -122,6 +122,15 @@ pub enum Error {
         last_change_id: i64,
     },
 
+    /// The server's change feed stopped (it failed and starts again, or
+    /// its store closed); a listener resumes with `after_change_id =
+    /// last_change_id`.
+    #[error("the change feed was interrupted; resume with after_change_id = {last_change_id}")]
+    FeedInterrupted {
+        /// The last change the listener received (0 if none).
+        last_change_id: i64,
+    },
+
     /// A listener asked to resume after a change whose successors were
     /// already deleted by retention; the oldest retained change is named.
     #[error(
@@ -173,6 +182,7 @@ impl Error {
                 | Error::Busy(_)
                 | Error::Aborted { .. }
                 | Error::Lagged { .. }
+                | Error::FeedInterrupted { .. }
                 | Error::RateLimited { .. }
         )
     }

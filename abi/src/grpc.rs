@@ -178,6 +178,7 @@ impl From<Error> for Status {
                     [("last_change_id".to_string(), last_change_id.to_string())],
                 ),
             ),
+            Error::FeedInterrupted { .. } => Status::unavailable(e.to_string()),
             Error::PermissionDenied(_) => status_with(
                 Code::PermissionDenied,
                 e.to_string(),

@@ -63,27 +63,30 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
     /// The highest change id that retention deleted (0 if none).
     async fn purged_through(&self) -> Result<i64>;
 
-    /// The changes a statement built by [`Statement::replay`] selects.
-    async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>>;
+    /// The changes a statement built by [`Statement::replay`] selects, and
+    /// the highest change id retention had deleted as of the same snapshot.
+    async fn select(&self, statement: Statement) -> Result<(Vec<StoredChange>, i64)>;
 
     /// The SQL text of this store.
     fn sql(&self) -> &'static Sql;
 
     /// The changes with ids in `(after, upto]` that `filter` selects, in id
-    /// order, at most `limit`.
+    /// order, at most `limit`; and the highest change id retention had
+    /// deleted when they were read.
     async fn replay(
         &self,
         after: i64,
         upto: i64,
         filter: &ListenFilter,
         limit: i64,
-    ) -> Result<Vec<Change>> {
+    ) -> Result<(Vec<Change>, i64)> {
         let statement = Statement::replay(self.sql(), after, upto, filter, limit);
-        self.select(statement)
-            .await?
+        let (rows, purged) = self.select(statement).await?;
+        let changes = rows
             .into_iter()
             .map(StoredChange::into_change)
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((changes, purged))
     }
 }
 
@@ -212,6 +215,8 @@ impl<S: ChangeSource> Feed<S> {
             (state.tx.subscribe(), state.delivered)
         };
         let mut from = None;
+        // 0: from the oldest retained, whatever retention deletes meanwhile.
+        let from_oldest = filter.after_change_id == Some(0);
         if let Some(after) = filter.after_change_id {
             let purged = self.source.purged_through().await?;
             if after > 0 && after < purged {
@@ -229,19 +234,20 @@ impl<S: ChangeSource> Feed<S> {
             if let Some(after) = from {
                 let mut from = after;
                 while from < delivered {
-                    let batch = source.replay(from, delivered, &filter, REPLAY_BATCH).await?;
-                    // Retention may have deleted changes after `from` before
-                    // the batch was read (it purges in id order): then the
-                    // batch may miss some, and the stream ends as a start
-                    // too old for retention does, rather than skip them.
-                    let purged = source.purged_through().await?;
-                    if purged > from {
+                    let (batch, purged) =
+                        source.replay(from, delivered, &filter, REPLAY_BATCH).await?;
+                    // Retention deleted changes after `from` before the
+                    // batch was read (it purges in id order): the batch
+                    // misses them, and the stream ends as a start too old
+                    // for retention does, rather than skip them. From the
+                    // oldest, what is kept is still the whole ask.
+                    if purged > from && !from_oldest {
                         Err(Error::ChangesExpired {
                             oldest_change_id: purged + 1,
                         })?;
                     }
                     let Some(tail) = batch.last() else { break };
-                    from = tail.id;
+                    from = tail.id.max(purged);
                     for change in batch {
                         yield change;
                     }
@@ -266,9 +272,7 @@ impl<S: ChangeSource> Feed<S> {
                     // The feed stopped (its store closed) or failed and
                     // starts again: this stream ends, saying where to resume.
                     Err(broadcast::error::RecvError::Closed) => {
-                        Err(Error::Unavailable(
-                            format!("the change feed stopped after change {last}").into(),
-                        ))?;
+                        Err(Error::FeedInterrupted { last_change_id: last })?;
                     }
                 }
             }
@@ -278,7 +282,7 @@ impl<S: ChangeSource> Feed<S> {
 }
 
 /// Runs the hub until `stop`. Should it fail (a panic), every listener's
-/// stream ends with [`Error::Unavailable`] rather than wait for changes
+/// stream ends with [`Error::FeedInterrupted`] rather than wait for changes
 /// that would never come, and the hub starts again from what it delivered
 /// a second later; a listener resumes from its last change id.
 async fn supervise<S: ChangeSource>(
@@ -296,6 +300,8 @@ async fn supervise<S: ChangeSource>(
         ));
         match hub.await {
             Ok(()) => return,
+            // Cancelled: the runtime is shutting down.
+            Err(failed) if !failed.is_panic() => return,
             Err(failed) => {
                 tracing::error!(
                     error = %failed,
@@ -529,8 +535,8 @@ mod tests {
             Ok(0)
         }
 
-        async fn select(&self, _: Statement) -> Result<Vec<StoredChange>> {
-            Ok(Vec::new())
+        async fn select(&self, _: Statement) -> Result<(Vec<StoredChange>, i64)> {
+            Ok((Vec::new(), 0))
         }
 
         fn sql(&self) -> &'static Sql {
@@ -562,9 +568,8 @@ mod tests {
         let lost = source.push();
         wake.notify_one();
         let ended = next(&mut before).await.unwrap_err();
-        assert!(matches!(ended, Error::Unavailable(_)), "{ended:?}");
         assert!(
-            ended.chain().contains(&format!("after change {first}")),
+            matches!(ended, Error::FeedInterrupted { last_change_id } if last_change_id == first),
             "{ended:?}"
         );
 

@@ -49,6 +49,38 @@ async fn rows_that_could_not_be_read_back_are_refused_from_any_writer() {
     }
     let later = store.reserve(hold("bob", "room-2", 0, 60)).await.unwrap();
     assert_eq!(next(&mut feed).await.reservation.id, later.id);
+
+    // A row another tool made unreadable before the triggers were there
+    // can still be changed (here, mended), as long as the change makes
+    // nothing worse.
+    for trigger in [
+        "DROP TRIGGER reservations_readable_insert",
+        "DROP TRIGGER reservations_readable_update",
+    ] {
+        sqlx::query(trigger).execute(store.pool()).await.unwrap();
+    }
+    sqlx::query("UPDATE reservations SET expires_us = 7000000000000000000 WHERE id = ?")
+        .bind(later.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!(
+        "../../migrations/sqlite/20261207000001_readable_rows.sql"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE reservations SET status = 'cancelled', note = 'mended' WHERE id = ?")
+        .bind(later.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = sqlx::query("UPDATE reservations SET expires_us = 8000000000000000000 WHERE id = ?")
+        .bind(later.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reservations_readable"), "{err}");
 }
 
 #[tokio::test]

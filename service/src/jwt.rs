@@ -45,8 +45,9 @@ impl std::fmt::Debug for JwtVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
-    /// Seconds since the epoch; required by the validation.
-    exp: i64,
+    /// Seconds since the epoch, a whole or a decimal number; required by
+    /// the validation.
+    exp: f64,
     #[serde(flatten)]
     other: serde_json::Map<String, serde_json::Value>,
 }
@@ -142,9 +143,13 @@ impl JwtVerifier {
             Some(_) => return None,
         };
         // Accepted through the whole second of its expiry and the leeway
-        // the validation allows, as the validation counts in seconds.
-        let leeway = i64::try_from(validation.leeway).ok()?;
-        let expires = DateTime::from_timestamp(claims.exp.saturating_add(leeway + 1), 0)?;
+        // the validation allows, as the validation counts in seconds; an
+        // expiry past what a time holds is no expiry.
+        let until = claims.exp.ceil() + validation.leeway as f64 + 1.0;
+        let expires = (until < i64::MAX as f64)
+            .then(|| DateTime::from_timestamp(until as i64, 0))
+            .flatten()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         Some((Caller::new(UserId::parse(claims.sub).ok()?, role), expires))
     }
 }

@@ -13,6 +13,7 @@
 //!   streams, sweeps).
 
 use std::{
+    collections::HashSet,
     future::Future,
     io::IsTerminal,
     net::SocketAddr,
@@ -101,22 +102,23 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let call = Call {
+        let recorded = request.extensions().get::<Unrecorded>().is_none();
+        let call = recorded.then(|| Call {
             method: request.uri().path().to_string(),
             started: Instant::now(),
             log: self.log,
-        };
+        });
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
             let (parts, body) = response.into_parts();
             // A trailers-only response (every error) carries its status here.
-            let call = match parts.headers.get("grpc-status") {
-                Some(status) => {
+            let call = match (call, parts.headers.get("grpc-status")) {
+                (Some(call), Some(status)) => {
                     call.finish(Code::from_bytes(status.as_bytes()));
                     None
                 }
-                None => Some(call),
+                (call, _) => call,
             };
             Ok(http::Response::from_parts(
                 parts,
@@ -124,6 +126,39 @@ where
             ))
         })
     }
+}
+
+/// Marks a call the server makes to itself that no client made (the
+/// check of an HTTP request it could not read): not logged, not counted.
+#[derive(Clone, Copy, Debug)]
+pub struct Unrecorded;
+
+/// The paths of the RPCs served. Calls of any other path are counted as
+/// one `unknown` method, however many such paths callers make up (before
+/// authentication, even).
+fn served(path: &str) -> bool {
+    static SERVED: OnceLock<HashSet<String>> = OnceLock::new();
+    SERVED
+        .get_or_init(|| {
+            let mut served: HashSet<String> = [
+                "/grpc.health.v1.Health/Check",
+                "/grpc.health.v1.Health/Watch",
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect();
+            if let Ok(pool) = crate::web::transcode::descriptors() {
+                for service in pool.services() {
+                    for method in service.methods() {
+                        served.insert(format!("/{}/{}", service.full_name(), method.name()));
+                    }
+                }
+            }
+            served
+        })
+        .contains(path)
 }
 
 /// A call under way: finished when its status is known.
@@ -137,7 +172,7 @@ impl Call {
     fn finish(self, code: Code) {
         let latency = self.started.elapsed();
         // Unknown paths are one label, however many there are.
-        let method = if code == Code::Unimplemented {
+        let method = if code == Code::Unimplemented || !served(&self.method) {
             "unknown"
         } else {
             self.method.as_str()

@@ -322,3 +322,30 @@ async fn a_stream_ends_when_its_token_expires() {
     assert!(status.message().contains("listen again"), "{status:?}");
     assert_eq!(whoami(&app, &jwt).await, Err(Code::Unauthenticated));
 }
+
+/// An expiry may be a decimal number (RFC 7519's NumericDate), or so far
+/// ahead that no time holds it: both are accepted as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiries_that_are_decimals_or_far_ahead_are_accepted() {
+    let secret = "a shared secret of at least thirty-two bytes";
+    let dir = tempfile::tempdir().unwrap();
+    let app = server(
+        KeySource::Secret(&write(dir.path(), "secret", secret)),
+        "role",
+    )
+    .await;
+    let key = EncodingKey::from_secret(secret.as_bytes());
+    for exp in [json!(now() as f64 + 3600.5), json!(1e15), json!(u64::MAX)] {
+        let jwt = sign(
+            &with(claims("ann"), "exp", exp.clone()),
+            Algorithm::HS256,
+            &key,
+            None,
+        );
+        assert_eq!(
+            whoami(&app, &jwt).await,
+            Ok(("ann".into(), pb::Role::User)),
+            "exp {exp}"
+        );
+    }
+}

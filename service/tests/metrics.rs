@@ -61,3 +61,53 @@ async fn metrics_count_calls_conflicts_streams_and_the_pool() {
         assert!(text.contains(expected), "no {expected} in\n{text}");
     }
 }
+
+/// Made-up paths, even ones no one was authenticated for, are one
+/// `unknown` method: callers cannot grow the metrics without bound. The
+/// check the server makes of an HTTP request it cannot read is no call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_are_one_label_and_checks_are_not_calls() {
+    let metrics = free_addr();
+    let settings = ServerSettings {
+        metrics_listen: Some(metrics),
+        auth: std::sync::Arc::new(rsvp_server::auth::Authenticator::tokens(
+            std::sync::Arc::new(rsvp_server::auth::TokenCache::new()),
+        )),
+        ..ServerSettings::default()
+    };
+    let app = TestApp::spawn_with(|_| {}, settings).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        let status = client
+            .post(format!(
+                "http://{}/reservation.ReservationService/made-up-{i}",
+                app.addr
+            ))
+            .header("content-type", "application/grpc")
+            .body(vec![0u8; 5])
+            .send()
+            .await
+            .unwrap()
+            .headers()
+            .get("grpc-status")
+            .map(|s| s.to_str().unwrap().to_string());
+        assert_eq!(status.as_deref(), Some("16"), "UNAUTHENTICATED");
+    }
+    let unreadable = reqwest::Client::new()
+        .get(format!("http://{}/v1/reservations?colour=red", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unreadable.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let text = scrape(metrics).await;
+    assert!(!text.contains("made-up"), "{text}");
+    assert!(
+        text.contains("rsvp_calls_total{method=\"unknown\",code=\"Unauthenticated\"} 20"),
+        "{text}"
+    );
+    assert!(!text.contains("WhoAmI"), "{text}");
+}

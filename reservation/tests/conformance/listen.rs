@@ -264,6 +264,14 @@ async fn retention_overtaking_a_replay_ends_it_out_of_range(env: Env) {
         })
         .await;
     assert_eq!(next(&mut replay).await.id, 2);
+    // From the oldest (0), what is kept is the whole ask.
+    let mut oldest = env
+        .listen(ListenFilter {
+            after_change_id: Some(0),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(next(&mut oldest).await.id, 1);
     env.advance(60 * 24 * 7 + 1);
     env.reserve("bob", "room-2", 0, 1).await.unwrap(); // change 601
     assert_eq!(env.store.sweep().await.unwrap().purged_changes, 600);
@@ -288,4 +296,17 @@ async fn retention_overtaking_a_replay_ends_it_out_of_range(env: Env) {
     // What came before the end came in order, with nothing skipped.
     let expected: Vec<i64> = (2..=*ids.last().unwrap()).collect();
     assert_eq!(ids, expected);
+
+    // The replay from the oldest goes on from what retention kept: the
+    // first batch as read, then 601 (bob's) and the holds' expiries.
+    let mut ids = vec![1];
+    while ids.len() < 1201 - 100 {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), oldest.next()).await {
+            Ok(Some(Ok(change))) => ids.push(change.id),
+            other => panic!("after {:?}: {other:?}", ids.last()),
+        }
+    }
+    let cut = ids.iter().position(|id| *id == 601).expect("bob's change");
+    assert_eq!(ids[..cut], (1..=cut as i64).collect::<Vec<_>>());
+    assert_eq!(ids[cut..], (601..=1201).collect::<Vec<_>>());
 }

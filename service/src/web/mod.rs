@@ -322,7 +322,9 @@ async fn read_message(
 /// `WhoAmI` made in process); only then with `refusal`, why it could not be
 /// read. So no one unknown learns how requests are checked, or spends the
 /// server's work without limit.
-async fn unreadable(web: &Web, from: Forwarded, refusal: Response) -> Response {
+async fn unreadable(web: &Web, mut from: Forwarded, refusal: Response) -> Response {
+    // No client made this call: it is neither logged nor counted.
+    from.extensions.insert(crate::telemetry::Unrecorded);
     let message = DynamicMessage::new(web.whoami.input());
     match transcode::unary(&web.grpc, &web.whoami, message, from).await {
         Ok(_) => refusal,
@@ -364,25 +366,22 @@ pub fn loopback_only(grpc: GrpcService, open: bool) -> GrpcService {
 /// else the authority of its URI (HTTP/2), else none at all, as HTTP/1.0
 /// may.
 fn loopback_host(headers: &HeaderMap, uri: &http::Uri) -> bool {
-    let host = match headers.get(header::HOST) {
-        Some(host) => match host.to_str() {
-            Ok(host) => host,
-            Err(_) => return false,
+    let authority = match headers.get(header::HOST) {
+        Some(host) => match host.to_str().ok().and_then(|h| h.parse().ok()) {
+            Some(authority) => authority,
+            None => return false,
         },
         None => match uri.authority() {
-            Some(authority) => authority.as_str(),
+            Some(authority) => authority.clone(),
             None => return true,
         },
     };
-    let name = match host.rsplit_once(':') {
-        // `[::1]:50051`, `localhost:50051`; a bare IPv6 address has colons
-        // of its own and no brackets only when it has no port.
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
-            name
-        }
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
+    // The host alone: no user information, no port; an IPv6 address
+    // without its brackets.
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
@@ -691,6 +690,14 @@ mod tests {
             ),
             (
                 "http://rebound.example:50051/reservation.ReservationService/Get",
+                false,
+            ),
+            (
+                "http://u:p@127.0.0.1:50051/reservation.ReservationService/Get",
+                true,
+            ),
+            (
+                "http://localhost@rebound.example/reservation.ReservationService/Get",
                 false,
             ),
         ] {

@@ -150,13 +150,25 @@ impl ChangeSource for PgChanges {
             .map_err(db_error)
     }
 
-    async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>> {
-        let rows: Vec<PgChangeRow> = render(statement)
-            .build_query_as()
-            .fetch_all(&self.pool)
+    async fn select(&self, statement: Statement) -> Result<(Vec<StoredChange>, i64)> {
+        // One snapshot for both reads: what retention had deleted when the
+        // rows were read.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        let rows: Vec<PgChangeRow> = render(statement)
+            .build_query_as()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let purged = sqlx::query_scalar("SELECT purged_through FROM rsvp.feed_state")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok((rows.into_iter().map(Into::into).collect(), purged))
     }
 
     fn sql(&self) -> &'static Sql {

@@ -61,13 +61,25 @@ impl ChangeSource for SqliteChanges {
             .map_err(db_error)
     }
 
-    async fn select(&self, statement: Statement) -> Result<Vec<StoredChange>> {
+    async fn select(&self, statement: Statement) -> Result<(Vec<StoredChange>, i64)> {
+        // One read transaction, one snapshot for both reads: what retention
+        // had deleted when the rows were read.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
         let rows: Vec<SqliteChangeRow> = render(statement)
             .build_query_as()
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
-        rows.into_iter().map(SqliteChangeRow::stored).collect()
+        let purged = sqlx::query_scalar("SELECT purged_through FROM feed_state")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        let rows = rows
+            .into_iter()
+            .map(SqliteChangeRow::stored)
+            .collect::<Result<_>>()?;
+        Ok((rows, purged))
     }
 
     fn sql(&self) -> &'static Sql {

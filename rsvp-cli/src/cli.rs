@@ -425,6 +425,12 @@ pub enum Status {
     Cancelled,
     /// Holds that expired.
     Expired,
+    /// Arrived (checked in).
+    CheckedIn,
+    /// Checked out.
+    Completed,
+    /// Not checked in by the time the resource was released.
+    NoShow,
 }
 
 /// The selection of `query` and `list`.

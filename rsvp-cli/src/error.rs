@@ -122,6 +122,24 @@ impl CliError {
                     }
                 }
             }
+            // The connection broke under the call (the server died, a
+            // proxy cut it): it may have been made before it broke.
+            Code::Unknown
+                if ["transport error", "h2 protocol error", "connection"]
+                    .iter()
+                    .any(|broke| message.contains(broke)) =>
+            {
+                CliError {
+                    unknown: true,
+                    ..CliError::new(
+                        Exit::Unreachable,
+                        format!(
+                            "the connection to rsvp-server at {server} broke before it \
+                             answered: {message}"
+                        ),
+                    )
+                }
+            }
             Code::DeadlineExceeded | Code::Cancelled => CliError {
                 unknown: true,
                 ..CliError::new(

@@ -79,8 +79,8 @@ const fn col(heading: &'static str, min: usize, max: usize, default: usize) -> C
 /// The reservation table.
 const RESERVATION_COLUMNS: [Column; 9] = [
     col("ID", 9, 36, SHORT_ID),
-    col("USER", 6, 32, 12),
-    col("RESOURCE", 8, 40, 16),
+    col("USER", 6, 64, 12),
+    col("RESOURCE", 8, 64, 16),
     col("STATUS", 7, 10, 9),
     col("START", 16, 28, 16),
     col("END", 5, 19, 11),
@@ -98,8 +98,8 @@ const CHANGE_COLUMNS: [Column; 9] = [
     col("CHANGE", 6, 12, 6),
     col("OP", 6, 6, 6),
     col("ID", 9, 36, SHORT_ID),
-    col("USER", 6, 32, 12),
-    col("RESOURCE", 8, 40, 16),
+    col("USER", 6, 64, 12),
+    col("RESOURCE", 8, 64, 16),
     col("STATUS", 7, 10, 9),
     col("START", 16, 28, 16),
     col("END", 5, 19, 11),
@@ -238,9 +238,20 @@ fn op_name(op: i32) -> &'static str {
     }
 }
 
-/// Notes on one line: line breaks and tabs shown as spaces.
+/// Notes on one line: line breaks and tabs shown as spaces, other control
+/// characters written out (`\u{1b}`).
 fn one_line(note: &str) -> String {
-    note.split(['\n', '\r', '\t']).collect::<Vec<_>>().join(" ")
+    let mut line = String::with_capacity(note.len());
+    for c in note.chars() {
+        match c {
+            '\n' | '\r' | '\t' => line.push(' '),
+            // Written out, not sent: a note must not drive the reader's
+            // terminal (escape sequences that retitle or clear it).
+            c if c.is_control() => line.extend(c.escape_unicode()),
+            c => line.push(c),
+        }
+    }
+    line
 }
 
 /// A reservation in JSON, every value in full.

@@ -91,16 +91,20 @@ impl Zone {
     /// The system's zone, by its IANA name where the system says it (so
     /// headings can name it), else as the system reports offsets.
     pub fn system() -> Zone {
-        let from_env = std::env::var("TZ")
-            .ok()
-            .and_then(|tz| tz.trim_start_matches(':').parse::<Tz>().ok());
-        from_env
-            .or_else(|| {
-                iana_time_zone::get_timezone()
-                    .ok()
-                    .and_then(|name| name.parse::<Tz>().ok())
-            })
-            .map_or(Zone::Local, Zone::Named)
+        match std::env::var("TZ") {
+            Ok(tz) if !tz.is_empty() => {
+                // `Europe/Paris`, `:Europe/Paris`, or a path into the zone
+                // files; anything else (a POSIX rule such as `JST-9`) is
+                // the system's to read.
+                let tz = tz.trim_start_matches(':');
+                let name = tz.rsplit_once("zoneinfo/").map_or(tz, |(_, name)| name);
+                name.parse::<Tz>().map_or(Zone::Local, Zone::Named)
+            }
+            _ => iana_time_zone::get_timezone()
+                .ok()
+                .and_then(|name| name.parse::<Tz>().ok())
+                .map_or(Zone::Local, Zone::Named),
+        }
     }
 
     /// What a table heading calls the zone: `UTC`, `Europe/Paris`, `local`.

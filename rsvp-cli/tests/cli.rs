@@ -896,6 +896,20 @@ fn utc_changes_only_how_times_are_shown() {
         shown.contains("START (Europe/Paris)") && shown.contains("2026-12-05 10:00"),
         "{shown}"
     );
+
+    // The system's zone as TZ may name it: a path into the zone files, or
+    // a POSIX rule (Japan: nine hours ahead, no summer time).
+    for (tz, room) in [
+        ("/usr/share/zoneinfo/Asia/Tokyo", "room-8"),
+        ("JST-9", "room-9"),
+    ] {
+        let mut cmd = server.rsvp_in(tz);
+        cmd.args(["-o", "json", "reserve", "-r", room, "-u", "g", "-s"])
+            .args(["2027-06-01 10:00", "-d", "1h"]);
+        let out = stdout(&mut cmd);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["start"], "2027-06-01T01:00:00Z", "TZ={tz}: {out}");
+    }
 }
 
 #[test]
@@ -1036,6 +1050,36 @@ fn names_are_shown_whole_and_notes_give_way() {
         wide.contains("Quarterly planning with the regional leads, agenda to follow"),
         "a wide terminal shows the note whole:\n{wide}"
     );
+
+    // Names up to the 64 characters an id may have, whole on a wide
+    // terminal; a note's control characters are written out, not sent to
+    // the terminal.
+    let user = "alexandra.the-great.of-macedon.and-all-of-the-known-world";
+    let resource = "the-grand-conference-room-on-the-seventh-floor-west-wing-b7";
+    reserve(
+        &server,
+        &[
+            "-r",
+            resource,
+            "-u",
+            user,
+            "-s",
+            "2026-12-02 10:00",
+            "-d",
+            "1h",
+            "-n",
+            "hi\u{1b}]0;retitled\u{7}\u{1b}[2J",
+        ],
+    );
+    let mut wide = server.rsvp();
+    wide.env("COLUMNS", "250").args(["query", "-r", resource]);
+    let wide = stdout(&mut wide);
+    assert!(wide.contains(user) && wide.contains(resource), "{wide}");
+    assert!(
+        !wide.contains('\u{1b}') && !wide.contains('\u{7}'),
+        "{wide:?}"
+    );
+    assert!(wide.contains("hi\\u{1b}]0;retitled"), "{wide}");
 }
 
 #[test]
@@ -1908,9 +1952,17 @@ fn check_in_and_out_show_when() {
     let arrived = stdout(rsvp().args(["check-in", &id]));
     assert!(arrived.contains("\nstatus    checked_in\n"), "{arrived}");
     assert!(arrived.contains("\narrived   "), "{arrived}");
+    // Query selects by the arrival statuses too.
+    let selected = |status: &str| {
+        stdout(rsvp().args(["-o", "json", "query", "-r", "desk", "--status", status]))
+    };
+    assert!(selected("checked-in").contains(&id));
+    assert!(!selected("confirmed").contains(&id));
     let left = stdout(rsvp().args(["check-out", &id]));
     assert!(left.contains("\nstatus    completed\n"), "{left}");
     assert!(left.contains("\nleft      "), "{left}");
+    assert!(selected("completed").contains(&id));
+    assert!(!selected("checked-in").contains(&id));
     // Not confirmed: no check-in.
     let held = stdout(rsvp().args([
         "-o", "json", "reserve", "-r", "desk-2", "-u", "ann", "-s", "now", "-d", "1h",
@@ -2151,6 +2203,48 @@ fn without_authentication_a_reservation_needs_its_user_named() {
         .assert()
         .code(5)
         .stderr(predicate::str::ends_with("give --user)\n"));
+}
+
+/// A connection that breaks once the call was sent (the server died, a
+/// proxy cut it): the reserve may have been made; exit 6 and the hint to
+/// repeat it with its request id.
+#[test]
+fn a_reserve_whose_connection_breaks_may_have_been_made() {
+    use std::io::Read;
+    let cutting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = cutting.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut connection in cutting.incoming().take(2).flatten() {
+            // Take what the client sends (the call), then cut.
+            let _ = connection.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buffer = [0u8; 4096];
+            while matches!(connection.read(&mut buffer), Ok(n) if n > 0) {}
+            drop(connection);
+        }
+    });
+    let assert = Command::cargo_bin("rsvp")
+        .unwrap()
+        .env_clear()
+        .env("RSVP_SERVER", format!("http://{addr}"))
+        .args([
+            "--timeout",
+            "10s",
+            "reserve",
+            "-r",
+            "room",
+            "-u",
+            "ann",
+            "-s",
+            "2030-01-01T10:00:00Z",
+            "-d",
+            "1h",
+        ])
+        .assert()
+        .code(6);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(err.contains("broke before it answered"), "{err}");
+    assert!(err.contains("may have been made"), "{err}");
+    assert!(err.contains("--request-id"), "{err}");
 }
 
 /// A server that takes the connection and never answers: the reserve may

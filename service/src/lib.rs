@@ -111,26 +111,36 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGTERM or Ctrl-C.
+/// Completes on SIGTERM or Ctrl-C; a second of either stops the process at
+/// once (exit 130).
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => Some(term),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+            None
+        }
+    };
+    signal(&mut term).await;
+    tokio::spawn(async move {
+        signal(&mut term).await;
+        std::process::exit(130);
+    });
+}
+
+/// The next Ctrl-C or SIGTERM.
+async fn signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(term) => {
             tokio::select! {
-                _ = ctrl_c => {}
+                _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
-            let _ = ctrl_c.await;
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    // A second signal stops at once.
-    tokio::spawn(async {
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
-    });
 }
 
 /// How callers are authenticated, as the settings say.

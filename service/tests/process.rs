@@ -183,6 +183,32 @@ async fn sigterm_exits_non_zero_when_calls_outlast_the_grace_period() {
     assert!(cut.is_err(), "the stuck call never answered: {cut:?}");
 }
 
+/// A second SIGTERM (or Ctrl-C) while calls outlast the first stops the
+/// server at once, with exit 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_stops_at_once() {
+    let db = TestDb::new().await;
+    let pool = db.pool(2).await;
+    let mut server = Server::start(db.url(), &["--shutdown-grace", "30s"]).await;
+    let mut blocker = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended('stuck-room', 0))")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut client = server.client().await;
+    let _in_flight = tokio::spawn(async move {
+        client
+            .reserve(reserve_request("bob", "stuck-room", 0, 60))
+            .await
+    });
+    support::waiting_on_locks(&pool, 1).await;
+    server.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal(libc::SIGTERM);
+    let status = server.wait(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_remove("RUST_LOG");
@@ -263,7 +289,7 @@ fn settings_layer_defaults_file_environment_flags() {
 #[test]
 fn invalid_settings_fail_at_start_naming_the_setting() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 9] = [
+    let cases: [Case; 11] = [
         (&[], &[("RSVP_LISTEN", "nowhere")], "RSVP_LISTEN"),
         (&[], &[("RSVP_POOL_SIZE", "0")], "pool_size"),
         (&[], &[("RSVP_DEFAULT_HOLD", "soon")], "default_hold"),
@@ -285,6 +311,17 @@ fn invalid_settings_fail_at_start_naming_the_setting() {
             &[],
             &[("RSVP_STREAM_IDLE_TIMEOUT", "1ms")],
             "stream_idle_timeout",
+        ),
+        // Origins a browser would never send.
+        (
+            &[],
+            &[("RSVP_CORS_ORIGINS", "[\"shop.example\"]")],
+            "is not an origin",
+        ),
+        (
+            &[],
+            &[("RSVP_CORS_ORIGINS", "[\"https://shop.example/app\"]")],
+            "is not an origin",
         ),
     ];
     for (args, env, named) in cases {

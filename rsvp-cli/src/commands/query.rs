@@ -46,6 +46,9 @@ fn wire(s: Selection, cx: &Context) -> Result<Wire, CliError> {
         Some(Status::Blocked) => ReservationStatus::Blocked,
         Some(Status::Cancelled) => ReservationStatus::Cancelled,
         Some(Status::Expired) => ReservationStatus::Expired,
+        Some(Status::CheckedIn) => ReservationStatus::CheckedIn,
+        Some(Status::Completed) => ReservationStatus::Completed,
+        Some(Status::NoShow) => ReservationStatus::NoShow,
     };
     Ok(Wire {
         user_id: s.user.unwrap_or_default(),

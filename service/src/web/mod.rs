@@ -159,8 +159,22 @@ pub fn cors(origins: &[String]) -> anyhow::Result<Option<tower_http::cors::CorsL
             origins
                 .iter()
                 .map(|o| {
-                    HeaderValue::from_str(o.trim_end_matches('/'))
-                        .with_context(|| format!("{o:?} is not an origin"))
+                    // What a browser sends: scheme://host[:port], nothing
+                    // more; anything else would never match.
+                    let origin = o.trim_end_matches('/');
+                    let uri = origin.parse::<http::Uri>().ok();
+                    let whole = uri.as_ref().is_some_and(|u| {
+                        matches!(u.scheme_str(), Some("http" | "https"))
+                            && u.authority().is_some()
+                            && u.path_and_query()
+                                .is_none_or(|p| matches!(p.as_str(), "" | "/"))
+                    });
+                    anyhow::ensure!(
+                        whole,
+                        "{o:?} is not an origin: give it as a browser sends it, \
+                         https://shop.example or http://localhost:8080"
+                    );
+                    HeaderValue::from_str(origin).with_context(|| format!("{o:?} is not an origin"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?,
         )

@@ -18,7 +18,10 @@ use std::{
     io::IsTerminal,
     net::SocketAddr,
     pin::Pin,
-    sync::OnceLock,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context as TaskContext, Poll},
     time::{Duration, Instant},
 };
@@ -65,15 +68,31 @@ pub struct CallLog {
     pub slow_call: Duration,
 }
 
-/// Records every call: metrics, and a log line at the level it deserves.
-#[derive(Clone, Copy, Debug)]
-pub struct CallLayer(pub CallLog);
+/// Records every call: metrics, and a log line at the level it deserves;
+/// and counts the calls under way.
+#[derive(Clone, Debug)]
+pub struct CallLayer(pub CallLog, pub InFlight);
 
 impl<S> Layer<S> for CallLayer {
     type Service = CallService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CallService { inner, log: self.0 }
+        CallService {
+            inner,
+            log: self.0,
+            in_flight: self.1.clone(),
+        }
+    }
+}
+
+/// The calls under way on one server (a stream until it ends).
+#[derive(Clone, Debug, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// How many calls are under way.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -82,6 +101,7 @@ impl<S> Layer<S> for CallLayer {
 pub struct CallService<S> {
     inner: S,
     log: CallLog,
+    in_flight: InFlight,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -103,10 +123,14 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let recorded = request.extensions().get::<Unrecorded>().is_none();
-        let call = recorded.then(|| Call {
-            method: request.uri().path().to_string(),
-            started: Instant::now(),
-            log: self.log,
+        let call = recorded.then(|| {
+            self.in_flight.0.fetch_add(1, Ordering::SeqCst);
+            Call {
+                method: request.uri().path().to_string(),
+                started: Instant::now(),
+                log: self.log,
+                in_flight: self.in_flight.clone(),
+            }
         });
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -166,10 +190,12 @@ struct Call {
     method: String,
     started: Instant,
     log: CallLog,
+    in_flight: InFlight,
 }
 
 impl Call {
     fn finish(self, code: Code) {
+        self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
         let latency = self.started.elapsed();
         // Unknown paths are one label, however many there are.
         let method = if code == Code::Unimplemented || !served(&self.method) {

@@ -183,6 +183,30 @@ async fn sigterm_exits_non_zero_when_calls_outlast_the_grace_period() {
     assert!(cut.is_err(), "the stuck call never answered: {cut:?}");
 }
 
+/// Connections that made no call (half a request header, an HTTP/2
+/// preface and nothing more) do not make a shutdown a failure: when the
+/// grace period runs out with no call under way, the server exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_made_no_call_do_not_fail_a_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::new().await;
+    let mut server = Server::start(db.url(), &["--shutdown-grace", "1s"]).await;
+    let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /v1/reservations HTTP/1.1\r\nHost: local")
+        .await
+        .unwrap();
+    let mut preface = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal(libc::SIGTERM);
+    let status = server.wait(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    drop((half, preface));
+}
+
 /// A second SIGTERM (or Ctrl-C) while calls outlast the first stops the
 /// server at once, with exit 130.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

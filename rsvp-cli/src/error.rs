@@ -178,6 +178,47 @@ fn flag(field: &str) -> Option<&'static str> {
         "after_change_id" => "--after",
         "id" => "the id",
         "reservation.quantity" | "quantity" => "--quantity",
+        _ => return resource_flag(field),
+    })
+}
+
+/// The flag of `rsvp resource create|update` a resource's field came from:
+/// `resource.policy.granularity` is `--grid`, `resource.open_periods[1]`
+/// is `--period`.
+fn resource_flag(field: &str) -> Option<&'static str> {
+    let field = field.strip_prefix("resource.")?;
+    let (policy, field) = match field.strip_prefix("policy.") {
+        Some(rule) => (true, rule),
+        None => (false, field),
+    };
+    let field = field.split(['[', '.']).next().unwrap_or(field);
+    let rule = |name: &str| {
+        Some(match name {
+            "min_notice" => "--min-notice",
+            "max_advance" => "--max-advance",
+            "granularity" => "--grid",
+            "min_duration" => "--min-duration",
+            "max_duration" => "--max-duration",
+            "buffer_before" => "--buffer-before",
+            "buffer_after" => "--buffer-after",
+            "default_hold" => "--default-hold",
+            "max_hold" => "--max-hold",
+            "max_quantity" => "--max-quantity",
+            "min_cancel_notice" => "--cancel-notice",
+            _ => return None,
+        })
+    };
+    if policy {
+        return rule(field);
+    }
+    Some(match field {
+        "capacity" => "--capacity",
+        "display_name" => "--name",
+        "time_zone" => "--zone",
+        "opening_hours" => "--open",
+        "open_periods" => "--period",
+        "admins" => "--admin",
+        "labels" => "--label",
         _ => return None,
     })
 }

@@ -1159,6 +1159,23 @@ fn errors_speak_the_users_words() {
         .assert()
         .code(5)
         .stderr(predicate::str::starts_with("rsvp: --note: "));
+    // A resource's rules, in the flags that set them.
+    for (flag, value) in [
+        ("--grid", "7s"),
+        ("--buffer-before", "20y"),
+        ("--max-hold", "2000000d"),
+    ] {
+        let assert = server
+            .rsvp()
+            .args(["resource", "create", "badly-ruled", flag, value])
+            .assert();
+        let out = assert.get_output();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("rsvp: {flag}: ")),
+            "{flag} {value}: {err}"
+        );
+    }
     let help = stdout(server.rsvp().args(["reserve", "--help"]));
     assert!(!help.contains("[default: \"\"]"), "{help}");
     let help = stdout(server.rsvp().args(["list", "--help"]));

@@ -24,6 +24,13 @@ const RAW_INSERT: &str = "INSERT INTO rsvp.reservations \
     (id, user_id, resource_id, status, timespan, created_at, updated_at) \
     VALUES ($1, 'script', $2, $3::rsvp.reservation_status, $4, $5, $5)";
 
+/// The SQLSTATE of a database error.
+fn sqlstate(err: &sqlx::Error) -> Option<String> {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned())
+}
+
 fn pool(env: &Env) -> &PgPool {
     env.pg.as_ref().expect("a PostgreSQL env").pool()
 }
@@ -41,10 +48,7 @@ async fn exclusion_constraint_refuses_overlapping_live_rows_from_any_writer() {
         .execute(pool(&env))
         .await
         .unwrap_err();
-    let code = err
-        .as_database_error()
-        .and_then(|e| e.code())
-        .map(|c| c.into_owned());
+    let code = sqlstate(&err);
     assert_eq!(code.as_deref(), Some("23P01"), "{err}");
     // History does not block: a cancelled row may overlap.
     sqlx::query(RAW_INSERT)
@@ -72,10 +76,7 @@ async fn exclusion_constraint_refuses_overlapping_live_rows_from_any_writer() {
         .execute(pool(&env))
         .await
         .unwrap_err();
-        let code = err
-            .as_database_error()
-            .and_then(|e| e.code())
-            .map(|c| c.into_owned());
+        let code = sqlstate(&err);
         assert_eq!(code.as_deref(), Some("23514"), "{bad}: {err}");
     }
 }
@@ -105,10 +106,7 @@ async fn rows_that_could_not_be_read_back_are_refused_from_any_writer() {
             .execute(pool(&env))
             .await
             .unwrap_err();
-        let code = err
-            .as_database_error()
-            .and_then(|e| e.code())
-            .map(|c| c.into_owned());
+        let code = sqlstate(&err);
         assert_eq!(code.as_deref(), Some("23514"), "{set}: {err}");
         assert!(err.to_string().contains("reservations_readable"), "{err}");
     }
@@ -134,12 +132,6 @@ async fn register(env: &Env, id: &str, capacity: u32) {
 const RAW_UNITS: &str = "INSERT INTO rsvp.reservations \
     (id, user_id, resource_id, status, timespan, created_at, updated_at, quantity, shared) \
     VALUES ($1, 'script', $2, 'confirmed', $3, $4, $4, $5, $6)";
-
-fn sqlstate(e: &sqlx::Error) -> Option<String> {
-    e.as_database_error()
-        .and_then(|e| e.code())
-        .map(|c| c.into_owned())
-}
 
 #[tokio::test]
 async fn the_database_refuses_plain_sql_past_the_capacity() {

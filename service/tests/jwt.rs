@@ -281,11 +281,9 @@ async fn rs256_eddsa_from_a_jwks_and_hs256_keys_work_with_a_role_claim_of_ones_c
     assert!(JwtVerifier::new(KeySource::Secret(&short), ISSUER, AUDIENCE, "role").is_err());
 }
 
-/// A Listen stream lasts as long as its token is accepted: past the
-/// token's expiry (and the leeway allowed for clocks) it ends with
-/// UNAUTHENTICATED, saying where to resume.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_ends_when_its_token_expires() {
+/// A server checking HS256 tokens, and the key to sign them with (the
+/// directory holds its secret file).
+async fn hs256_server() -> (TestApp, EncodingKey, tempfile::TempDir) {
     let secret = "a shared secret of at least thirty-two bytes";
     let dir = tempfile::tempdir().unwrap();
     let app = server(
@@ -293,7 +291,15 @@ async fn a_stream_ends_when_its_token_expires() {
         "role",
     )
     .await;
-    let key = EncodingKey::from_secret(secret.as_bytes());
+    (app, EncodingKey::from_secret(secret.as_bytes()), dir)
+}
+
+/// A Listen stream lasts as long as its token is accepted: past the
+/// token's expiry (and the leeway allowed for clocks) it ends with
+/// UNAUTHENTICATED, saying where to resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_when_its_token_expires() {
+    let (app, key, _dir) = hs256_server().await;
     // Expired 59 s ago: accepted for one or two more seconds of the
     // minute's leeway.
     let jwt = sign(
@@ -327,14 +333,7 @@ async fn a_stream_ends_when_its_token_expires() {
 /// ahead that no time holds it: both are accepted as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiries_that_are_decimals_or_far_ahead_are_accepted() {
-    let secret = "a shared secret of at least thirty-two bytes";
-    let dir = tempfile::tempdir().unwrap();
-    let app = server(
-        KeySource::Secret(&write(dir.path(), "secret", secret)),
-        "role",
-    )
-    .await;
-    let key = EncodingKey::from_secret(secret.as_bytes());
+    let (app, key, _dir) = hs256_server().await;
     for exp in [json!(now() as f64 + 3600.5), json!(1e15), json!(u64::MAX)] {
         let jwt = sign(
             &with(claims("ann"), "exp", exp.clone()),

@@ -155,13 +155,16 @@ async fn sigterm_ends_streams_cleanly_finishes_calls_and_exits_zero() {
     );
 }
 
-/// A call still running when `shutdown_grace` runs out: the server stops
-/// anyway, and says so with a non-zero exit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_exits_non_zero_when_calls_outlast_the_grace_period() {
-    let db = TestDb::new().await;
+/// A Reserve that waits for a resource's lock, held by a session of the
+/// test's (returned: the lock lasts as long as it).
+async fn a_stuck_call(
+    db: &TestDb,
+    server: &Server,
+) -> (
+    tokio::task::JoinHandle<Result<tonic::Response<pb::ReserveResponse>, tonic::Status>>,
+    sqlx::pool::PoolConnection<sqlx::Postgres>,
+) {
     let pool = db.pool(2).await;
-    let mut server = Server::start(db.url(), &["--shutdown-grace", "1s"]).await;
     let mut blocker = pool.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock(hashtextextended('stuck-room', 0))")
         .execute(&mut *blocker)
@@ -174,6 +177,16 @@ async fn sigterm_exits_non_zero_when_calls_outlast_the_grace_period() {
             .await
     });
     support::waiting_on_locks(&pool, 1).await;
+    (in_flight, blocker)
+}
+
+/// A call still running when `shutdown_grace` runs out: the server stops
+/// anyway, and says so with a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_non_zero_when_calls_outlast_the_grace_period() {
+    let db = TestDb::new().await;
+    let mut server = Server::start(db.url(), &["--shutdown-grace", "1s"]).await;
+    let (in_flight, _blocker) = a_stuck_call(&db, &server).await;
     assert!(!in_flight.is_finished());
 
     server.signal(libc::SIGTERM);
@@ -212,20 +225,8 @@ async fn connections_that_made_no_call_do_not_fail_a_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_stops_at_once() {
     let db = TestDb::new().await;
-    let pool = db.pool(2).await;
     let mut server = Server::start(db.url(), &["--shutdown-grace", "30s"]).await;
-    let mut blocker = pool.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock(hashtextextended('stuck-room', 0))")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    let mut client = server.client().await;
-    let _in_flight = tokio::spawn(async move {
-        client
-            .reserve(reserve_request("bob", "stuck-room", 0, 60))
-            .await
-    });
-    support::waiting_on_locks(&pool, 1).await;
+    let _stuck = a_stuck_call(&db, &server).await;
     server.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.signal(libc::SIGTERM);

@@ -35,6 +35,9 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
         // A connection that ends mid-exchange (a server or a proxy going
         // away while TLS is offered, say) reads as a protocol error.
         E::Protocol(_) => Error::Unavailable(Box::new(e)),
+        E::Database(db) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            sqlite_error(e)
+        }
         E::Database(_) => {
             let code = sqlstate(&e).unwrap_or_default();
             match code.as_str() {
@@ -51,14 +54,29 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
                 c if c.starts_with("08") || c.starts_with("53") => Error::Unavailable(Box::new(e)),
                 // shutdowns, a standby, and a statement past statement_timeout
                 "57P01" | "57P02" | "57P03" | "25006" | "57014" => Error::Unavailable(Box::new(e)),
-                // SQLite: busy or locked past the busy timeout
-                "5" | "6" | "261" | "262" | "517" => Error::Aborted {
-                    reason: "the database stayed locked".into(),
-                    source: Box::new(e),
-                },
                 _ => Error::Internal(Box::new(e)),
             }
         }
+        _ => Error::Internal(Box::new(e)),
+    }
+}
+
+/// An error SQLite reported, by its primary result code (the low byte of
+/// the extended one).
+fn sqlite_error(e: sqlx::Error) -> Error {
+    let code = sqlstate(&e)
+        .and_then(|c| c.parse::<i64>().ok())
+        .unwrap_or_default();
+    match code & 0xff {
+        // SQLITE_BUSY, SQLITE_LOCKED: locked past the busy timeout.
+        5 | 6 => Error::Aborted {
+            reason: "the database stayed locked".into(),
+            source: Box::new(e),
+        },
+        // SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN: the
+        // file cannot be written now (a read-only file, a full disk, a
+        // failing device), as a PostgreSQL server that cannot take writes.
+        8 | 10 | 13 | 14 => Error::Unavailable(Box::new(e)),
         _ => Error::Internal(Box::new(e)),
     }
 }

@@ -513,3 +513,89 @@ async fn a_file_made_before_bookings_keeps_its_rows_when_upgraded() {
         ReservationStatus::NoShow
     );
 }
+
+/// A transaction SQLite rolls back by itself (as on a full disk) leaves the
+/// driver counting it open; the connection is then closed, not handed to
+/// the next write (which could never begin).
+#[tokio::test]
+async fn a_connection_whose_transaction_sqlite_ended_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    for _ in 0..4 {
+        let mut tx = store.pool().begin().await.unwrap();
+        // Ended under the driver, as SQLite ends it on SQLITE_FULL.
+        sqlx::raw_sql("ROLLBACK").execute(&mut *tx).await.unwrap();
+        drop(tx);
+    }
+    for i in 0..20 {
+        store
+            .reserve(hold("alice", &format!("room-{i}"), 0, 60))
+            .await
+            .unwrap_or_else(|e| panic!("write {i}: {e:?}"));
+    }
+}
+
+/// A file that cannot be written (here opened read-only) is UNAVAILABLE
+/// to writes, as a PostgreSQL server that takes no writes is, not an
+/// internal error.
+#[tokio::test]
+async fn a_file_that_cannot_be_written_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir).await);
+    let url = format!("sqlite:{}?mode=ro", dir.path().join("rsvp.db").display());
+    let store = SqliteStore::connect(
+        &url,
+        StoreOptions {
+            migrate: false,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let refused = store.reserve(hold("alice", "room-1", 0, 60)).await;
+    assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
+}
+
+/// The files the store creates are its owner's alone: they hold every note
+/// and the digests of the API tokens.
+#[tokio::test]
+async fn the_files_it_creates_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = SqliteStore::open(data.join("rsvp.db"), StoreOptions::default())
+        .await
+        .unwrap();
+    store.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
+    for path in [
+        data.clone(),
+        data.join("rsvp.db"),
+        data.join("rsvp.db-wal"),
+        data.join("rsvp.db-shm"),
+    ] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+}
+
+/// Stores opened at once on one new file (several processes starting
+/// together) each open it: one at a time switches it to WAL and migrates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opened_at_once_on_a_new_file_all_open() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rsvp.db");
+        let (one, two, three) = tokio::join!(
+            SqliteStore::open(&path, StoreOptions::default()),
+            SqliteStore::open(&path, StoreOptions::default()),
+            SqliteStore::open(&path, StoreOptions::default()),
+        );
+        for (i, store) in [one, two, three].into_iter().enumerate() {
+            let store = store.unwrap_or_else(|e| panic!("round {round}, store {i}: {e:?}"));
+            store
+                .reserve(hold("alice", &format!("room-{i}"), 0, 60))
+                .await
+                .unwrap();
+        }
+    }
+}

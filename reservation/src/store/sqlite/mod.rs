@@ -80,11 +80,7 @@ impl SqliteStore {
     /// When the file cannot be created or opened, or migrations fail.
     pub async fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let path = path.as_ref();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::internal(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-        }
+        create_private(path)?;
         Self::with_connect_options(SqliteConnectOptions::new().filename(path), options, false).await
     }
 
@@ -101,13 +97,8 @@ impl SqliteStore {
         let connect = SqliteConnectOptions::from_str(url)
             .map_err(|_| Error::invalid("database_url", "not a valid SQLite URL"))?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let path = connect.get_filename();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !in_memory
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::internal(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
+        if !in_memory && !url.contains("mode=ro") {
+            create_private(connect.get_filename())?;
         }
         Self::with_connect_options(connect, options, in_memory).await
     }
@@ -136,6 +127,13 @@ impl SqliteStore {
             .busy_timeout(options.acquire_timeout)
             .foreign_keys(true);
         let probe = Probe::new(connect.clone());
+        // Processes opening one new file at once would race to switch it to
+        // WAL and to apply the migrations (sqlx's SQLite migrator takes no
+        // lock): one at a time, by a lock file beside it.
+        let _opening = match options.migrate && !in_memory {
+            true => Some(open_lock(connect.get_filename()).await?),
+            false => None,
+        };
         let pool = if in_memory {
             // One connection is the database: never more, never closed.
             SqlitePoolOptions::new()
@@ -153,6 +151,20 @@ impl SqliteStore {
             // a network connection is, and a call on a broken connection
             // fails with its own error.
             .test_before_acquire(false)
+            // A transaction SQLite rolled back by itself (a full disk, an
+            // I/O error) leaves the driver counting one still open, and
+            // every later BEGIN on that connection would be refused: such a
+            // connection is closed, not reused. (A rollback still on its way
+            // to the connection's thread is let through first.)
+            .after_release(|connection, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    if connection.is_in_transaction() {
+                        connection.ping().await?;
+                    }
+                    Ok(!connection.is_in_transaction())
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(db_error)?;
@@ -177,6 +189,59 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.engine.dialect().pool
     }
+}
+
+/// Creates the database file at `path` (and its directory) if missing,
+/// readable by its owner only: it holds every note and the digests of the
+/// API tokens. SQLite gives its `-wal` and `-shm` files the database
+/// file's mode. Existing files and directories keep theirs.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                Error::internal(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::internal(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// An exclusive lock on `<database>.lock`, held until dropped. (Not a lock
+/// on the database file itself: closing another descriptor of that file
+/// would drop SQLite's own locks on it.)
+async fn open_lock(database: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(Error::internal)?
+    .map_err(|e| Error::internal(format!("cannot lock {}.lock: {e}", database.display())))
 }
 
 /// SQLite's SQL and locking.

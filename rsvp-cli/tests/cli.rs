@@ -1159,6 +1159,16 @@ fn errors_speak_the_users_words() {
         .assert()
         .code(5)
         .stderr(predicate::str::starts_with("rsvp: --note: "));
+    // An end that --duration gave is refused as --duration.
+    server
+        .rsvp()
+        .args(["reserve", "-r", "r", "-u", "u", "-s", "2026-12-01 11:00"])
+        .args(["-d", "10000000d"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::starts_with(
+            "rsvp: --duration: the end it gives (+29405-12-27T11:00:00Z): ",
+        ));
     // A resource's rules, in the flags that set them.
     for (flag, value) in [
         ("--grid", "7s"),

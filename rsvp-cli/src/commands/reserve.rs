@@ -57,6 +57,17 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
         }
     };
     check_order(zone, start, end, "--start", "--end")?;
+    // A refused end that --duration gave is said as --duration.
+    let from_duration = args.end.is_none();
+    let said = move |mut e: CliError| {
+        if from_duration && let Some(reason) = e.message.strip_prefix("--end: ") {
+            e.message = format!(
+                "--duration: the end it gives ({}): {reason}",
+                end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            );
+        }
+        e
+    };
     let status = if args.confirm {
         ReservationStatus::Confirmed
     } else if args.block {
@@ -102,7 +113,7 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
     {
         asked.user_id = "caller".into();
     }
-    NewReservation::try_from(checked)?;
+    NewReservation::try_from(checked).map_err(|e| said(e.into()))?;
     let mut client = cx.client().await?;
     let made = call(
         &cx.server,
@@ -125,7 +136,7 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
         if no_user && e.exit == Exit::InvalidArgument && e.message.starts_with("--user") {
             e.message.push_str(crate::error::NO_USER_HINT);
         }
-        e
+        said(e)
     })?;
     let made = made.reservation.unwrap_or_default();
     if cx.view.format == crate::cli::Format::Json {

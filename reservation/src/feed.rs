@@ -246,8 +246,9 @@ impl<S: ChangeSource> Feed<S> {
                             oldest_change_id: purged + 1,
                         })?;
                     }
+                    // Read in the same snapshot, every row is past `purged`.
                     let Some(tail) = batch.last() else { break };
-                    from = tail.id.max(purged);
+                    from = tail.id;
                     for change in batch {
                         yield change;
                     }

@@ -151,11 +151,11 @@ impl Authenticator {
                 let credentials = bearer(request)?;
                 match (&self.tokens, &self.jwt) {
                     (Some(tokens), _) => {
-                        let secret = TokenSecret::from_presented(credentials);
-                        let caller = tokens.caller(&secret)?.ok_or_else(invalid)?;
+                        let digest = TokenSecret::from_presented(credentials).digest();
+                        let caller = tokens.caller_of(&digest)?.ok_or_else(invalid)?;
                         let held = Held::Token {
                             cache: tokens.clone(),
-                            digest: secret.digest(),
+                            digest,
                         };
                         Ok((caller, Credentials(held)))
                     }
@@ -256,15 +256,15 @@ impl TokenCache {
     /// `UNAVAILABLE` when the tokens have not been reloaded for too long
     /// (the store is out of reach): a revoked token might pass.
     pub fn caller(&self, secret: &TokenSecret) -> Result<Option<Caller>, Status> {
-        self.active_token(&secret.digest())
-            .map(|token| token.map(|token| Caller::new(token.principal, token.role)))
+        self.caller_of(&secret.digest())
     }
 
-    /// The active token of `digest`, if there is one.
+    /// The caller the active token of `digest` authenticates, if there is
+    /// one.
     ///
     /// # Errors
     /// As [`TokenCache::caller`].
-    fn active_token(&self, digest: &TokenDigest) -> Result<Option<ApiToken>, Status> {
+    fn caller_of(&self, digest: &TokenDigest) -> Result<Option<Caller>, Status> {
         let fresh = self
             .loaded_at
             .read()
@@ -279,7 +279,7 @@ impl TokenCache {
         Ok(active
             .get(digest)
             .filter(|token| token.is_active(Utc::now()))
-            .cloned())
+            .map(|token| Caller::new(token.principal.clone(), token.role)))
     }
 
     /// Replaces what the cache holds with the store's active tokens.
@@ -371,7 +371,7 @@ impl Credentials {
         };
         match &self.0 {
             Held::Lasting => Ok(()),
-            Held::Token { cache, digest } => match cache.active_token(digest)? {
+            Held::Token { cache, digest } => match cache.caller_of(digest)? {
                 Some(_) => Ok(()),
                 None => Err(lapsed()),
             },

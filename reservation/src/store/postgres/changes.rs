@@ -153,9 +153,9 @@ impl ChangeSource for PgChanges {
     async fn select(&self, statement: Statement) -> Result<(Vec<StoredChange>, i64)> {
         // One snapshot for both reads: what retention had deleted when the
         // rows were read.
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .map_err(db_error)?;
         let rows: Vec<PgChangeRow> = render(statement)

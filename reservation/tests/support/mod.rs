@@ -83,6 +83,11 @@ impl Env {
         }
     }
 
+    /// The PostgreSQL database's URL.
+    pub fn db_url(&self) -> Option<&str> {
+        self._db.as_ref().map(TestDb::url)
+    }
+
     /// The embedded store's file.
     pub fn db_path(&self) -> Option<std::path::PathBuf> {
         self._dir.as_ref().map(|d| d.path().join("rsvp.db"))

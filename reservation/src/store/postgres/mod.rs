@@ -976,29 +976,19 @@ impl Dialect for PgDialect {
     }
 
     async fn expire_overdue(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
-        // Rows locked by a writer are skipped: that writer settles them.
-        let done = sqlx::query(
-            "UPDATE rsvp.reservations r SET status = CASE WHEN r.status = 'pending' \
-             THEN 'expired' ELSE 'no_show' END::rsvp.reservation_status, updated_at = $1, \
-             version = r.version + 1 \
-             FROM (SELECT id FROM (SELECT id FROM rsvp.reservations \
-                         WHERE status = 'pending' AND expires_at <= $1 \
-                         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) holds \
-                   UNION ALL \
-                   SELECT id FROM (SELECT id FROM rsvp.reservations \
-                         WHERE status = 'confirmed' AND expires_at <= $1 \
-                         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) no_shows) due \
-             WHERE r.id = due.id",
-        )
-        .bind(now)
-        .bind(limit)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| pool_error(&self.pool, e))?;
-        if done.rows_affected() > 0 {
+        // The resources' locks first, then the rows, as every writer takes
+        // them (`rsvp.expire_overdue`); rows locked by a writer are skipped:
+        // that writer settles them.
+        let done: i64 = sqlx::query_scalar("SELECT rsvp.expire_overdue($1, $2)")
+            .bind(now)
+            .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| pool_error(&self.pool, e))?;
+        if done > 0 {
             self.announcer.committed();
         }
-        Ok(done.rows_affected())
+        Ok(u64::try_from(done).unwrap_or(0))
     }
 
     async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {

@@ -506,14 +506,9 @@ pub struct ListenArgs {
 /// `rsvp free`.
 #[derive(Debug, Args)]
 pub struct FreeArgs {
-    /// The resources, 1 to 100: comma-separated or repeated.
-    #[arg(
-        long,
-        short = 'r',
-        value_name = "RESOURCE",
-        value_delimiter = ',',
-        required = true
-    )]
+    /// The resources, 1 to 100: comma-separated or repeated (a comma in
+    /// an id is written \,).
+    #[arg(long, short = 'r', value_name = "RESOURCE", required = true)]
     pub resource: Vec<String>,
 
     /// Where the window starts [default: now]

@@ -1811,6 +1811,54 @@ fn free_draws_a_timeline_lists_slots_and_prints_json() {
         .stderr(predicate::str::contains("--to"));
 }
 
+/// Ids may hold commas: `--part` reads its times from the right, and
+/// `free -r` takes `\,` for a comma within an id.
+#[test]
+fn ids_with_commas_are_booked_and_looked_up() {
+    let server = Server::start();
+    let rsvp = || server.rsvp_in("UTC");
+    let made = stdout(rsvp().args([
+        "-o",
+        "json",
+        "book",
+        "-u",
+        "ann",
+        "-p",
+        "Room 1, floor 2,2030-12-03 15:00,2030-12-03 16:00",
+        "-p",
+        "lot A,B,2030-12-03 15:00,2030-12-03 16:00,1",
+    ]));
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let parts = made["parts"].as_array().unwrap();
+    assert_eq!(parts[0]["resource_id"], "Room 1, floor 2", "{made}");
+    assert_eq!(parts[1]["resource_id"], "lot A,B", "{made}");
+    rsvp()
+        .args(["book", "-u", "ann", "-p", "room,2030-12-03 15:00,soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--part #1 (\"room,2030-12-03 15:00,soon\"): end",
+        ));
+
+    let free: serde_json::Value = serde_json::from_str(&stdout(rsvp().args([
+        "-o",
+        "json",
+        "free",
+        "-r",
+        r"Room 1\, floor 2,lot A\,B",
+        "--from",
+        "2030-12-03 14:00",
+        "--to",
+        "2030-12-03 17:00",
+    ])))
+    .unwrap();
+    let resources = free["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 2, "{free}");
+    assert_eq!(resources[0]["resource_id"], "Room 1, floor 2");
+    assert_eq!(resources[1]["resource_id"], "lot A,B");
+    assert_eq!(resources[0]["segments"][1]["free"], 0, "{free}");
+}
+
 #[test]
 fn book_makes_every_part_or_names_the_ones_that_failed() {
     let server = Server::start();

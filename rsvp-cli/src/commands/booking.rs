@@ -216,16 +216,24 @@ fn part(
             format!("--part #{} ({text:?}): {why}", index + 1),
         )
     };
-    let fields: Vec<&str> = text.split(',').map(str::trim).collect();
-    let (resource, start, end, quantity) = match fields.as_slice() {
-        [r, s, e] => (*r, *s, *e, None),
-        [r, s, e, q] => (*r, *s, *e, Some(*q)),
+    // Read from the right: times hold no commas, a resource id may.
+    // With a quantity when the last field is no time but the one before it
+    // is, and a resource is left before them.
+    let fields: Vec<&str> = text.split(',').collect();
+    let is_time = |i: usize| TimeArg::from_str(fields[i]).is_ok();
+    let n = fields.len();
+    let with_quantity = n >= 4 && !is_time(n - 1) && is_time(n - 2);
+    let times_at = n.saturating_sub(if with_quantity { 3 } else { 2 });
+    let (resource, start, end, quantity) = match (times_at, &fields[times_at..]) {
+        (1.., [s, e]) => (fields[..times_at].join(","), *s, *e, None),
+        (1.., [s, e, q]) => (fields[..times_at].join(","), *s, *e, Some(q.trim())),
         _ => {
             return Err(bad(
                 "give RESOURCE,START,END or RESOURCE,START,END,QUANTITY".into(),
             ));
         }
     };
+    let resource = resource.trim();
     let when = |t: &str, what: &str| {
         TimeArg::from_str(t)
             .and_then(|t| t.resolve(&cx.input))

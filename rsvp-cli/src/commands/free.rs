@@ -90,7 +90,7 @@ fn request(args: &FreeArgs, cx: &Context) -> Result<pb::AvailabilityRequest, Cli
         .transpose()
     };
     let request = pb::AvailabilityRequest {
-        resource_ids: args.resource.clone(),
+        resource_ids: args.resource.iter().flat_map(|r| split_ids(r)).collect(),
         start: Some(to_timestamp(from)),
         end: Some(to_timestamp(to)),
         quantity: args.quantity.unwrap_or(1),
@@ -381,5 +381,38 @@ impl From<&AvailabilityResponse> for AnswerJson {
                 })
                 .collect(),
         }
+    }
+}
+
+/// Ids separated by commas: `\,` is a comma within an id, `\\` a
+/// backslash; any other backslash is itself.
+fn split_ids(text: &str) -> Vec<String> {
+    let (mut ids, mut id) = (Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some(&next @ (',' | '\\'))) => {
+                id.push(next);
+                chars.next();
+            }
+            (',', _) => ids.push(std::mem::take(&mut id)),
+            (c, _) => id.push(c),
+        }
+    }
+    ids.push(id);
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_ids;
+
+    #[test]
+    fn ids_split_at_commas_not_written_as_escapes() {
+        assert_eq!(split_ids("a,b"), ["a", "b"]);
+        assert_eq!(split_ids(r"Room 1\, floor 2,b"), ["Room 1, floor 2", "b"]);
+        assert_eq!(split_ids(r"back\\,slash"), [r"back\", "slash"]);
+        assert_eq!(split_ids(r"c:\dir"), [r"c:\dir"]);
+        assert_eq!(split_ids("a,"), ["a", ""]);
     }
 }

@@ -318,7 +318,8 @@ pub struct BookArgs {
     #[arg(long, short = 'u', value_name = "USER")]
     pub user: Option<String>,
 
-    /// A part: RESOURCE,START,END[,QUANTITY]; 1 to 20 of them.
+    /// A part: RESOURCE,START,END[,QUANTITY]; 1 to 20 of them (read from
+    /// the right: the resource may hold commas).
     #[arg(long, short = 'p', value_name = "PART", required = true)]
     pub part: Vec<String>,
 

@@ -243,10 +243,12 @@ fn in_words(message: &str) -> String {
 
 fn conflict_line(conflict: &pb::ReservationConflict) -> String {
     let n = conflict.existing.len() + conflict.omitted as usize;
+    // A refusal of many parts with long ids may leave the ids out.
     let resource = conflict
         .requested
         .as_ref()
         .map(|r| r.resource_id.as_str())
+        .filter(|id| !id.is_empty())
         .unwrap_or("the resource");
     if conflict.capacity > 1 {
         let wanted = conflict.requested.as_ref().map_or(1, |r| r.quantity.max(1));
@@ -278,11 +280,11 @@ fn rejection_lines(rejection: &pb::BookingRejection, heading: &str, label: &str)
                 .join("; "),
             (None, None) => "refused".into(),
         };
-        text.push_str(&format!(
-            "\n  {label}{} ({}): {why}",
-            p.index + 1,
-            p.resource_id
-        ));
+        let resource = match p.resource_id.as_str() {
+            "" => String::new(),
+            id => format!(" ({id})"),
+        };
+        text.push_str(&format!("\n  {label}{}{resource}: {why}", p.index + 1));
     }
     text
 }

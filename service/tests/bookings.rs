@@ -278,3 +278,32 @@ async fn a_refusal_of_twenty_crowded_parts_stays_small() {
         );
     }
 }
+
+/// Twenty parts whose ids are as long as ids get (64 characters of 4
+/// bytes): what each part asked for leaves out its ids, then the parts
+/// theirs, until the refusal fits; every part keeps its index.
+#[tokio::test]
+async fn a_refusal_of_twenty_parts_with_the_longest_ids_stays_small() {
+    let app = TestApp::spawn().await;
+    let mut client = app.client.clone();
+    let long = |c: char, i: usize| format!("{}{i:02}", c.to_string().repeat(62));
+    let user = long('𝄞', 0);
+    for i in 0..20 {
+        app.reserve(&user, &long('𝕽', i), 0, 60).await.unwrap();
+    }
+    let parts = (0..20).map(|i| part(&long('𝕽', i), 0, 60)).collect();
+    let request = pb::BookRequest {
+        user_id: user,
+        ..book(parts)
+    };
+    let status = expect_code(client.book(request).await, Code::FailedPrecondition);
+    let size = abi::wire_len(&status);
+    assert!(
+        size <= abi::MAX_STATUS_WIRE_BYTES,
+        "the status takes {size} bytes"
+    );
+    let rejection = booking_rejection_from_status(&status).unwrap();
+    let indexes: Vec<u32> = rejection.parts.iter().map(|p| p.index).collect();
+    assert_eq!(indexes, (0..20).collect::<Vec<u32>>());
+    assert!(rejection.parts.iter().all(|p| p.conflict.is_some()));
+}

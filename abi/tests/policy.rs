@@ -7,9 +7,11 @@
 use abi::{
     Ask, AskKind, Hold, Policy, ReservationStatus, Rule, Rules, Schedule, Timespan, WeeklyHours,
 };
-use chrono::{DateTime, Datelike, LocalResult, NaiveTime, TimeDelta, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, LocalResult, NaiveTime, Offset, TimeDelta, TimeZone, Utc, Weekday,
+};
 use chrono_tz::Tz;
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::TestCaseError};
 
 const ZONES: &[&str] = &[
     "UTC",
@@ -147,6 +149,99 @@ fn hours_inside_the_spring_forward_gap_open_nothing_that_day() {
     );
 }
 
+/// Hours are wall-clock times when the clocks go back too: in Paris on 25
+/// October 2026 (03:00 CEST becomes 02:00 CET at 01:00 UTC), hours to 02:30
+/// are open through both passes of 02:00–02:30 but not while the clock
+/// first reads 02:30–03:00; hours from 02:30 are open from the first 02:30
+/// on, but not while the clock reads 02:00–02:30 again.
+#[test]
+fn hours_follow_the_wall_clock_when_the_clocks_go_back() {
+    let span =
+        |from: &str, to: &str| Timespan::new(from.parse().unwrap(), to.parse().unwrap()).unwrap();
+    let hours = |open_minute, close_minute| Schedule {
+        zone: "Europe/Paris".parse().unwrap(),
+        hours: vec![WeeklyHours {
+            day: Weekday::Sun,
+            open_minute,
+            close_minute,
+        }],
+        periods: Vec::new(),
+        closed_by_default: false,
+    };
+    let night = hours(0, 150);
+    assert!(night.covers(&span("2026-10-24T22:00:00Z", "2026-10-25T00:30:00Z")));
+    assert!(!night.covers(&span("2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z")));
+    assert!(night.covers(&span("2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z")));
+    assert!(!night.covers(&span("2026-10-25T01:30:00Z", "2026-10-25T01:31:00Z")));
+    let early = hours(150, 360);
+    assert!(early.covers(&span("2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z")));
+    assert!(!early.covers(&span("2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z")));
+    assert!(early.covers(&span("2026-10-25T01:30:00Z", "2026-10-25T05:00:00Z")));
+    assert!(!early.covers(&span("2026-10-25T05:00:00Z", "2026-10-25T05:01:00Z")));
+}
+
+/// A day on which the zone's clocks change, in 2026 or 2027, at noon UTC.
+fn a_clock_change() -> impl Strategy<Value = (Tz, DateTime<Utc>)> {
+    (any_zone(), 0..8usize).prop_filter_map("the zone keeps one offset", |(zone, n)| {
+        let offset = |t: DateTime<Utc>| t.with_timezone(&zone).offset().fix();
+        let start = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        let changes: Vec<DateTime<Utc>> = (0..730)
+            .map(|d| start + TimeDelta::days(d))
+            .filter(|&t| offset(t) != offset(t + TimeDelta::days(1)))
+            .collect();
+        (!changes.is_empty()).then(|| (zone, changes[n % changes.len()] + TimeDelta::hours(12)))
+    })
+}
+
+/// Weekly hours of `open` to `close` minutes on the local day of `day`
+/// open exactly at the instants whose wall clock reads within them that
+/// day (checked minute by minute over four days): a time the clocks repeat
+/// is open both times, one they skip never, and the clock reading past the
+/// closing in between two passes is not.
+fn hours_follow_the_wall_clock(
+    zone: Tz,
+    day: DateTime<Utc>,
+    open: u16,
+    close: u16,
+) -> Result<(), TestCaseError> {
+    let local_day = day.with_timezone(&zone).date_naive();
+    let schedule = Schedule {
+        zone,
+        hours: vec![WeeklyHours {
+            day: local_day.weekday(),
+            open_minute: open,
+            close_minute: close,
+        }],
+        periods: Vec::new(),
+        closed_by_default: false,
+    };
+    let from = day - TimeDelta::days(2);
+    let to = day + TimeDelta::days(2);
+    let openings = schedule.open_between(from, to);
+    // Open that day unless every minute of the hours falls where the
+    // clocks spring forward.
+    let exists = |m: u16| {
+        let local = local_day.and_time(NaiveTime::MIN) + TimeDelta::minutes(i64::from(m));
+        zone.from_local_datetime(&local) != LocalResult::None
+    };
+    prop_assert_eq!(!openings.is_empty(), (open..close).any(exists));
+    for &(s, e) in &openings {
+        prop_assert!(s < e);
+        prop_assert!(schedule.covers(&Timespan::new(s, e).unwrap()));
+    }
+    let mut t = from;
+    while t < to {
+        let local = t.with_timezone(&zone).naive_local();
+        let second = (local.time() - NaiveTime::MIN).num_seconds();
+        let want = local.date() == local_day
+            && (i64::from(open) * 60..i64::from(close) * 60).contains(&second);
+        let open_now = openings.iter().any(|&(s, e)| s <= t && t < e);
+        prop_assert_eq!(open_now, want, "at {} ({} local)", t, local);
+        t += TimeDelta::minutes(1);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -232,34 +327,17 @@ proptest! {
         open in 0u16..1300,
         len in 15u16..140,
     ) {
-        let close = (open + len).min(1440);
-        let local_day = day.with_timezone(&zone).date_naive();
-        let schedule = Schedule {
-            zone,
-            hours: vec![WeeklyHours { day: local_day.weekday(), open_minute: open, close_minute: close }],
-            periods: Vec::new(),
-            closed_by_default: false,
-        };
-        let from = day - TimeDelta::days(2);
-        let to = day + TimeDelta::days(2);
-        let openings = schedule.open_between(from, to);
-        // Open that day unless every minute of the hours falls where the
-        // clocks spring forward.
-        let exists = |m: u16| {
-            let local = local_day.and_time(NaiveTime::MIN) + TimeDelta::minutes(i64::from(m));
-            zone.from_local_datetime(&local) != LocalResult::None
-        };
-        prop_assert_eq!(!openings.is_empty(), (open..close).any(exists));
-        for (s, e) in openings {
-            prop_assert!(s < e);
-            // Each opening starts at the wall-clock minute asked, or at the
-            // first minute after it that exists (clocks spring forward).
-            let local = s.with_timezone(&zone).naive_local();
-            let minute = (local.time() - NaiveTime::MIN).num_minutes();
-            let late = minute - i64::from(open);
-            prop_assert!((0..=60).contains(&late), "opens at {} for minute {}", local, open);
-            prop_assert!(schedule.covers(&Timespan::new(s, e).unwrap()));
-        }
+        hours_follow_the_wall_clock(zone, day, open, (open + len).min(1440))?;
+    }
+
+    #[test]
+    fn weekly_hours_follow_the_wall_clock_on_clock_change_days(
+        (zone, day) in a_clock_change(),
+        shift in -1i64..=1,
+        open in 0u16..360,
+        len in 15u16..300,
+    ) {
+        hours_follow_the_wall_clock(zone, day + TimeDelta::days(shift), open, (open + len).min(1440))?;
     }
 
     #[test]

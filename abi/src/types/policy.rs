@@ -489,13 +489,7 @@ impl Schedule {
         let mut day = first;
         while day <= last {
             for h in self.hours.iter().filter(|h| h.day == day.weekday()) {
-                if let (Some(s), Some(e)) = (
-                    self.instant(day, h.open_minute, true),
-                    self.instant(day, h.close_minute, false),
-                ) && s < e
-                {
-                    open.push((s, e));
-                }
+                open.extend(self.wall_clock(day, h.open_minute, h.close_minute));
             }
             match day.checked_add_days(Days::new(1)) {
                 Some(next) => day = next,
@@ -518,24 +512,66 @@ impl Schedule {
         merged
     }
 
-    /// The instant of `minute` after midnight of local `day`. A local time
-    /// that does not exist (clocks spring forward) is the first that does
-    /// after it; one that occurs twice is the first for an opening, the
-    /// second for a closing.
-    fn instant(&self, day: NaiveDate, minute: u16, opening: bool) -> Option<DateTime<Utc>> {
+    /// The instants whose wall-clock time in the zone lies between minutes
+    /// `open` and `close` after midnight of local `day`: one stretch; two
+    /// where the clocks go back within it (a repeated time is open both
+    /// times, and the clock reading past `close` in between is not); none
+    /// where every such time is skipped (clocks spring forward).
+    fn wall_clock(
+        &self,
+        day: NaiveDate,
+        open: u16,
+        close: u16,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
         let midnight = day.and_time(NaiveTime::MIN);
-        let mut local = midnight + TimeDelta::minutes(i64::from(minute));
-        // At most a few hours of clock change to skip, minute by minute.
-        for _ in 0..=240 {
-            match self.zone.from_local_datetime(&local) {
-                LocalResult::Single(t) => return Some(t.with_timezone(&Utc)),
-                LocalResult::Ambiguous(a, b) => {
-                    return Some(if opening { a } else { b }.with_timezone(&Utc));
-                }
-                LocalResult::None => local += TimeDelta::minutes(1),
+        let (Some(a), Some(b)) = (
+            midnight.checked_add_signed(TimeDelta::minutes(i64::from(open))),
+            midnight.checked_add_signed(TimeDelta::minutes(i64::from(close))),
+        ) else {
+            return Vec::new();
+        };
+        // Every instant whose wall clock reads within [a, b) lies within
+        // this window (offsets are within 16 hours of UTC); at most one
+        // change of offset falls in it.
+        let (Some(lo), Some(hi)) = (
+            a.checked_sub_signed(TimeDelta::hours(16)),
+            b.checked_add_signed(TimeDelta::hours(16)),
+        ) else {
+            return Vec::new();
+        };
+        let offset = |t: NaiveDateTime| {
+            TimeDelta::seconds(i64::from(
+                self.zone
+                    .offset_from_utc_datetime(&t)
+                    .fix()
+                    .local_minus_utc(),
+            ))
+        };
+        let (before, after) = (offset(lo), offset(hi));
+        // Where the offset becomes `after`: a binary search over whole
+        // seconds (the zone database changes offsets on whole seconds;
+        // `lo` and `hi` are whole minutes).
+        let (mut old, mut new) = (lo, hi);
+        while before != after && new - old > TimeDelta::seconds(1) {
+            let mid = old + TimeDelta::seconds((new - old).num_seconds() / 2);
+            if offset(mid) == before {
+                old = mid;
+            } else {
+                new = mid;
             }
         }
-        None
+        let change = if before == after { hi } else { new };
+        // Before the change the wall clock reads UTC + `before`; from it,
+        // UTC + `after`.
+        let stretches = [
+            (a - before, (b - before).min(change)),
+            ((a - after).max(change), b - after),
+        ];
+        stretches
+            .into_iter()
+            .filter(|(s, e)| s < e)
+            .map(|(s, e)| (s.and_utc(), e.and_utc()))
+            .collect()
     }
 
     /// Whether `t` falls on a `grid` counted from local midnight.

@@ -58,12 +58,13 @@ pub trait Rsvp: Send + Sync + 'static {
     /// update.
     async fn update(&self, update: ReservationUpdate) -> Result<Reservation>;
 
-    /// Confirms a pending hold. Confirming a confirmed reservation returns it
+    /// Confirms a pending hold. Confirming a reservation that was confirmed
+    /// (confirmed, checked in, completed, or a no-show) returns it
     /// unchanged.
     ///
     /// # Errors
-    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] unless
-    /// the reservation is pending or confirmed.
+    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] for an
+    /// expired, cancelled or blocked one.
     async fn confirm(&self, id: ReservationId) -> Result<Reservation> {
         self.update(ReservationUpdate::status(id, StatusChange::Confirm))
             .await
@@ -118,11 +119,12 @@ pub trait Rsvp: Send + Sync + 'static {
 
     /// Checks a confirmed reservation in, from its resource's
     /// `check_in_opens` before its start until its end. Checking in a
-    /// checked-in (or completed) reservation returns it unchanged.
+    /// checked-in reservation returns it unchanged.
     ///
     /// # Errors
     /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] for
-    /// another status or outside the window.
+    /// another status (completed included); [`abi::Error::Policy`]
+    /// (`CHECK_IN_WINDOW`) outside the window.
     async fn check_in(&self, id: ReservationId) -> Result<Reservation>;
 
     /// Checks a checked-in reservation out: COMPLETED. Before its end, the

@@ -10,7 +10,7 @@ use abi::{
 use chrono::TimeDelta;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::support::{Env, at, hold, next};
+use crate::support::{Env, at, hold, next, t0};
 
 conformance!(
     a_booking_is_made_whole_or_not_at_all,
@@ -563,6 +563,26 @@ async fn a_confirmed_reservation_nobody_checks_in_is_a_no_show(env: Env) {
     let marked = store.update(mark).await.unwrap();
     assert_eq!(marked.status, ReservationStatus::NoShow);
     env.reserve("dee", "room", 200, 260).await.unwrap();
+
+    // A hold confirmed later than its start plus auto_release_after is a
+    // no-show at once; confirming it again returns it as it is, as any
+    // second confirm does (a retry after a timeout), and so does a confirm
+    // of a reservation checked in or completed.
+    let now = {
+        use reservation::Clock;
+        (env.clock.now() - t0()).num_minutes()
+    };
+    let late = env.reserve("eve", "hall", now + 5, now + 65).await.unwrap();
+    env.advance(20);
+    let confirmed = store.confirm(late.id).await.unwrap();
+    assert_eq!(confirmed.status, ReservationStatus::NoShow);
+    assert_eq!(store.confirm(late.id).await.unwrap(), confirmed);
+    let arriving = env.confirmed("fay", "room", now + 100, now + 160).await;
+    env.advance(90);
+    let inside = store.check_in(arriving.id).await.unwrap();
+    assert_eq!(store.confirm(arriving.id).await.unwrap(), inside);
+    let done = store.check_out(arriving.id).await.unwrap();
+    assert_eq!(store.confirm(arriving.id).await.unwrap(), done);
 }
 
 async fn bookings_and_reserves_at_once_never_overbook(env: Env) {

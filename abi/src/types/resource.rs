@@ -78,6 +78,13 @@ impl Resource {
     pub fn etag(&self) -> String {
         self.version.to_string()
     }
+
+    /// At least as many bytes as the resource takes on the wire.
+    pub fn wire_size_bound(&self) -> usize {
+        use prost::Message;
+        // Three timestamps, the etag and their tags take under 80.
+        80 + pb::Resource::from(&self.spec).encoded_len()
+    }
 }
 
 impl From<Resource> for pb::Resource {

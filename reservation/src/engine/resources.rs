@@ -14,8 +14,9 @@ use std::{
 };
 
 use abi::{
-    AvailabilityAnswer, AvailabilityRequest, Error, Resource, ResourceAvailability, ResourceId,
-    ResourceListing, ResourcePage, ResourcePatch, ResourceSpec, Result, Rules, SlotAsk, Timespan,
+    AvailabilityAnswer, AvailabilityRequest, Error, MAX_PAGE_BYTES, Resource, ResourceAvailability,
+    ResourceId, ResourceListing, ResourcePage, ResourcePatch, ResourceSpec, Result, Rules, SlotAsk,
+    Timespan,
 };
 use chrono::TimeDelta;
 
@@ -283,6 +284,9 @@ impl<D: Dialect> Engine<D> {
         let batch = (listing.page_size as i64 + 1).max(64);
         let mut after = listing.after.clone();
         let mut found: Vec<Resource> = Vec::new();
+        // A page ends at its size, or earlier at MAX_PAGE_BYTES (never
+        // empty): a resource's rules may take tens of KiB.
+        let mut bytes = 0;
         loop {
             let rows = self
                 .dialect
@@ -296,13 +300,17 @@ impl<D: Dialect> Engine<D> {
                     .iter()
                     .all(|(k, v)| r.spec.labels.get(k) == Some(v));
                 if matches {
-                    if found.len() == listing.page_size {
+                    let size = r.wire_size_bound();
+                    if found.len() == listing.page_size
+                        || (!found.is_empty() && bytes + size > MAX_PAGE_BYTES)
+                    {
                         let next = found.last().map(|r| r.spec.id.clone());
                         return Ok(ResourcePage {
                             resources: found,
                             next_after: next,
                         });
                     }
+                    bytes += size;
                     found.push(r);
                 }
             }

@@ -32,6 +32,7 @@ conformance!(
     sixty_four_buyers_of_ten_units_make_ten_winners,
     updates_and_changes_of_the_rules_at_once_never_deadlock,
     random_writes_never_exceed_the_capacity,
+    a_page_of_resources_ends_before_it_outgrows_a_message,
 );
 
 fn minutes(m: i64) -> Option<prost_types::Duration> {
@@ -1028,5 +1029,50 @@ async fn a_retry_returns_what_the_first_call_made_though_the_rules_now_refuse(en
     assert_eq!(
         rules_of(store.reserve(first).await.unwrap_err()),
         [Rule::MinNotice]
+    );
+}
+
+async fn a_page_of_resources_ends_before_it_outgrows_a_message(env: Env) {
+    let store = &env.store;
+    // Sixty-four resources of a thousand open periods each: about 22 KB
+    // apiece, 1.4 MB in all.
+    let periods: Vec<pb::Interval> = (0..1000)
+        .map(|day| pb::Interval {
+            start: Some(abi::time::to_timestamp(at(day * 24 * 60))),
+            end: Some(abi::time::to_timestamp(at(day * 24 * 60 + 60))),
+        })
+        .collect();
+    for i in 0..64 {
+        let spec = ResourceSpec::try_from(pb::Resource {
+            id: format!("court-{i:02}"),
+            capacity: 1,
+            open_periods: periods.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        store.create_resource(spec).await.unwrap();
+    }
+    let mut listing = ResourceListing {
+        page_size: 1000,
+        ..ResourceListing::default()
+    };
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    loop {
+        let page = store.list_resources(listing.clone()).await.unwrap();
+        let bytes: usize = page.resources.iter().map(|r| r.wire_size_bound()).sum();
+        assert!(!page.resources.is_empty());
+        assert!(bytes <= abi::MAX_PAGE_BYTES, "a page of {bytes} bytes");
+        seen.extend(page.resources.iter().map(|r| r.spec.id.to_string()));
+        pages += 1;
+        match page.next_after {
+            Some(after) => listing.after = Some(after),
+            None => break,
+        }
+    }
+    let all: Vec<String> = (0..64).map(|i| format!("court-{i:02}")).collect();
+    assert_eq!(seen, all, "every resource once, in order");
+    assert!(
+        pages > 1,
+        "sixty-four such resources take more than one page"
     );
 }

@@ -58,13 +58,12 @@ pub trait Rsvp: Send + Sync + 'static {
     /// update.
     async fn update(&self, update: ReservationUpdate) -> Result<Reservation>;
 
-    /// Confirms a pending hold. Confirming a reservation that was confirmed
-    /// (confirmed, checked in, completed, or a no-show) returns it
+    /// Confirms a pending hold. Confirming a confirmed reservation returns it
     /// unchanged.
     ///
     /// # Errors
-    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] for an
-    /// expired, cancelled or blocked one.
+    /// [`abi::Error::NotFound`]; [`abi::Error::FailedPrecondition`] unless
+    /// the reservation is pending or confirmed.
     async fn confirm(&self, id: ReservationId) -> Result<Reservation> {
         self.update(ReservationUpdate::status(id, StatusChange::Confirm))
             .await

@@ -102,9 +102,7 @@ impl ReservationStatus {
         use ReservationStatus::*;
         match (self, change) {
             (Pending, StatusChange::Confirm) => Ok(true),
-            // Everything past a confirm was confirmed: a second confirm (a
-            // retry) returns it as it is.
-            (Confirmed | CheckedIn | Completed | NoShow, StatusChange::Confirm) => Ok(false),
+            (Confirmed, StatusChange::Confirm) => Ok(false),
             (Pending | Confirmed | Blocked, StatusChange::Cancel) => Ok(true),
             (Cancelled, StatusChange::Cancel) => Ok(false),
             (Confirmed, StatusChange::NoShow) => Ok(true),
@@ -289,9 +287,7 @@ mod tests {
             (Cancelled, StatusChange::Cancel, Ok(false)),
             (Expired, StatusChange::Cancel, Err(())),
             (CheckedIn, StatusChange::Cancel, Err(())),
-            (CheckedIn, StatusChange::Confirm, Ok(false)),
-            (Completed, StatusChange::Confirm, Ok(false)),
-            (NoShow, StatusChange::Confirm, Ok(false)),
+            (CheckedIn, StatusChange::Confirm, Err(())),
             (Completed, StatusChange::Cancel, Err(())),
             (Confirmed, StatusChange::NoShow, Ok(true)),
             (NoShow, StatusChange::NoShow, Ok(false)),

@@ -565,9 +565,8 @@ async fn a_confirmed_reservation_nobody_checks_in_is_a_no_show(env: Env) {
     env.reserve("dee", "room", 200, 260).await.unwrap();
 
     // A hold confirmed later than its start plus auto_release_after is a
-    // no-show at once; confirming it again returns it as it is, as any
-    // second confirm does (a retry after a timeout), and so does a confirm
-    // of a reservation checked in or completed.
+    // no-show at once, and says so; the contract has no confirm out of
+    // NO_SHOW, so a second confirm is refused, writing nothing.
     let now = {
         use reservation::Clock;
         (env.clock.now() - t0()).num_minutes()
@@ -576,13 +575,11 @@ async fn a_confirmed_reservation_nobody_checks_in_is_a_no_show(env: Env) {
     env.advance(20);
     let confirmed = store.confirm(late.id).await.unwrap();
     assert_eq!(confirmed.status, ReservationStatus::NoShow);
-    assert_eq!(store.confirm(late.id).await.unwrap(), confirmed);
-    let arriving = env.confirmed("fay", "room", now + 100, now + 160).await;
-    env.advance(90);
-    let inside = store.check_in(arriving.id).await.unwrap();
-    assert_eq!(store.confirm(arriving.id).await.unwrap(), inside);
-    let done = store.check_out(arriving.id).await.unwrap();
-    assert_eq!(store.confirm(arriving.id).await.unwrap(), done);
+    assert!(matches!(
+        store.confirm(late.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert_eq!(env.get(late.id).await, confirmed);
 }
 
 async fn bookings_and_reserves_at_once_never_overbook(env: Env) {

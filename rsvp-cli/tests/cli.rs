@@ -2280,6 +2280,20 @@ fn without_authentication_a_reservation_needs_its_user_named() {
         .stderr(predicate::str::ends_with("give --user)\n"));
 }
 
+/// `rsvp reserve` of an hour of room from `start` against a server at
+/// `addr` that never answers it: exit 6; what it wrote to stderr.
+fn reserve_unanswered(addr: std::net::SocketAddr, timeout: &str, start: &str) -> String {
+    let assert = Command::cargo_bin("rsvp")
+        .unwrap()
+        .env_clear()
+        .env("RSVP_SERVER", format!("http://{addr}"))
+        .args(["--timeout", timeout, "reserve", "-r", "room", "-u", "ann"])
+        .args(["-s", start, "-d", "1h"])
+        .assert()
+        .code(6);
+    String::from_utf8_lossy(&assert.get_output().stderr).to_string()
+}
+
 /// A connection that breaks once the call was sent (the server died, a
 /// proxy cut it): the reserve may have been made; exit 6 and the hint to
 /// repeat it with its request id.
@@ -2297,26 +2311,7 @@ fn a_reserve_whose_connection_breaks_may_have_been_made() {
             drop(connection);
         }
     });
-    let assert = Command::cargo_bin("rsvp")
-        .unwrap()
-        .env_clear()
-        .env("RSVP_SERVER", format!("http://{addr}"))
-        .args([
-            "--timeout",
-            "10s",
-            "reserve",
-            "-r",
-            "room",
-            "-u",
-            "ann",
-            "-s",
-            "2030-01-01T10:00:00Z",
-            "-d",
-            "1h",
-        ])
-        .assert()
-        .code(6);
-    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let err = reserve_unanswered(addr, "10s", "2030-01-01T10:00:00Z");
     assert!(err.contains("broke before it answered"), "{err}");
     assert!(err.contains("may have been made"), "{err}");
     assert!(err.contains("--request-id"), "{err}");
@@ -2334,26 +2329,7 @@ fn a_reserve_without_an_answer_says_how_to_repeat_it_exactly() {
         std::thread::sleep(Duration::from_secs(10));
         drop(held);
     });
-    let assert = Command::cargo_bin("rsvp")
-        .unwrap()
-        .env_clear()
-        .env("RSVP_SERVER", format!("http://{addr}"))
-        .args([
-            "--timeout",
-            "1s",
-            "reserve",
-            "-r",
-            "room",
-            "-u",
-            "ann",
-            "-s",
-            "now",
-            "-d",
-            "1h",
-        ])
-        .assert()
-        .code(6);
-    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let err = reserve_unanswered(addr, "1s", "now");
     assert!(err.contains("may have been made"), "{err}");
     let words: Vec<&str> = err.split_whitespace().collect();
     let after = |flag: &str| {

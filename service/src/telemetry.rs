@@ -123,14 +123,11 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let recorded = request.extensions().get::<Unrecorded>().is_none();
-        let call = recorded.then(|| {
-            self.in_flight.0.fetch_add(1, Ordering::SeqCst);
-            Call {
-                method: request.uri().path().to_string(),
-                started: Instant::now(),
-                log: self.log,
-                in_flight: self.in_flight.clone(),
-            }
+        let call = recorded.then(|| Call {
+            method: request.uri().path().to_string(),
+            started: Instant::now(),
+            log: self.log,
+            _counted: Counted::new(&self.in_flight),
         });
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -185,17 +182,33 @@ fn served(path: &str) -> bool {
         .contains(path)
 }
 
+/// A call counted in [`InFlight`] until it is dropped: finished, or
+/// dropped unfinished (its client reset it before any answer).
+struct Counted(InFlight);
+
+impl Counted {
+    fn new(in_flight: &InFlight) -> Self {
+        in_flight.0.fetch_add(1, Ordering::SeqCst);
+        Counted(in_flight.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A call under way: finished when its status is known.
 struct Call {
     method: String,
     started: Instant,
     log: CallLog,
-    in_flight: InFlight,
+    _counted: Counted,
 }
 
 impl Call {
     fn finish(self, code: Code) {
-        self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
         let latency = self.started.elapsed();
         // Unknown paths are one label, however many there are.
         let method = if code == Code::Unimplemented || !served(&self.method) {
@@ -352,5 +365,33 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         metrics::gauge!("rsvp_open_streams", "kind" => self.0).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, time::Duration};
+
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::{CallLayer, CallLog, InFlight, http};
+
+    /// A call whose client goes away before any answer (the future
+    /// dropped) is no longer counted as under way.
+    #[tokio::test]
+    async fn a_call_dropped_before_its_answer_is_not_left_in_flight() {
+        let in_flight = InFlight::default();
+        let log = CallLog {
+            access_log: false,
+            slow_call: Duration::from_secs(1),
+        };
+        let never = tower::service_fn(|_: http::Request<()>| {
+            std::future::pending::<Result<http::Response<String>, Infallible>>()
+        });
+        let mut service = CallLayer(log, in_flight.clone()).layer(never);
+        let call = service.ready().await.unwrap().call(http::Request::new(()));
+        assert_eq!(in_flight.count(), 1);
+        drop(call);
+        assert_eq!(in_flight.count(), 0);
     }
 }

@@ -71,6 +71,10 @@ pub(crate) struct Placement {
     /// For a confirmed reservation: when it stops holding the resource
     /// unless checked in (a no-show).
     pub release_at: Option<DateTime<Utc>>,
+    /// The last write time its notice allows ([`abi::Rules::accept_until`]):
+    /// a write that runs later refuses it ([`Placed::Late`]), however long
+    /// it queued; `None`: no limit.
+    pub accept_until: Option<DateTime<Utc>>,
 }
 
 /// A booking for the store to make, all or nothing.
@@ -93,8 +97,8 @@ pub(crate) enum Booked {
     /// Made, or (dry) would have been: one outcome per part, each
     /// `Created` (or `Fits`).
     Made(Vec<Placed>),
-    /// Refused: one outcome per part, some `Blocked` or `Stale`. Nothing
-    /// was written.
+    /// Refused: one outcome per part, some `Blocked`, `Stale` or `Late`.
+    /// Nothing was written.
     Refused(Vec<Placed>),
     /// The user made a booking under the same key before: its parts, and
     /// the digest of the request that made it.
@@ -182,6 +186,9 @@ pub(crate) enum Placed {
     /// The resource is no longer at the version the placement was judged
     /// by. Nothing was written.
     Stale,
+    /// The write ran after the placement's `accept_until`: its notice had
+    /// passed. Nothing was written.
+    Late,
     /// A dry placement that would have been made.
     Fits,
 }

@@ -730,6 +730,90 @@ async fn a_write_waits_for_a_lock_no_longer_than_lock_timeout() {
     store.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
 }
 
+/// On the system clock the database reads the time a write runs by, after
+/// its locks: a reserve or booking the server judged in time, that then
+/// waited for the resource's lock until its notice had passed, is refused
+/// by the rules at that time, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_waited_past_its_notice_is_refused() {
+    let db = TestDb::new().await;
+    let store = db.store(StoreOptions::default()).await;
+    store
+        .create_resource(
+            abi::ResourceSpec::try_from(abi::pb::Resource {
+                id: "dr-kim".into(),
+                capacity: 1,
+                policy: Some(abi::pb::BookingPolicy {
+                    min_notice: Some(prost_types::Duration {
+                        seconds: 3600,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let outsider = db.pool(1).await;
+    // Half a second of notice to spare when judged; the lock is held for
+    // two.
+    let start = Utc::now() + chrono::TimeDelta::milliseconds(3_600_500);
+    let visit = |user: &str| {
+        abi::NewReservation::builder()
+            .user_id(user)
+            .resource_id("dr-kim")
+            .start(start)
+            .end(start + chrono::TimeDelta::minutes(15))
+            .build()
+            .unwrap()
+    };
+    let mut holder = outsider.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key('dr-kim'))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let reserve = tokio::spawn({
+        let store = store.clone();
+        let visit = visit("ann");
+        async move { store.reserve(visit).await }
+    });
+    let book = tokio::spawn({
+        let store = store.clone();
+        let booking = abi::NewBooking::new(
+            abi::UserId::parse("bob").unwrap(),
+            vec![visit("bob")],
+            abi::Hold::Default,
+            None,
+        )
+        .unwrap();
+        async move { store.book(booking).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    holder.rollback().await.unwrap();
+    match reserve.await.unwrap() {
+        Err(Error::Policy(broken)) => {
+            assert_eq!(broken.len(), 1, "{broken:?}");
+            assert_eq!(broken[0].rule, abi::Rule::MinNotice);
+        }
+        other => panic!("expected the notice to refuse it, got {other:?}"),
+    }
+    match book.await.unwrap() {
+        Err(Error::BookingRejected(parts)) => {
+            assert_eq!(parts.len(), 1, "{parts:?}");
+            assert_eq!(parts[0].policy.len(), 1, "{parts:?}");
+            assert_eq!(parts[0].policy[0].rule, abi::Rule::MinNotice);
+        }
+        other => panic!("expected the notice to refuse it, got {other:?}"),
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM rsvp.reservations")
+        .fetch_one(&outsider)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_pieces_always_match_the_reservations() {
     for seed in 0..4 {

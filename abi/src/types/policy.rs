@@ -396,6 +396,24 @@ impl Rules {
         }
     }
 
+    /// The last instant at which the rules still give a new reservation
+    /// `ask` its notice (its start less `min_notice`); `None` when no rule
+    /// runs out with time (no notice, an override, a block). Every other
+    /// rule judges the same later or is easier then: a write that runs
+    /// after this instant is refused, whenever it was judged.
+    pub fn accept_until(&self, ask: &Ask) -> Option<DateTime<Utc>> {
+        if ask.override_policy || ask.status == ReservationStatus::Blocked {
+            return None;
+        }
+        ask.span.start().checked_sub_signed(self.policy.min_notice?)
+    }
+
+    /// Whether every rule in `broken` is one that only the passing of
+    /// time broke (the notice): the same ask was accepted a moment before.
+    pub fn only_late(broken: &[Violation]) -> bool {
+        !broken.is_empty() && broken.iter().all(|v| v.rule == Rule::MinNotice)
+    }
+
     /// The length of a pending hold asked as `hold`, the server's default
     /// being `server_default`: the request's own; else the resource's
     /// default, else the server's, cut to the resource's longest. `None`:
@@ -747,6 +765,32 @@ mod tests {
             [Rule::ResourceDeleted],
             "override does not lift a deletion"
         );
+    }
+
+    #[test]
+    fn the_notice_runs_out_exactly_at_accept_until() {
+        let visit = ask("2026-12-07T08:00:00Z", "2026-12-07T08:15:00Z");
+        let until = clinic().accept_until(&visit).unwrap();
+        assert_eq!(until, utc("2026-12-06T08:00:00Z"));
+        assert_eq!(clinic().judge(&visit, until), []);
+        let late = clinic().judge(&visit, until + TimeDelta::microseconds(1));
+        assert_eq!(
+            late.iter().map(|v| v.rule).collect::<Vec<_>>(),
+            [Rule::MinNotice]
+        );
+        assert!(Rules::only_late(&late));
+        // Nothing runs out for an override, a block, or without a notice.
+        let mut admin = visit.clone();
+        admin.override_policy = true;
+        assert_eq!(clinic().accept_until(&admin), None);
+        let mut block = visit.clone();
+        block.status = ReservationStatus::Blocked;
+        assert_eq!(clinic().accept_until(&block), None);
+        assert_eq!(Rules::default().accept_until(&visit), None);
+        // Another rule broken as well is not a matter of time alone.
+        let bad = ask("2026-12-07T07:50:00Z", "2026-12-07T08:10:00Z");
+        assert!(!Rules::only_late(&clinic().judge(&bad, until)));
+        assert!(!Rules::only_late(&[]));
     }
 
     #[test]

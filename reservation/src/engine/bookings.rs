@@ -3,7 +3,8 @@
 
 use abi::{
     Ask, AskKind, Booking, BookingId, Error, NewBooking, PartRejection, Reservation, ReservationId,
-    ReservationStatus, ReservationUpdate, Result, Rule, StatusChange, Timespan, UserId, Violation,
+    ReservationStatus, ReservationUpdate, Result, Rule, Rules, StatusChange, Timespan, UserId,
+    Violation,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -24,7 +25,8 @@ impl<D: Dialect> Engine<D> {
         let booking_id = BookingId::new();
         for _ in 0..BOOK_ATTEMPTS {
             let now = self.now();
-            let mut refused = Vec::new();
+            let mut judged = Vec::new();
+            let mut asks = Vec::with_capacity(booking.parts.len());
             let mut parts = Vec::with_capacity(booking.parts.len());
             let mut holds = Vec::new();
             for (i, part) in booking.parts.iter().enumerate() {
@@ -40,11 +42,7 @@ impl<D: Dialect> Engine<D> {
                 };
                 let broken = known.rules.judge(&ask, now);
                 if !broken.is_empty() {
-                    refused.push(PartRejection::not_allowed(
-                        i,
-                        part.resource_id.clone(),
-                        broken,
-                    ));
+                    judged.push((i, broken));
                 }
                 if status == ReservationStatus::Pending {
                     holds.push(
@@ -76,7 +74,24 @@ impl<D: Dialect> Engine<D> {
                         }
                         _ => None,
                     },
+                    accept_until: known.rules.accept_until(&ask),
                 });
+                asks.push((ask, known));
+            }
+            // A keyed booking refused only because a notice has just passed
+            // may be the retry of one still on its way to the store: the
+            // store answers what the key made, under the locks, or refuses
+            // it by the time it writes (as it would the first call).
+            let keyed = booking.request_id.is_some() && !booking.validate_only;
+            let mut refused = Vec::new();
+            if !(keyed && judged.iter().all(|(_, broken)| Rules::only_late(broken))) {
+                for (i, broken) in judged {
+                    refused.push(PartRejection::not_allowed(
+                        i,
+                        booking.parts[i].resource_id.clone(),
+                        broken,
+                    ));
+                }
             }
             // One expiry for every pending part: the shortest any part's
             // resource allows (never, only when none sets a limit).
@@ -144,11 +159,25 @@ impl<D: Dialect> Engine<D> {
                         if refused.iter().any(|r| r.index as usize == i) {
                             continue;
                         }
-                        if let Placed::Blocked(blockers) = placed
-                            && let Error::Conflict(c) =
-                                conflict::new_reservation(part, blockers, at)?
-                        {
-                            refused.push(PartRejection::taken(i, *c));
+                        match placed {
+                            Placed::Blocked(blockers) => {
+                                if let Error::Conflict(c) =
+                                    conflict::new_reservation(part, blockers, at)?
+                                {
+                                    refused.push(PartRejection::taken(i, *c));
+                                }
+                            }
+                            // Judged again by the time it would have been
+                            // written.
+                            Placed::Late => {
+                                let (ask, known) = &asks[i];
+                                refused.push(PartRejection::not_allowed(
+                                    i,
+                                    part.resource_id.clone(),
+                                    known.rules.judge(ask, at),
+                                ));
+                            }
+                            _ => {}
                         }
                     }
                 }

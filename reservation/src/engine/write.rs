@@ -38,7 +38,14 @@ impl<D: Dialect> Engine<D> {
             };
             let now = self.now();
             let broken = known.rules.judge(&ask, now);
-            if !broken.is_empty() {
+            // A keyed reserve refused only because its notice has just
+            // passed may be the retry of one still on its way to the store:
+            // the store answers what the key made, under the resource's
+            // lock, or refuses it by the time it writes (as it would the
+            // first call, were that one to write now).
+            let keyed = request.request_id.is_some() && !request.validate_only;
+            let to_store = broken.is_empty() || keyed && Rules::only_late(&broken);
+            if !to_store {
                 // A retry of a reserve that went ahead returns what it made,
                 // though the rules would refuse it now (its notice passed).
                 if let Some(key) = request
@@ -101,11 +108,21 @@ impl<D: Dialect> Engine<D> {
                     }
                     _ => None,
                 },
+                accept_until: known.rules.accept_until(&ask),
             };
             let (at, placed) = self.placer.write(placement).await?;
             match placed {
                 Placed::Stale => {
                     self.refresh_rules(&request.resource_id).await?;
+                }
+                Placed::Late => {
+                    // Judged again by the time it would have been written.
+                    let broken = known.rules.judge(&ask, at);
+                    if !broken.is_empty() {
+                        metrics::counter!("rsvp_policy_refusals_total", "write" => "reserve")
+                            .increment(1);
+                        return Err(Error::Policy(broken));
+                    }
                 }
                 Placed::Fits => return Ok(preview(&request, at, hold)),
                 placed => return answer(&request, placed, at),
@@ -295,8 +312,8 @@ fn answer(request: &NewReservation, placed: Placed, at: DateTime<Utc>) -> Result
             metrics::counter!("rsvp_conflicts_total", "write" => "reserve").increment(1);
             Err(conflict::new_reservation(request, blockers, at)?)
         }
-        Placed::Stale | Placed::Fits => Err(Error::internal(
-            "a placement's stale or dry outcome reached its answer",
+        Placed::Stale | Placed::Late | Placed::Fits => Err(Error::internal(
+            "a placement's stale, late or dry outcome reached its answer",
         )),
     }
 }

@@ -17,6 +17,7 @@ conformance!(
     parts_count_against_one_another,
     a_refusal_names_every_failing_part,
     a_retried_booking_returns_what_the_first_made,
+    a_first_booking_and_its_retry_across_the_notice_get_one_answer,
     validate_only_checks_every_part_and_makes_nothing,
     confirming_and_cancelling_a_booking_is_all_or_nothing,
     checking_in_and_out_follows_the_window,
@@ -287,6 +288,61 @@ async fn a_retried_booking_returns_what_the_first_made(env: Env) {
         })
         .await;
     assert_eq!(parts.len(), 1);
+}
+
+/// A first booking judged just before a part's notice runs out, still
+/// waiting to be written when its retry is judged just after: the two get
+/// one answer, whichever it is, and a refusal leaves nothing behind.
+async fn a_first_booking_and_its_retry_across_the_notice_get_one_answer(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "dr-kim",
+            1,
+            pb::BookingPolicy {
+                min_notice: minutes(60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let request = NewBooking::new(
+        UserId::parse("ann").unwrap(),
+        vec![part("room", 61, 76), part("dr-kim", 61, 76)],
+        Hold::Default,
+        Some(RequestId::parse("visit-9").unwrap()),
+    )
+    .unwrap();
+    let stall = env.stall_writes("dr-kim").await;
+    let call = |request: NewBooking| {
+        let store = Arc::clone(&env.store);
+        tokio::spawn(async move { store.book(request).await })
+    };
+    let first = call(request.clone());
+    // The first call is judged at minute 0 (61 minutes' notice) and waits
+    // to be written; the retry is judged at minute 2 (59).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.advance(2);
+    let retry = call(request);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stall.release().await;
+    match (first.await.unwrap(), retry.await.unwrap()) {
+        (Ok(first), Ok(retry)) => {
+            assert_eq!(first.id, retry.id);
+            assert!(first.created_at <= at(1), "written past its notice");
+            assert_eq!(env.all().await.len(), 2);
+        }
+        (first @ Err(_), retry @ Err(_)) => {
+            for refused in [rejected(first), rejected(retry)] {
+                assert_eq!(refused.len(), 1, "{refused:?}");
+                assert_eq!(refused[0].index, 1);
+                let rules: Vec<_> = refused[0].policy.iter().map(|v| v.rule).collect();
+                assert_eq!(rules, [abi::Rule::MinNotice]);
+            }
+            assert!(env.all().await.is_empty(), "a refusal left a part");
+        }
+        other => panic!("the first call and its retry disagree: {other:?}"),
+    }
 }
 
 async fn validate_only_checks_every_part_and_makes_nothing(env: Env) {

@@ -29,6 +29,7 @@ conformance!(
     rules_changed_by_another_writer_apply_at_once,
     every_write_is_judged_by_the_rules_as_they_are_whichever_server_judges_it,
     a_retry_returns_what_the_first_call_made_though_the_rules_now_refuse,
+    a_first_call_and_its_retry_across_the_notice_get_one_answer,
     sixty_four_buyers_of_ten_units_make_ten_winners,
     updates_and_changes_of_the_rules_at_once_never_deadlock,
     random_writes_never_exceed_the_capacity,
@@ -1030,6 +1031,53 @@ async fn a_retry_returns_what_the_first_call_made_though_the_rules_now_refuse(en
         rules_of(store.reserve(first).await.unwrap_err()),
         [Rule::MinNotice]
     );
+}
+
+/// A first call judged just before its notice runs out, still waiting to
+/// be written when its retry is judged just after: the two get one answer,
+/// whichever it is (the store judges both by the time it writes, under the
+/// resource's lock), and a refusal leaves nothing behind.
+async fn a_first_call_and_its_retry_across_the_notice_get_one_answer(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec(
+            "dr-kim",
+            1,
+            pb::BookingPolicy {
+                min_notice: minutes(60),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let mut request = hold("client", "dr-kim", 61, 76);
+    request.request_id = Some(abi::RequestId::parse("visit-9").unwrap());
+    let stall = env.stall_writes("dr-kim").await;
+    let call = |request: NewReservation| {
+        let store = Arc::clone(&env.store);
+        tokio::spawn(async move { store.reserve(request).await })
+    };
+    let first = call(request.clone());
+    // The first call is judged at minute 0 (61 minutes' notice) and waits
+    // to be written; the retry is judged at minute 2 (59).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.advance(2);
+    let retry = call(request);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stall.release().await;
+    match (first.await.unwrap(), retry.await.unwrap()) {
+        (Ok(first), Ok(retry)) => {
+            assert_eq!(first.id, retry.id);
+            assert!(first.created_at <= at(1), "written past its notice");
+            assert_eq!(env.all().await.len(), 1);
+        }
+        (Err(first), Err(retry)) => {
+            assert_eq!(rules_of(first), [Rule::MinNotice]);
+            assert_eq!(rules_of(retry), [Rule::MinNotice]);
+            assert!(env.all().await.is_empty(), "a refusal left a reservation");
+        }
+        other => panic!("the first call and its retry disagree: {other:?}"),
+    }
 }
 
 async fn a_page_of_resources_ends_before_it_outgrows_a_message(env: Env) {

@@ -141,6 +141,49 @@ impl Env {
     pub fn advance(&self, minutes: i64) {
         self.clock.advance(TimeDelta::minutes(minutes));
     }
+
+    /// Holds back every write on `resource` until [`Stall::release`]:
+    /// on PostgreSQL its lock is taken by another session, on the
+    /// embedded store the database's write lock by another connection.
+    pub async fn stall_writes(&self, resource: &str) -> Stall {
+        if let Some(pg) = &self.pg {
+            let mut tx = pg.pool().begin().await.unwrap();
+            sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key($1))")
+                .bind(resource)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            return Stall::Postgres(tx);
+        }
+        use sqlx::Connection;
+        let path = self.db_path().expect("a store has a database");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Stall::Sqlite(conn)
+    }
+}
+
+/// Writes held back by [`Env::stall_writes`].
+pub enum Stall {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl Stall {
+    /// Lets the writes go on.
+    pub async fn release(self) {
+        match self {
+            Stall::Postgres(tx) => tx.rollback().await.unwrap(),
+            Stall::Sqlite(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+        }
+    }
 }
 
 /// The next item of a stream, failing the test after 10 seconds.

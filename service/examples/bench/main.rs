@@ -328,7 +328,7 @@ impl Script {
                  ARRAY['bench-' || :r], ARRAY[bench.span(:h)], ARRAY['confirmed'], ARRAY[''], \
                  ARRAY[NULL::interval], ARRAY[NULL::text], ARRAY[NULL::bigint], ARRAY[1], \
                  ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[false], NULL, 20, \
-                 NULL::uuid, ARRAY[NULL::timestamptz]);",
+                 NULL::uuid, ARRAY[NULL::timestamptz], ARRAY[NULL::timestamptz]);",
             ),
         ]
     }

@@ -524,7 +524,7 @@ impl Dialect for PgDialect {
     ) -> Result<PlaceOutcome> {
         let rows: Vec<PgWriteRow> = sqlx::query_as(
             "SELECT * FROM rsvp.place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $17, $18)",
+             $14, $15, $16, $17, $18, $19)",
         )
         .bind(batch.iter().map(|p| p.id.uuid()).collect::<Vec<_>>())
         .bind(batch.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>())
@@ -579,6 +579,7 @@ impl Dialect for PgDialect {
         .bind(i32::try_from(limit).unwrap_or(i32::MAX))
         .bind(None::<Uuid>)
         .bind(batch.iter().map(|p| p.release_at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|p| p.accept_until).collect::<Vec<_>>())
         .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(|e| self.write_error(e))?;
@@ -636,7 +637,7 @@ impl Dialect for PgDialect {
         let parts = || batch.iter().flat_map(|b| &b.parts);
         let rows: Vec<PgBookRow> = sqlx::query_as(
             "SELECT b.booking, (b.r).* FROM rsvp.books($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, $17, $18, $19) b",
+             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) b",
         )
         .bind(batch.iter().map(|b| b.id.uuid()).collect::<Vec<_>>())
         .bind(batch.iter().map(|b| b.user_id.as_str()).collect::<Vec<_>>())
@@ -680,6 +681,7 @@ impl Dialect for PgDialect {
         .bind(parts().map(|p| p.release_at).collect::<Vec<_>>())
         .bind(time.fixed())
         .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .bind(parts().map(|p| p.accept_until).collect::<Vec<_>>())
         .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(|e| self.write_error(e))?;
@@ -1148,6 +1150,7 @@ fn placed_of(rows: Vec<PgWriteRow>, n: usize) -> Result<Vec<Placed>> {
                 }
                 "conflict" => Ok(Placed::Blocked(blockers(rows, total))),
                 "stale" => Ok(Placed::Stale),
+                "late" => Ok(Placed::Late),
                 "fits" => Ok(Placed::Fits),
                 other => Err(Error::internal(format!(
                     "rsvp.place returned outcome {other:?}"

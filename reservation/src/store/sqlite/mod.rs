@@ -924,6 +924,9 @@ async fn place_one(
     if version != p.resource_version {
         return Ok(Placed::Stale);
     }
+    if p.accept_until.is_some_and(|until| now > until) {
+        return Ok(Placed::Late);
+    }
     let found = in_the_way(
         tx,
         p.resource_id.as_str(),

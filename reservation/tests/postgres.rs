@@ -814,6 +814,37 @@ async fn a_write_that_waited_past_its_notice_is_refused() {
     assert_eq!(left, 0);
 }
 
+/// Where commits wait for a synchronous standby, the feed waits for one to
+/// have every change it hands out; a role that may not read the standbys'
+/// positions (no `pg_monitor`) cannot wait, and delivers anyway (with a
+/// warning) instead of waiting forever: PostgreSQL shows such a role every
+/// column of `pg_stat_replication` but the pid as NULL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_cannot_see_the_standbys_still_gets_every_change() {
+    // No standby ever connects; the role's commits do not wait for one
+    // (`synchronous_commit = local`), but the feed sees that commits may.
+    let cluster = tokio::task::spawn_blocking(|| {
+        TestCluster::start_with(&[("synchronous_standby_names", "nobody")]).unwrap()
+    })
+    .await
+    .unwrap();
+    let admin = PgPool::connect(&cluster.url("postgres")).await.unwrap();
+    for statement in [
+        "CREATE ROLE app LOGIN",
+        "ALTER ROLE app SET synchronous_commit = local",
+        "CREATE DATABASE app OWNER app",
+    ] {
+        sqlx::query(statement).execute(&admin).await.unwrap();
+    }
+    let url = format!("postgres://app@127.0.0.1:{}/app", cluster.port());
+    let store = PgStore::connect(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    let mut feed = store.listen(ListenFilter::default()).await.unwrap();
+    let made = store.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
+    assert_eq!(next(&mut feed).await.reservation.id, made.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_pieces_always_match_the_reservations() {
     for seed in 0..4 {

@@ -180,7 +180,8 @@ impl PgChanges {
     /// Waits until a synchronous standby has flushed WAL up to `lsn`, or
     /// commits stop waiting for one (a primary left without its standby).
     /// A role that may not read the standbys' positions (it needs
-    /// `pg_monitor` or `pg_read_all_stats`) cannot wait: it is warned once.
+    /// `pg_monitor` or `pg_read_all_stats`; PostgreSQL shows any other role
+    /// every column but the pid as NULL) cannot wait: it is warned once.
     async fn replicated(&self, lsn: &str) -> Result<()> {
         let mut pause = STANDBY_POLL;
         loop {
@@ -189,10 +190,7 @@ impl PgChanges {
                         OR EXISTS (SELECT 1 FROM pg_stat_replication \
                                    WHERE sync_state IN ('sync', 'quorum') \
                                      AND flush_lsn >= $1::pg_lsn), \
-                        EXISTS (SELECT 1 FROM pg_stat_replication \
-                                WHERE sync_state IN ('sync', 'quorum')) \
-                        AND NOT EXISTS (SELECT 1 FROM pg_stat_replication \
-                                        WHERE flush_lsn IS NOT NULL)",
+                        NOT pg_has_role('pg_read_all_stats', 'USAGE')",
             )
             .bind(lsn)
             .fetch_one(&self.pool)

@@ -139,14 +139,15 @@ impl Authenticator {
     /// As [`Authenticator::authenticate`].
     pub fn credentials<T>(&self, request: &Request<T>) -> Result<(Caller, Credentials), Status> {
         let invalid = || Status::unauthenticated("invalid credentials");
-        let lasting = |caller| (caller, Credentials(Held::Lasting));
+        let lasting = |caller| (caller, Credentials(Held::Lasting(AuthMode::None)));
+        let certified = |caller| (caller, Credentials(Held::Lasting(AuthMode::Mtls)));
         match self.mode {
             AuthMode::None => Ok(lasting(Caller::system())),
             AuthMode::Token | AuthMode::Jwt => {
                 if request.metadata().get("authorization").is_none()
                     && let Some(caller) = self.certificate_caller(request)
                 {
-                    return Ok(lasting(caller));
+                    return Ok(certified(caller));
                 }
                 let credentials = bearer(request)?;
                 match (&self.tokens, &self.jwt) {
@@ -168,7 +169,7 @@ impl Authenticator {
             }
             AuthMode::Mtls => self
                 .certificate_caller(request)
-                .map(lasting)
+                .map(certified)
                 .ok_or_else(|| {
                     Status::unauthenticated(
                         "credentials required: a client certificate signed by an authority the \
@@ -330,9 +331,10 @@ pub struct Credentials(Held);
 
 #[derive(Clone)]
 enum Held {
-    /// Nothing that lapses while the connection lasts: no authentication,
-    /// or a client certificate (checked when the connection was made).
-    Lasting,
+    /// Nothing that lapses while the connection lasts: no authentication
+    /// (`None`), or a client certificate (`Mtls`, checked when the
+    /// connection was made).
+    Lasting(AuthMode),
     /// An API token, active while the cache holds it.
     Token {
         cache: Arc<TokenCache>,
@@ -345,7 +347,7 @@ enum Held {
 impl fmt::Debug for Held {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Held::Lasting => f.write_str("Lasting"),
+            Held::Lasting(mode) => write!(f, "Lasting({mode})"),
             Held::Token { .. } => f.write_str("Token"),
             Held::Until(expires) => write!(f, "Until({expires})"),
         }
@@ -353,9 +355,18 @@ impl fmt::Debug for Held {
 }
 
 impl Credentials {
-    /// Credentials that never lapse.
+    /// Credentials that never lapse: no authentication.
     pub fn lasting() -> Self {
-        Credentials(Held::Lasting)
+        Credentials(Held::Lasting(AuthMode::None))
+    }
+
+    /// How the caller was authenticated: none, token, jwt or mtls.
+    pub fn method(&self) -> AuthMode {
+        match self.0 {
+            Held::Lasting(mode) => mode,
+            Held::Token { .. } => AuthMode::Token,
+            Held::Until(_) => AuthMode::Jwt,
+        }
     }
 
     /// Whether the credentials still hold.
@@ -370,7 +381,7 @@ impl Credentials {
             )
         };
         match &self.0 {
-            Held::Lasting => Ok(()),
+            Held::Lasting(_) => Ok(()),
             Held::Token { cache, digest } => match cache.caller_of(digest)? {
                 Some(_) => Ok(()),
                 None => Err(lapsed()),

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth::{AuthMode, caller, credentials},
+    auth::{caller, credentials},
     errors::status,
     limits::{Class, Limits, StreamSlot},
     streams::{self, StreamLimits},
@@ -25,19 +25,17 @@ use crate::{
 #[derive(Clone)]
 pub struct RsvpService {
     access: Access,
-    auth: AuthMode,
     limits: Arc<Limits>,
     streams: StreamLimits,
 }
 
 impl RsvpService {
-    /// Serves `store` to callers authenticated by `auth`, each within its
+    /// Serves `store` to authenticated callers, each within its
     /// `limits`; at most `max_streams` Query and Listen streams are
     /// open at once, a stream whose client reads nothing for `stream_idle`
     /// ends, and open streams end when `shutdown` is cancelled.
     pub fn new(
         store: Arc<dyn Rsvp>,
-        auth: AuthMode,
         limits: Arc<Limits>,
         max_streams: usize,
         stream_idle: Duration,
@@ -45,7 +43,6 @@ impl RsvpService {
     ) -> Self {
         RsvpService {
             access: Access::new(store),
-            auth,
             limits,
             streams: StreamLimits::new(max_streams, stream_idle, shutdown),
         }
@@ -324,7 +321,7 @@ impl ReservationService for RsvpService {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             role: pb::Role::from(caller.role()).into(),
-            auth: self.auth.to_string(),
+            auth: credentials(&request).method().to_string(),
         }))
     }
 }

@@ -170,7 +170,6 @@ pub async fn run(
     let service = InterceptedService::new(
         ReservationServiceServer::new(RsvpService::new(
             store,
-            settings.auth.mode(),
             settings.limits.clone(),
             settings.max_streams,
             settings.stream_idle_timeout,

@@ -150,8 +150,8 @@ async fn tokens_and_client_certificates_work_side_by_side() {
     let backend = certs.client("booking-backend");
     assert_eq!(
         whoami(client(&app, &certs, Some(&backend)).await).await,
-        Ok(("booking-backend".into(), pb::Role::User, "token".into())),
-        "a certificate names the caller that sends no token"
+        Ok(("booking-backend".into(), pb::Role::User, "mtls".into())),
+        "a certificate names the caller that sends no token, authenticated by it"
     );
     let anonymous = whoami(client(&app, &certs, None).await).await;
     assert!(

@@ -4,8 +4,10 @@
 //! primary is killed (its pg_autoctl with it, so the standby is promoted);
 //! every acknowledged reservation must be on the new primary, no two live
 //! reservations overlap, calls during the gap fail as UNAVAILABLE only, the
-//! service resumes by itself, health says NOT_SERVING during the gap, and
-//! the listener sees every acknowledged change.
+//! service resumes by itself, health says NOT_SERVING during the gap, the
+//! listener sees every change the new primary has (in order, and none it
+//! lacks), and a call cut by the failover and retried with its
+//! `request_id` returns what it made, or makes it once.
 //!
 //! `RSVP_FAILOVERS=n` kills the primary n times in a row (the old one
 //! rejoins as standby in between); `RSVP_HA_TIMINGS=default` keeps
@@ -43,9 +45,13 @@ struct Log {
     calls: Vec<(Instant, Instant, Outcome)>,
     /// Health as seen, with when.
     health: Vec<(Instant, ServingStatus)>,
-    /// Reservation ids the listener saw, and its resumptions.
+    /// Reservation ids and change ids the listener saw, and its
+    /// resumptions.
     seen: HashSet<String>,
+    changes: HashSet<i64>,
     resumed: u32,
+    /// Each request's key and how it ended, retries and all.
+    keyed: Vec<(String, Outcome)>,
 }
 
 fn channel(addr: std::net::SocketAddr) -> Channel {
@@ -55,7 +61,9 @@ fn channel(addr: std::net::SocketAddr) -> Channel {
         .connect_lazy()
 }
 
-/// Clients reserving confirmed, mostly disjoint intervals until `stop`.
+/// Clients reserving confirmed, mostly disjoint intervals until `stop`,
+/// each request with a key of its own, retried with it while it fails as
+/// UNAVAILABLE.
 fn clients(
     addr: std::net::SocketAddr,
     n: u64,
@@ -81,23 +89,32 @@ fn clients(
                     );
                     request.reservation.as_mut().unwrap().status =
                         pb::ReservationStatus::Confirmed.into();
-                    let mut call = tonic::Request::new(request);
-                    call.set_timeout(Duration::from_secs(30));
-                    let started = Instant::now();
-                    let outcome = match client.reserve(call).await {
-                        Ok(r) => Outcome::Acked(r.into_inner().reservation.unwrap().id),
-                        Err(s) if s.code() == Code::FailedPrecondition => Outcome::Conflict,
-                        Err(s) if s.code() == Code::Unavailable => Outcome::Unavailable,
-                        Err(s) => Outcome::Other(format!("{:?}: {}", s.code(), s.message())),
+                    request.request_id = format!("{task}-{k}");
+                    let outcome = loop {
+                        let mut call = tonic::Request::new(request.clone());
+                        call.set_timeout(Duration::from_secs(30));
+                        let started = Instant::now();
+                        let outcome = match client.reserve(call).await {
+                            Ok(r) => Outcome::Acked(r.into_inner().reservation.unwrap().id),
+                            Err(s) if s.code() == Code::FailedPrecondition => Outcome::Conflict,
+                            Err(s) if s.code() == Code::Unavailable => Outcome::Unavailable,
+                            Err(s) => Outcome::Other(format!("{:?}: {}", s.code(), s.message())),
+                        };
+                        log.lock()
+                            .unwrap()
+                            .calls
+                            .push((started, Instant::now(), outcome.clone()));
+                        if !matches!(outcome, Outcome::Unavailable)
+                            || stop.load(std::sync::atomic::Ordering::Relaxed)
+                        {
+                            break outcome;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     };
-                    let failed = !matches!(outcome, Outcome::Acked(_) | Outcome::Conflict);
                     log.lock()
                         .unwrap()
-                        .calls
-                        .push((started, Instant::now(), outcome));
-                    if failed {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                        .keyed
+                        .push((request.request_id.clone(), outcome));
                 }
             })
         })
@@ -124,8 +141,10 @@ fn listener(addr: std::net::SocketAddr, log: Arc<Mutex<Log>>) -> tokio::task::Jo
                         change.change_id
                     );
                     after = change.change_id;
+                    let mut log = log.lock().unwrap();
+                    log.changes.insert(change.change_id);
                     if let Some(r) = change.reservation {
-                        log.lock().unwrap().seen.insert(r.id);
+                        log.seen.insert(r.id);
                     }
                 }
             }
@@ -380,22 +399,73 @@ async fn a_failover_loses_no_acknowledged_reservation_and_service_resumes() {
     );
     assert_no_double_booking(&store as &dyn Rsvp).await;
 
-    // The listener saw every acknowledged change.
+    // A request cut by a failover and retried with its key returned what
+    // its first call made, or made it once: a key whose last answer was a
+    // conflict made nothing, and one acknowledged is the reservation
+    // stored under it.
+    let by_key: std::collections::HashMap<String, String> =
+        sqlx::query_as::<_, (String, uuid::Uuid)>(
+            "SELECT request_id, id FROM rsvp.reservations WHERE request_id IS NOT NULL",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, id)| (key, id.to_string()))
+        .collect();
+    let retried = {
+        let log = log.lock().unwrap();
+        for (key, outcome) in &log.keyed {
+            match outcome {
+                Outcome::Acked(id) => assert_eq!(by_key.get(key), Some(id), "key {key}"),
+                Outcome::Conflict => assert_eq!(by_key.get(key), None, "key {key}"),
+                _ => {}
+            }
+        }
+        log.calls
+            .iter()
+            .filter(|(_, _, o)| matches!(o, Outcome::Unavailable))
+            .count()
+    };
+
+    // The listener saw every acknowledged change, and every change the new
+    // primary has.
+    let changes: HashSet<i64> =
+        sqlx::query_scalar::<_, i64>("SELECT id FROM rsvp.reservation_changes")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     let waited = Instant::now();
     loop {
-        let missing = {
+        let (missing, unseen) = {
             let log = log.lock().unwrap();
-            acked.iter().filter(|id| !log.seen.contains(*id)).count()
+            (
+                acked.iter().filter(|id| !log.seen.contains(*id)).count(),
+                changes.difference(&log.changes).count(),
+            )
         };
-        if missing == 0 {
+        if missing == 0 && unseen == 0 {
             break;
         }
         assert!(
             waited.elapsed() < Duration::from_secs(30),
-            "the listener missed {missing} acknowledged reservations"
+            "the listener missed {missing} acknowledged reservations and {unseen} changes"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let phantom: Vec<i64> = log
+        .lock()
+        .unwrap()
+        .changes
+        .difference(&changes)
+        .copied()
+        .collect();
+    assert!(
+        phantom.is_empty(),
+        "the listener saw changes the new primary lacks: {phantom:?}"
+    );
     // Every reservation the listener was told of is on the primary: it was
     // never told of a write the failover lost.
     let told: Vec<String> = log
@@ -423,11 +493,13 @@ async fn a_failover_loses_no_acknowledged_reservation_and_service_resumes() {
         "the listener's stream stayed open across failovers"
     );
     eprintln!(
-        "{failovers} failover(s), {timings:?} monitor timings: {calls} calls, {} acknowledged, \
-         all {} on the new primary and seen by the listener ({resumed} resumptions); \
+        "{failovers} failover(s), {timings:?} monitor timings: {calls} calls ({retried} \
+         retried with their key), {} acknowledged, all {} on the new primary and seen by the \
+         listener with all {} changes ({resumed} resumptions); \
          outage max {:.2}s, kill to service max {:.2}s, {} calls failed in all",
         acked.len(),
         acked.len(),
+        changes.len(),
         gaps.iter()
             .map(|g| g.outage.as_secs_f64())
             .fold(0.0, f64::max),

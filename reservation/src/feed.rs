@@ -60,6 +60,13 @@ pub(crate) trait ChangeSource: Send + Sync + 'static {
     /// Whether any of `writers` still runs.
     async fn running(&self, writers: &Writers) -> Result<bool>;
 
+    /// Waits until every change committed so far is wherever it must be
+    /// before a listener is told of it (a synchronous standby); nothing
+    /// where a commit is final at once.
+    async fn durable(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The highest change id that retention deleted (0 if none).
     async fn purged_through(&self) -> Result<i64>;
 
@@ -171,6 +178,9 @@ impl<S: ChangeSource> Feed<S> {
         // running now; once those end, everything up to `head` is final.
         let head = source.head().await?;
         settle(source.as_ref()).await?;
+        // Changes up to `head` are replayed to listeners without being read
+        // by the hub: they too must be on a synchronous standby first.
+        source.durable().await?;
         let capacity = capacity.max(2);
         let (tx, _) = broadcast::channel(capacity);
         let shared = Arc::new(Shared {

@@ -845,6 +845,83 @@ async fn a_role_that_cannot_see_the_standbys_still_gets_every_change() {
     assert_eq!(next(&mut feed).await.reservation.id, made.id);
 }
 
+/// A feed that starts on a database whose commits wait for a synchronous
+/// standby replays what is already there only once the standby has it, as
+/// it delivers what it reads later: a listener is never told of a change a
+/// failover may lose. Here no standby ever connects, until commits stop
+/// waiting for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_feed_replays_nothing_a_synchronous_standby_lacks() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        TestCluster::start_with(&[("synchronous_commit", "local")]).unwrap()
+    })
+    .await
+    .unwrap();
+    let url = cluster.url("postgres");
+    let admin = PgPool::connect(&url).await.unwrap();
+    // Sets the standbys commits wait for, once the server has taken it.
+    let standby = |set: &'static str, names: &'static str| {
+        let admin = admin.clone();
+        async move {
+            sqlx::query(set).execute(&admin).await.unwrap();
+            sqlx::query("SELECT pg_reload_conf()")
+                .execute(&admin)
+                .await
+                .unwrap();
+            for _ in 0..100 {
+                let now: String =
+                    sqlx::query_scalar("SELECT current_setting('synchronous_standby_names')")
+                        .fetch_one(&admin)
+                        .await
+                        .unwrap();
+                if now == names {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the server did not take {set:?}");
+        }
+    };
+    standby(
+        "ALTER SYSTEM SET synchronous_standby_names = 'nobody'",
+        "nobody",
+    )
+    .await;
+    let writer = PgStore::connect(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    let made = writer
+        .reserve(hold("alice", "room-1", 0, 60))
+        .await
+        .unwrap();
+    // Another server, whose feed starts now.
+    let reader = PgStore::connect(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    let listen = tokio::spawn(async move {
+        let mut feed = reader
+            .listen(ListenFilter {
+                after_change_id: Some(0),
+                ..ListenFilter::default()
+            })
+            .await
+            .unwrap();
+        next(&mut feed).await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !listen.is_finished(),
+        "a change the standby lacks was replayed: {:?}",
+        listen.await
+    );
+    standby("ALTER SYSTEM RESET synchronous_standby_names", "").await;
+    let change = tokio::time::timeout(Duration::from_secs(10), listen)
+        .await
+        .expect("delivered once commits stop waiting for a standby")
+        .unwrap();
+    assert_eq!(change.reservation.id, made.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_pieces_always_match_the_reservations() {
     for seed in 0..4 {

@@ -46,6 +46,7 @@ pub(crate) struct PgChanges {
 struct PgFeedRow {
     flushed: String,
     synchronous: bool,
+    server: String,
     #[sqlx(flatten)]
     change: PgChangeRow,
 }
@@ -67,7 +68,8 @@ impl ChangeSource for PgChanges {
     async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
         let rows: Vec<PgFeedRow> = sqlx::query_as(concat!(
             "SELECT pg_current_wal_flush_lsn()::text AS flushed, \
-                    current_setting('synchronous_standby_names') <> '' AS synchronous, ",
+                    current_setting('synchronous_standby_names') <> '' AS synchronous, \
+                    pg_postmaster_start_time()::text AS server, ",
             change_columns!(),
             " FROM rsvp.reservation_changes ch WHERE ch.id > $1 ORDER BY ch.id LIMIT $2"
         ))
@@ -79,7 +81,7 @@ impl ChangeSource for PgChanges {
         if let Some(last) = rows.last()
             && last.synchronous
         {
-            self.replicated(&last.flushed).await?;
+            self.replicated(&last.flushed, &last.server).await?;
         }
         rows.into_iter()
             .map(|r| StoredChange::from(r.change).into_change())
@@ -143,6 +145,21 @@ impl ChangeSource for PgChanges {
         Ok(running)
     }
 
+    async fn durable(&self) -> Result<()> {
+        let (flushed, synchronous, server): (String, bool, String) = sqlx::query_as(
+            "SELECT pg_current_wal_flush_lsn()::text, \
+                    current_setting('synchronous_standby_names') <> '', \
+                    pg_postmaster_start_time()::text",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if synchronous {
+            self.replicated(&flushed, &server).await?;
+        }
+        Ok(())
+    }
+
     async fn purged_through(&self) -> Result<i64> {
         sqlx::query_scalar("SELECT purged_through FROM rsvp.feed_state")
             .fetch_one(&self.pool)
@@ -177,25 +194,36 @@ impl ChangeSource for PgChanges {
 }
 
 impl PgChanges {
-    /// Waits until a synchronous standby has flushed WAL up to `lsn`, or
-    /// commits stop waiting for one (a primary left without its standby).
+    /// Waits until a synchronous standby of `server` (named by its start
+    /// time) has flushed WAL up to `lsn`, or commits stop waiting for one
+    /// (a primary left without its standby). Should the pool move to
+    /// another server meanwhile (a failover), the wait fails: that server's
+    /// standbys say nothing of what `server` wrote, and the changes are read
+    /// again from it.
     /// A role that may not read the standbys' positions (it needs
     /// `pg_monitor` or `pg_read_all_stats`; PostgreSQL shows any other role
     /// every column but the pid as NULL) cannot wait: it is warned once.
-    async fn replicated(&self, lsn: &str) -> Result<()> {
+    async fn replicated(&self, lsn: &str, server: &str) -> Result<()> {
         let mut pause = STANDBY_POLL;
         loop {
-            let (reached, unknown): (bool, bool) = sqlx::query_as(
-                "SELECT current_setting('synchronous_standby_names') = '' \
+            let (same, reached, unknown): (bool, bool, bool) = sqlx::query_as(
+                "SELECT pg_postmaster_start_time()::text = $2, \
+                        current_setting('synchronous_standby_names') = '' \
                         OR EXISTS (SELECT 1 FROM pg_stat_replication \
                                    WHERE sync_state IN ('sync', 'quorum') \
                                      AND flush_lsn >= $1::pg_lsn), \
                         NOT pg_has_role('pg_read_all_stats', 'USAGE')",
             )
             .bind(lsn)
+            .bind(server)
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)?;
+            if !same {
+                return Err(abi::Error::Unavailable(
+                    "the database changed while the change feed waited for its standby".into(),
+                ));
+            }
             if reached {
                 return Ok(());
             }

@@ -378,6 +378,26 @@ async fn opening_a_store_applies_migrations_to_an_empty_database() {
     );
 }
 
+/// A server of this release restarting after a later release migrated the
+/// database further (a rolling upgrade) still opens, and serves.
+#[tokio::test]
+async fn a_database_a_later_release_migrated_further_still_opens() {
+    let db = TestDb::new().await;
+    let store = db.store(StoreOptions::default()).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations \
+             (version, description, success, checksum, execution_time) \
+         VALUES (99991231000001, 'from a later release', true, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let older = PgStore::connect(db.url(), StoreOptions::default())
+        .await
+        .unwrap();
+    older.reserve(hold("alice", "room-1", 0, 60)).await.unwrap();
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

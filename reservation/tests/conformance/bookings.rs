@@ -321,10 +321,10 @@ async fn a_first_booking_and_its_retry_across_the_notice_get_one_answer(env: Env
     let first = call(request.clone());
     // The first call is judged at minute 0 (61 minutes' notice) and waits
     // to be written; the retry is judged at minute 2 (59).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.writes_waiting(1).await;
     env.advance(2);
     let retry = call(request);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.writes_waiting(2).await;
     stall.release().await;
     match (first.await.unwrap(), retry.await.unwrap()) {
         (Ok(first), Ok(retry)) => {

@@ -168,6 +168,32 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Returns once `n` writes wait behind a [`Stall`]: on PostgreSQL, once
+    /// that many sessions wait for a resource's lock; the embedded store's
+    /// writers wait inside SQLite, unseen, so there a while is given.
+    pub async fn writes_waiting(&self, n: i64) {
+        let Some(pg) = &self.pg else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return;
+        };
+        for _ in 0..500 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+            if waiting >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{n} writes never waited for a lock");
+    }
+}
+
 /// Writes held back by [`Env::stall_writes`].
 pub enum Stall {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),

@@ -16,7 +16,10 @@ mod hosts;
 mod rows;
 mod target;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use abi::{
     ApiToken, BookingId, Error, RequestId, ReservationId, Resource, ResourceId, ResourceSpec,
@@ -50,8 +53,16 @@ use crate::{
     store::{capacity_in_use, decode_resource, encode_spec, micros},
 };
 
-/// The PostgreSQL schema's migrations, applied when a store opens.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+/// The PostgreSQL schema's migrations, applied when a store opens. A
+/// database that a later release has migrated further opens too: during a
+/// rolling upgrade a server of the previous release may restart after the
+/// next one's migrations ran, and they only add (the functions it calls
+/// are kept).
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("../migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator
+});
 
 /// Transactions of combined reserves that may run at once: enough for
 /// PostgreSQL's group commit to share each WAL flush among several, few

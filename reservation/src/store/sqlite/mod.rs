@@ -912,6 +912,11 @@ async fn retried(tx: &mut Transaction<'static, Sqlite>, p: &Placement) -> Result
     Ok(None)
 }
 
+/// Whether a write at `now` is past the placement's notice.
+fn late(p: &Placement, now: DateTime<Utc>) -> bool {
+    p.accept_until.is_some_and(|until| now > until)
+}
+
 /// Places one new reservation inside a write transaction (not a retry).
 async fn place_one(
     tx: &mut Transaction<'static, Sqlite>,
@@ -924,7 +929,7 @@ async fn place_one(
     if version != p.resource_version {
         return Ok(Placed::Stale);
     }
-    if p.accept_until.is_some_and(|until| now > until) {
+    if late(p, now) {
         return Ok(Placed::Late);
     }
     let found = in_the_way(
@@ -1188,13 +1193,16 @@ impl Dialect for SqliteDialect {
                 continue;
             }
             let ask = Ask::of(p);
+            let known = capacities.of(p.resource_id.as_str());
+            // Only what place_one would refuse for what is in the way (not
+            // stale, not late: the rules come before the capacity).
             if let Some((asked, blockers)) = &refused
                 && *asked == ask
+                && !late(p, at)
             {
                 placed.push(Placed::Blocked(blockers.clone()));
                 continue;
             }
-            let known = capacities.of(p.resource_id.as_str());
             let outcome = place_one(&mut w.tx, p, at, limit, None, known).await?;
             refused = match &outcome {
                 Placed::Blocked(blockers) => Some((ask, blockers.clone())),

@@ -789,11 +789,7 @@ async fn a_write_that_waited_past_its_notice_is_refused() {
             .build()
             .unwrap()
     };
-    let mut holder = outsider.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key('dr-kim'))")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let stall = support::Stall::lock(&outsider, "dr-kim").await;
     let reserve = tokio::spawn({
         let store = store.clone();
         let visit = visit("ann");
@@ -811,7 +807,7 @@ async fn a_write_that_waited_past_its_notice_is_refused() {
         async move { store.book(booking).await }
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    holder.rollback().await.unwrap();
+    stall.release().await;
     match reserve.await.unwrap() {
         Err(Error::Policy(broken)) => {
             assert_eq!(broken.len(), 1, "{broken:?}");

@@ -570,7 +570,17 @@ async fn a_principal_over_its_limits_is_told_when_to_retry_and_others_are_not_sl
     };
     let first = listen().await.expect("a first stream");
     let _second = listen().await.expect("a second stream");
-    expect_code(listen().await, Code::ResourceExhausted);
+    let refused = expect_code(listen().await, Code::ResourceExhausted);
+    let details = tonic_types::StatusExt::get_error_details(&refused);
+    assert_eq!(
+        details.retry_info().and_then(|r| r.retry_delay),
+        Some(Duration::from_secs(1)),
+        "a RetryInfo with the delay"
+    );
+    assert_eq!(
+        details.error_info().map(|i| i.reason.as_str()),
+        Some("RATE_LIMITED")
+    );
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(10);
     while listen().await.is_err() {

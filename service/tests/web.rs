@@ -613,11 +613,26 @@ impl Events {
         Events::open_with_buffer(app, query, last_event_id, None).await
     }
 
+    /// A stream opened with `token`.
+    async fn open_as(app: &TestApp, token: &str) -> Events {
+        Events::open_with(app, "", None, None, Some(token)).await
+    }
+
     async fn open_with_buffer(
         app: &TestApp,
         query: &str,
         last_event_id: Option<&str>,
         receive_buffer: Option<u32>,
+    ) -> Events {
+        Events::open_with(app, query, last_event_id, receive_buffer, None).await
+    }
+
+    async fn open_with(
+        app: &TestApp,
+        query: &str,
+        last_event_id: Option<&str>,
+        receive_buffer: Option<u32>,
+        token: Option<&str>,
     ) -> Events {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         if let Some(size) = receive_buffer {
@@ -626,7 +641,10 @@ impl Events {
         let mut stream = socket.connect(app.addr).await.unwrap();
         let last = last_event_id
             .map(|id| format!("Last-Event-ID: {id}\r\n"))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + &token
+                .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                .unwrap_or_default();
         let request = format!(
             "GET /v1/changes{query} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n{last}\r\n"
         );
@@ -670,6 +688,32 @@ impl Events {
         }
         out
     }
+}
+
+/// An open change stream whose token is revoked (through the store, as
+/// another server or `rsvp-server token revoke` would) ends with an `end`
+/// event saying so, as a Listen over gRPC does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_stream_ends_when_its_token_is_revoked() {
+    let app = TestApp::spawn_with_tokens().await;
+    let (made, secret) = app
+        .store
+        .create_token(abi::NewToken {
+            principal: abi::UserId::parse("ann").unwrap(),
+            role: Role::User,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let secret = secret.expose().to_string();
+    until_token_works(app.addr, &secret).await;
+    let mut events = Events::open_as(&app, &secret).await;
+    events.read_until(|text| text.contains(": listening")).await;
+    app.store.revoke_token(made.id).await.unwrap();
+    events.read_until(|text| text.contains("event: end")).await;
+    let end = events.text.split("event: end").nth(1).unwrap();
+    assert!(end.contains("\"code\":16"), "UNAUTHENTICATED: {end}");
+    assert!(end.contains("revoked"), "{end}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

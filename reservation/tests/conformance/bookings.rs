@@ -313,20 +313,13 @@ async fn a_first_booking_and_its_retry_across_the_notice_get_one_answer(env: Env
         Some(RequestId::parse("visit-9").unwrap()),
     )
     .unwrap();
-    let stall = env.stall_writes("dr-kim").await;
-    let call = |request: NewBooking| {
-        let store = Arc::clone(&env.store);
-        tokio::spawn(async move { store.book(request).await })
-    };
-    let first = call(request.clone());
-    // The first call is judged at minute 0 (61 minutes' notice) and waits
-    // to be written; the retry is judged at minute 2 (59).
-    env.writes_waiting(1).await;
-    env.advance(2);
-    let retry = call(request);
-    env.writes_waiting(2).await;
-    stall.release().await;
-    match (first.await.unwrap(), retry.await.unwrap()) {
+    let answers = env
+        .across_the_notice("dr-kim", || {
+            let (store, request) = (Arc::clone(&env.store), request.clone());
+            async move { store.book(request).await }
+        })
+        .await;
+    match answers {
         (Ok(first), Ok(retry)) => {
             assert_eq!(first.id, retry.id);
             assert!(first.created_at <= at(1), "written past its notice");

@@ -147,13 +147,7 @@ impl Env {
     /// embedded store the database's write lock by another connection.
     pub async fn stall_writes(&self, resource: &str) -> Stall {
         if let Some(pg) = &self.pg {
-            let mut tx = pg.pool().begin().await.unwrap();
-            sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key($1))")
-                .bind(resource)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            return Stall::Postgres(tx);
+            return Stall::lock(pg.pool(), resource).await;
         }
         use sqlx::Connection;
         let path = self.db_path().expect("a store has a database");
@@ -169,6 +163,25 @@ impl Env {
 }
 
 impl Env {
+    /// Two calls of `call` across a notice that runs out at minute 1: the
+    /// first judged at minute 0 and held back (by [`Env::stall_writes`] on
+    /// `resource`) until the second, judged at minute 2, waits too; then
+    /// both are let go. Their answers, first and second.
+    pub async fn across_the_notice<T, F>(&self, resource: &str, call: impl Fn() -> F) -> (T, T)
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T> + Send + 'static,
+    {
+        let stall = self.stall_writes(resource).await;
+        let first = tokio::spawn(call());
+        self.writes_waiting(1).await;
+        self.advance(2);
+        let second = tokio::spawn(call());
+        self.writes_waiting(2).await;
+        stall.release().await;
+        (first.await.unwrap(), second.await.unwrap())
+    }
+
     /// Returns once `n` writes wait behind a [`Stall`]: on PostgreSQL, once
     /// that many sessions wait for a resource's lock; the embedded store's
     /// writers wait inside SQLite, unseen, so there a while is given.
@@ -201,6 +214,17 @@ pub enum Stall {
 }
 
 impl Stall {
+    /// Holds `resource`'s lock on a connection of `pool` until released.
+    pub async fn lock(pool: &sqlx::PgPool, resource: &str) -> Stall {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key($1))")
+            .bind(resource)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        Stall::Postgres(tx)
+    }
+
     /// Lets the writes go on.
     pub async fn release(self) {
         match self {

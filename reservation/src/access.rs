@@ -209,6 +209,15 @@ impl Access {
         Ok(page)
     }
 
+    /// [`Rsvp::changes_through`]: change ids are no one's secret (every
+    /// Availability answer names one).
+    ///
+    /// # Errors
+    /// As [`Rsvp::changes_through`].
+    pub async fn changes_through(&self) -> Result<i64> {
+        self.store.changes_through().await
+    }
+
     /// [`Rsvp::listen`] for `caller`: every change the filter asks for, with
     /// other users' reservations redacted for a user (so that every open
     /// page stays live), unless they are of a resource it administers.

@@ -158,6 +158,12 @@ pub trait Rsvp: Send + Sync + 'static {
     /// far behind; it can resume from the id the error names.
     async fn listen(&self, filter: ListenFilter) -> Result<ChangeStream>;
 
+    /// Where a `listen` without `after_change_id` would start now: every
+    /// change up to this id has been delivered to this store's listeners.
+    /// `listen` with `after_change_id` set to it misses nothing later, so a
+    /// reader that is cut off before its first change can resume from it.
+    async fn changes_through(&self) -> Result<i64>;
+
     /// Marks overdue holds expired (each a change event) and deletes changes
     /// older than the retention. Reads never depend on it having run.
     async fn sweep(&self) -> Result<SweepReport>;

@@ -12,7 +12,7 @@ use abi::{
 use futures::{StreamExt, stream::BoxStream};
 use reservation::{Access, Rsvp};
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
     auth::{caller, credentials},
@@ -20,6 +20,11 @@ use crate::{
     limits::{Class, Limits, StreamSlot},
     streams::{self, StreamLimits},
 };
+
+/// The response header of a Listen naming the change id its stream starts
+/// after: the request's `after_change_id`, or, without one, where "from
+/// now" began. A client cut off before its first change resumes from it.
+pub const AFTER_CHANGE_ID: &str = "rsvp-after-change-id";
 
 /// The service over a store.
 #[derive(Clone)]
@@ -299,14 +304,20 @@ impl ReservationService for RsvpService {
         let filter = ListenFilter::try_from(request.into_inner()).map_err(status)?;
         let after = filter.after_change_id;
         let slot = self.limits.open_stream(&caller)?;
+        // Where the stream starts, named in a header: "from now" is read
+        // before the stream subscribes, so resuming from it misses nothing.
+        let from = match after {
+            Some(after) => after,
+            None => self.access.changes_through().await.map_err(status)?,
+        };
         let changes = self.access.listen(&caller, filter).await.map_err(status)?;
         let changes = holding(changes, slot);
-        Ok(Response::new(streams::listen(
-            changes,
-            after,
-            &self.streams,
-            credentials,
-        )?))
+        let mut response =
+            Response::new(streams::listen(changes, after, &self.streams, credentials)?);
+        response
+            .metadata_mut()
+            .insert(AFTER_CHANGE_ID, MetadataValue::from(from));
+        Ok(response)
     }
 
     async fn who_am_i(

@@ -126,6 +126,46 @@ async fn a_listener_that_reconnects_with_after_change_id_misses_nothing() {
     );
 }
 
+/// A Listen names where its stream starts (`rsvp-after-change-id`): the
+/// position asked for, or where "from now" began. A listener cut off
+/// before its first change resumes from it and misses nothing.
+#[tokio::test]
+async fn a_listener_cut_off_before_its_first_change_resumes_from_where_it_started() {
+    let app = TestApp::spawn().await;
+    let before = app.reserve("alice", "room-1", 0, 60).await.unwrap();
+    let started = |response: &tonic::Response<_>| -> i64 {
+        response
+            .metadata()
+            .get("rsvp-after-change-id")
+            .expect("the header")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut client = app.client().await;
+    let answer = client.listen(listen_all()).await.unwrap();
+    let from = started(&answer);
+    assert_eq!(from, 1, "after the one change made before");
+    drop(answer);
+    drop(client);
+
+    let missed = app.reserve("bob", "room-2", 0, 60).await.unwrap();
+    let mut client = app.client().await;
+    let answer = client
+        .listen(pb::ListenRequest {
+            after_change_id: Some(from),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(started(&answer), from, "the position asked for, named");
+    let mut feed = answer.into_inner();
+    let change = next(&mut feed).await;
+    assert_eq!(change.reservation.unwrap().id, missed.id);
+    assert_ne!(missed.id, before.id);
+}
+
 #[tokio::test]
 async fn listen_filters_by_user_and_resource() {
     let app = TestApp::spawn().await;

@@ -690,6 +690,45 @@ impl Events {
     }
 }
 
+/// A stream opened without a position names where it starts as the id of
+/// its first, data-less event: a browser cut off before any change sends
+/// that back as `Last-Event-ID` and misses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_stream_names_where_it_starts_for_a_reconnect() {
+    let app = TestApp::spawn().await;
+    let http = Http::new(&app);
+    http.post("/v1/reservations", reservation("alice", "room-1", 0, 30))
+        .await;
+    let mut events = Events::open(&app, "", None).await;
+    events.read_until(|text| text.contains(": listening")).await;
+    let start = events
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix("id: "))
+        .expect("the first event names where the stream starts")
+        .trim()
+        .to_string();
+    assert_eq!(start, "1", "{}", events.text);
+    assert!(
+        events.changes().is_empty(),
+        "no change event: {}",
+        events.text
+    );
+    drop(events);
+
+    let (_, missed) = http
+        .post("/v1/reservations", reservation("bob", "room-2", 0, 30))
+        .await;
+    let mut resumed = Events::open(&app, "", Some(&start)).await;
+    resumed.read_until(|text| text.contains("\ndata: ")).await;
+    let changes = resumed.changes();
+    assert_eq!(changes.len(), 1, "{}", resumed.text);
+    assert_eq!(
+        changes[0].1["reservation"]["id"],
+        missed["reservation"]["id"]
+    );
+}
+
 /// An open change stream whose token is revoked (through the store, as
 /// another server or `rsvp-server token revoke` would) ends with an `end`
 /// event saying so, as a Listen over gRPC does.

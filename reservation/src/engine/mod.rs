@@ -195,6 +195,10 @@ impl<D: Dialect> Rsvp for Engine<D> {
         self.feed().await?.listen(filter).await
     }
 
+    async fn changes_through(&self) -> Result<i64> {
+        Ok(self.feed().await?.delivered())
+    }
+
     #[tracing::instrument(level = "debug", skip(self))]
     async fn sweep(&self) -> Result<SweepReport> {
         let now = self.now();

@@ -78,6 +78,10 @@ macro_rules! rsvp_store {
                 self.engine.listen(filter).await
             }
 
+            async fn changes_through(&self) -> abi::Result<i64> {
+                self.engine.changes_through().await
+            }
+
             async fn sweep(&self) -> abi::Result<$crate::SweepReport> {
                 self.engine.sweep().await
             }

@@ -21,6 +21,7 @@ use super::{
     errors::{error_response, status_json},
     transcode::{self, Forwarded, to_json},
 };
+use crate::rpc::AFTER_CHANGE_ID;
 
 /// How long a browser waits before reconnecting after the stream ends.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
@@ -34,13 +35,25 @@ pub(super) async fn serve(
     message: DynamicMessage,
     from: Forwarded,
 ) -> Response {
-    let mut changes = match transcode::server_streaming(&web.grpc, method, message, from).await {
-        Ok(changes) => changes,
-        Err(status) => return error_response(&web.pool, &status),
-    };
+    let (metadata, mut changes) =
+        match transcode::server_streaming(&web.grpc, method, message, from).await {
+            Ok(answer) => answer,
+            Err(status) => return error_response(&web.pool, &status),
+        };
+    // The first event names where the stream starts as its id (with no
+    // data, it reaches no handler): a browser cut off before any change
+    // sends it back as `Last-Event-ID` and misses nothing.
+    let mut first = Event::default().retry(RECONNECT_AFTER);
+    if let Some(after) = metadata
+        .get(AFTER_CHANGE_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        first = first.id(after.to_string());
+    }
     let pool = web.pool.clone();
     let events = async_stream::stream! {
-        yield Ok::<_, Infallible>(Event::default().retry(RECONNECT_AFTER).comment("listening"));
+        yield Ok::<_, Infallible>(first.comment("listening"));
         while let Some(item) = changes.next().await {
             match item.and_then(|change| change_event(&change)) {
                 Ok(event) => yield Ok(event),

@@ -623,7 +623,7 @@ async fn json_lines(
     from: Forwarded,
 ) -> Response {
     let mut stream = match transcode::server_streaming(&web.grpc, method, message, from).await {
-        Ok(stream) => stream,
+        Ok((_, stream)) => stream,
         Err(status) => return error_response(&web.pool, &status),
     };
     let first = match stream.next().await {

@@ -107,12 +107,13 @@ pub async fn server_streaming(
     method: &MethodDescriptor,
     message: DynamicMessage,
     from: Forwarded,
-) -> Result<Streaming<DynamicMessage>, Status> {
+) -> Result<(tonic::metadata::MetadataMap, Streaming<DynamicMessage>), Status> {
     let answer = client(grpc)
         .await?
         .server_streaming(from.request(message), path(method)?, codec(method))
         .await?;
-    Ok(answer.into_inner())
+    let (metadata, stream, _) = answer.into_parts();
+    Ok((metadata, stream))
 }
 
 fn path(method: &MethodDescriptor) -> Result<PathAndQuery, Status> {

@@ -43,6 +43,16 @@ fn status_with(
 /// the others.
 pub const MAX_STATUS_WIRE_BYTES: usize = 7 * 1024;
 
+/// The response header of a Listen naming the change id its stream starts
+/// after: the request's `after_change_id`, or, without one, where "from
+/// now" began. A client cut off before its first change resumes from it.
+pub const AFTER_CHANGE_ID: &str = "rsvp-after-change-id";
+
+/// The change id a Listen's response names in [`AFTER_CHANGE_ID`].
+pub fn after_change_id(metadata: &tonic::metadata::MetadataMap) -> Option<i64> {
+    metadata.get(AFTER_CHANGE_ID)?.to_str().ok()?.parse().ok()
+}
+
 /// What the google.rpc.Status around one detail adds to it and to the
 /// message it repeats, at most: the code, two `Any` wrappers with their
 /// type URLs, and the `ErrorInfo`.

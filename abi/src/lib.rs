@@ -42,7 +42,7 @@ pub mod types;
 
 pub use error::{BoxError, Error, FieldContext, InvalidValue, Result};
 pub use grpc::{
-    MAX_STATUS_WIRE_BYTES, booking_rejection_from_status, conflict_from_status, invalid_argument,
-    policy_from_status, wire_len,
+    AFTER_CHANGE_ID, MAX_STATUS_WIRE_BYTES, after_change_id, booking_rejection_from_status,
+    conflict_from_status, invalid_argument, policy_from_status, wire_len,
 };
 pub use types::*;

@@ -666,6 +666,29 @@ fn a_closed_pipe_is_not_an_error() {
     );
 }
 
+/// A listen the server ends before its first change (here, a shutdown)
+/// still says where to resume: where its stream started.
+#[test]
+fn a_listen_ended_before_its_first_change_says_where_to_resume() {
+    let server = Server::start();
+    alice(&server);
+    let listen = StdCommand::new(env!("CARGO_BIN_EXE_rsvp"))
+        .env_clear()
+        .env("RSVP_SERVER", format!("http://{}", server.addr))
+        .args(["--utc", "listen"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Time to start and subscribe, generously.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(server);
+    let out = listen.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("resume with --after 1"), "{said}");
+}
+
 #[test]
 fn help_explains_with_examples_and_completions_are_generated() {
     Command::new(env!("CARGO_BIN_EXE_rsvp"))

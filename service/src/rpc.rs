@@ -21,11 +21,6 @@ use crate::{
     streams::{self, StreamLimits},
 };
 
-/// The response header of a Listen naming the change id its stream starts
-/// after: the request's `after_change_id`, or, without one, where "from
-/// now" began. A client cut off before its first change resumes from it.
-pub const AFTER_CHANGE_ID: &str = "rsvp-after-change-id";
-
 /// The service over a store.
 #[derive(Clone)]
 pub struct RsvpService {
@@ -312,11 +307,15 @@ impl ReservationService for RsvpService {
         };
         let changes = self.access.listen(&caller, filter).await.map_err(status)?;
         let changes = holding(changes, slot);
-        let mut response =
-            Response::new(streams::listen(changes, after, &self.streams, credentials)?);
+        let mut response = Response::new(streams::listen(
+            changes,
+            Some(from),
+            &self.streams,
+            credentials,
+        )?);
         response
             .metadata_mut()
-            .insert(AFTER_CHANGE_ID, MetadataValue::from(from));
+            .insert(abi::AFTER_CHANGE_ID, MetadataValue::from(from));
         Ok(response)
     }
 

@@ -27,12 +27,19 @@ pub async fn run(args: ListenArgs, cx: &Context, out: &mut impl Write) -> Result
     };
     ListenFilter::try_from(request.clone())?;
     let mut client = cx.client().await?;
-    let mut stream = call(&cx.server, cx.timeout, client.listen(request)).await?;
+    // Where the stream starts (the server names it): a stream that ends
+    // before its first change still says where to resume.
+    let (from, mut stream) = call(&cx.server, cx.timeout, async {
+        let answer = client.listen(request).await?;
+        let from = abi::after_change_id(answer.metadata());
+        Ok(answer.map(|stream| (from, stream)))
+    })
+    .await?;
     // Changes are shown as they come: the table cannot wait to be sized.
     let mut rows = Rows::new(cx.view, out, Kind::Changes, false);
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
-    let mut last = args.after;
+    let mut last = args.after.or(from);
     loop {
         tokio::select! {
             _ = &mut interrupted => break,

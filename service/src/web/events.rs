@@ -21,7 +21,6 @@ use super::{
     errors::{error_response, status_json},
     transcode::{self, Forwarded, to_json},
 };
-use crate::rpc::AFTER_CHANGE_ID;
 
 /// How long a browser waits before reconnecting after the stream ends.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
@@ -44,11 +43,7 @@ pub(super) async fn serve(
     // data, it reaches no handler): a browser cut off before any change
     // sends it back as `Last-Event-ID` and misses nothing.
     let mut first = Event::default().retry(RECONNECT_AFTER);
-    if let Some(after) = metadata
-        .get(AFTER_CHANGE_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-    {
+    if let Some(after) = abi::after_change_id(&metadata) {
         first = first.id(after.to_string());
     }
     let pool = web.pool.clone();

@@ -669,10 +669,14 @@ impl Events {
         }
     }
 
-    /// Every change event's (id, data) read so far.
+    /// Every change event's (id, data) read so far (events named
+    /// otherwise, `start` and `end`, are not changes).
     fn changes(&self) -> Vec<(i64, Value)> {
         let mut out = Vec::new();
         for block in self.text.split("\n\n") {
+            if block.lines().any(|line| line.starts_with("event:")) {
+                continue;
+            }
             let mut id = None;
             let mut data = None;
             for line in block.lines() {
@@ -701,14 +705,16 @@ async fn a_change_stream_names_where_it_starts_for_a_reconnect() {
         .await;
     let mut events = Events::open(&app, "", None).await;
     events.read_until(|text| text.contains(": listening")).await;
-    let start = events
-        .text
+    let first = events.text.split("\n\n").next().unwrap_or_default();
+    assert!(first.contains("event: start"), "{first}");
+    let start = first
         .lines()
         .find_map(|line| line.strip_prefix("id: "))
         .expect("the first event names where the stream starts")
         .trim()
         .to_string();
-    assert_eq!(start, "1", "{}", events.text);
+    assert_eq!(start, "1", "{first}");
+    assert!(first.contains("data: 1"), "{first}");
     assert!(
         events.changes().is_empty(),
         "no change event: {}",
@@ -720,7 +726,7 @@ async fn a_change_stream_names_where_it_starts_for_a_reconnect() {
         .post("/v1/reservations", reservation("bob", "room-2", 0, 30))
         .await;
     let mut resumed = Events::open(&app, "", Some(&start)).await;
-    resumed.read_until(|text| text.contains("\ndata: ")).await;
+    resumed.read_until(|text| text.contains("\ndata: {")).await;
     let changes = resumed.changes();
     assert_eq!(changes.len(), 1, "{}", resumed.text);
     assert_eq!(
@@ -776,7 +782,7 @@ async fn changes_arrive_as_server_sent_events_and_resume_from_the_last_id() {
         .post("/v1/reservations", reservation("bob", "room-1", 30, 60))
         .await;
     events
-        .read_until(|text| text.matches("\ndata: ").count() >= 2)
+        .read_until(|text| text.matches("\ndata: {").count() >= 2)
         .await;
     let changes = events.changes();
     assert_eq!(changes.len(), 2, "only room-1: {}", events.text);
@@ -796,7 +802,7 @@ async fn changes_arrive_as_server_sent_events_and_resume_from_the_last_id() {
     // nothing before.
     let last = changes[0].0.to_string();
     let mut resumed = Events::open(&app, "?resource_id=room-1", Some(&last)).await;
-    resumed.read_until(|text| text.contains("\ndata: ")).await;
+    resumed.read_until(|text| text.contains("\ndata: {")).await;
     let again = resumed.changes();
     assert_eq!(again[0].0, changes[1].0, "{}", resumed.text);
 
@@ -842,7 +848,7 @@ async fn a_reader_that_falls_behind_is_cut_off_and_resumes() {
     }
 
     let mut resumed = Events::open(&app, "", Some(&last.to_string())).await;
-    resumed.read_until(|text| text.contains("\ndata: ")).await;
+    resumed.read_until(|text| text.contains("\ndata: {")).await;
     assert_eq!(resumed.changes()[0].0, last + 1);
 }
 

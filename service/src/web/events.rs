@@ -39,12 +39,14 @@ pub(super) async fn serve(
             Ok(answer) => answer,
             Err(status) => return error_response(&web.pool, &status),
         };
-    // The first event names where the stream starts as its id (with no
-    // data, it reaches no handler): a browser cut off before any change
-    // sends it back as `Last-Event-ID` and misses nothing.
+    // The first event, named `start` (it reaches no `onmessage`), carries
+    // where the stream starts as its id and data: every browser keeps the
+    // id of an event with data, so one cut off before any change sends it
+    // back as `Last-Event-ID` and misses nothing.
     let mut first = Event::default().retry(RECONNECT_AFTER);
     if let Some(after) = abi::after_change_id(&metadata) {
-        first = first.id(after.to_string());
+        let after = after.to_string();
+        first = first.event("start").id(&after).data(after);
     }
     let pool = web.pool.clone();
     let events = async_stream::stream! {

@@ -203,6 +203,7 @@ pub fn cors(origins: &[String]) -> anyhow::Result<Option<tower_http::cors::CorsL
                 "grpc-status-details-bin",
                 "retry-after",
                 "www-authenticate",
+                abi::AFTER_CHANGE_ID,
             ]))
             .max_age(std::time::Duration::from_secs(3600)),
     ))

@@ -149,7 +149,8 @@ fn operation(route: &Route, method: &MethodDescriptor, schemas: &mut Schemas) ->
         Output::Events => json!({
             "description": format!(
                 "Server-Sent Events: each change's data is a {} whose change id is the event id; \
-                 an `end` event's data is the {STATUS} the stream ended with.",
+                 the first event, `start`, has the change id the stream starts after as its id \
+                 and data; an `end` event's data is the {STATUS} the stream ended with.",
                 output.full_name()
             ),
             "content": {"text/event-stream": {"schema": {"type": "string"}}},

@@ -326,13 +326,17 @@ async function listen() {
 
 function event(block) {
   let id = null;
+  let type = "message";
   let data = "";
   for (const line of block.split("\n")) {
     if (line.startsWith("id:")) id = line.slice(3).trim();
+    else if (line.startsWith("event:")) type = line.slice(6).trim();
     else if (line.startsWith("data:")) data += line.slice(5).trim();
   }
   if (id === null || !data) return;
   state.lastEventId = id;
+  // `start` names where the stream starts; only changes redraw.
+  if (type !== "message") return;
   const change = JSON.parse(data);
   const resource = (change.reservation || {}).resourceId;
   if (state.resources.includes(resource)) refreshSoon();

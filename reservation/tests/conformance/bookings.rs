@@ -294,18 +294,6 @@ async fn a_retried_booking_returns_what_the_first_made(env: Env) {
 /// waiting to be written when its retry is judged just after: the two get
 /// one answer, whichever it is, and a refusal leaves nothing behind.
 async fn a_first_booking_and_its_retry_across_the_notice_get_one_answer(env: Env) {
-    let store = &env.store;
-    store
-        .create_resource(spec(
-            "dr-kim",
-            1,
-            pb::BookingPolicy {
-                min_notice: minutes(60),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
     let request = NewBooking::new(
         UserId::parse("ann").unwrap(),
         vec![part("room", 61, 76), part("dr-kim", 61, 76)],

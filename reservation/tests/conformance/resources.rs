@@ -1038,18 +1038,6 @@ async fn a_retry_returns_what_the_first_call_made_though_the_rules_now_refuse(en
 /// whichever it is (the store judges both by the time it writes, under the
 /// resource's lock), and a refusal leaves nothing behind.
 async fn a_first_call_and_its_retry_across_the_notice_get_one_answer(env: Env) {
-    let store = &env.store;
-    store
-        .create_resource(spec(
-            "dr-kim",
-            1,
-            pb::BookingPolicy {
-                min_notice: minutes(60),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
     let mut request = hold("client", "dr-kim", 61, 76);
     request.request_id = Some(abi::RequestId::parse("visit-9").unwrap());
     let answers = env

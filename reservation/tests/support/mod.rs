@@ -163,15 +163,31 @@ impl Env {
 }
 
 impl Env {
-    /// Two calls of `call` across a notice that runs out at minute 1: the
-    /// first judged at minute 0 and held back (by [`Env::stall_writes`] on
-    /// `resource`) until the second, judged at minute 2, waits too; then
-    /// both are let go. Their answers, first and second.
+    /// Two calls of `call` across a notice that runs out at minute 1 for
+    /// a start at minute 61: `resource` is registered with an hour's
+    /// notice; the first call is judged at minute 0 and held back (by
+    /// [`Env::stall_writes`] on `resource`) until the second, judged at
+    /// minute 2, waits too; then both are let go. Their answers, first and
+    /// second.
     pub async fn across_the_notice<T, F>(&self, resource: &str, call: impl Fn() -> F) -> (T, T)
     where
         T: Send + 'static,
         F: std::future::Future<Output = T> + Send + 'static,
     {
+        let notice = abi::ResourceSpec::try_from(abi::pb::Resource {
+            id: resource.into(),
+            capacity: 1,
+            policy: Some(abi::pb::BookingPolicy {
+                min_notice: Some(prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        self.store.create_resource(notice).await.unwrap();
         let stall = self.stall_writes(resource).await;
         let first = tokio::spawn(call());
         self.writes_waiting(1).await;

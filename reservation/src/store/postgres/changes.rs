@@ -39,14 +39,30 @@ pub(crate) struct PgChanges {
     pub pool: PgPool,
 }
 
-/// A change as the feed reads it, with how far the server had flushed its
-/// WAL when it was read (past the change's commit) and whether commits wait
-/// for a synchronous standby.
+/// The columns of a [`WalPosition`], read in the statement it describes.
+macro_rules! wal_position {
+    () => {
+        "pg_current_wal_flush_lsn()::text AS flushed, \
+         current_setting('synchronous_standby_names') <> '' AS synchronous, \
+         pg_postmaster_start_time()::text AS server"
+    };
+}
+
+/// How far a server had flushed its WAL when a statement ran (past every
+/// commit it saw), whether its commits wait for a synchronous standby, and
+/// which server it was (its start time).
 #[derive(sqlx::FromRow)]
-struct PgFeedRow {
+struct WalPosition {
     flushed: String,
     synchronous: bool,
     server: String,
+}
+
+/// A change as the feed reads it, with the position it was read at.
+#[derive(sqlx::FromRow)]
+struct PgFeedRow {
+    #[sqlx(flatten)]
+    read_at: WalPosition,
     #[sqlx(flatten)]
     change: PgChangeRow,
 }
@@ -67,9 +83,9 @@ impl ChangeSource for PgChanges {
     /// again an id a listener has seen.
     async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
         let rows: Vec<PgFeedRow> = sqlx::query_as(concat!(
-            "SELECT pg_current_wal_flush_lsn()::text AS flushed, \
-                    current_setting('synchronous_standby_names') <> '' AS synchronous, \
-                    pg_postmaster_start_time()::text AS server, ",
+            "SELECT ",
+            wal_position!(),
+            ", ",
             change_columns!(),
             " FROM rsvp.reservation_changes ch WHERE ch.id > $1 ORDER BY ch.id LIMIT $2"
         ))
@@ -78,10 +94,8 @@ impl ChangeSource for PgChanges {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        if let Some(last) = rows.last()
-            && last.synchronous
-        {
-            self.replicated(&last.flushed, &last.server).await?;
+        if let Some(last) = rows.last() {
+            self.replicated(&last.read_at).await?;
         }
         rows.into_iter()
             .map(|r| StoredChange::from(r.change).into_change())
@@ -146,18 +160,11 @@ impl ChangeSource for PgChanges {
     }
 
     async fn durable(&self) -> Result<()> {
-        let (flushed, synchronous, server): (String, bool, String) = sqlx::query_as(
-            "SELECT pg_current_wal_flush_lsn()::text, \
-                    current_setting('synchronous_standby_names') <> '', \
-                    pg_postmaster_start_time()::text",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
-        if synchronous {
-            self.replicated(&flushed, &server).await?;
-        }
-        Ok(())
+        let now: WalPosition = sqlx::query_as(concat!("SELECT ", wal_position!()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        self.replicated(&now).await
     }
 
     async fn purged_through(&self) -> Result<i64> {
@@ -194,16 +201,19 @@ impl ChangeSource for PgChanges {
 }
 
 impl PgChanges {
-    /// Waits until a synchronous standby of `server` (named by its start
-    /// time) has flushed WAL up to `lsn`, or commits stop waiting for one
-    /// (a primary left without its standby). Should the pool move to
-    /// another server meanwhile (a failover), the wait fails: that server's
-    /// standbys say nothing of what `server` wrote, and the changes are read
-    /// again from it.
+    /// Where commits wait for a synchronous standby, waits until one of
+    /// the server of `at` has flushed WAL up to its position, or commits
+    /// stop waiting for one (a primary left without its standby). Should
+    /// the pool move to another server meanwhile (a failover), the wait
+    /// fails: that server's standbys say nothing of what the first wrote,
+    /// and the changes are read again from it.
     /// A role that may not read the standbys' positions (it needs
     /// `pg_monitor` or `pg_read_all_stats`; PostgreSQL shows any other role
     /// every column but the pid as NULL) cannot wait: it is warned once.
-    async fn replicated(&self, lsn: &str, server: &str) -> Result<()> {
+    async fn replicated(&self, at: &WalPosition) -> Result<()> {
+        if !at.synchronous {
+            return Ok(());
+        }
         let mut pause = STANDBY_POLL;
         loop {
             let (same, reached, unknown): (bool, bool, bool) = sqlx::query_as(
@@ -214,8 +224,8 @@ impl PgChanges {
                                      AND flush_lsn >= $1::pg_lsn), \
                         NOT pg_has_role('pg_read_all_stats', 'USAGE')",
             )
-            .bind(lsn)
-            .bind(server)
+            .bind(&at.flushed)
+            .bind(&at.server)
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)?;

@@ -46,6 +46,14 @@ pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
     }
 }
 
+/// The earlier of two optional limits, `None` being no limit.
+pub fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Truncates `time` to whole microseconds, the precision rsvp stores.
 pub fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
     if time.timestamp_subsec_nanos().is_multiple_of(1000) {

@@ -227,6 +227,10 @@ pub(crate) struct Revision {
     /// When it was checked in and out.
     pub checked_in_at: Option<DateTime<Utc>>,
     pub checked_out_at: Option<DateTime<Utc>>,
+    /// The last write time at which the plan's judgment by the clock still
+    /// holds (a notice, a cancel notice, a check-in window); past it, under
+    /// the locks, the revision is stale. `None`: no limit.
+    pub accept_until: Option<DateTime<Utc>>,
 }
 
 /// What became of a revision.
@@ -234,7 +238,8 @@ pub(crate) struct Revision {
 pub(crate) enum Revised {
     /// Applied.
     Done(StoredReservation),
-    /// The row changed since it was read (or its hold lapsed): this is how
+    /// The row or its resource's rules changed since it was read, its hold
+    /// lapsed, or the write ran past the plan's `accept_until`: this is how
     /// it stands now. Nothing was written.
     Stale(StoredReservation),
     /// Refused: these are in the way. Nothing was written.

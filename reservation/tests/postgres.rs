@@ -830,6 +830,32 @@ async fn a_write_that_waited_past_its_notice_is_refused() {
     assert_eq!(left, 0);
 }
 
+/// A change judged in time but written late (it waited for its resource's
+/// lock past its notice, or past the end of a check-in window) is refused
+/// by the database's time after the lock, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_waited_past_its_time_is_refused() {
+    let db = TestDb::new().await;
+    let store: std::sync::Arc<dyn Rsvp> =
+        std::sync::Arc::new(db.store(StoreOptions::default()).await);
+    // A second and a half to spare when judged; the locks are held for
+    // three.
+    let edge = Utc::now() + chrono::TimeDelta::milliseconds(1_500);
+    let late = support::LateChanges::prepare(&store, edge).await;
+    let outsider = db.pool(4).await;
+    let mut stalls = Vec::new();
+    for resource in support::LateChanges::RESOURCES {
+        stalls.push(support::Stall::lock(&outsider, resource).await);
+    }
+    let changes = late.start(&store);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for stall in stalls {
+        stall.release().await;
+    }
+    let answers = changes.await.unwrap();
+    late.assert_refused(&store, answers).await;
+}
+
 /// Where commits wait for a synchronous standby, the feed waits for one to
 /// have every change it hands out; a role that may not read the standbys'
 /// positions (no `pg_monitor`) cannot wait, and delivers anyway (with a

@@ -599,3 +599,19 @@ async fn stores_opened_at_once_on_a_new_file_all_open() {
         }
     }
 }
+
+/// A change judged in time but written late (it waited for the write lock
+/// past its notice, or past the end of a check-in window) is refused by the
+/// time it is written, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_waited_past_its_time_is_refused() {
+    let env = support::Env::sqlite().await;
+    let late = support::LateChanges::prepare(&env.store, at(1)).await;
+    let stall = env.stall_writes("dr-kim").await;
+    let changes = late.start(&env.store);
+    env.writes_waiting(4).await;
+    env.advance(2);
+    stall.release().await;
+    let answers = changes.await.unwrap();
+    late.assert_refused(&env.store, answers).await;
+}

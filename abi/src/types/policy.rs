@@ -396,16 +396,49 @@ impl Rules {
         }
     }
 
-    /// The last instant at which the rules still give a new reservation
-    /// `ask` its notice (its start less `min_notice`); `None` when no rule
-    /// runs out with time (no notice, an override, a block). Every other
-    /// rule judges the same later or is easier then: a write that runs
-    /// after this instant is refused, whenever it was judged.
+    /// The last instant at which the rules still give `ask` its notice:
+    /// its start less `min_notice` when it is new or moves, and, when it
+    /// moves a confirmed reservation, that reservation's current start less
+    /// `min_cancel_notice`, whichever comes first; `None` when no rule runs
+    /// out with time (no notice, an override, a block, a change that does
+    /// not move). Every other rule judges the same later or is easier then:
+    /// a write that runs after this instant is refused, whenever it was
+    /// judged.
     pub fn accept_until(&self, ask: &Ask) -> Option<DateTime<Utc>> {
         if ask.override_policy || ask.status == ReservationStatus::Blocked {
             return None;
         }
-        ask.span.start().checked_sub_signed(self.policy.min_notice?)
+        let p = &self.policy;
+        let (moves, cancel) = match ask.kind {
+            AskKind::New => (true, None),
+            AskKind::Change {
+                status,
+                start,
+                moves,
+            } => (
+                moves,
+                moves.then(|| self.cancel_until(status, start)).flatten(),
+            ),
+        };
+        let notice = p
+            .min_notice
+            .filter(|_| moves)
+            .and_then(|n| ask.span.start().checked_sub_signed(n));
+        crate::time::earliest(notice, cancel)
+    }
+
+    /// The last instant at which a reservation in `status` starting at
+    /// `start` may still be cancelled, or moved, by the cancel notice;
+    /// `None`: at any time (not confirmed, or no cancel notice).
+    pub fn cancel_until(
+        &self,
+        status: ReservationStatus,
+        start: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let notice = self.policy.min_cancel_notice?;
+        (status == ReservationStatus::Confirmed)
+            .then(|| start.checked_sub_signed(notice))
+            .flatten()
     }
 
     /// Whether every rule in `broken` is one that only the passing of
@@ -442,7 +475,8 @@ impl Rules {
         now: DateTime<Utc>,
     ) -> Option<Violation> {
         let notice = self.policy.min_cancel_notice?;
-        (status == ReservationStatus::Confirmed && now > start - notice).then(|| Violation {
+        let until = self.cancel_until(status, start)?;
+        (now > until).then(|| Violation {
             rule: Rule::CancelNotice,
             message: format!(
                 "a confirmed reservation is cancelled at least {} before its start",
@@ -791,6 +825,81 @@ mod tests {
         let bad = ask("2026-12-07T07:50:00Z", "2026-12-07T08:10:00Z");
         assert!(!Rules::only_late(&clinic().judge(&bad, until)));
         assert!(!Rules::only_late(&[]));
+    }
+
+    #[test]
+    fn a_move_runs_out_at_its_first_notice_and_a_cancel_at_the_cancel_notice() {
+        let mut rules = clinic();
+        rules.policy.min_cancel_notice = Some(TimeDelta::hours(48));
+        // A confirmed visit on Monday 14 December moved to Monday the 7th:
+        // the new start's notice runs out on the 6th, the old start's
+        // cancel notice on the 12th.
+        let mut moved = ask("2026-12-07T08:00:00Z", "2026-12-07T08:15:00Z");
+        moved.status = ReservationStatus::Confirmed;
+        moved.kind = AskKind::Change {
+            status: ReservationStatus::Confirmed,
+            start: utc("2026-12-14T08:00:00Z"),
+            moves: true,
+        };
+        let until = rules.accept_until(&moved).unwrap();
+        assert_eq!(until, utc("2026-12-06T08:00:00Z"));
+        assert_eq!(rules.judge(&moved, until), []);
+        let late = rules.judge(&moved, until + TimeDelta::microseconds(1));
+        assert_eq!(
+            late.iter().map(|v| v.rule).collect::<Vec<_>>(),
+            [Rule::MinNotice]
+        );
+        // Moved later instead: the cancel notice runs out first.
+        moved.span = span("2026-12-21T08:00:00Z", "2026-12-21T08:15:00Z");
+        let until = rules.accept_until(&moved).unwrap();
+        assert_eq!(until, utc("2026-12-12T08:00:00Z"));
+        assert_eq!(rules.judge(&moved, until), []);
+        let late = rules.judge(&moved, until + TimeDelta::microseconds(1));
+        assert_eq!(
+            late.iter().map(|v| v.rule).collect::<Vec<_>>(),
+            [Rule::CancelNotice]
+        );
+        // A hold that moves has only the notice; a change in place, none.
+        moved.kind = AskKind::Change {
+            status: ReservationStatus::Pending,
+            start: utc("2026-12-14T08:00:00Z"),
+            moves: true,
+        };
+        assert_eq!(
+            rules.accept_until(&moved),
+            Some(utc("2026-12-20T08:00:00Z"))
+        );
+        moved.kind = AskKind::Change {
+            status: ReservationStatus::Confirmed,
+            start: utc("2026-12-21T08:00:00Z"),
+            moves: false,
+        };
+        assert_eq!(rules.accept_until(&moved), None);
+        // A cancel: until the cancel notice of a confirmed one; a hold any time.
+        let start = utc("2026-12-14T08:00:00Z");
+        let until = rules
+            .cancel_until(ReservationStatus::Confirmed, start)
+            .unwrap();
+        assert_eq!(until, utc("2026-12-12T08:00:00Z"));
+        assert!(
+            rules
+                .cancel_too_late(ReservationStatus::Confirmed, start, until)
+                .is_none()
+        );
+        assert!(
+            rules
+                .cancel_too_late(
+                    ReservationStatus::Confirmed,
+                    start,
+                    until + TimeDelta::microseconds(1)
+                )
+                .is_some()
+        );
+        assert_eq!(rules.cancel_until(ReservationStatus::Pending, start), None);
+        assert_eq!(
+            clinic().cancel_until(ReservationStatus::Confirmed, start),
+            None
+        );
     }
 
     #[test]

@@ -288,6 +288,14 @@ impl<D: Dialect> Engine<D> {
                     resource_version: Some(known.version),
                     checked_in_at: row.checked_in_at,
                     checked_out_at: row.checked_out_at,
+                    // A cancel is written within its cancel notice or not
+                    // at all.
+                    accept_until: match change {
+                        StatusChange::Cancel => known
+                            .rules
+                            .cancel_until(current.status, current.timespan.start()),
+                        _ => None,
+                    },
                 });
             }
             if !broken.is_empty() {
@@ -339,6 +347,8 @@ impl<D: Dialect> Engine<D> {
             let known = self.rules.get(&resource);
             let (start, end) = (current.timespan.start(), current.timespan.end());
             let revision = |status, timespan: Timespan, checked_in_at, checked_out_at| Revision {
+                // A check-in is written before the end or not at all.
+                accept_until: arriving.then(|| end - TimeDelta::microseconds(1)),
                 id,
                 version: row.version,
                 seen_lapsed: row.lapsed_at(now),

@@ -175,14 +175,18 @@ impl<D: Dialect> Engine<D> {
                 ReservationStatus::Confirmed => row.expires_at,
                 _ => write.expires_at,
             };
-            if let Err(refused) = judge_update(&known.rules, &current, &write, &update, now) {
-                if let Some(fresh) = self.rules_changed(&resource, &known).await? {
-                    known = fresh;
-                    continue;
+            let accept_until = match judge_update(&known.rules, &current, &write, &update, now) {
+                Ok(until) => until,
+                Err(refused) => {
+                    if let Some(fresh) = self.rules_changed(&resource, &known).await? {
+                        known = fresh;
+                        continue;
+                    }
+                    metrics::counter!("rsvp_policy_refusals_total", "write" => "update")
+                        .increment(1);
+                    return Err(refused);
                 }
-                metrics::counter!("rsvp_policy_refusals_total", "write" => "update").increment(1);
-                return Err(refused);
-            }
+            };
             let revision = Revision {
                 id: update.id,
                 version: row.version,
@@ -198,6 +202,7 @@ impl<D: Dialect> Engine<D> {
                     .then_some(known.version),
                 checked_in_at: row.checked_in_at,
                 checked_out_at: row.checked_out_at,
+                accept_until,
             };
             let outcome = retry_aborted(|| {
                 self.dialect
@@ -216,7 +221,8 @@ impl<D: Dialect> Engine<D> {
                 }
                 Revised::Missing => return Err(Error::NotFound(update.id)),
                 // Plan again from the row as it is, judged by the time the
-                // store judged it by, and by the resource as it is.
+                // store judged it by (past the plan's notice, say), and by
+                // the resource as it is.
                 Revised::Stale(latest) => {
                     (row, now) = (latest, outcome.at);
                     known = self.refresh_rules(&resource).await?;
@@ -232,7 +238,8 @@ impl<D: Dialect> Engine<D> {
 
 /// Judges an update by the resource's rules: a reschedule or more units
 /// as a new reservation would be (with the cancel notice of a confirmed
-/// one), a cancel of a confirmed reservation by the cancel notice.
+/// one), a cancel of a confirmed reservation by the cancel notice. The
+/// last write time at which the judgment still holds (`None`: any time).
 ///
 /// # Errors
 /// [`Error::Policy`] listing every rule broken.
@@ -242,8 +249,9 @@ fn judge_update(
     write: &plan::Write,
     update: &ReservationUpdate,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Option<DateTime<Utc>>> {
     let mut broken = Vec::new();
+    let mut until = None;
     if write.check {
         let ask = Ask {
             span: write.timespan,
@@ -258,16 +266,20 @@ fn judge_update(
             override_policy: update.override_policy,
         };
         broken = rules.judge(&ask, now);
+        until = rules.accept_until(&ask);
     }
     if write.status == ReservationStatus::Cancelled
         && current.status != ReservationStatus::Cancelled
         && !update.override_policy
-        && let Some(v) = rules.cancel_too_late(current.status, current.timespan.start(), now)
     {
-        broken.push(v);
+        let start = current.timespan.start();
+        if let Some(v) = rules.cancel_too_late(current.status, start, now) {
+            broken.push(v);
+        }
+        until = abi::time::earliest(until, rules.cancel_until(current.status, start));
     }
     if broken.is_empty() {
-        Ok(())
+        Ok(until)
     } else {
         Err(Error::Policy(broken))
     }

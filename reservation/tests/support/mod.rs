@@ -360,3 +360,151 @@ pub async fn churn(env: &Env, resource: &str, capacity: u32, ops: usize, seed: u
         }
     }
 }
+
+/// Four changes each judged just before the clock passes `edge` and
+/// written just after: a cancel of a confirmed reservation whose cancel
+/// notice runs out at `edge`, a move of a hold to a start whose notice runs
+/// out then, a cancel of a booking's confirmed part by its cancel notice,
+/// and a check-in of a reservation that ends at `edge`. Each is on a
+/// resource of its own ([`LateChanges::RESOURCES`]).
+pub struct LateChanges {
+    cancel: ReservationId,
+    mv: ReservationId,
+    booking: abi::BookingId,
+    check_in: ReservationId,
+    moved_to: (DateTime<Utc>, DateTime<Utc>),
+}
+
+impl LateChanges {
+    pub const RESOURCES: [&'static str; 4] = ["dr-kim", "dr-lee", "dr-max", "room-9"];
+
+    /// Registers the resources (an hour's notice and cancel notice) and
+    /// makes what the changes change, all in time before `edge`.
+    pub async fn prepare(store: &Arc<dyn Rsvp>, edge: DateTime<Utc>) -> LateChanges {
+        use abi::{InitialStatus, ResourceSpec, pb};
+        let hour = Some(prost_types::Duration {
+            seconds: 3600,
+            nanos: 0,
+        });
+        for id in &Self::RESOURCES[..3] {
+            let spec = ResourceSpec::try_from(pb::Resource {
+                id: (*id).into(),
+                capacity: 1,
+                policy: Some(pb::BookingPolicy {
+                    min_notice: hour,
+                    min_cancel_notice: hour,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .unwrap();
+            store.create_resource(spec).await.unwrap();
+        }
+        let one = |resource: &str, start: DateTime<Utc>, status| {
+            NewReservation::builder()
+                .user_id("ann")
+                .resource_id(resource)
+                .start(start)
+                .end(start + TimeDelta::minutes(15))
+                .status(status)
+                .build()
+                .unwrap()
+        };
+        let in_an_hour = edge + TimeDelta::hours(1);
+        let cancel = store
+            .reserve(one("dr-kim", in_an_hour, InitialStatus::Confirmed))
+            .await
+            .unwrap();
+        let mv = store
+            .reserve(one(
+                "dr-lee",
+                in_an_hour + TimeDelta::hours(2),
+                InitialStatus::Pending,
+            ))
+            .await
+            .unwrap();
+        let booking = store
+            .book(
+                abi::NewBooking::new(
+                    abi::UserId::parse("ann").unwrap(),
+                    vec![one("dr-max", in_an_hour, InitialStatus::Confirmed)],
+                    abi::Hold::Default,
+                    None,
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let stay = NewReservation::builder()
+            .user_id("ann")
+            .resource_id("room-9")
+            .start(edge - TimeDelta::hours(1))
+            .end(edge)
+            .status(InitialStatus::Confirmed)
+            .build()
+            .unwrap();
+        let check_in = store.reserve(stay).await.unwrap();
+        LateChanges {
+            cancel: cancel.id,
+            mv: mv.id,
+            booking: booking.id,
+            check_in: check_in.id,
+            moved_to: (in_an_hour, in_an_hour + TimeDelta::minutes(15)),
+        }
+    }
+
+    /// Starts the four changes.
+    pub fn start(&self, store: &Arc<dyn Rsvp>) -> tokio::task::JoinHandle<[Result<()>; 4]> {
+        let store = store.clone();
+        let (cancel, mv, booking, check_in, to) = (
+            self.cancel,
+            self.mv,
+            self.booking,
+            self.check_in,
+            self.moved_to,
+        );
+        tokio::spawn(async move {
+            let moved = abi::ReservationUpdate::builder()
+                .id(mv.to_string())
+                .start(to.0)
+                .end(to.1)
+                .build()
+                .unwrap();
+            let (a, b, c, d) = tokio::join!(
+                store.cancel(cancel),
+                store.update(moved),
+                store.cancel_booking(booking),
+                store.check_in(check_in),
+            );
+            [a.map(drop), b.map(drop), c.map(drop), d.map(drop)]
+        })
+    }
+
+    /// Asserts that each change was refused by the rule whose time ran
+    /// out, and that nothing changed.
+    pub async fn assert_refused(self, store: &Arc<dyn Rsvp>, answers: [Result<()>; 4]) {
+        use abi::{Error, Rule};
+        let [cancel, mv, booking, check_in] = answers;
+        let rules = |answer: Result<()>| match answer {
+            Err(Error::Policy(broken)) => broken.iter().map(|v| v.rule).collect::<Vec<_>>(),
+            Err(Error::BookingRejected(parts)) => parts
+                .iter()
+                .flat_map(|p| &p.policy)
+                .map(|v| v.rule)
+                .collect(),
+            other => panic!("expected a refusal by the rules, got {other:?}"),
+        };
+        assert_eq!(rules(cancel), [Rule::CancelNotice], "the cancel");
+        assert_eq!(rules(mv), [Rule::MinNotice], "the move");
+        assert_eq!(rules(booking), [Rule::CancelNotice], "the booking's cancel");
+        assert_eq!(rules(check_in), [Rule::CheckInWindow], "the check-in");
+        let cancel = store.get(self.cancel).await.unwrap();
+        assert_eq!(cancel.status, ReservationStatus::Confirmed);
+        let mv = store.get(self.mv).await.unwrap();
+        assert_ne!(mv.timespan.start(), self.moved_to.0, "not moved");
+        let booking = store.get_booking(self.booking).await.unwrap();
+        assert_eq!(booking.parts[0].status, ReservationStatus::Confirmed);
+        let stay = store.get(self.check_in).await.unwrap();
+        assert_eq!(stay.checked_in_at, None);
+    }
+}

@@ -1098,7 +1098,7 @@ async fn revise_on(
 ) -> std::result::Result<Vec<PgWriteRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT * FROM rsvp.revise_versioned($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14)",
+         $13, $14, $15)",
     )
     .bind(revision.id.uuid())
     .bind(revision.version)
@@ -1114,6 +1114,7 @@ async fn revise_on(
     .bind(i32::try_from(limit).unwrap_or(i32::MAX))
     .bind(revision.checked_in_at)
     .bind(revision.checked_out_at)
+    .bind(revision.accept_until)
     .fetch_all(conn)
     .await
 }

@@ -1018,6 +1018,7 @@ async fn revise_in(
         || revision
             .resource_version
             .is_some_and(|judged| judged != resource_version)
+        || revision.accept_until.is_some_and(|until| at > until)
     {
         return Ok(Revised::Stale(row));
     }

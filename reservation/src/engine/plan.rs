@@ -49,9 +49,14 @@ pub(crate) fn plan_update(
             format!("cannot change the units of a reservation that is {status}").into(),
         ));
     }
-    // A block of every unit (0) given a number holds fewer; anything else
-    // checks the capacity when it holds more.
-    let more_units = current.quantity != 0 && quantity > current.quantity;
+    // More units are checked against the capacity; so is a block of every
+    // unit (0) given a number, which may be more than the capacity (the
+    // check does not count the block itself).
+    let more_units = if current.quantity == 0 {
+        quantity != 0
+    } else {
+        quantity > current.quantity
+    };
     let note = update.note.clone().unwrap_or_else(|| current.note.clone());
     // A hold keeps its expiry (also once expired); anything else has none.
     let expires_at = match status {

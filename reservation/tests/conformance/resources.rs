@@ -284,13 +284,44 @@ async fn a_block_of_quantity_zero_takes_every_unit(env: Env) {
     let Err(Error::Conflict(c)) = store
         .reserve(NewReservation {
             timespan: abi::Timespan::new(at(70), at(80)).unwrap(),
-            ..closure
+            ..closure.clone()
         })
         .await
     else {
         panic!("a closure needs every unit free");
     };
     assert_eq!(c.requested.quantity, 0);
+    // Given a number, the block holds that many units, never more than
+    // the capacity.
+    let units_of = |n| {
+        ReservationUpdate::builder()
+            .id(block.id.to_string())
+            .quantity(n)
+            .build()
+            .unwrap()
+    };
+    let Err(Error::Conflict(c)) = store.update(units_of(6)).await else {
+        panic!("6 units of 5");
+    };
+    assert_eq!(c.capacity, 5);
+    assert_eq!(store.get(block.id).await.unwrap().quantity, 0, "unchanged");
+    assert_eq!(store.update(units_of(3)).await.unwrap().quantity, 3);
+    store.reserve(units("b", "hall", 30, 40, 2)).await.unwrap();
+    assert_within_capacity(store.as_ref()).await;
+    // The same on a resource never registered (one unit).
+    let closure = store
+        .reserve(NewReservation {
+            resource_id: abi::ResourceId::parse("shed").unwrap(),
+            ..closure
+        })
+        .await
+        .unwrap();
+    let two = ReservationUpdate::builder()
+        .id(closure.id.to_string())
+        .quantity(2)
+        .build()
+        .unwrap();
+    assert!(matches!(store.update(two).await, Err(Error::Conflict(_))));
 }
 
 async fn buffers_are_occupied_time_and_stay_with_the_reservation(env: Env) {
@@ -632,6 +663,12 @@ async fn a_capacity_cut_below_what_is_held_is_refused_naming_when(env: Env) {
         Err(Error::Conflict(_))
     ));
     assert_within_capacity(store.as_ref()).await;
+    // A cut to one unit counts the rows of several units too.
+    let err = store.update_resource(cut(1)).await.unwrap_err();
+    let Error::CapacityInUse(why) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(why.contains(&at(0).to_rfc3339()), "{why}");
     // Reservations of several units that are cancelled hold nothing: one
     // unit is enough once they are.
     for r in env.all().await.iter().filter(|r| r.status.is_live()) {

@@ -398,10 +398,27 @@ async fn over_capacity(
     id: &ResourceId,
     capacity: u32,
 ) -> Result<Option<(DateTime<Utc>, DateTime<Utc>, i64)>> {
+    // Every live row of the resource, whether it is stored as a row of one
+    // unit or of several (a cut to one unit finds rows of several: the
+    // rows change kind only once the cut is made).
     sqlx::query_as(
-        "SELECT piece_start, piece_end, used FROM rsvp.usage($1, \
-         tstzrange('-infinity', 'infinity'), NULL, NULL, $2) WHERE used > $2 \
-         ORDER BY piece_start LIMIT 1",
+        "WITH live AS ( \
+             SELECT r.occupied AS o, \
+                    CASE WHEN r.quantity = 0 THEN $2 ELSE r.quantity END AS q \
+             FROM rsvp.reservations r \
+             WHERE r.resource_id = $1 AND r.status IN ('pending', 'confirmed', 'blocked') \
+         ), steps AS ( \
+             SELECT t, sum(d) AS d FROM ( \
+                 SELECT lower(o) AS t, q AS d FROM live \
+                 UNION ALL SELECT upper(o), -q FROM live \
+             ) e GROUP BY t \
+         ), profile AS ( \
+             SELECT t, lead(t) OVER (ORDER BY t) AS next_t, \
+                    (sum(d) OVER (ORDER BY t))::bigint AS used \
+             FROM steps \
+         ) \
+         SELECT t, next_t, used FROM profile \
+         WHERE next_t IS NOT NULL AND used > $2 ORDER BY t LIMIT 1",
     )
     .bind(id.as_str())
     .bind(i32::try_from(capacity).unwrap_or(i32::MAX))

@@ -317,6 +317,14 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Reads a booking and its parts.
     async fn booking(&self, id: BookingId) -> Result<Option<StoredBooking>>;
 
+    /// What a user's booking with this idempotency key made, and the
+    /// digest of the request that made it.
+    async fn booking_by_request(
+        &self,
+        user: &UserId,
+        key: &RequestId,
+    ) -> Result<Option<(StoredBooking, Option<i64>)>>;
+
     /// Applies every revision (none of which checks capacity) if every row
     /// is still as it was planned from, or none: the rows that were not
     /// are answered as they stand now.

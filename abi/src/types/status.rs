@@ -102,7 +102,10 @@ impl ReservationStatus {
         use ReservationStatus::*;
         match (self, change) {
             (Pending, StatusChange::Confirm) => Ok(true),
-            (Confirmed, StatusChange::Confirm) => Ok(false),
+            // What came after a confirm was confirmed: confirming it again
+            // (a retry of a confirm that found it released as a no-show, or
+            // of one the guest arrived after) changes nothing.
+            (Confirmed | CheckedIn | Completed | NoShow, StatusChange::Confirm) => Ok(false),
             (Pending | Confirmed | Blocked, StatusChange::Cancel) => Ok(true),
             (Cancelled, StatusChange::Cancel) => Ok(false),
             (Confirmed, StatusChange::NoShow) => Ok(true),
@@ -287,7 +290,9 @@ mod tests {
             (Cancelled, StatusChange::Cancel, Ok(false)),
             (Expired, StatusChange::Cancel, Err(())),
             (CheckedIn, StatusChange::Cancel, Err(())),
-            (CheckedIn, StatusChange::Confirm, Err(())),
+            (CheckedIn, StatusChange::Confirm, Ok(false)),
+            (Completed, StatusChange::Confirm, Ok(false)),
+            (NoShow, StatusChange::Confirm, Ok(false)),
             (Completed, StatusChange::Cancel, Err(())),
             (Confirmed, StatusChange::NoShow, Ok(true)),
             (NoShow, StatusChange::NoShow, Ok(false)),

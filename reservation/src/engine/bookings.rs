@@ -8,7 +8,7 @@ use abi::{
 };
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{Engine, conflict, plan};
+use super::{Engine, conflict, plan, write};
 use crate::{
     dialect::{
         Booked, BookingPlacement, Dialect, Placed, Placement, Revised, Revision, StoredBooking,
@@ -22,6 +22,32 @@ const BOOK_ATTEMPTS: u32 = 8;
 
 impl<D: Dialect> Engine<D> {
     pub(super) async fn book_all(&self, booking: NewBooking) -> Result<Booking> {
+        // A dry run of a key already used answers as its retry would: what
+        // the key made (without ids, as every dry answer), or the key's
+        // misuse.
+        if booking.validate_only
+            && let Some(key) = &booking.request_id
+            && let Some((stored, fingerprint)) = self
+                .dialect
+                .booking_by_request(&booking.user_id, key)
+                .await?
+        {
+            write::same_request(booking.fingerprint(), fingerprint)?;
+            let made = stored_booking(stored, self.now())?;
+            return Ok(Booking {
+                id: BookingId::from(uuid::Uuid::nil()),
+                parts: made
+                    .parts
+                    .into_iter()
+                    .map(|p| Reservation {
+                        id: ReservationId::from(uuid::Uuid::nil()),
+                        booking_id: None,
+                        ..p
+                    })
+                    .collect(),
+                ..made
+            });
+        }
         let booking_id = BookingId::new();
         for _ in 0..BOOK_ATTEMPTS {
             let now = self.now();
@@ -119,12 +145,7 @@ impl<D: Dialect> Engine<D> {
             let (at, booked) = self.booker.write(placement.clone()).await?;
             match booked {
                 Booked::Existing { parts, fingerprint } => {
-                    if fingerprint != Some(booking.fingerprint()) {
-                        return Err(Error::invalid(
-                            "request_id",
-                            "already used by this user for a different request",
-                        ));
-                    }
+                    write::same_request(booking.fingerprint(), fingerprint)?;
                     return booking_of(parts, at);
                 }
                 Booked::Made(placed) if refused.is_empty() => {

@@ -26,6 +26,20 @@ const PLAN_ATTEMPTS: u32 = 8;
 impl<D: Dialect> Engine<D> {
     pub(super) async fn reserve_one(&self, request: NewReservation) -> Result<Reservation> {
         let status: ReservationStatus = request.status.into();
+        // A dry run of a key already used answers as its retry would: what
+        // the key made (without its id, as every dry answer), or the key's
+        // misuse.
+        if request.validate_only
+            && let Some(key) = &request.request_id
+            && let Some((stored, fingerprint)) =
+                self.dialect.by_request(&request.user_id, key).await?
+        {
+            check_retry(&request, fingerprint)?;
+            return Ok(Reservation {
+                id: ReservationId::from(uuid::Uuid::nil()),
+                ..stored.into_reservation(self.now())?
+            });
+        }
         for _ in 0..PLAN_ATTEMPTS {
             let known = self.rules.get(&request.resource_id);
             let ask = Ask {
@@ -337,7 +351,16 @@ fn answer(request: &NewReservation, placed: Placed, at: DateTime<Utc>) -> Result
 /// # Errors
 /// [`Error::InvalidArgument`] on `request_id` when the requests differ.
 fn check_retry(request: &NewReservation, stored_fingerprint: Option<i64>) -> Result<()> {
-    if stored_fingerprint == Some(request.fingerprint()) {
+    same_request(request.fingerprint(), stored_fingerprint)
+}
+
+/// Checks that what an idempotency key made was made by a request with the
+/// digest `asked` (a retry), not a different one reusing the key.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] on `request_id` when the requests differ.
+pub(super) fn same_request(asked: i64, stored: Option<i64>) -> Result<()> {
+    if stored == Some(asked) {
         Ok(())
     } else {
         Err(Error::invalid(

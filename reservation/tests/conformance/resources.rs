@@ -522,7 +522,26 @@ async fn validate_only_answers_like_reserve_and_stores_nothing(env: Env) {
     );
     let mut real = dry.clone();
     real.validate_only = false;
-    store.reserve(real).await.unwrap();
+    let made = store.reserve(real).await.unwrap();
+    // Its key's dry run answers as its retry would: what the key made,
+    // without its id; a different request with the key is refused; another
+    // key finds the time taken.
+    let retry = store.reserve(dry.clone()).await.unwrap();
+    assert!(retry.id.uuid().is_nil());
+    assert_eq!(
+        (retry.timespan, retry.created_at, retry.expires_at),
+        (made.timespan, made.created_at, made.expires_at)
+    );
+    let mut other = dry.clone();
+    other.note = abi::Note::parse("another").unwrap();
+    assert!(matches!(
+        store.reserve(other).await,
+        Err(Error::InvalidArgument {
+            field: "request_id",
+            ..
+        })
+    ));
+    dry.request_id = Some(abi::RequestId::parse("key-2").unwrap());
     assert!(matches!(store.reserve(dry).await, Err(Error::Conflict(_))));
     assert_eq!(env.all().await.len(), 1);
 }

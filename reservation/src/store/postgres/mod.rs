@@ -769,6 +769,29 @@ impl Dialect for PgDialect {
         }))
     }
 
+    async fn booking_by_request(
+        &self,
+        user: &UserId,
+        key: &RequestId,
+    ) -> Result<Option<(StoredBooking, Option<i64>)>> {
+        let head: Option<(Uuid, Option<i64>)> = sqlx::query_as(
+            "SELECT id, request_fingerprint FROM rsvp.bookings \
+             WHERE user_id = $1 AND request_id = $2",
+        )
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(|e| pool_error(&self.pool, e))?;
+        let Some((id, fingerprint)) = head else {
+            return Ok(None);
+        };
+        Ok(self
+            .booking(BookingId::from(id))
+            .await?
+            .map(|booking| (booking, fingerprint)))
+    }
+
     async fn revise_all(
         &self,
         revisions: &[Revision],

@@ -1276,6 +1276,15 @@ impl Dialect for SqliteDialect {
             .map(|b| b.map(|(b, _)| b))
     }
 
+    async fn booking_by_request(
+        &self,
+        user: &UserId,
+        key: &RequestId,
+    ) -> Result<Option<(StoredBooking, Option<i64>)>> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        read_booking(&mut conn, BookingKey::Request(user, key)).await
+    }
+
     async fn revise_all(
         &self,
         revisions: &[Revision],

@@ -34,6 +34,7 @@ conformance!(
     updates_and_changes_of_the_rules_at_once_never_deadlock,
     random_writes_never_exceed_the_capacity,
     a_page_of_resources_ends_before_it_outgrows_a_message,
+    a_change_of_the_release_rule_applies_to_what_it_has_not_released,
 );
 
 fn minutes(m: i64) -> Option<prost_types::Duration> {
@@ -1160,4 +1161,61 @@ async fn a_page_of_resources_ends_before_it_outgrows_a_message(env: Env) {
         pages > 1,
         "sixty-four such resources take more than one page"
     );
+}
+
+/// `auto_release_after` is the resource's rule as it is: cleared, a
+/// confirmed reservation nobody checked in is no longer released; set, one
+/// made before is released by it (at once, when its time is past), one that
+/// ended before is left as it was; registered, it applies to reservations
+/// made before.
+async fn a_change_of_the_release_rule_applies_to_what_it_has_not_released(env: Env) {
+    let store = &env.store;
+    let release = |after| pb::BookingPolicy {
+        auto_release_after: after,
+        ..Default::default()
+    };
+    store
+        .create_resource(spec("desk", 1, release(minutes(30))))
+        .await
+        .unwrap();
+    store
+        .create_resource(spec("lamp", 1, release(None)))
+        .await
+        .unwrap();
+    let desk = env.confirmed("ann", "desk", 60, 120).await;
+    let lamp = env.confirmed("ann", "lamp", 60, 120).await;
+    let ended = env.confirmed("ann", "lamp", -60, -30).await;
+    let early = env.confirmed("ann", "cart", 60, 120).await;
+    let rule = |id: &str, after| {
+        patch(
+            id,
+            "",
+            &["policy.auto_release_after"],
+            pb::Resource {
+                policy: Some(release(after)),
+                ..Default::default()
+            },
+        )
+    };
+    store.update_resource(rule("desk", None)).await.unwrap();
+    env.advance(100);
+    store
+        .update_resource(rule("lamp", minutes(10)))
+        .await
+        .unwrap();
+    store
+        .create_resource(spec("cart", 1, release(minutes(10))))
+        .await
+        .unwrap();
+    assert_eq!(env.get(desk.id).await.status, ReservationStatus::Confirmed);
+    assert_eq!(env.get(lamp.id).await.status, ReservationStatus::NoShow);
+    assert_eq!(env.get(early.id).await.status, ReservationStatus::NoShow);
+    assert_eq!(env.get(ended.id).await.status, ReservationStatus::Confirmed);
+    // What is released holds nothing; what is not, still does.
+    env.reserve("bob", "lamp", 100, 110).await.unwrap();
+    env.reserve("bob", "cart", 100, 110).await.unwrap();
+    assert!(matches!(
+        env.reserve("bob", "desk", 100, 110).await,
+        Err(Error::Conflict(_))
+    ));
 }

@@ -371,6 +371,33 @@ async fn lock_resource(
         .into_resource()
 }
 
+/// Gives the confirmed reservations of a resource that are not checked in,
+/// not yet released and not yet ended the release time of its rule
+/// `auto_release_after` (`None`: never released), as of a change of the
+/// rule at `now`.
+async fn apply_release_rule(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &ResourceId,
+    after: Option<chrono::TimeDelta>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE rsvp.reservations r \
+         SET expires_at = lower(r.timespan) + $2 * interval '1 microsecond', \
+             updated_at = $3, version = r.version + 1 \
+         WHERE r.resource_id = $1 AND r.status = 'confirmed' AND r.checked_in_at IS NULL \
+           AND upper(r.timespan) > $3 AND (r.expires_at IS NULL OR r.expires_at > $3) \
+           AND r.expires_at IS DISTINCT FROM lower(r.timespan) + $2 * interval '1 microsecond'",
+    )
+    .bind(id.as_str())
+    .bind(after.map(|d| d.num_microseconds().unwrap_or(i64::MAX)))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
 /// Marks a resource's overdue holds expired.
 async fn settle_resource(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -869,7 +896,7 @@ impl Dialect for PgDialect {
     }
 
     async fn create_resource(&self, spec: &ResourceSpec, now: DateTime<Utc>) -> Result<Resource> {
-        let row: Option<PgResourceRow> = sqlx::query_as(
+        let insert = sqlx::query_as(
             "INSERT INTO rsvp.resources \
                  (id, capacity, spec, created_at, updated_at, deleted_at, version) \
              VALUES ($1, $2, $3, $4, $4, NULL, 1) ON CONFLICT (id) DO NOTHING \
@@ -878,14 +905,34 @@ impl Dialect for PgDialect {
         .bind(spec.id.as_str())
         .bind(i32::try_from(spec.capacity).unwrap_or(i32::MAX))
         .bind(encode_spec(spec))
-        .bind(now)
-        .fetch_optional(&mut *self.conn().await?)
-        .await
-        .map_err(|e| self.write_error(e))?;
-        match row {
-            Some(row) => row.into_resource(),
-            None => Err(Error::ResourceExists(spec.id.clone())),
-        }
+        .bind(now);
+        let Some(release) = spec.policy.auto_release_after else {
+            let row: Option<PgResourceRow> = insert
+                .fetch_optional(&mut *self.conn().await?)
+                .await
+                .map_err(|e| self.write_error(e))?;
+            return row
+                .ok_or_else(|| Error::ResourceExists(spec.id.clone()))?
+                .into_resource();
+        };
+        // Reservations confirmed before it was registered are released by
+        // its rule too, under its lock.
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| pool_error(&self.pool, e))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(rsvp.lock_key($1))")
+            .bind(spec.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        let row: Option<PgResourceRow> = insert
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        let row = row.ok_or_else(|| Error::ResourceExists(spec.id.clone()))?;
+        apply_release_rule(&mut tx, &spec.id, Some(release), now).await?;
+        tx.commit().await.map_err(|e| self.write_error(e))?;
+        self.announcer.committed();
+        row.into_resource()
     }
 
     async fn update_resource(
@@ -903,6 +950,10 @@ impl Dialect for PgDialect {
             if let Some(when) = over_capacity(&mut tx, id, next.capacity).await? {
                 return Err(capacity_in_use(id, next.capacity, when));
             }
+        }
+        let release = next.policy.auto_release_after;
+        if release != current.spec.policy.auto_release_after {
+            apply_release_rule(&mut tx, id, release, now).await?;
         }
         let row: PgResourceRow = sqlx::query_as(
             "UPDATE rsvp.resources SET capacity = $2, spec = $3, updated_at = $4, \

@@ -806,6 +806,35 @@ async fn settle_resource(
     Ok(())
 }
 
+/// Gives the confirmed reservations of a resource that are not checked in,
+/// not yet released and not yet ended the release time of its rule
+/// `auto_release_after` (`None`: never released), as of a change of the
+/// rule at `now`.
+async fn apply_release_rule(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &ResourceId,
+    after: Option<TimeDelta>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE reservations SET expires_us = start_us + ?, updated_us = ?, \
+         version = version + 1 \
+         WHERE resource_id = ? AND status = 'confirmed' AND checked_in_us IS NULL \
+           AND end_us > ? AND (expires_us IS NULL OR expires_us > ?) \
+           AND expires_us IS NOT start_us + ?",
+    )
+    .bind(after.map(|d| d.num_microseconds().unwrap_or(i64::MAX)))
+    .bind(micros(now))
+    .bind(id.as_str())
+    .bind(micros(now))
+    .bind(micros(now))
+    .bind(after.map(|d| d.num_microseconds().unwrap_or(i64::MAX)))
+    .execute(&mut **tx)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
 /// The first stretch where live reservations hold more than `capacity`
 /// units, and how many they hold there.
 async fn over_capacity(
@@ -1365,6 +1394,11 @@ impl Dialect for SqliteDialect {
         let Some(row) = row else {
             return Err(Error::ResourceExists(spec.id.clone()));
         };
+        // Reservations confirmed before it was registered are released by
+        // its rule too.
+        if spec.policy.auto_release_after.is_some() {
+            apply_release_rule(&mut w.tx, &spec.id, spec.policy.auto_release_after, now).await?;
+        }
         w.commit().await?;
         row.into_resource()
     }
@@ -1383,6 +1417,10 @@ impl Dialect for SqliteDialect {
             if let Some(when) = over_capacity(&mut w.tx, id, next.capacity).await? {
                 return Err(capacity_in_use(id, next.capacity, when));
             }
+        }
+        let release = next.policy.auto_release_after;
+        if release != current.spec.policy.auto_release_after {
+            apply_release_rule(&mut w.tx, id, release, now).await?;
         }
         let row: SqliteResourceRow = sqlx::query_as(concat!(
             "UPDATE resources SET capacity = ?, spec = ?, updated_us = ?, version = version + 1 \

@@ -234,6 +234,22 @@ impl<S: ChangeSource> Feed<S> {
                     oldest_change_id: purged + 1,
                 });
             }
+            // Past every change made (a mistyped id, or one of another
+            // database): waiting for it would skip every change up to it.
+            // An id another server has delivered is in the table, though
+            // this one's feed may not have read it yet.
+            if after > delivered {
+                let latest = self.source.head().await?.max(purged);
+                if after > latest {
+                    return Err(Error::invalid(
+                        "after_change_id",
+                        format!(
+                            "{after} is past the latest change, {latest}: resume after a \
+                             change id a listener was given"
+                        ),
+                    ));
+                }
+            }
             from = Some(after.max(purged));
         }
         let source = self.source.clone();

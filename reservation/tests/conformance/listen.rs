@@ -13,6 +13,7 @@ conformance!(
     sweep_purges_changes_past_retention,
     resuming_below_what_retention_deleted_is_out_of_range,
     retention_overtaking_a_replay_ends_it_out_of_range,
+    resuming_past_the_latest_change_is_refused,
 );
 
 async fn listener_sees_every_kind_of_change_in_order(env: Env) {
@@ -309,4 +310,32 @@ async fn retention_overtaking_a_replay_ends_it_out_of_range(env: Env) {
     let cut = ids.iter().position(|id| *id == 601).expect("bob's change");
     assert_eq!(ids[..cut], (1..=cut as i64).collect::<Vec<_>>());
     assert_eq!(ids[cut..], (601..=1201).collect::<Vec<_>>());
+}
+
+/// A resume point past every change made (a mistyped id) would skip every
+/// change up to it: refused, naming the latest. The latest itself, and a
+/// change another server made that this one's feed has not read yet, are
+/// fine.
+async fn resuming_past_the_latest_change_is_refused(env: Env) {
+    let resume = |after| ListenFilter {
+        after_change_id: Some(after),
+        ..Default::default()
+    };
+    env.confirmed("alice", "room-1", 0, 60).await; // changes 1 and 2
+    match env.store.listen(resume(20)).await.err() {
+        Some(abi::Error::InvalidArgument { field, reason }) => {
+            assert_eq!(field, "after_change_id");
+            assert!(reason.contains("latest change, 2"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut live = env.listen(resume(2)).await;
+    let twin = env.twin().await;
+    let mut from_twin = twin.listen(resume(2)).await.unwrap();
+    env.reserve("bob", "room-2", 0, 60).await.unwrap(); // change 3
+    assert_eq!(next(&mut live).await.id, 3);
+    assert_eq!(next(&mut from_twin).await.id, 3);
+    let mut after_it = twin.listen(resume(3)).await.unwrap();
+    env.reserve("bob", "room-3", 0, 60).await.unwrap(); // change 4
+    assert_eq!(next(&mut after_it).await.id, 4);
 }

@@ -75,14 +75,12 @@ impl StoredReservation {
             note: Note::parse(self.note).map_err(|e| corrupt("note", e))?,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            // Only a hold says when it expires (or expired); a confirmed
-            // reservation's release time is its resource's rule.
-            expires_at: self.expires_at.filter(|_| {
-                matches!(
-                    self.status,
-                    ReservationStatus::Pending | ReservationStatus::Expired
-                )
-            }),
+            // Only a pending hold says when it expires (the contract:
+            // unset otherwise); a confirmed reservation's release time is
+            // its resource's rule.
+            expires_at: self
+                .expires_at
+                .filter(|_| status == ReservationStatus::Pending),
             quantity: self.quantity,
             booking_id: self.booking_id.map(abi::BookingId::from),
             checked_in_at: self.checked_in_at,

@@ -356,10 +356,19 @@ pub struct BookArgs {
 #[derive(Debug, Subcommand)]
 pub enum BookingCommand {
     /// Show a booking and its parts.
+    ///
+    /// Example: rsvp booking get 01a1fee2-20e9-74d9-9d8f-644a0eb6e704
+    #[command(verbatim_doc_comment)]
     Get(BookingIdArg),
     /// Confirm every pending part (all or nothing).
+    ///
+    /// Example: rsvp booking confirm 01a1fee2-20e9-74d9-9d8f-644a0eb6e704
+    #[command(verbatim_doc_comment)]
     Confirm(BookingIdArg),
     /// Cancel every part not checked in (all or nothing).
+    ///
+    /// Example: rsvp booking cancel 01a1fee2-20e9-74d9-9d8f-644a0eb6e704
+    #[command(verbatim_doc_comment)]
     Cancel(BookingIdArg),
 }
 
@@ -410,10 +419,11 @@ pub enum NewStatus {
     /// Cancel.
     Cancelled,
     /// Mark a confirmed reservation whose start has passed as a no-show.
+    #[value(alias = "no_show")]
     NoShow,
 }
 
-/// Any status.
+/// Any status (as tables and JSON spell it, with `_`, or with `-`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Status {
     /// Holds that have not expired.
@@ -427,10 +437,12 @@ pub enum Status {
     /// Holds that expired.
     Expired,
     /// Arrived (checked in).
+    #[value(alias = "checked_in")]
     CheckedIn,
     /// Checked out.
     Completed,
     /// Not checked in by the time the resource was released.
+    #[value(alias = "no_show")]
     NoShow,
 }
 
@@ -661,14 +673,35 @@ mod tests {
 #[derive(Debug, Subcommand)]
 pub enum ResourceCommand {
     /// Register a resource.
+    ///
+    /// Examples:
+    ///   rsvp resource create hotel-double --capacity 12 --zone Europe/Paris --grid 1d
+    ///   rsvp resource create dr-lee --zone Europe/Paris --open 'mon-fri 09:00-17:00' \
+    ///     --grid 15m --min-notice 24h --max-hold 30m --auto-release-after 15m
+    #[command(verbatim_doc_comment)]
     Create(ResourceSpecArgs),
     /// Show one resource.
+    ///
+    /// Example: rsvp resource get dr-lee
+    #[command(verbatim_doc_comment)]
     Get(ResourceIdArg),
     /// Show registered resources, by id.
+    ///
+    /// Example: rsvp resource list --label floor=3 --all
+    #[command(verbatim_doc_comment)]
     List(ResourceListArgs),
-    /// Change the fields given (and those named by --clear).
+    /// Change the fields given (and those named by --clear); the others
+    /// stay as they are.
+    ///
+    /// Examples:
+    ///   rsvp resource update hotel-double --capacity 10
+    ///   rsvp resource update dr-lee --clear min-notice --etag 3
+    #[command(verbatim_doc_comment)]
     Update(ResourceUpdateArgs),
     /// Delete a resource: it takes no new reservations.
+    ///
+    /// Example: rsvp resource delete old-room --force
+    #[command(verbatim_doc_comment)]
     Delete(ResourceDeleteArgs),
 }
 
@@ -685,8 +718,8 @@ pub struct ResourceSpecArgs {
     /// The resource's id (the --resource of its reservations).
     pub id: String,
 
-    /// Units reservations may hold at once (seats, rooms of a type)
-    /// [default: 1]
+    /// Units reservations may hold at once (seats, rooms of a type); a new
+    /// resource has 1
     #[arg(long, short = 'c', value_name = "N")]
     pub capacity: Option<u32>,
 
@@ -694,8 +727,8 @@ pub struct ResourceSpecArgs {
     #[arg(long, value_name = "TEXT")]
     pub name: Option<String>,
 
-    /// The zone of its opening hours and grid, e.g. Europe/Paris
-    /// [default: UTC]
+    /// The zone of its opening hours and grid, e.g. Europe/Paris; a new
+    /// resource's is UTC
     #[arg(long, value_name = "ZONE")]
     pub zone: Option<Tz>,
 
@@ -765,6 +798,16 @@ pub struct ResourceSpecArgs {
     /// before they start.
     #[arg(long, value_name = "DURATION")]
     pub cancel_notice: Option<Duration>,
+
+    /// Check-in opens this long before the start (at the start when
+    /// unset).
+    #[arg(long, value_name = "DURATION")]
+    pub check_in_opens: Option<Duration>,
+
+    /// A confirmed reservation nobody has checked in this long after its
+    /// start is a no-show, and its time is free again.
+    #[arg(long, value_name = "DURATION")]
+    pub auto_release_after: Option<Duration>,
 }
 
 /// `rsvp resource update`.

@@ -2055,6 +2055,8 @@ fn check_in_and_out_show_when() {
         stdout(rsvp().args(["-o", "json", "query", "-r", "desk", "--status", status]))
     };
     assert!(selected("checked-in").contains(&id));
+    // As tables and JSON spell it too.
+    assert!(selected("checked_in").contains(&id));
     assert!(!selected("confirmed").contains(&id));
     let left = stdout(rsvp().args(["check-out", &id]));
     assert!(left.contains("\nstatus    completed\n"), "{left}");
@@ -2096,6 +2098,67 @@ fn check_in_and_out_show_when() {
         .stderr(predicate::str::contains(
             "check-in opens at 2030-01-01T10:00:00",
         ));
+    // A resource's check-in window and no-show rule are set, shown and
+    // cleared like its other rules.
+    rsvp()
+        .args([
+            "resource",
+            "create",
+            "desk-4",
+            "--check-in-opens",
+            "2h",
+            "--auto-release-after",
+            "15m",
+        ])
+        .assert()
+        .success();
+    let shown = stdout(rsvp().args(["resource", "get", "desk-4"]));
+    assert!(shown.contains("\ncheck-in opens 2h\n"), "{shown}");
+    assert!(shown.contains("\nno-show after  15m\n"), "{shown}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        rsvp().args(["-o", "json", "resource", "get", "desk-4"]),
+    ))
+    .unwrap();
+    assert_eq!(json["policy"]["check_in_opens"], 7200);
+    assert_eq!(json["policy"]["auto_release_after"], 900);
+    let early = stdout(rsvp().args([
+        "-o",
+        "json",
+        "reserve",
+        "-r",
+        "desk-4",
+        "-u",
+        "ann",
+        "-s",
+        "2030-01-01T10:00:00Z",
+        "-d",
+        "1h",
+        "--confirm",
+    ]));
+    let early: serde_json::Value = serde_json::from_str(&early).unwrap();
+    rsvp()
+        .args(["check-in", early["id"].as_str().unwrap()])
+        .assert()
+        .code(8)
+        .stderr(predicate::str::contains(
+            "check-in opens at 2030-01-01T08:00:00",
+        ));
+    rsvp()
+        .args([
+            "resource",
+            "update",
+            "desk-4",
+            "--clear",
+            "auto-release-after",
+        ])
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        rsvp().args(["-o", "json", "resource", "get", "desk-4"]),
+    ))
+    .unwrap();
+    assert_eq!(json["policy"]["check_in_opens"], 7200);
+    assert!(json["policy"].get("auto_release_after").is_none(), "{json}");
 }
 
 /// Makes an API token straight through the store.

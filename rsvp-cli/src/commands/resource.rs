@@ -235,38 +235,28 @@ fn wire(args: &ResourceSpecArgs, zone: &Zone) -> Result<(pb::Resource, Vec<Strin
     set("closed_by_default", args.closed_by_default);
     set("labels", !args.label.is_empty());
     set("admins", !args.admin.is_empty());
-    let rules: [(&str, Option<Duration>); 10] = [
-        ("min_notice", args.min_notice),
-        ("max_advance", args.max_advance),
-        ("granularity", args.grid),
-        ("min_duration", args.min_duration),
-        ("max_duration", args.max_duration),
-        ("buffer_before", args.buffer_before),
-        ("buffer_after", args.buffer_after),
-        ("default_hold", args.default_hold),
-        ("max_hold", args.max_hold),
-        ("min_cancel_notice", args.cancel_notice),
+    let given: [Option<Duration>; RULES.len()] = [
+        args.min_notice,
+        args.max_advance,
+        args.grid,
+        args.min_duration,
+        args.max_duration,
+        args.buffer_before,
+        args.buffer_after,
+        args.default_hold,
+        args.max_hold,
+        args.cancel_notice,
+        args.check_in_opens,
+        args.auto_release_after,
     ];
     let mut policy = pb::BookingPolicy::default();
-    for (name, value) in rules {
+    for ((rule, value), slot) in RULES.iter().zip(given).zip(durations_mut(&mut policy)) {
         let Some(d) = value else { continue };
         let d = TimeDelta::from_std(d.0)
             .map(to_duration)
-            .map_err(|_| CliError::new(Exit::Usage, format!("--{name}: too long")))?;
-        let slot = match name {
-            "min_notice" => &mut policy.min_notice,
-            "max_advance" => &mut policy.max_advance,
-            "granularity" => &mut policy.granularity,
-            "min_duration" => &mut policy.min_duration,
-            "max_duration" => &mut policy.max_duration,
-            "buffer_before" => &mut policy.buffer_before,
-            "buffer_after" => &mut policy.buffer_after,
-            "default_hold" => &mut policy.default_hold,
-            "max_hold" => &mut policy.max_hold,
-            _ => &mut policy.min_cancel_notice,
-        };
+            .map_err(|_| CliError::new(Exit::Usage, format!("--{}: too long", rule.flag)))?;
         *slot = Some(d);
-        set(&format!("policy.{name}"), true);
+        set(&format!("policy.{}", rule.field), true);
     }
     if let Some(n) = args.max_quantity {
         policy.max_quantity = n;
@@ -303,6 +293,54 @@ fn wire(args: &ResourceSpecArgs, zone: &Zone) -> Result<(pb::Resource, Vec<Strin
     Ok((resource, paths))
 }
 
+/// A duration of the booking policy: its flag, its field, the mask path
+/// that sets it, and what `resource get` calls it.
+struct Rule {
+    flag: &'static str,
+    field: &'static str,
+    path: &'static str,
+    label: &'static str,
+}
+
+macro_rules! rules {
+    ($(($flag:literal, $field:ident, $label:literal)),* $(,)?) => {
+        /// Every duration of the booking policy, in one order.
+        const RULES: [Rule; [$($label),*].len()] = [$(Rule {
+            flag: $flag,
+            field: stringify!($field),
+            path: concat!("policy.", stringify!($field)),
+            label: $label,
+        }),*];
+
+        /// The policy's durations, in the order of [`RULES`].
+        fn durations(p: &pb::BookingPolicy) -> [&Option<prost_types::Duration>; RULES.len()] {
+            [$(&p.$field),*]
+        }
+
+        /// The policy's durations to set, in the order of [`RULES`].
+        fn durations_mut(
+            p: &mut pb::BookingPolicy,
+        ) -> [&mut Option<prost_types::Duration>; RULES.len()] {
+            [$(&mut p.$field),*]
+        }
+    };
+}
+
+rules![
+    ("min-notice", min_notice, "min notice"),
+    ("max-advance", max_advance, "max advance"),
+    ("grid", granularity, "grid"),
+    ("min-duration", min_duration, "min length"),
+    ("max-duration", max_duration, "max length"),
+    ("buffer-before", buffer_before, "buffer before"),
+    ("buffer-after", buffer_after, "buffer after"),
+    ("default-hold", default_hold, "default hold"),
+    ("max-hold", max_hold, "max hold"),
+    ("cancel-notice", min_cancel_notice, "cancel notice"),
+    ("check-in-opens", check_in_opens, "check-in opens"),
+    ("auto-release-after", auto_release_after, "no-show after"),
+];
+
 /// The mask path of a field named as its flag.
 fn clear_path(field: &str) -> Result<&'static str, CliError> {
     Ok(match field.trim_start_matches("--") {
@@ -315,17 +353,8 @@ fn clear_path(field: &str) -> Result<&'static str, CliError> {
         "label" => "labels",
         "admin" => "admins",
         "policy" => "policy",
-        "min-notice" => "policy.min_notice",
-        "max-advance" => "policy.max_advance",
-        "grid" => "policy.granularity",
-        "min-duration" => "policy.min_duration",
-        "max-duration" => "policy.max_duration",
-        "buffer-before" => "policy.buffer_before",
-        "buffer-after" => "policy.buffer_after",
-        "default-hold" => "policy.default_hold",
-        "max-hold" => "policy.max_hold",
         "max-quantity" => "policy.max_quantity",
-        "cancel-notice" => "policy.min_cancel_notice",
+        rule if let Some(r) = RULES.iter().find(|r| r.flag == rule) => r.path,
         other => {
             return Err(CliError::new(
                 Exit::Usage,
@@ -509,25 +538,13 @@ fn show(view: &View, out: &mut impl Write, r: &pb::Resource) -> Result<(), CliEr
         },
     ]);
     if let Some(p) = &r.policy {
-        for (name, value) in [
-            ("min notice", duration_text(&p.min_notice)),
-            ("max advance", duration_text(&p.max_advance)),
-            ("grid", duration_text(&p.granularity)),
-            ("min length", duration_text(&p.min_duration)),
-            ("max length", duration_text(&p.max_duration)),
-            ("buffer before", duration_text(&p.buffer_before)),
-            ("buffer after", duration_text(&p.buffer_after)),
-            ("default hold", duration_text(&p.default_hold)),
-            ("max hold", duration_text(&p.max_hold)),
-            (
-                "max units",
-                (p.max_quantity > 0).then(|| p.max_quantity.to_string()),
-            ),
-            ("cancel notice", duration_text(&p.min_cancel_notice)),
-        ] {
-            if let Some(value) = value {
-                rows.push(vec![name.into(), value]);
+        for (rule, value) in RULES.iter().zip(durations(p)) {
+            if let Some(value) = duration_text(value) {
+                rows.push(vec![rule.label.into(), value]);
             }
+        }
+        if p.max_quantity > 0 {
+            rows.push(vec!["max units".into(), p.max_quantity.to_string()]);
         }
     }
     rows.push(vec!["labels".into(), labels_text(r)]);
@@ -566,20 +583,9 @@ impl<'a> From<&'a pb::Resource> for ResourceJson<'a> {
     fn from(r: &'a pb::Resource) -> Self {
         let mut policy = serde_json::Map::new();
         if let Some(p) = &r.policy {
-            for (name, value) in [
-                ("min_notice", &p.min_notice),
-                ("max_advance", &p.max_advance),
-                ("granularity", &p.granularity),
-                ("min_duration", &p.min_duration),
-                ("max_duration", &p.max_duration),
-                ("buffer_before", &p.buffer_before),
-                ("buffer_after", &p.buffer_after),
-                ("default_hold", &p.default_hold),
-                ("max_hold", &p.max_hold),
-                ("min_cancel_notice", &p.min_cancel_notice),
-            ] {
+            for (rule, value) in RULES.iter().zip(durations(p)) {
                 if let Some(d) = value {
-                    policy.insert(name.into(), serde_json::json!(d.seconds));
+                    policy.insert(rule.field.into(), serde_json::json!(d.seconds));
                 }
             }
             if p.max_quantity > 0 {
@@ -654,6 +660,10 @@ mod tests {
     #[test]
     fn clearing_names_fields_by_their_flags() {
         assert_eq!(clear_path("grid").unwrap(), "policy.granularity");
+        assert_eq!(
+            clear_path("auto-release-after").unwrap(),
+            "policy.auto_release_after"
+        );
         assert_eq!(clear_path("--open").unwrap(), "opening_hours");
         assert!(clear_path("colour").is_err());
     }

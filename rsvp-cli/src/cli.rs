@@ -218,7 +218,7 @@ pub enum Command {
     ///   rsvp resource create dr-lee --zone Europe/Paris --open 'mon-fri 09:00-17:00' --grid 15m --min-notice 24h --max-hold 30m
     ///   rsvp resource update hotel-double --capacity 10
     #[command(verbatim_doc_comment, subcommand)]
-    Resource(ResourceCommand),
+    Resource(Box<ResourceCommand>),
 
     /// Load a server with many clients and report throughput and latency.
     ///

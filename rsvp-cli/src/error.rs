@@ -192,21 +192,12 @@ fn resource_flag(field: &str) -> Option<&'static str> {
         None => (false, field),
     };
     let field = field.split(['[', '.']).next().unwrap_or(field);
-    let rule = |name: &str| {
-        Some(match name {
-            "min_notice" => "--min-notice",
-            "max_advance" => "--max-advance",
-            "granularity" => "--grid",
-            "min_duration" => "--min-duration",
-            "max_duration" => "--max-duration",
-            "buffer_before" => "--buffer-before",
-            "buffer_after" => "--buffer-after",
-            "default_hold" => "--default-hold",
-            "max_hold" => "--max-hold",
-            "max_quantity" => "--max-quantity",
-            "min_cancel_notice" => "--cancel-notice",
-            _ => return None,
-        })
+    let rule = |name: &str| match name {
+        "max_quantity" => Some("--max-quantity"),
+        _ => crate::commands::resource::RULES
+            .iter()
+            .find(|r| r.field == name)
+            .map(|r| r.option),
     };
     if policy {
         return rule(field);
@@ -250,19 +241,86 @@ fn conflict_line(conflict: &pb::ReservationConflict) -> String {
         .map(|r| r.resource_id.as_str())
         .filter(|id| !id.is_empty())
         .unwrap_or("the resource");
-    if conflict.capacity > 1 {
-        let wanted = conflict.requested.as_ref().map_or(1, |r| r.quantity.max(1));
-        return format!(
-            "{resource} is full: {wanted} of its {} units are not free for all that time \
-             ({n} live reservation{} in the way)",
-            conflict.capacity,
-            if n == 1 { "" } else { "s" }
-        );
-    }
-    format!(
-        "{resource} is taken: {n} live reservation{} in the way",
+    let in_the_way = format!(
+        "{n} live reservation{} in the way",
         if n == 1 { "" } else { "s" }
-    )
+    );
+    let capacity = conflict.capacity;
+    let units = |n: u32| format!("{n} unit{}", if n == 1 { "" } else { "s" });
+    match conflict.requested.as_ref().map_or(1, |r| r.quantity) {
+        wanted if wanted > capacity => format!(
+            "{resource} has {}: {wanted} cannot be held at once",
+            units(capacity)
+        ),
+        0 if capacity > 1 => format!(
+            "{resource} does not have all {capacity} units free for all that time, as a block \
+             of every unit needs ({in_the_way})"
+        ),
+        1 if capacity > 1 => format!(
+            "{resource} has none of its {capacity} units free for part of that time \
+             ({in_the_way})"
+        ),
+        wanted if capacity > 1 => format!(
+            "{resource} has fewer than {wanted} of its {capacity} units free for part of that \
+             time ({in_the_way})"
+        ),
+        _ => format!("{resource} is taken: {in_the_way}"),
+    }
+}
+
+/// Where a conflict's resource is full, in `zone`, when the reservations
+/// in the way do not show it: a resource of several units, or a clash of
+/// buffers (full outside the requested interval).
+pub fn full_line(conflict: &pb::ReservationConflict, zone: crate::time::Zone) -> Option<String> {
+    let span =
+        |i: &pb::Interval| Some((crate::output::time(&i.start)?, crate::output::time(&i.end)?));
+    let asked = conflict
+        .requested
+        .as_ref()
+        .and_then(|r| Some((crate::output::time(&r.start)?, crate::output::time(&r.end)?)));
+    let full: Vec<_> = conflict.full.iter().filter_map(span).collect();
+    // Full where no reservation in the way is (they are all listed): what
+    // fills it is the time kept free around them.
+    let mut held: Vec<_> = conflict
+        .existing
+        .iter()
+        .filter_map(|r| Some((crate::output::time(&r.start)?, crate::output::time(&r.end)?)))
+        .collect();
+    held.sort();
+    let mut merged: Vec<(_, _)> = Vec::new();
+    for (s, e) in held {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    let outside = asked.is_some_and(|(s, e)| full.iter().any(|(a, b)| *a < s || *b > e))
+        || (conflict.omitted == 0
+            && full
+                .iter()
+                .any(|(a, b)| !merged.iter().any(|(s, e)| s <= a && b <= e)));
+    if full.is_empty() || (conflict.capacity <= 1 && !outside) {
+        return None;
+    }
+    let shown: Vec<String> = full
+        .iter()
+        .take(3)
+        .map(|(s, e)| format!("{} to {}", zone.date_time(*s), zone.end_after(*s, *e)))
+        .collect();
+    let more = match full.len().saturating_sub(3) {
+        0 => String::new(),
+        n => format!(", and {n} more"),
+    };
+    let label = zone.label(full[0].0);
+    Some(format!(
+        "full{}: {} {label}{more}",
+        if outside {
+            " (the buffers kept free around reservations count)"
+        } else {
+            ""
+        },
+        shown.join(", ")
+    ))
 }
 
 /// A refused booking call: `heading`, then every failing part, one per

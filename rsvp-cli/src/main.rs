@@ -97,6 +97,9 @@ fn main() -> ExitCode {
             let mut stderr = std::io::stderr();
             let _ = writeln!(stderr, "rsvp: {}", e.message);
             if let Some(conflict) = &e.conflict {
+                if let Some(full) = error::full_line(conflict, cx.view.zone) {
+                    let _ = writeln!(stderr, "{full}");
+                }
                 let mut rows = Rows::new(cx.view, &mut stderr, Kind::Reservations, true);
                 for r in &conflict.existing {
                     let _ = rows.reservation(r);

@@ -1479,17 +1479,72 @@ fn units_are_reserved_up_to_the_capacity_and_rules_refuse_with_exit_8() {
         cmd
     };
     reserve("2", &[]).assert().success();
-    reserve("2", &["--dry-run"])
-        .assert()
-        .code(3)
-        .stderr(predicate::str::starts_with(
-            "rsvp: hall is full: 2 of its 3 units are not free for all that time",
-        ));
+    reserve("2", &["--dry-run"]).assert().code(3).stderr(
+        predicate::str::starts_with(
+            "rsvp: hall has fewer than 2 of its 3 units free for part of that time \
+                 (1 live reservation in the way)\nfull: 2030-12-07 10:00 to 11:00 UTC\n",
+        )
+        .and(predicate::str::contains("\nID ")),
+    );
     reserve("1", &["--dry-run"])
         .assert()
         .success()
         .stdout(predicate::str::contains("nothing was stored"));
-    reserve("4", &[]).assert().code(3);
+    reserve("4", &[])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "rsvp: hall has 3 units: 4 cannot be held at once\n",
+        ));
+    // A clash of buffers alone says where the resource is full.
+    let rsvp = || server.rsvp_in("UTC");
+    rsvp()
+        .args([
+            "resource",
+            "create",
+            "studio",
+            "-c",
+            "2",
+            "--buffer-after",
+            "10m",
+        ])
+        .assert()
+        .success();
+    for user in ["a", "b"] {
+        rsvp()
+            .args([
+                "reserve",
+                "-r",
+                "studio",
+                "-u",
+                user,
+                "-s",
+                "2030-12-07 10:00",
+                "-d",
+                "1h",
+            ])
+            .assert()
+            .success();
+    }
+    rsvp()
+        .args([
+            "reserve",
+            "-r",
+            "studio",
+            "-u",
+            "c",
+            "-s",
+            "2030-12-07 11:00",
+            "-d",
+            "1h",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "rsvp: studio has none of its 2 units free for part of that time (2 live \
+             reservations in the way)\nfull (the buffers kept free around reservations count): \
+             2030-12-07 11:00 to 11:10 UTC\n",
+        ));
     // Tables show units once a row holds other than one.
     server
         .rsvp()

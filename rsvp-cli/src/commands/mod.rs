@@ -8,7 +8,7 @@ mod free;
 mod listen;
 mod query;
 mod reserve;
-mod resource;
+pub(crate) mod resource;
 mod single;
 
 use std::time::Duration;
@@ -75,7 +75,7 @@ pub async fn run(cli: Cli, cx: &Context) -> Result<(), CliError> {
         Command::List(args) => query::list(args, cx, &mut out).await,
         Command::Listen(args) => listen::run(args, cx, &mut out).await,
         Command::Free(args) => free::run(args, cx, &mut out).await,
-        Command::Resource(command) => resource::run(command, cx, &mut out).await,
+        Command::Resource(command) => resource::run(*command, cx, &mut out).await,
         Command::Whoami => single::whoami(cx, &mut out).await,
     }
 }

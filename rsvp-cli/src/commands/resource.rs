@@ -293,11 +293,13 @@ fn wire(args: &ResourceSpecArgs, zone: &Zone) -> Result<(pb::Resource, Vec<Strin
     Ok((resource, paths))
 }
 
-/// A duration of the booking policy: its flag, its field, the mask path
-/// that sets it, and what `resource get` calls it.
-struct Rule {
+/// A duration of the booking policy: its flag (without and with its
+/// dashes), its field, the mask path that sets it, and what `resource get`
+/// calls it.
+pub(crate) struct Rule {
     flag: &'static str,
-    field: &'static str,
+    pub(crate) option: &'static str,
+    pub(crate) field: &'static str,
     path: &'static str,
     label: &'static str,
 }
@@ -305,8 +307,9 @@ struct Rule {
 macro_rules! rules {
     ($(($flag:literal, $field:ident, $label:literal)),* $(,)?) => {
         /// Every duration of the booking policy, in one order.
-        const RULES: [Rule; [$($label),*].len()] = [$(Rule {
+        pub(crate) const RULES: [Rule; [$($label),*].len()] = [$(Rule {
             flag: $flag,
+            option: concat!("--", $flag),
             field: stringify!($field),
             path: concat!("policy.", stringify!($field)),
             label: $label,

@@ -286,6 +286,18 @@ pub fn booking_rejection_from_status(status: &Status) -> Option<pb::BookingRejec
         .and_then(|any| pb::BookingRejection::decode(any.value.as_slice()).ok())
 }
 
+/// The `google.rpc.ErrorInfo` reason a status carries (`ETAG_MISMATCH`,
+/// `RATE_LIMITED`, ...), if it carries one.
+pub fn error_reason(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// How long a status' `google.rpc.RetryInfo` says to wait before trying
+/// again, if it says.
+pub fn retry_delay(status: &Status) -> Option<std::time::Duration> {
+    status.get_details_retry_info()?.retry_delay
+}
+
 /// The [`pb::ReservationConflict`] carried in a FAILED_PRECONDITION status'
 /// details, if there is one.
 pub fn conflict_from_status(status: &Status) -> Option<pb::ReservationConflict> {

@@ -43,6 +43,7 @@ pub mod types;
 pub use error::{BoxError, Error, FieldContext, InvalidValue, Result};
 pub use grpc::{
     AFTER_CHANGE_ID, MAX_STATUS_WIRE_BYTES, after_change_id, booking_rejection_from_status,
-    conflict_from_status, invalid_argument, policy_from_status, wire_len,
+    conflict_from_status, error_reason, invalid_argument, policy_from_status, retry_delay,
+    wire_len,
 };
 pub use types::*;

@@ -17,6 +17,8 @@ pub struct CliError {
     /// The call may or may not have taken effect (it timed out, or the
     /// connection broke after it was sent).
     unknown: bool,
+    /// The message holds the server's words, whose times are RFC 3339.
+    pub server_words: bool,
 }
 
 /// Added when a reserve or booking without --user is refused for having no
@@ -33,6 +35,7 @@ impl CliError {
             message: message.into(),
             conflict: None,
             unknown: false,
+            server_words: false,
         }
     }
 
@@ -75,7 +78,15 @@ impl CliError {
 
     /// What a failed call means to the user.
     pub fn from_status(status: Status, server: &str) -> Self {
-        let message = status.message().to_string();
+        CliError {
+            server_words: true,
+            ..CliError::said_by(status, server)
+        }
+    }
+
+    fn said_by(status: Status, server: &str) -> Self {
+        // Said with the flag a resume point is given by.
+        let message = status.message().replace("after_change_id = ", "--after ");
         match status.code() {
             Code::InvalidArgument => CliError::new(Exit::InvalidArgument, in_words(&message)),
             Code::NotFound => CliError::new(Exit::NotFound, message),
@@ -96,6 +107,7 @@ impl CliError {
                         message: conflict_line(&conflict),
                         conflict: Some(Box::new(conflict)),
                         unknown: false,
+                        server_words: false,
                     },
                     None => CliError::new(Exit::NotAllowed, format!("not allowed: {message}")),
                 }
@@ -147,7 +159,11 @@ impl CliError {
                     format!("rsvp-server at {server} did not answer in time (--timeout)"),
                 )
             },
-            Code::Aborted => CliError::new(Exit::Other, message),
+            Code::Aborted if abi::error_reason(&status).as_deref() == Some("ETAG_MISMATCH") => {
+                CliError::new(Exit::Changed, message)
+            }
+            Code::Aborted => CliError::new(Exit::TryLater, format!("{message}; try again")),
+            Code::OutOfRange => CliError::new(Exit::Expired, message),
             Code::Unauthenticated => CliError::new(
                 Exit::Denied,
                 format!(
@@ -156,7 +172,18 @@ impl CliError {
                 ),
             ),
             Code::PermissionDenied => CliError::new(Exit::Denied, message),
-            Code::ResourceExhausted => CliError::new(Exit::Other, message),
+            Code::ResourceExhausted => CliError::new(
+                Exit::TryLater,
+                match abi::retry_delay(&status) {
+                    Some(wait) => format!(
+                        "{message} (try again in {})",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            wait.as_secs().max(1)
+                        ))
+                    ),
+                    None => message,
+                },
+            ),
             code => CliError::new(Exit::Other, format!("{code:?}: {message}")),
         }
     }

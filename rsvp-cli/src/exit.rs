@@ -29,6 +29,14 @@ pub enum Exit {
     /// Credentials are missing or not valid, or the caller may not do
     /// this (or read what it names).
     Denied = 9,
+    /// The resource changed since it was read (`--etag`): read it again,
+    /// then decide.
+    Changed = 10,
+    /// Refused for now (a rate limit, too many open streams, writes racing
+    /// for the same resource): the same command may succeed later.
+    TryLater = 11,
+    /// The changes to resume from were deleted by retention (`--after`).
+    Expired = 12,
 }
 
 impl From<Exit> for ExitCode {

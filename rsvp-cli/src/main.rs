@@ -95,7 +95,14 @@ fn main() -> ExitCode {
         Err(e) if e.exit == Exit::Ok => Exit::Ok.into(),
         Err(e) => {
             let mut stderr = std::io::stderr();
-            let _ = writeln!(stderr, "rsvp: {}", e.message);
+            // The server writes times as RFC 3339; shown as tables show
+            // them. The client's own messages say times as they are typed.
+            let message = if e.server_words {
+                time::localized(&e.message, &cx.view.zone)
+            } else {
+                e.message.clone()
+            };
+            let _ = writeln!(stderr, "rsvp: {message}");
             if let Some(conflict) = &e.conflict {
                 if let Some(full) = error::full_line(conflict, cx.view.zone) {
                     let _ = writeln!(stderr, "{full}");

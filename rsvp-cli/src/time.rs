@@ -209,10 +209,12 @@ pub fn check_order(
         return Ok(());
     }
     let shown = |t: DateTime<Utc>| format!("{} {}", zone.date_time(t), zone.label(t));
-    let why = if end == start {
-        "the same time: a reservation must last"
-    } else {
+    let why = if end != start {
         "before it"
+    } else if start_flag == "--from" {
+        "the same time: a window must last"
+    } else {
+        "the same time: a reservation must last"
     };
     Err(crate::error::CliError::new(
         crate::exit::Exit::Usage,
@@ -222,6 +224,35 @@ pub fn check_order(
             shown(start)
         ),
     ))
+}
+
+/// `text` with every RFC 3339 time in it (as the server writes times in
+/// its messages) said as tables say times: in `zone`, with its label.
+pub fn localized(text: &str, zone: &Zone) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(|c: char| c.is_ascii_digit()) {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '+' | '-')))
+            .unwrap_or(rest.len());
+        // A sentence's full stop or a list's colon is not the time's.
+        let token = rest[..len].trim_end_matches(['.', ':']);
+        match DateTime::parse_from_rfc3339(token) {
+            Ok(t) => {
+                let t = t.with_timezone(&Utc);
+                out.push_str(&format!("{} {}", zone.date_time(t), zone.label(t)));
+                rest = &rest[token.len()..];
+            }
+            Err(_) => {
+                out.push_str(&rest[..len]);
+                rest = &rest[len..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// How long until `t`, in a few characters: `in 29m`, `in 2h05m`, `in 3d`,
@@ -267,6 +298,24 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
+
+    #[test]
+    fn times_in_messages_are_said_as_tables_say_them() {
+        let paris = Zone::Named("Europe/Paris".parse().unwrap());
+        assert_eq!(
+            localized("check-in opens at 2027-05-01T10:00:00+00:00.", &paris),
+            "check-in opens at 2027-05-01 12:00 CEST."
+        );
+        assert_eq!(
+            localized(
+                "hold 3 units from 2027-01-04T15:00:00Z to 2027-01-04T16:30:10Z",
+                &Zone::Utc
+            ),
+            "hold 3 units from 2027-01-04 15:00 UTC to 2027-01-04 16:30:10 UTC"
+        );
+        let plain = "room-42 is taken: 2 live reservations, id 01a1fee2-20e9-74d9";
+        assert_eq!(localized(plain, &paris), plain);
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -690,6 +690,20 @@ fn a_listen_ended_before_its_first_change_says_where_to_resume() {
 }
 
 #[test]
+fn a_listen_from_past_the_latest_change_is_refused() {
+    let server = Server::start();
+    alice(&server);
+    server
+        .rsvp()
+        .args(["listen", "--after", "999"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(
+            "--after: 999 is past the latest change, 1",
+        ));
+}
+
+#[test]
 fn help_explains_with_examples_and_completions_are_generated() {
     Command::new(env!("CARGO_BIN_EXE_rsvp"))
         .arg("--help")
@@ -1408,7 +1422,7 @@ fn resources_are_registered_listed_updated_and_deleted() {
             &etag,
         ])
         .assert()
-        .code(1)
+        .code(10)
         .stderr(predicate::str::contains("read it again"));
     server
         .rsvp()
@@ -2151,7 +2165,7 @@ fn check_in_and_out_show_when() {
         .assert()
         .code(8)
         .stderr(predicate::str::contains(
-            "check-in opens at 2030-01-01T10:00:00",
+            "check-in opens at 2030-01-01 10:00 UTC",
         ));
     // A resource's check-in window and no-show rule are set, shown and
     // cleared like its other rules.
@@ -2196,7 +2210,7 @@ fn check_in_and_out_show_when() {
         .assert()
         .code(8)
         .stderr(predicate::str::contains(
-            "check-in opens at 2030-01-01T08:00:00",
+            "check-in opens at 2030-01-01 08:00 UTC",
         ));
     rsvp()
         .args([

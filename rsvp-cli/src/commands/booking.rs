@@ -82,6 +82,8 @@ pub async fn book(args: BookArgs, cx: &Context, out: &mut impl Write) -> Result<
     .await
     .map_err(|mut e| {
         if e.outcome_unknown() {
+            // Times to type again exactly as they are written here.
+            e.server_words = false;
             e.message.push_str(&format!(
                 "; the booking may have been made: repeat the command with \
                  --request-id {request_id}, and the same times (not `now`: it would be later), \

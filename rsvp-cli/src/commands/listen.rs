@@ -50,7 +50,9 @@ pub async fn run(args: ListenArgs, cx: &Context, out: &mut impl Write) -> Result
                 }
                 Some(Err(status)) => {
                     let mut e = CliError::from_status(status, &cx.server);
-                    if let Some(id) = last {
+                    if let Some(id) = last
+                        && !e.message.contains("resume with")
+                    {
                         e.message.push_str(&format!(" (resume with --after {id})"));
                     }
                     return Err(e);

@@ -45,6 +45,12 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
         (Some(end), _) => end
             .resolve(zone)
             .map_err(|e| CliError::new(Exit::Usage, format!("--end: {e}")))?,
+        (None, Some(d)) if d.0.is_zero() => {
+            return Err(CliError::new(
+                Exit::Usage,
+                "--duration: must be longer than 0: a reservation must last",
+            ));
+        }
         (None, Some(d)) => TimeDelta::from_std(d.0)
             .ok()
             .and_then(|d| start.checked_add_signed(d))
@@ -123,6 +129,8 @@ pub async fn run(args: ReserveArgs, cx: &Context, out: &mut impl Write) -> Resul
     .await
     .map_err(|mut e| {
         if e.outcome_unknown() {
+            // Times to type again exactly as they are written here.
+            e.server_words = false;
             // The times as sent: `now` or `+1h` would resolve anew, and a
             // retry must ask for the same thing.
             e.message.push_str(&format!(

@@ -1387,6 +1387,18 @@ fn resources_are_registered_listed_updated_and_deleted() {
         .assert()
         .success()
         .stdout(predicate::str::contains("dr-lee").and(predicate::str::contains("hall").not()));
+    // In JSON, one line per resource; a last page ends with no token line.
+    let listed = server
+        .rsvp()
+        .args(["-o", "json", "resource", "list"])
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.get("next_page_token").is_none()));
     let json = server
         .rsvp()
         .args(["-o", "json", "resource", "get", "hall"])

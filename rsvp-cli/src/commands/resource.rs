@@ -153,10 +153,14 @@ async fn list(
         }
         if page.next_page_token.is_empty() || !args.all {
             if cx.view.format == Format::Json {
-                output::json_line(
-                    out,
-                    &serde_json::json!({ "next_page_token": page.next_page_token }),
-                )?;
+                // Only a page with more after it ends with its token, as
+                // `rsvp list` does.
+                if !page.next_page_token.is_empty() {
+                    output::json_line(
+                        out,
+                        &serde_json::json!({ "next_page_token": page.next_page_token }),
+                    )?;
+                }
             } else {
                 print_list(&cx.view, out, rows, &page.next_page_token)?;
             }

@@ -81,7 +81,7 @@ const RESERVATION_COLUMNS: [Column; 9] = [
     col("ID", 9, 36, SHORT_ID),
     col("USER", 6, 64, 12),
     col("RESOURCE", 8, 64, 16),
-    col("STATUS", 7, 10, 9),
+    col("STATUS", 7, 10, 10),
     col("START", 16, 28, 16),
     col("END", 5, 19, 11),
     col("EXPIRES", 7, 9, 7),
@@ -100,7 +100,7 @@ const CHANGE_COLUMNS: [Column; 9] = [
     col("ID", 9, 36, SHORT_ID),
     col("USER", 6, 64, 12),
     col("RESOURCE", 8, 64, 16),
-    col("STATUS", 7, 10, 9),
+    col("STATUS", 7, 10, 10),
     col("START", 16, 28, 16),
     col("END", 5, 19, 11),
     col("NOTE", 4, 200, 24),
@@ -108,18 +108,22 @@ const CHANGE_COLUMNS: [Column; 9] = [
 
 /// One step of giving way: the column, and the width it may shrink to
 /// (`None`: it may be left out).
-const GIVE_WAY: [(&str, Option<usize>); 10] = [
+/// Users, resources, statuses and times never give way (a row that still
+/// does not fit is wider than the terminal).
+const GIVE_WAY: [(&str, Option<usize>); 8] = [
     ("NOTE", Some(20)),
     ("ID", Some(SHORT_ID)),
     ("NOTE", Some(10)),
     ("NOTE", None),
-    ("EXPIRES", None),
-    ("UNITS", None),
     ("END", Some(11)),
     ("ID", Some(9)),
-    ("RESOURCE", Some(8)),
-    ("USER", Some(6)),
+    ("EXPIRES", None),
+    ("UNITS", None),
 ];
+
+/// Columns shown whole, however long a cell: a row whose cell is longer
+/// than the column's width is wider than the rows around it.
+const WHOLE: [&str; 5] = ["USER", "RESOURCE", "STATUS", "START", "END"];
 
 /// Column widths for `want` (each column's wish) in `width` columns, one
 /// space between columns; `None` for a column left out.
@@ -510,7 +514,17 @@ impl<'w, W: Write> Rows<'w, W> {
             })
             .collect();
         if !rows.is_empty() {
-            self.out.write_all(render(rows, widths).as_bytes())?;
+            // What is shown whole widens its column for these rows.
+            let mut widths = widths.clone();
+            for (i, column) in self.columns.iter().enumerate() {
+                if let Some(w) = widths[i].as_mut()
+                    && WHOLE.contains(&column.heading)
+                {
+                    let longest = rows.iter().map(|r| r[i].chars().count()).max();
+                    *w = (*w).max(longest.unwrap_or(0));
+                }
+            }
+            self.out.write_all(render(rows, &widths).as_bytes())?;
         }
         self.out.flush()
     }
@@ -618,8 +632,11 @@ mod tests {
             "the note while there is room: {roomy:?}"
         );
 
-        let changes = layout(&CHANGE_COLUMNS, &[6, 6, 36, 20, 20, 9, 16, 5, 30], 80);
+        let changes = layout(&CHANGE_COLUMNS, &[6, 6, 36, 12, 10, 9, 16, 5, 30], 80);
         assert!(shown(&changes) <= 80, "{changes:?}");
+        // Users and resources stay whole, though the row is then wider.
+        let long = layout(&CHANGE_COLUMNS, &[6, 6, 36, 20, 20, 9, 16, 5, 30], 80);
+        assert_eq!((long[3], long[4], long[8]), (Some(20), Some(20), None));
     }
 
     #[test]

@@ -1336,6 +1336,37 @@ fn listen_shows_each_change_with_its_note() {
         noted.contains("update") && noted.contains("moved upstairs"),
         "a note change shows: {noted}"
     );
+    // In 80 columns too, users, resources and statuses are whole.
+    reserve(
+        &server,
+        &[
+            "-r",
+            "flight-lisbon-porto-0815",
+            "-u",
+            "passenger-with-a-long-name",
+            "-s",
+            "2030-01-01 10:00",
+            "-d",
+            "1h",
+            "--confirm",
+        ],
+    );
+    let mut listen = StdCommand::new(env!("CARGO_BIN_EXE_rsvp"))
+        .env_clear()
+        .env("RSVP_SERVER", format!("http://{}", server.addr))
+        .env("COLUMNS", "80")
+        .args(["--utc", "listen", "--after", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(listen.stdout.take().unwrap()).lines();
+    let rows: Vec<String> = (0..2).map(|_| lines.next().unwrap().unwrap()).collect();
+    let _ = listen.kill();
+    let _ = listen.wait();
+    assert!(
+        rows[1].contains(" passenger-with-a-long-name flight-lisbon-porto-0815 confirmed "),
+        "{rows:?}"
+    );
 }
 
 #[test]

@@ -56,22 +56,31 @@ pub async fn run(
         }
         TokenCommand::List => {
             let tokens = store.tokens().await.context("reading tokens")?;
-            writeln!(
-                out,
-                "{:<36}  {:<20}  {:<7}  {:<20}  {:<20}  REVOKED",
-                "ID", "PRINCIPAL", "ROLE", "MADE", "EXPIRES"
-            )?;
-            for t in tokens {
-                writeln!(
-                    out,
-                    "{:<36}  {:<20}  {:<7}  {:<20}  {:<20}  {}",
-                    t.id,
-                    t.principal,
-                    t.role,
+            let mut rows =
+                vec![["ID", "PRINCIPAL", "ROLE", "MADE", "EXPIRES", "REVOKED"].map(String::from)];
+            rows.extend(tokens.into_iter().map(|t| {
+                [
+                    t.id.to_string(),
+                    t.principal.to_string(),
+                    t.role.to_string(),
                     time(t.created_at),
                     t.expires_at.map(time).unwrap_or_else(|| "-".into()),
                     t.revoked_at.map(time).unwrap_or_else(|| "-".into()),
-                )?;
+                ]
+            }));
+            // Each column as wide as its widest cell, two spaces between.
+            let mut widths = [0; 6];
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            for row in rows {
+                let mut line = String::new();
+                for (cell, w) in row.iter().zip(widths) {
+                    line.push_str(&format!("{cell:<w$}  "));
+                }
+                writeln!(out, "{}", line.trim_end())?;
             }
         }
         TokenCommand::Revoke { id } => {

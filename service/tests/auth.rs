@@ -460,6 +460,15 @@ async fn tokens_are_made_listed_and_revoked_from_the_command_line() {
     let listed = String::from_utf8(listed.stdout).unwrap();
     let row = listed.lines().nth(1).expect("a row per token");
     assert!(row.contains("ops") && row.contains("admin"), "{listed}");
+    // Each value stands under its heading.
+    let heading = listed.lines().next().unwrap();
+    for (name, value) in [("PRINCIPAL", "ops"), ("ROLE", "admin")] {
+        assert_eq!(
+            heading.find(name),
+            row.find(&format!(" {value} ")).map(|i| i + 1),
+            "{listed}"
+        );
+    }
     assert!(!listed.contains(&secret[5..]), "the secret is never listed");
     let id = row.split_whitespace().next().unwrap().to_string();
 

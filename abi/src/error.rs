@@ -79,6 +79,10 @@ pub enum Error {
     #[error("{0}")]
     FailedPrecondition(Cow<'static, str>),
 
+    /// A change of a deleted resource: it cannot change.
+    #[error("resource {0} is deleted: it cannot change")]
+    ResourceDeleted(ResourceId),
+
     /// The caller may not do this, or may not read what it names (whether
     /// it exists or not).
     #[error("permission denied: {0}")]

@@ -206,6 +206,12 @@ impl From<Error> for Status {
                 "INVALID_TRANSITION",
                 None,
             ),
+            Error::ResourceDeleted(_) => status_with(
+                Code::FailedPrecondition,
+                e.to_string(),
+                "RESOURCE_DELETED",
+                None,
+            ),
             Error::EtagMismatch { .. } => {
                 status_with(Code::Aborted, e.to_string(), "ETAG_MISMATCH", None)
             }
@@ -419,6 +425,11 @@ mod tests {
                 Error::FailedPrecondition("an expired hold".into()),
                 Code::FailedPrecondition,
                 "INVALID_TRANSITION",
+            ),
+            (
+                Error::ResourceDeleted(crate::ResourceId::parse("gone").unwrap()),
+                Code::FailedPrecondition,
+                "RESOURCE_DELETED",
             ),
             (
                 Error::BookingRejected(Vec::new()),

@@ -144,9 +144,7 @@ impl<D: Dialect> Engine<D> {
         let change = |current: &Resource| -> Result<ResourceSpec> {
             // Deleted first: re-reading it would not help.
             if current.deleted_at.is_some() {
-                return Err(Error::FailedPrecondition(
-                    format!("resource {} is deleted: it cannot change", current.spec.id).into(),
-                ));
+                return Err(Error::ResourceDeleted(current.spec.id.clone()));
             }
             if let Some(etag) = &patch.etag
                 && *etag != current.etag()

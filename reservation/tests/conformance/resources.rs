@@ -213,7 +213,7 @@ async fn a_stale_etag_is_refused_and_deleted_resources_do_not_change(env: Env) {
             store
                 .update_resource(patch("room", etag, &["capacity"], cap(4)))
                 .await,
-            Err(Error::FailedPrecondition(_))
+            Err(Error::ResourceDeleted(_))
         ));
     }
     assert!(matches!(

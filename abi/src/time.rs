@@ -46,6 +46,26 @@ pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
     }
 }
 
+/// Writes a protobuf `Timestamp`, brought within the years 1 to 9999 a
+/// valid one holds: for a stretch that buffers carry past them (a stretch
+/// that is full "until the end of time" says so as the last instant
+/// there is).
+pub fn to_timestamp_within(time: DateTime<Utc>) -> Timestamp {
+    let mut ts = to_timestamp(time);
+    if ts.seconds > MAX_TIMESTAMP_SECONDS {
+        ts = Timestamp {
+            seconds: MAX_TIMESTAMP_SECONDS,
+            nanos: 999_999_000,
+        };
+    } else if ts.seconds < MIN_TIMESTAMP_SECONDS {
+        ts = Timestamp {
+            seconds: MIN_TIMESTAMP_SECONDS,
+            nanos: 0,
+        };
+    }
+    ts
+}
+
 /// The earlier of two optional limits, `None` being no limit.
 pub fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (a, b) {
@@ -133,6 +153,19 @@ mod tests {
         for (secs, text) in [(1800, "30m"), (86_400, "1d"), (9000, "2h30m"), (45, "45s")] {
             assert_eq!(short(TimeDelta::seconds(secs)), text);
         }
+    }
+
+    #[test]
+    fn a_time_past_the_years_a_timestamp_holds_is_written_as_the_last_one() {
+        let last = from_timestamp(&to_timestamp_within(
+            DateTime::from_timestamp(MAX_TIMESTAMP_SECONDS + 86_400 * 400, 0).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(last.timestamp(), MAX_TIMESTAMP_SECONDS);
+        let first = DateTime::from_timestamp(MIN_TIMESTAMP_SECONDS - 1, 0).unwrap();
+        assert!(from_timestamp(&to_timestamp_within(first)).is_ok());
+        let now = DateTime::from_timestamp(1_800_000_000, 5_000).unwrap();
+        assert_eq!(to_timestamp_within(now), to_timestamp(now));
     }
 
     #[test]

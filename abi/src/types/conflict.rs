@@ -115,9 +115,11 @@ impl From<&Conflict> for pb::ReservationConflict {
             full: c
                 .full
                 .iter()
+                // Buffers may carry a stretch past the years a Timestamp
+                // holds.
                 .map(|t| pb::Interval {
-                    start: Some(to_timestamp(t.start())),
-                    end: Some(to_timestamp(t.end())),
+                    start: Some(crate::time::to_timestamp_within(t.start())),
+                    end: Some(crate::time::to_timestamp_within(t.end())),
                 })
                 .collect(),
         }

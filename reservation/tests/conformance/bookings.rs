@@ -29,6 +29,7 @@ conformance!(
     bookings_and_arrivals_are_judged_by_the_rules_as_they_are_whichever_server_judges_them,
     a_deleted_resource_refuses_its_part_and_override_lifts_other_rules,
     bookings_written_together_each_keep_their_own_outcome,
+    what_is_in_the_way_is_listed_whole,
 );
 
 fn spec(id: &str, capacity: u32, policy: pb::BookingPolicy) -> ResourceSpec {
@@ -999,4 +1000,79 @@ async fn bookings_written_together_each_keep_their_own_outcome(env: Env) {
         "a refused booking left nothing behind"
     );
     assert!(all.iter().all(|r| r.booking_id.is_some()));
+}
+
+/// A refusal lists what is in the way as it reads anywhere else: a
+/// checked-in reservation as checked in, a booking's part with its
+/// booking; on a resource of one unit and of several, for a reserve, a
+/// move and a booking.
+async fn what_is_in_the_way_is_listed_whole(env: Env) {
+    let store = &env.store;
+    store
+        .create_resource(spec("twin", 2, pb::BookingPolicy::default()))
+        .await
+        .unwrap();
+    let made = store
+        .book(booking(vec![part("single", 0, 60), part("twin", 0, 60)]))
+        .await
+        .unwrap();
+    let mut arrived = Vec::new();
+    for p in &made.parts {
+        store.confirm(p.id).await.unwrap();
+        arrived.push(store.check_in(p.id).await.unwrap());
+    }
+    let in_the_way = |e: Error| match e {
+        Error::Conflict(c) => c.existing,
+        Error::BookingRejected(parts) => parts
+            .into_iter()
+            .flat_map(|p| p.conflict.map(|c| c.existing).unwrap_or_default())
+            .collect(),
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+    let whole = |listed: Vec<abi::Reservation>| {
+        assert!(!listed.is_empty());
+        for r in listed {
+            assert_eq!(r.status, ReservationStatus::CheckedIn, "{r:?}");
+            assert!(r.checked_in_at.is_some(), "{r:?}");
+            assert_eq!(r.booking_id, Some(made.id), "{r:?}");
+        }
+    };
+    let two = |user: &str, resource: &str, from, to| {
+        NewReservation::builder()
+            .user_id(user)
+            .resource_id(resource)
+            .start(at(from))
+            .end(at(to))
+            .quantity(2)
+            .build()
+            .unwrap()
+    };
+    whole(in_the_way(
+        env.reserve("bob", "single", 30, 90).await.unwrap_err(),
+    ));
+    whole(in_the_way(
+        store.reserve(two("bob", "twin", 30, 90)).await.unwrap_err(),
+    ));
+    whole(in_the_way(
+        store
+            .book(
+                NewBooking::new(
+                    UserId::parse("bob").unwrap(),
+                    vec![two("bob", "twin", 30, 90)],
+                    Hold::Default,
+                    None,
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap_err(),
+    ));
+    let later = env.reserve("bob", "single", 120, 180).await.unwrap();
+    let moved = ReservationUpdate::builder()
+        .id(later.id.to_string())
+        .start(at(30))
+        .end(at(90))
+        .build()
+        .unwrap();
+    whole(in_the_way(store.update(moved).await.unwrap_err()));
 }

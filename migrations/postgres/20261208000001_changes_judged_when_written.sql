@@ -131,11 +131,12 @@ BEGIN
             SELECT 1, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
                    b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
                    b.expires_at, b.version, NULL::bigint, v_waited, b.quantity, v_capacity,
-                   b.full_starts, b.full_ends, w.booking_id, w.checked_in_at,
-                   w.checked_out_at
+                   b.full_starts, b.full_ends,
+                   (SELECT w.booking_id FROM rsvp.reservations w WHERE w.id = b.id),
+                   (SELECT w.checked_in_at FROM rsvp.reservations w WHERE w.id = b.id),
+                   (SELECT w.checked_out_at FROM rsvp.reservations w WHERE w.id = b.id)
             FROM rsvp.refusal(v_row.resource_id, v_occupied, p_id, v_now, p_limit, v_capacity,
-                              v_capacity > 1, p_quantity) b
-            LEFT JOIN rsvp.reservations w ON w.id = b.id;
+                              v_capacity > 1, p_quantity) b;
         IF FOUND THEN
             RETURN;
         END IF;
@@ -340,10 +341,11 @@ BEGIN
                 SELECT i, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
                        b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
                        b.expires_at, b.version, NULL::bigint, v_waited, b.quantity,
-                       v_capacity, b.full_starts, b.full_ends, w.booking_id,
-                       w.checked_in_at, w.checked_out_at
-                FROM unnest(v_refused) b
-                LEFT JOIN rsvp.reservations w ON w.id = b.id;
+                       v_capacity, b.full_starts, b.full_ends,
+                       (SELECT w.booking_id FROM rsvp.reservations w WHERE w.id = b.id),
+                       (SELECT w.checked_in_at FROM rsvp.reservations w WHERE w.id = b.id),
+                       (SELECT w.checked_out_at FROM rsvp.reservations w WHERE w.id = b.id)
+                FROM unnest(v_refused) b;
             CONTINUE;
         END IF;
 

@@ -842,7 +842,7 @@ async fn a_change_that_waited_past_its_time_is_refused() {
     // three.
     let edge = Utc::now() + chrono::TimeDelta::milliseconds(1_500);
     let late = support::LateChanges::prepare(&store, edge).await;
-    let outsider = db.pool(4).await;
+    let outsider = db.pool(support::LateChanges::RESOURCES.len() as u32).await;
     let mut stalls = Vec::new();
     for resource in support::LateChanges::RESOURCES {
         stalls.push(support::Stall::lock(&outsider, resource).await);

@@ -162,7 +162,7 @@ impl CliError {
             Code::Aborted if abi::error_reason(&status).as_deref() == Some("ETAG_MISMATCH") => {
                 CliError::new(Exit::Changed, message)
             }
-            Code::Aborted => CliError::new(Exit::TryLater, format!("{message}; try again")),
+            Code::Aborted => CliError::new(Exit::TryLater, message),
             Code::OutOfRange => CliError::new(Exit::Expired, message),
             Code::Unauthenticated => CliError::new(
                 Exit::Denied,

@@ -120,11 +120,6 @@ impl NewBooking {
         for p in &self.parts {
             h.write_i64(p.fingerprint());
         }
-        // Only when asked, so that the digests of bookings without it are
-        // those stored before it counted.
-        if self.override_policy {
-            h.write(b"override_policy");
-        }
         h.finish() as i64
     }
 }

@@ -125,3 +125,47 @@ impl From<&Conflict> for pb::ReservationConflict {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    use super::*;
+
+    /// A stretch that buffers carry past year 9999 is sent as ending at
+    /// the last instant a Timestamp holds: every client can read it.
+    #[test]
+    fn full_stretches_past_the_last_timestamp_stay_readable() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let late = Timespan::new(at("9999-12-31T22:00:00Z"), at("9999-12-31T23:00:00Z")).unwrap();
+        let conflict = Conflict {
+            requested: Requested {
+                id: None,
+                user_id: UserId::parse("ann").unwrap(),
+                resource_id: ResourceId::parse("vault").unwrap(),
+                status: ReservationStatus::Pending,
+                timespan: late,
+                note: Note::default(),
+                quantity: 1,
+            },
+            existing: Vec::new(),
+            omitted: 0,
+            capacity: 1,
+            full: vec![
+                Timespan::new(
+                    at("9999-12-31T21:00:00Z"),
+                    at("9999-12-31T23:00:00Z") + TimeDelta::days(3660),
+                )
+                .unwrap(),
+            ],
+        };
+        let wire = pb::ReservationConflict::from(&conflict);
+        let full = &wire.full[0];
+        for ts in [&full.start, &full.end] {
+            let ts = ts.as_ref().unwrap();
+            assert!(crate::time::from_timestamp(ts).is_ok(), "{ts:?}");
+        }
+        let end = crate::time::from_timestamp(full.end.as_ref().unwrap()).unwrap();
+        assert_eq!(end.timestamp(), crate::time::MAX_TIMESTAMP_SECONDS);
+    }
+}

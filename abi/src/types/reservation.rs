@@ -296,11 +296,6 @@ impl NewReservation {
                 h.write_i64(d.num_microseconds().unwrap_or(i64::MAX));
             }
         }
-        // Only when asked, so that the digests of requests without it are
-        // those stored before it counted.
-        if self.override_policy {
-            h.write(b"override_policy");
-        }
         h.finish() as i64
     }
 }

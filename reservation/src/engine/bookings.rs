@@ -267,7 +267,7 @@ impl<D: Dialect> Engine<D> {
                 }
                 let update = ReservationUpdate::status(current.id, change);
                 let Some(write) =
-                    plan::plan_update(&current, row.status, &update).map_err(|e| match e {
+                    plan::plan_update(&current, row, &update).map_err(|e| match e {
                         Error::FailedPrecondition(why) => Error::FailedPrecondition(
                             format!("part {i} ({}): {why}", current.resource_id).into(),
                         ),

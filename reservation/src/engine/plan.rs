@@ -3,6 +3,8 @@
 use abi::{Error, Note, Reservation, ReservationStatus, ReservationUpdate, Result, Timespan};
 use chrono::{DateTime, Utc};
 
+use crate::row::StoredReservation;
+
 /// The values to write.
 #[derive(Debug)]
 pub(crate) struct Write {
@@ -19,23 +21,26 @@ pub(crate) struct Write {
 }
 
 /// Decides an update of `current` (read with its effective status) whose
-/// stored status is `stored_status`. `None` means nothing changes.
+/// stored row is `stored`. `None` means nothing changes.
 ///
 /// # Errors
 /// [`Error::FailedPrecondition`] for a transition the contract does not
 /// allow, or a reschedule of a reservation that holds nothing.
 pub(crate) fn plan_update(
     current: &Reservation,
-    stored_status: ReservationStatus,
+    stored: &StoredReservation,
     update: &ReservationUpdate,
 ) -> Result<Option<Write>> {
-    let status = match update.status {
+    // A change to the status it already has (a confirm of what was
+    // confirmed) changes nothing, whatever the row says until a write or
+    // the sweeper settles it.
+    let (status, new_status) = match update.status {
         Some(change) => match current.status.transition(change) {
-            Ok(true) => change.target(),
-            Ok(false) => current.status,
+            Ok(true) => (change.target(), true),
+            Ok(false) => (current.status, false),
             Err(why) => return Err(Error::FailedPrecondition(why.into())),
         },
-        None => current.status,
+        None => (current.status, false),
     };
     let reschedule = update.timespan.filter(|t| *t != current.timespan);
     if reschedule.is_some() && !status.is_live() {
@@ -58,16 +63,15 @@ pub(crate) fn plan_update(
         quantity > current.quantity
     };
     let note = update.note.clone().unwrap_or_else(|| current.note.clone());
-    // A hold keeps its expiry (also once expired); anything else has none.
+    // A hold keeps its expiry (also once expired, though it no longer
+    // reads); anything else has none.
     let expires_at = match status {
-        ReservationStatus::Pending | ReservationStatus::Expired => current.expires_at,
+        ReservationStatus::Pending | ReservationStatus::Expired => stored.expires_at,
         _ => None,
     };
-    let unchanged = status.stored() == stored_status
-        && note == current.note
-        && reschedule.is_none()
-        && quantity == current.quantity
-        && expires_at == current.expires_at;
+    // Anything written also settles the status the row reads as.
+    let unchanged =
+        !new_status && note == current.note && reschedule.is_none() && quantity == current.quantity;
     Ok((!unchanged).then(|| Write {
         status,
         note,

@@ -164,9 +164,8 @@ impl<D: Dialect> Engine<D> {
         let mut known = self.rules.get(&resource);
         for _ in 0..PLAN_ATTEMPTS {
             let seen_lapsed = row.lapsed_at(now);
-            let stored_status = row.status;
             let current = row.clone().into_reservation(now)?;
-            let Some(write) = plan::plan_update(&current, stored_status, &update)? else {
+            let Some(write) = plan::plan_update(&current, &row, &update)? else {
                 return Ok(current);
             };
             if write.status == ReservationStatus::NoShow

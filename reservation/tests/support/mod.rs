@@ -361,22 +361,24 @@ pub async fn churn(env: &Env, resource: &str, capacity: u32, ops: usize, seed: u
     }
 }
 
-/// Four changes each judged just before the clock passes `edge` and
+/// Five changes each judged just before the clock passes `edge` and
 /// written just after: a cancel of a confirmed reservation whose cancel
 /// notice runs out at `edge`, a move of a hold to a start whose notice runs
 /// out then, a cancel of a booking's confirmed part by its cancel notice,
-/// and a check-in of a reservation that ends at `edge`. Each is on a
-/// resource of its own ([`LateChanges::RESOURCES`]).
+/// a check-in of a reservation that ends at `edge`, and a move (later) of a
+/// confirmed reservation whose cancel notice runs out at `edge`. Each is on
+/// a resource of its own ([`LateChanges::RESOURCES`]).
 pub struct LateChanges {
     cancel: ReservationId,
     mv: ReservationId,
     booking: abi::BookingId,
     check_in: ReservationId,
+    postpone: ReservationId,
     moved_to: (DateTime<Utc>, DateTime<Utc>),
 }
 
 impl LateChanges {
-    pub const RESOURCES: [&'static str; 4] = ["dr-kim", "dr-lee", "dr-max", "room-9"];
+    pub const RESOURCES: [&'static str; 5] = ["dr-kim", "dr-lee", "dr-max", "dr-roe", "room-9"];
 
     /// Registers the resources (an hour's notice and cancel notice) and
     /// makes what the changes change, all in time before `edge`.
@@ -386,7 +388,7 @@ impl LateChanges {
             seconds: 3600,
             nanos: 0,
         });
-        for id in &Self::RESOURCES[..3] {
+        for id in &Self::RESOURCES[..4] {
             let spec = ResourceSpec::try_from(pb::Resource {
                 id: (*id).into(),
                 capacity: 1,
@@ -444,47 +446,62 @@ impl LateChanges {
             .build()
             .unwrap();
         let check_in = store.reserve(stay).await.unwrap();
+        let postpone = store
+            .reserve(one("dr-roe", in_an_hour, InitialStatus::Confirmed))
+            .await
+            .unwrap();
         LateChanges {
             cancel: cancel.id,
             mv: mv.id,
             booking: booking.id,
             check_in: check_in.id,
+            postpone: postpone.id,
             moved_to: (in_an_hour, in_an_hour + TimeDelta::minutes(15)),
         }
     }
 
-    /// Starts the four changes.
-    pub fn start(&self, store: &Arc<dyn Rsvp>) -> tokio::task::JoinHandle<[Result<()>; 4]> {
+    /// Starts the five changes.
+    pub fn start(&self, store: &Arc<dyn Rsvp>) -> tokio::task::JoinHandle<[Result<()>; 5]> {
         let store = store.clone();
-        let (cancel, mv, booking, check_in, to) = (
+        let (cancel, mv, booking, check_in, postpone, to) = (
             self.cancel,
             self.mv,
             self.booking,
             self.check_in,
+            self.postpone,
             self.moved_to,
         );
         tokio::spawn(async move {
-            let moved = abi::ReservationUpdate::builder()
-                .id(mv.to_string())
-                .start(to.0)
-                .end(to.1)
-                .build()
-                .unwrap();
-            let (a, b, c, d) = tokio::join!(
+            let move_to = |id: ReservationId, start: DateTime<Utc>| {
+                abi::ReservationUpdate::builder()
+                    .id(id.to_string())
+                    .start(start)
+                    .end(start + TimeDelta::minutes(15))
+                    .build()
+                    .unwrap()
+            };
+            let (a, b, c, d, e) = tokio::join!(
                 store.cancel(cancel),
-                store.update(moved),
+                store.update(move_to(mv, to.0)),
                 store.cancel_booking(booking),
                 store.check_in(check_in),
+                store.update(move_to(postpone, to.0 + TimeDelta::hours(4))),
             );
-            [a.map(drop), b.map(drop), c.map(drop), d.map(drop)]
+            [
+                a.map(drop),
+                b.map(drop),
+                c.map(drop),
+                d.map(drop),
+                e.map(drop),
+            ]
         })
     }
 
     /// Asserts that each change was refused by the rule whose time ran
     /// out, and that nothing changed.
-    pub async fn assert_refused(self, store: &Arc<dyn Rsvp>, answers: [Result<()>; 4]) {
+    pub async fn assert_refused(self, store: &Arc<dyn Rsvp>, answers: [Result<()>; 5]) {
         use abi::{Error, Rule};
-        let [cancel, mv, booking, check_in] = answers;
+        let [cancel, mv, booking, check_in, postpone] = answers;
         let rules = |answer: Result<()>| match answer {
             Err(Error::Policy(broken)) => broken.iter().map(|v| v.rule).collect::<Vec<_>>(),
             Err(Error::BookingRejected(parts)) => parts
@@ -498,13 +515,26 @@ impl LateChanges {
         assert_eq!(rules(mv), [Rule::MinNotice], "the move");
         assert_eq!(rules(booking), [Rule::CancelNotice], "the booking's cancel");
         assert_eq!(rules(check_in), [Rule::CheckInWindow], "the check-in");
+        assert_eq!(
+            rules(postpone),
+            [Rule::CancelNotice],
+            "the confirmed one's move"
+        );
         let cancel = store.get(self.cancel).await.unwrap();
         assert_eq!(cancel.status, ReservationStatus::Confirmed);
+        // As stored: to the microsecond.
+        let asked = abi::time::truncate_to_micros(self.moved_to.0);
         let mv = store.get(self.mv).await.unwrap();
-        assert_ne!(mv.timespan.start(), self.moved_to.0, "not moved");
+        assert_eq!(
+            mv.timespan.start(),
+            asked + TimeDelta::hours(2),
+            "not moved"
+        );
         let booking = store.get_booking(self.booking).await.unwrap();
         assert_eq!(booking.parts[0].status, ReservationStatus::Confirmed);
         let stay = store.get(self.check_in).await.unwrap();
         assert_eq!(stay.checked_in_at, None);
+        let postponed = store.get(self.postpone).await.unwrap();
+        assert_eq!(postponed.timespan.start(), asked, "not moved");
     }
 }

@@ -350,7 +350,11 @@ rules![
 
 /// The mask path of a field named as its flag.
 fn clear_path(field: &str) -> Result<&'static str, CliError> {
-    Ok(match field.trim_start_matches("--") {
+    let field = field.trim_start_matches("--");
+    if let Some(rule) = RULES.iter().find(|r| r.flag == field) {
+        return Ok(rule.path);
+    }
+    Ok(match field {
         "capacity" => "capacity",
         "name" => "display_name",
         "zone" => "time_zone",
@@ -361,7 +365,6 @@ fn clear_path(field: &str) -> Result<&'static str, CliError> {
         "admin" => "admins",
         "policy" => "policy",
         "max-quantity" => "policy.max_quantity",
-        rule if let Some(r) = RULES.iter().find(|r| r.flag == rule) => r.path,
         other => {
             return Err(CliError::new(
                 Exit::Usage,

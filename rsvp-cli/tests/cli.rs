@@ -2233,23 +2233,22 @@ fn check_in_and_out_show_when() {
     .unwrap();
     assert_eq!(json["policy"]["check_in_opens"], 7200);
     assert_eq!(json["policy"]["auto_release_after"], 900);
-    let early = stdout(rsvp().args([
-        "-o",
-        "json",
-        "reserve",
-        "-r",
-        "desk-4",
-        "-u",
-        "ann",
-        "-s",
-        "2030-01-01T10:00:00Z",
-        "-d",
-        "1h",
-        "--confirm",
-    ]));
-    let early: serde_json::Value = serde_json::from_str(&early).unwrap();
+    let early = reserve(
+        &server,
+        &[
+            "-r",
+            "desk-4",
+            "-u",
+            "ann",
+            "-s",
+            "2030-01-01T10:00:00Z",
+            "-d",
+            "1h",
+            "--confirm",
+        ],
+    );
     rsvp()
-        .args(["check-in", early["id"].as_str().unwrap()])
+        .args(["check-in", &early])
         .assert()
         .code(8)
         .stderr(predicate::str::contains(

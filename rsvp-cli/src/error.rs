@@ -305,6 +305,11 @@ pub fn full_line(conflict: &pb::ReservationConflict, zone: crate::time::Zone) ->
         .requested
         .as_ref()
         .and_then(|r| Some((crate::output::time(&r.start)?, crate::output::time(&r.end)?)));
+    // More units than the resource has: full everywhere, as the message
+    // already says.
+    if conflict.requested.as_ref().map_or(1, |r| r.quantity) > conflict.capacity {
+        return None;
+    }
     let full: Vec<_> = conflict.full.iter().filter_map(span).collect();
     // Full where no reservation in the way is (they are all listed): what
     // fills it is the time kept free around them.
@@ -323,6 +328,7 @@ pub fn full_line(conflict: &pb::ReservationConflict, zone: crate::time::Zone) ->
     }
     let outside = asked.is_some_and(|(s, e)| full.iter().any(|(a, b)| *a < s || *b > e))
         || (conflict.omitted == 0
+            && !merged.is_empty()
             && full
                 .iter()
                 .any(|(a, b)| !merged.iter().any(|(s, e)| s <= a && b <= e)));

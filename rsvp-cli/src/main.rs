@@ -107,11 +107,13 @@ fn main() -> ExitCode {
                 if let Some(full) = error::full_line(conflict, cx.view.zone) {
                     let _ = writeln!(stderr, "{full}");
                 }
-                let mut rows = Rows::new(cx.view, &mut stderr, Kind::Reservations, true);
-                for r in &conflict.existing {
-                    let _ = rows.reservation(r);
+                if !conflict.existing.is_empty() {
+                    let mut rows = Rows::new(cx.view, &mut stderr, Kind::Reservations, true);
+                    for r in &conflict.existing {
+                        let _ = rows.reservation(r);
+                    }
+                    let _ = rows.finish("");
                 }
-                let _ = rows.finish("");
                 if conflict.omitted > 0 {
                     let _ = writeln!(stderr, "and {} more", conflict.omitted);
                 }

@@ -1551,7 +1551,28 @@ fn units_are_reserved_up_to_the_capacity_and_rules_refuse_with_exit_8() {
         .assert()
         .code(3)
         .stderr(predicate::str::starts_with(
-            "rsvp: hall has 3 units: 4 cannot be held at once\n",
+            "rsvp: hall has 3 units: 4 cannot be held at once\nID ",
+        ));
+    // Nothing in the way: the message alone.
+    server
+        .rsvp_in("UTC")
+        .args([
+            "reserve",
+            "-r",
+            "shed",
+            "-u",
+            "a",
+            "-s",
+            "2030-12-07 10:00",
+            "-d",
+            "1h",
+            "-q",
+            "2",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::eq(
+            "rsvp: shed has 1 unit: 2 cannot be held at once\n",
         ));
     // A clash of buffers alone says where the resource is full.
     let rsvp = || server.rsvp_in("UTC");

@@ -131,12 +131,12 @@ BEGIN
             SELECT 1, 'conflict'::text, v_now, b.total, b.id, b.user_id, b.resource_id,
                    b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
                    b.expires_at, b.version, NULL::bigint, v_waited, b.quantity, v_capacity,
-                   b.full_starts, b.full_ends,
-                   (SELECT w.booking_id FROM rsvp.reservations w WHERE w.id = b.id),
-                   (SELECT w.checked_in_at FROM rsvp.reservations w WHERE w.id = b.id),
-                   (SELECT w.checked_out_at FROM rsvp.reservations w WHERE w.id = b.id)
+                   b.full_starts, b.full_ends, w.booking_id, w.checked_in_at,
+                   w.checked_out_at
             FROM rsvp.refusal(v_row.resource_id, v_occupied, p_id, v_now, p_limit, v_capacity,
-                              v_capacity > 1, p_quantity) b;
+                              v_capacity > 1, p_quantity) WITH ORDINALITY AS b
+            LEFT JOIN rsvp.reservations w ON w.id = b.id
+            ORDER BY b.ordinality;
         IF FOUND THEN
             RETURN;
         END IF;
@@ -218,6 +218,11 @@ DECLARE
     v_overdue    boolean;
     v_refused_ask text;
     v_refused    rsvp.refusal_row[];
+    -- Of each row of v_refused: its booking, and when it was checked in
+    -- and out (read once per refusal, not once per item it refuses).
+    v_refused_bookings uuid[];
+    v_refused_ins      timestamptz[];
+    v_refused_outs     timestamptz[];
 BEGIN
     FOR v_key IN
         SELECT DISTINCT rsvp.lock_key(r) FROM unnest(p_resources) AS r ORDER BY 1
@@ -335,6 +340,12 @@ BEGIN
                 SELECT b FROM rsvp.refusal(p_resources[i], v_occupied, NULL, v_now, p_limit,
                                            v_capacity, v_capacity > 1, p_quantities[i]) b);
             v_refused_ask := CASE WHEN cardinality(v_refused) > 0 THEN v_ask END;
+            SELECT array_agg(w.booking_id ORDER BY b.ordinality),
+                   array_agg(w.checked_in_at ORDER BY b.ordinality),
+                   array_agg(w.checked_out_at ORDER BY b.ordinality)
+            INTO v_refused_bookings, v_refused_ins, v_refused_outs
+            FROM unnest(v_refused) WITH ORDINALITY AS b
+            LEFT JOIN rsvp.reservations w ON w.id = b.id;
         END IF;
         IF v_ask IS NOT NULL AND v_refused_ask IS NOT DISTINCT FROM v_ask THEN
             RETURN QUERY
@@ -342,10 +353,10 @@ BEGIN
                        b.status, b.start_at, b.end_at, b.note, b.created_at, b.updated_at,
                        b.expires_at, b.version, NULL::bigint, v_waited, b.quantity,
                        v_capacity, b.full_starts, b.full_ends,
-                       (SELECT w.booking_id FROM rsvp.reservations w WHERE w.id = b.id),
-                       (SELECT w.checked_in_at FROM rsvp.reservations w WHERE w.id = b.id),
-                       (SELECT w.checked_out_at FROM rsvp.reservations w WHERE w.id = b.id)
-                FROM unnest(v_refused) b;
+                       v_refused_bookings[b.ordinality], v_refused_ins[b.ordinality],
+                       v_refused_outs[b.ordinality]
+                FROM unnest(v_refused) WITH ORDINALITY AS b
+                ORDER BY b.ordinality;
             CONTINUE;
         END IF;
 
